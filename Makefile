@@ -1,0 +1,42 @@
+# The two entry points a newcomer needs: `make reproduce` and `make test`.
+# Both create or reuse .venv in the repository root and install the pinned dependencies.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ephys2tx-installed
+# Read the public tables from the local mirror when one sits beside the repository.
+MIRROR ?= $(if $(wildcard ../shared/data/README.md),$(abspath ../shared/data),)
+export EPHYS2TX_MIRROR ?= $(MIRROR)
+OUT ?= results
+
+.PHONY: install reproduce quick demo test lint format bench
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+reproduce: $(STAMP)
+	$(BIN)/ephys2tx reproduce --out $(OUT)
+
+quick: $(STAMP)
+	$(BIN)/ephys2tx reproduce --quick --out $(OUT)-quick
+
+demo: $(STAMP)
+	$(BIN)/ephys2tx demo --out demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_forest.py

@@ -1,0 +1,1 @@
+"""Public data: pinned sources, verified fetch, harmonized cell tables and QC."""

@@ -1,0 +1,178 @@
+"""Harmonized cell tables: one row per cell, canonical features, aligned labels, QC counts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import Ephys2txError
+from ..features.families import SCALAR_FEATURES
+from . import labels
+from .featuremap import EFEATURE, GOUWENS, map_mouse_features
+from .fetch import data_path
+
+SPECIES = ("mouse", "human")
+ID_COLUMNS = ("specimen_id", "species", "donor", "t_type", "subclass", "label", "label5", "condition")
+
+
+@dataclass
+class QCReport:
+    """Why cells were dropped, with a count per reason; the order is the order of the rules."""
+
+    species: str
+    n_input: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    n_kept: int = 0
+
+    def drop(self, table: pd.DataFrame, mask: pd.Series | np.ndarray, reason: str) -> pd.DataFrame:
+        mask = np.asarray(mask, bool)
+        if mask.any():
+            self.dropped[reason] += int(mask.sum())
+        return table.loc[~mask]
+
+    def as_dict(self) -> dict:
+        return {
+            "species": self.species,
+            "n_input": self.n_input,
+            "dropped": dict(self.dropped),
+            "n_kept": self.n_kept,
+        }
+
+
+def check_species(species: str) -> str:
+    if species not in SPECIES:
+        raise Ephys2txError(f"unknown species {species!r}; choose one of: {', '.join(SPECIES)}")
+    return species
+
+
+def _read_csv(name: str, data_dir, mirror) -> pd.DataFrame:
+    return pd.read_csv(data_path(name, data_dir, mirror), low_memory=False)
+
+
+def _session_id(file_names: pd.Series) -> pd.Series:
+    return file_names.str.extract(r"ses-(\d+)", expand=False).astype("Int64")
+
+
+def _finish(cells: pd.DataFrame, report: QCReport) -> pd.DataFrame:
+    for col in SCALAR_FEATURES:
+        if col not in cells.columns:
+            cells[col] = np.nan  # a feature this species' table never has: missing, not zero
+    cells = report.drop(cells, cells[SCALAR_FEATURES].isna().all(axis=1), "no electrophysiology features")
+    report.n_kept = len(cells)
+    cells = cells[list(ID_COLUMNS) + SCALAR_FEATURES].reset_index(drop=True)
+    cells[SCALAR_FEATURES] = cells[SCALAR_FEATURES].astype(float)
+    return cells
+
+
+def build_mouse_cells(data_dir=None, mirror=None) -> tuple[pd.DataFrame, QCReport]:
+    """Mouse VISp cells of Gouwens et al. 2020: metadata joined to both feature tables."""
+    meta = _read_csv("mouse_gouwens2020/20200711_patchseq_metadata_mouse.csv", data_dir, mirror)
+    efeature = _read_csv("mouse_gouwens2020/efeature.csv", data_dir, mirror)
+    gouwens = _read_csv("mouse_gouwens2020/ephys_features_gouwens_w_QC.csv", data_dir, mirror)
+    report = QCReport("mouse", n_input=len(meta))
+
+    efeature.index = _session_id(efeature["ID"])
+    gouwens.index = _session_id(gouwens["filename"])
+    session = meta["ephys_session_id"].astype("Int64")
+    tables = {
+        EFEATURE: efeature.reindex(session).reset_index(drop=True),
+        GOUWENS: gouwens.reindex(session).reset_index(drop=True),
+    }
+    features = map_mouse_features(tables)
+
+    t_type = meta["T-type Label"]
+    subclass = t_type.str.split().str[0]
+    cells = pd.DataFrame(
+        {
+            "specimen_id": meta["cell_specimen_id"].astype("int64"),
+            "species": "mouse",
+            "donor": meta["donor_id"].astype(str),
+            "t_type": t_type,
+            "subclass": subclass,
+            "label": subclass.map(labels.MOUSE_TO_ALIGNED),
+            "label5": subclass.where(subclass.isin(labels.MOUSE_CLASSES)),
+            "condition": "acute",
+        }
+    )
+    cells = pd.concat([cells, features], axis=1)
+    cells = report.drop(cells, cells["t_type"].isna(), "no transcriptomic type")
+    for name in labels.MOUSE_EXCLUDED_SUBCLASSES:
+        cells = report.drop(cells, cells["subclass"] == name, f"subclass {name} (outside the study)")
+    cells = report.drop(cells, cells["label5"].isna(), "other subclass")
+    cells = report.drop(cells, cells["specimen_id"].duplicated(), "duplicate specimen")
+    return _finish(cells, report), report
+
+
+def build_human_cells(data_dir=None, mirror=None) -> tuple[pd.DataFrame, QCReport]:
+    """Human neocortical GABAergic cells of Lee et al. 2023, with revised subclass labels."""
+    fx = _read_csv("human_lee2023/LeeDalley_ephys_fx.csv", data_dir, mirror)
+    meta = _read_csv("human_lee2023/LeeDalley_manuscript_metadata_v2.csv", data_dir, mirror)
+    report = QCReport("human", n_input=len(fx))
+
+    meta = meta.rename(columns=lambda c: c.strip())
+    n_meta_dups = int(meta["specimen_id_x"].duplicated().sum())
+    meta = meta.drop_duplicates("specimen_id_x")
+    fx = fx.assign(specimen_id=fx["specimen_id"].astype("int64"))
+    fx = report.drop(fx, fx["specimen_id"].duplicated(), "duplicate specimen")
+    joined = fx.merge(meta, how="left", left_on="specimen_id", right_on="specimen_id_x")
+    if n_meta_dups:
+        report.dropped["duplicate specimen in metadata (kept once)"] += n_meta_dups
+    subclass = joined["Revised_subclass_label"]
+    cells = pd.DataFrame(
+        {
+            "specimen_id": joined["specimen_id"],
+            "species": "human",
+            "donor": joined["Donor"].astype("string"),
+            "t_type": joined["Transcriptomic_type"],
+            "subclass": subclass,
+            "label": subclass.map(labels.HUMAN_TO_ALIGNED),
+            "label5": pd.Series(np.nan, index=joined.index, dtype=object),
+            "condition": joined["condition"],
+        }
+    )
+    feature_cols = [c for c in fx.columns if c in SCALAR_FEATURES]
+    cells = pd.concat([cells, joined[feature_cols]], axis=1)
+    cells = report.drop(cells, cells["donor"].isna(), "not in the metadata")
+    cells = report.drop(cells, cells["label"].isna(), "no subclass label")
+    return _finish(cells, report), report
+
+
+def build_cells(species: str, data_dir=None, mirror=None) -> tuple[pd.DataFrame, QCReport]:
+    """The harmonized cell table of one species and its QC report."""
+    builder = {"mouse": build_mouse_cells, "human": build_human_cells}[check_species(species)]
+    return builder(data_dir, mirror)
+
+
+def read_cell_table(path: str | Path) -> pd.DataFrame:
+    """Read a Parquet or CSV cell table, with a clear error for a missing or unknown file."""
+    path = Path(path)
+    if not path.is_file():
+        raise Ephys2txError(f"cell table {path} not found; write one with `ephys2tx cells SPECIES --out FILE`")
+    if path.suffix == ".parquet":
+        table = pd.read_parquet(path)
+    elif path.suffix in (".csv", ".tsv"):
+        table = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", low_memory=False)
+    else:
+        raise Ephys2txError(f"cell table {path} must be .parquet or .csv")
+    if "specimen_id" not in table.columns:
+        raise Ephys2txError(f"cell table {path} has no `specimen_id` column; add one (one row per cell)")
+    return table
+
+
+def write_cell_table(cells: pd.DataFrame, path: str | Path) -> Path:
+    """Write Parquet or CSV by suffix, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    if path.suffix == ".parquet":
+        cells.to_parquet(tmp, index=False)
+    elif path.suffix == ".csv":
+        cells.to_csv(tmp, index=False)
+    else:
+        raise Ephys2txError(f"output {path} must end in .parquet or .csv")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,121 @@
+"""Download the pinned tables (or copy them from a mirror), verify sha256, write atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from platformdirs import user_cache_dir
+
+from ..errors import DataFileMissing, Ephys2txError
+from .sources import DATA_FILES, DataFile
+
+DATA_DIR_ENV = "EPHYS2TX_DATA_DIR"
+MIRROR_ENV = "EPHYS2TX_MIRROR"
+FETCH_HINT = "run `ephys2tx fetch` (add `--mirror DIR_OR_URL` when offline)"
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """`--data-dir`, else $EPHYS2TX_DATA_DIR, else the user's cache directory."""
+    chosen = data_dir or os.environ.get(DATA_DIR_ENV) or user_cache_dir("ephys2tx")
+    return Path(chosen).expanduser()
+
+
+def resolve_mirror(mirror: str | None = None) -> str | None:
+    """`--mirror`, else $EPHYS2TX_MIRROR, else None (the internet)."""
+    return mirror or os.environ.get(MIRROR_ENV) or None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _source_of(entry: DataFile, mirror: str | None) -> str:
+    if mirror is None:
+        return entry.url
+    if "://" in mirror:
+        return mirror.rstrip("/") + "/" + entry.name
+    return str(Path(mirror).expanduser() / entry.name)
+
+
+def _copy_to(source: str, target: Path) -> None:
+    if "://" not in source:
+        if not Path(source).is_file():
+            raise Ephys2txError(
+                f"mirror has no file {source}; point --mirror at a folder laid out like "
+                "the data directory (e.g. ../shared/data)"
+            )
+        shutil.copyfile(source, target)
+        return
+    try:
+        with urllib.request.urlopen(source, timeout=60) as response, open(target, "wb") as out:
+            shutil.copyfileobj(response, out)
+    except urllib.error.HTTPError as exc:
+        raise Ephys2txError(f"download of {source} failed: HTTP {exc.code}") from exc
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise Ephys2txError(
+            f"network unreachable while downloading {source} ({exc}); "
+            f"use `--mirror DIR_OR_URL` or set {MIRROR_ENV} to read a local copy"
+        ) from exc
+
+
+def fetch_file(entry: DataFile, data_dir: Path, mirror: str | None = None) -> Path:
+    """Put one pinned file into `data_dir`, verified; a verified existing copy is reused."""
+    target = data_dir / entry.name
+    if target.is_file() and sha256_of(target) == entry.sha256:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    os.close(handle)
+    tmp = Path(tmp_name)
+    try:
+        _copy_to(_source_of(entry, mirror), tmp)
+        got = sha256_of(tmp)
+        if got != entry.sha256:
+            raise Ephys2txError(
+                f"checksum mismatch for {entry.name}: expected sha256 {entry.sha256}, got {got}; "
+                "the source changed or the download was corrupted, so nothing was kept"
+            )
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def fetch_all(
+    data_dir: Path,
+    mirror: str | None = None,
+    names: Iterable[str] | None = None,
+    on_done: Callable[[DataFile, Path], None] | None = None,
+) -> dict[str, Path]:
+    """Fetch every pinned file (or the named ones); return name -> local path."""
+    chosen = list(names) if names is not None else list(DATA_FILES)
+    paths = {}
+    for name in chosen:
+        entry = DATA_FILES[name]
+        paths[name] = fetch_file(entry, data_dir, mirror)
+        if on_done is not None:
+            on_done(entry, paths[name])
+    return paths
+
+
+def data_path(name: str, data_dir: str | Path | None = None, mirror: str | None = None) -> Path:
+    """Local path of a pinned file, fetching it from a configured mirror when it is absent."""
+    root = resolve_data_dir(data_dir)
+    target = root / name
+    if target.is_file():
+        return target
+    mirror = resolve_mirror(mirror)
+    if mirror is not None:
+        return fetch_file(DATA_FILES[name], root, mirror)
+    raise DataFileMissing(f"data file {target} is missing; {FETCH_HINT}")

@@ -1,0 +1,176 @@
+"""The feature families, declared once: every model, the sPCA and every figure read this.
+
+Scalar families group canonical IPFX features (the names and units of the human
+Lee et al. 2023 table, `LeeDalley_ephys_fx.csv`) by the physiology a person would name.
+Vector families are IPFX's feature vectors, each at its own length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A canonical scalar feature and its unit."""
+
+    name: str
+    unit: str
+
+
+@dataclass(frozen=True)
+class Family:
+    """A physiological family of features: a token for the sequence model."""
+
+    name: str
+    title: str
+    features: tuple[Feature, ...] = ()
+    length: int = 0  # vector families only: IPFX's length for 1 s steps
+
+    @property
+    def is_vector(self) -> bool:
+        return self.length > 0
+
+    @property
+    def columns(self) -> list[str]:
+        return [f.name for f in self.features]
+
+
+def _f(unit: str, *names: str) -> tuple[Feature, ...]:
+    return tuple(Feature(n, unit) for n in names)
+
+
+SCALAR_FAMILIES: tuple[Family, ...] = (
+    Family(
+        "subthreshold",
+        "Subthreshold / passive",
+        _f("mV", "v_baseline", "vm_for_sag")
+        + _f("MOhm", "input_resistance")
+        + _f("s", "tau", "sag_peak_t", "sag_tau", "sag_peak_t_depol")
+        + _f("1", "sag", "sag_depol")
+        + _f("mV*s", "sag_area", "sag_area_depol"),
+    ),
+    Family(
+        "rheobase_fi",
+        "Rheobase and f-I",
+        _f("pA", "rheobase_i", "stim_amp_hero")
+        + _f("Hz/pA", "fi_fit_slope")
+        + _f("Hz", "avg_rate_rheo", "first_isi_inv_rheo", "max_rate")
+        + _f("s", "latency_rheo", "mean_isi_rheo"),
+    ),
+    Family(
+        "ap_short_square",
+        "First AP, short square",
+        _f("pA", "threshold_i_short_square")
+        + _f("1", "upstroke_downstroke_ratio_short_square")
+        + _f("mV", "threshold_v_short_square", "fast_trough_deltav_short_square")
+        + _f("mV", "peak_deltav_short_square")
+        + _f("s", "width_short_square", "width_suprathresh_short_square")
+        + _f("mV/ms", "upstroke_short_square", "downstroke_short_square", "postap_slope_short_square"),
+    ),
+    Family(
+        "ap_ramp",
+        "First AP, ramp",
+        _f("pA", "threshold_i_ramp")
+        + _f("1", "upstroke_downstroke_ratio_ramp")
+        + _f("mV", "threshold_v_ramp", "trough_deltav_ramp", "fast_trough_deltav_ramp")
+        + _f("mV", "peak_deltav_ramp")
+        + _f("s", "width_ramp", "width_suprathresh_ramp")
+        + _f("mV/ms", "upstroke_ramp", "downstroke_ramp", "postap_slope_ramp"),
+    ),
+    Family(
+        "ap_rheo",
+        "First AP, long-square rheobase sweep",
+        _f("1", "upstroke_downstroke_ratio_rheo")
+        + _f("mV", "threshold_v_rheo", "trough_deltav_rheo", "fast_trough_deltav_rheo")
+        + _f("mV", "peak_deltav_rheo", "trough_slowdeltav_rheo")
+        + _f("mV", "fast_trough_v_last_rheo", "adp_v_last_rheo")
+        + _f("s", "width_rheo", "width_suprathresh_rheo")
+        + _f("mV/ms", "upstroke_rheo", "downstroke_rheo", "postap_slope_rheo"),
+    ),
+    Family(
+        "firing_hero",
+        "Firing pattern at the hero sweep",
+        _f("Hz", "avg_rate_hero", "first_isi_inv_hero")
+        + _f("s", "latency_hero", "mean_isi_hero", "median_isi_hero")
+        + _f("1", "adapt_hero", "isi_cv_hero", "isi_norm_sq_var_hero"),
+    ),
+    Family(
+        "ap_hero",
+        "AP shape at the hero sweep",
+        _f("1", "upstroke_downstroke_ratio_hero", "ahp_delay_ratio_hero")
+        + _f("mV", "threshold_v_hero", "trough_deltav_hero", "fast_trough_deltav_hero")
+        + _f("mV", "peak_deltav_hero", "trough_slowdeltav_hero")
+        + _f("s", "width_hero", "width_suprathresh_hero")
+        + _f("mV/ms", "upstroke_hero", "downstroke_hero", "postap_slope_hero"),
+    ),
+    Family(
+        "adaptation",
+        "Adaptation across sweeps",
+        _f(
+            "1",
+            "adapt_mean",
+            "adapt_max",
+            "isi_cv_mean",
+            "isi_cv_max",
+            "isi_norm_sq_var_mean",
+            "isi_norm_sq_var_max",
+            "isi_adapt_ratio",
+            "width_adapt_ratio",
+            "upstroke_adapt_ratio",
+            "downstroke_adapt_ratio",
+            "peak_v_adapt_ratio",
+            "threshold_v_adapt_ratio",
+            "fast_trough_v_adapt_ratio",
+            "ahp_delay_ratio_5spike",
+        ),
+    ),
+    Family(
+        "chirp",
+        "Chirp (impedance profile)",
+        _f("1", "peak_ratio_chirp")
+        + _f("Hz", "peak_freq_chirp", "3db_freq_chirp", "sync_freq_chirp")
+        + _f("GOhm", "peak_impedance_chirp", "low_freq_impedance_chirp")
+        + _f("rad", "phase_peak_chirp", "phase_low_chirp", "total_inductive_phase_chirp"),
+    ),
+)
+
+# IPFX feature vectors (Gouwens et al. 2019/2020) and their lengths for 1 s long squares.
+VECTOR_FAMILIES: tuple[Family, ...] = tuple(
+    Family(name, title, length=length)
+    for name, title, length in (
+        ("step_subthresh", "Subthreshold step responses", 700),
+        ("subthresh_norm", "Normalized hyperpolarizing responses", 140),
+        ("subthresh_depol_norm", "Normalized depolarizing responses", 140),
+        ("isi_shape", "Average ISI shape", 100),
+        ("first_ap_v", "First AP waveform", 450),
+        ("first_ap_dv", "First AP dV/dt", 447),
+        ("psth", "Spike-rate histogram (PSTH)", 120),
+        ("inst_freq", "Instantaneous frequency", 300),
+        ("spiking_upstroke_downstroke_ratio", "Upstroke/downstroke ratio over spikes", 300),
+        ("spiking_peak_v", "Spike peak over spikes", 300),
+        ("spiking_fast_trough_v", "Fast trough over spikes", 300),
+        ("spiking_threshold_v", "Threshold over spikes", 300),
+        ("spiking_width", "Spike width over spikes", 300),
+        ("inst_freq_norm", "Normalized instantaneous frequency", 300),
+    )
+)
+
+FAMILIES: dict[str, Family] = {f.name: f for f in SCALAR_FAMILIES + VECTOR_FAMILIES}
+SCALAR_FEATURES: list[str] = [c for fam in SCALAR_FAMILIES for c in fam.columns]
+FEATURE_UNITS: dict[str, str] = {f.name: f.unit for fam in SCALAR_FAMILIES for f in fam.features}
+FAMILY_OF_FEATURE: dict[str, str] = {c: fam.name for fam in SCALAR_FAMILIES for c in fam.columns}
+
+
+def family_mask(cells: pd.DataFrame, families: tuple[Family, ...] = SCALAR_FAMILIES) -> pd.DataFrame:
+    """True where a cell has at least one feature of the family; False means the family is missing."""
+    present = {}
+    for fam in families:
+        cols = [c for c in fam.columns if c in cells.columns]
+        present[fam.name] = (
+            cells[cols].notna().any(axis=1).to_numpy() if cols else np.zeros(len(cells), bool)
+        )
+    return pd.DataFrame(present, index=cells.index)
