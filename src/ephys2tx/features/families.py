@@ -174,3 +174,8 @@ def family_mask(cells: pd.DataFrame, families: tuple[Family, ...] = SCALAR_FAMIL
             cells[cols].notna().any(axis=1).to_numpy() if cols else np.zeros(len(cells), bool)
         )
     return pd.DataFrame(present, index=cells.index)
+
+
+def vector_columns(family: Family) -> list[str]:
+    """Column names of a vector family when it is stored in a flat cell table."""
+    return [f"{family.name}__{i}" for i in range(family.length)]
