@@ -21,9 +21,9 @@ app.add_typer(evaluate_app, name="evaluate")
 
 
 def _register() -> None:
-    from .commands import data, recordings, sequence
+    from .commands import data, extract, recordings, sequence, synth
 
-    for group in (data, recordings, sequence):
+    for group in (data, recordings, synth, extract, sequence):
         group.register(app, train_app, evaluate_app)
 
 
