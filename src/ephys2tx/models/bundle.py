@@ -1,0 +1,103 @@
+"""Saved models: the fitted estimator plus what a user needs to trust and reuse it.
+
+A model directory holds `model.joblib` (the fitted estimator) and `model.json` (kind,
+species, label, classes, feature list, family declaration, package version, metrics).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..errors import Ephys2txError
+from ..features.families import FAMILY_OF_FEATURE
+
+MODEL_FILE = "model.joblib"
+META_FILE = "model.json"
+
+
+@dataclass
+class ModelCard:
+    """What a saved model is: read back by `predict` before touching the estimator."""
+
+    kind: str
+    species: str
+    label: str
+    classes: list[str]
+    features: list[str]
+    families: dict[str, list[str]] = field(default_factory=dict)
+    version: str = __version__
+    n_train_cells: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def families_of(features: list[str]) -> dict[str, list[str]]:
+    """The family declaration restricted to a model's features."""
+    out: dict[str, list[str]] = {}
+    for name in features:
+        out.setdefault(FAMILY_OF_FEATURE.get(name, "other"), []).append(name)
+    return out
+
+
+def save_model(model_dir: str | Path, estimator, card: ModelCard) -> Path:
+    """Write estimator and card; files are replaced atomically."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if not card.families:
+        card.families = families_of(card.features)
+    tmp = model_dir / f".{MODEL_FILE}.part"
+    joblib.dump(estimator, tmp)
+    tmp.replace(model_dir / MODEL_FILE)
+    tmp = model_dir / f".{META_FILE}.part"
+    tmp.write_text(json.dumps(asdict(card), indent=2, default=_json_default))
+    tmp.replace(model_dir / META_FILE)
+    return model_dir
+
+
+def load_model(model_dir: str | Path):
+    """Return (estimator, card); a missing or incomplete directory is a clear error."""
+    model_dir = Path(model_dir)
+    if not (model_dir / META_FILE).is_file() or not (model_dir / MODEL_FILE).is_file():
+        raise Ephys2txError(
+            f"{model_dir} is not a model directory (no {META_FILE}/{MODEL_FILE}); "
+            "train one with `ephys2tx train rf|bilstm|transfer --out DIR`"
+        )
+    card = ModelCard(**json.loads((model_dir / META_FILE).read_text()))
+    return joblib.load(model_dir / MODEL_FILE), card
+
+
+def check_features(cells: pd.DataFrame, card: ModelCard) -> None:
+    """A table must carry every feature column the model was trained on (values may be NaN)."""
+    missing = [f for f in card.features if f not in cells.columns]
+    if missing:
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise Ephys2txError(
+            f"the cell table lacks {len(missing)} feature(s) the model needs: {shown}; "
+            "add them as columns (NaN where unmeasured)"
+        )
+
+
+def predict_table(estimator, card: ModelCard, cells: pd.DataFrame) -> pd.DataFrame:
+    """specimen_id, predicted, then p_<Class> per class."""
+    check_features(cells, card)
+    proba = estimator.predict_proba(cells[card.features])
+    classes = list(estimator.classes_)
+    out = pd.DataFrame({"specimen_id": cells["specimen_id"].to_numpy()})
+    out["predicted"] = np.asarray(classes)[proba.argmax(axis=1)]
+    for i, cls in enumerate(classes):
+        out[f"p_{cls}"] = proba[:, i]
+    return out
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serializable: {type(value)}")
