@@ -14,8 +14,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-train_app = typer.Typer(help="Train a model and save it to a model directory.", no_args_is_help=True)
-evaluate_app = typer.Typer(help="Cross-validate a model on donor-grouped folds.", no_args_is_help=True)
+train_app = typer.Typer(
+    help="Train a model and save it to a model directory.", no_args_is_help=True
+)
+evaluate_app = typer.Typer(
+    help="Cross-validate a model on donor-grouped folds.", no_args_is_help=True
+)
 app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
 

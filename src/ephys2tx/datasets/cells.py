@@ -16,7 +16,16 @@ from .featuremap import EFEATURE, GOUWENS, map_mouse_features
 from .fetch import data_path
 
 SPECIES = ("mouse", "human")
-ID_COLUMNS = ("specimen_id", "species", "donor", "t_type", "subclass", "label", "label5", "condition")
+ID_COLUMNS = (
+    "specimen_id",
+    "species",
+    "donor",
+    "t_type",
+    "subclass",
+    "label",
+    "label5",
+    "condition",
+)
 
 
 @dataclass
@@ -61,7 +70,9 @@ def _finish(cells: pd.DataFrame, report: QCReport) -> pd.DataFrame:
     for col in SCALAR_FEATURES:
         if col not in cells.columns:
             cells[col] = np.nan  # a feature this species' table never has: missing, not zero
-    cells = report.drop(cells, cells[SCALAR_FEATURES].isna().all(axis=1), "no electrophysiology features")
+    cells = report.drop(
+        cells, cells[SCALAR_FEATURES].isna().all(axis=1), "no electrophysiology features"
+    )
     report.n_kept = len(cells)
     cells = cells[list(ID_COLUMNS) + SCALAR_FEATURES].reset_index(drop=True)
     cells[SCALAR_FEATURES] = cells[SCALAR_FEATURES].astype(float)
@@ -101,7 +112,9 @@ def build_mouse_cells(data_dir=None, mirror=None) -> tuple[pd.DataFrame, QCRepor
     cells = pd.concat([cells, features], axis=1)
     cells = report.drop(cells, cells["t_type"].isna(), "no transcriptomic type")
     for name in labels.MOUSE_EXCLUDED_SUBCLASSES:
-        cells = report.drop(cells, cells["subclass"] == name, f"subclass {name} (outside the study)")
+        cells = report.drop(
+            cells, cells["subclass"] == name, f"subclass {name} (outside the study)"
+        )
     cells = report.drop(cells, cells["label5"].isna(), "other subclass")
     cells = report.drop(cells, cells["specimen_id"].duplicated(), "duplicate specimen")
     return _finish(cells, report), report
@@ -151,7 +164,9 @@ def read_cell_table(path: str | Path) -> pd.DataFrame:
     """Read a Parquet or CSV cell table, with a clear error for a missing or unknown file."""
     path = Path(path)
     if not path.is_file():
-        raise Ephys2txError(f"cell table {path} not found; write one with `ephys2tx cells SPECIES --out FILE`")
+        raise Ephys2txError(
+            f"cell table {path} not found; write one with `ephys2tx cells SPECIES --out FILE`"
+        )
     if path.suffix == ".parquet":
         table = pd.read_parquet(path)
     elif path.suffix in (".csv", ".tsv"):
@@ -159,7 +174,9 @@ def read_cell_table(path: str | Path) -> pd.DataFrame:
     else:
         raise Ephys2txError(f"cell table {path} must be .parquet or .csv")
     if "specimen_id" not in table.columns:
-        raise Ephys2txError(f"cell table {path} has no `specimen_id` column; add one (one row per cell)")
+        raise Ephys2txError(
+            f"cell table {path} has no `specimen_id` column; add one (one row per cell)"
+        )
     return table
 
 

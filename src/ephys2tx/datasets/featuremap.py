@@ -89,11 +89,21 @@ MOUSE_FEATURE_MAP: tuple[MappedFeature, ...] = (
     # first AP, short square
     _m("threshold_i_short_square", EFEATURE, "threshold_i_short_square", "pA", note="mouse only"),
     _m("threshold_v_short_square", EFEATURE, "threshold_v_short_square", "mV"),
-    _m("upstroke_downstroke_ratio_short_square", EFEATURE, "upstroke_downstroke_ratio_short_square", "1"),
-    _deltav(
-        "fast_trough_deltav_short_square", EFEATURE, "fast_trough_v_short_square", "threshold_v_short_square"
+    _m(
+        "upstroke_downstroke_ratio_short_square",
+        EFEATURE,
+        "upstroke_downstroke_ratio_short_square",
+        "1",
     ),
-    _deltav("peak_deltav_short_square", EFEATURE, "peak_v_short_square", "threshold_v_short_square"),
+    _deltav(
+        "fast_trough_deltav_short_square",
+        EFEATURE,
+        "fast_trough_v_short_square",
+        "threshold_v_short_square",
+    ),
+    _deltav(
+        "peak_deltav_short_square", EFEATURE, "peak_v_short_square", "threshold_v_short_square"
+    ),
     # first AP, ramp
     _m("threshold_i_ramp", EFEATURE, "threshold_i_ramp", "pA"),
     _m("threshold_v_ramp", EFEATURE, "threshold_v_ramp", "mV"),

@@ -75,7 +75,9 @@ def fetch_file(entry: DataFile, data_dir: Path, mirror: str | None = None) -> Pa
     if target.is_file() and sha256_of(target) == entry.sha256:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    handle, tmp_name = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".part"
+    )
     os.close(handle)
     tmp = Path(tmp_name)
     try:

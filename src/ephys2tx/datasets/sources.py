@@ -21,7 +21,10 @@ class DataFile:
         return f"https://raw.githubusercontent.com/{self.repo}/{self.commit}/{self.path}"
 
 
-_REF_STUDY = ("tschwider09/cross-species-ephys-transfer", "f917b0fdf5df1e024199abe222b508243145ad82")
+_REF_STUDY = (
+    "tschwider09/cross-species-ephys-transfer",
+    "f917b0fdf5df1e024199abe222b508243145ad82",
+)
 _SCMNC = ("daifengwanglab/scMNC", "ae9e39b5abe2ff0c85e3c986689c22c0ab6b2c3d")
 _HOWARD = ("derekhoward/extract_patchseq_features", "086e3d295112e88f7387ae4a9b40d510e28e2f9c")
 _LEE = ("AllenInstitute/human_patchseq_gaba", "5eb357a1cea246c7c847b5608a8fc7e87ea95b58")

@@ -67,7 +67,9 @@ def cross_validate(
                 }
             )
             for cls in classes:
-                part[f"p_{cls}"] = proba[:, model_classes.index(cls)] if cls in model_classes else 0.0
+                part[f"p_{cls}"] = (
+                    proba[:, model_classes.index(cls)] if cls in model_classes else 0.0
+                )
             rows.append(part)
             bar.advance(task)
     return CVResult(pd.concat(rows, ignore_index=True), classes)

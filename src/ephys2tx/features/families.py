@@ -69,7 +69,9 @@ SCALAR_FAMILIES: tuple[Family, ...] = (
         + _f("mV", "threshold_v_short_square", "fast_trough_deltav_short_square")
         + _f("mV", "peak_deltav_short_square")
         + _f("s", "width_short_square", "width_suprathresh_short_square")
-        + _f("mV/ms", "upstroke_short_square", "downstroke_short_square", "postap_slope_short_square"),
+        + _f(
+            "mV/ms", "upstroke_short_square", "downstroke_short_square", "postap_slope_short_square"
+        ),
     ),
     Family(
         "ap_ramp",
@@ -165,7 +167,9 @@ FEATURE_UNITS: dict[str, str] = {f.name: f.unit for fam in SCALAR_FAMILIES for f
 FAMILY_OF_FEATURE: dict[str, str] = {c: fam.name for fam in SCALAR_FAMILIES for c in fam.columns}
 
 
-def family_mask(cells: pd.DataFrame, families: tuple[Family, ...] = SCALAR_FAMILIES) -> pd.DataFrame:
+def family_mask(
+    cells: pd.DataFrame, families: tuple[Family, ...] = SCALAR_FAMILIES
+) -> pd.DataFrame:
     """True where a cell has at least one feature of the family; False means the family is missing."""
     present = {}
     for fam in families:

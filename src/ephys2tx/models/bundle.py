@@ -76,7 +76,9 @@ def check_features(cells: pd.DataFrame, card: ModelCard) -> None:
     """A table must carry every feature column the model was trained on (values may be NaN)."""
     missing = [f for f in card.features if f not in cells.columns]
     if missing:
-        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        shown = ", ".join(missing[:8]) + (
+            f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        )
         raise Ephys2txError(
             f"the cell table lacks {len(missing)} feature(s) the model needs: {shown}; "
             "add them as columns (NaN where unmeasured)"
