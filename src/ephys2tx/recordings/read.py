@@ -1,0 +1,135 @@
+"""`read_recording(path)`: one entry point for every supported recording format."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import Ephys2txError
+from .sweeps import Recording
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".abf", ".nwb")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def looks_like_allen_nwb(path: Path) -> bool:
+    """True for Allen / MIES files: NWB 1 layout, MIES lab notebook, the legacy sweep table
+    (which IPFX reads), or Allen stimulus codes.
+
+    Reads only HDF5 attributes and group names, so it is cheap; any read problem means
+    "no" and is reported by the reader that runs next.
+    """
+    import h5py
+
+    from .nwb import is_allen_code
+
+    try:
+        with h5py.File(path, "r") as f:
+            version = f.attrs.get("nwb_version", b"")
+            version = version.decode() if isinstance(version, bytes) else str(version)
+            if version.startswith("NWB-1") or "acquisition/timeseries" in f:
+                return True
+            legacy = (
+                "general/labnotebook",
+                "general/stimsets",
+                "general/intracellular_ephys/sweep_table",
+            )
+            if any(name in f for name in legacy):
+                return True
+            for group in ("acquisition", "stimulus/presentation"):
+                if group not in f:
+                    continue
+                for name in list(f[group])[:50]:
+                    description = f[group][name].attrs.get("stimulus_description", "")
+                    if isinstance(description, bytes):
+                        description = description.decode(errors="replace")
+                    if is_allen_code(description):
+                        return True
+    except Exception:  # noqa: BLE001 - a bad file is reported by the reader itself
+        return False
+    return False
+
+
+def _read_nwb_any(path: Path) -> Recording:
+    from .nwb import read_nwb
+
+    if looks_like_allen_nwb(path):
+        try:
+            from .allen_nwb import read_allen_nwb  # written separately; may be absent
+        except ImportError:
+            log.info("%s looks like an Allen file but no Allen reader is installed", path)
+        else:
+            try:
+                return read_allen_nwb(path)
+            except Exception as allen_error:  # noqa: BLE001 - fall back to the generic reader
+                log.info(
+                    "Allen reader failed on %s (%s); trying the NWB 2 reader", path, allen_error
+                )
+                try:
+                    return read_nwb(path)
+                except Ephys2txError as exc:
+                    raise Ephys2txError(
+                        f"{exc} (the Allen reader also failed: {str(allen_error)[:120]})"
+                    ) from exc
+    return read_nwb(path)
+
+
+def _sniff(path: Path) -> str:
+    """Format from the first bytes, for files whose suffix is missing or wrong."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head[:4] in (b"ABF ", b"ABF2"):
+        return ".abf"
+    if head == HDF5_SIGNATURE:
+        return ".nwb"
+    return ""
+
+
+def read_recording(path: str | Path) -> Recording:
+    """Read one ABF or NWB recording into the sweep model (voltage mV, current pA)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise Ephys2txError(f"{path} is a folder; pass one .abf or .nwb file (or use read_folder)")
+    if not path.is_file():
+        raise Ephys2txError(f"{path}: file not found; check the path")
+    if path.stat().st_size == 0:
+        raise Ephys2txError(f"{path}: the file is empty; copy or download it again")
+    kind = path.suffix.lower()
+    if kind not in SUFFIXES:
+        kind = _sniff(path)
+        if not kind:
+            raise Ephys2txError(
+                f"{path}: unknown recording format {path.suffix or '(no extension)'!r}; "
+                "ephys2tx reads Axon .abf and NWB 2 .nwb files (convert others to NWB)"
+            )
+    if kind == ".abf":
+        from .abf import read_abf
+
+        return read_abf(path)
+    return _read_nwb_any(path)
+
+
+def recording_files(folder: str | Path) -> list[Path]:
+    """The .abf / .nwb files in a folder (sorted); an error when there are none."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise Ephys2txError(f"{folder}: not a folder; check the path")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+    if not files:
+        raise Ephys2txError(
+            f"{folder}: no .abf or .nwb recordings in this folder; point to the folder "
+            "holding your recordings"
+        )
+    return files
+
+
+def read_folder(folder: str | Path) -> Iterator[tuple[Path, Recording | Ephys2txError]]:
+    """Read every recording of a folder; a bad file yields its error and the rest goes on."""
+    for path in recording_files(folder):
+        try:
+            yield path, read_recording(path)
+        except Ephys2txError as exc:
+            yield path, exc
