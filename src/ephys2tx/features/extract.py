@@ -256,7 +256,7 @@ def _augment_spikes(pa: ProtocolAnalysis) -> None:
     spikes_set = pa.features.get("spikes_set") if pa.features else None
     if not spikes_set:
         return
-    for swp, spikes in zip(pa.sweeps.sweeps, spikes_set):
+    for swp, spikes in zip(pa.sweeps.sweeps, spikes_set, strict=True):
         if spikes is None or len(spikes) == 0:
             continue
         thr = spikes["threshold_v"].to_numpy(float)
@@ -277,7 +277,11 @@ def _widths_suprathresh(t: np.ndarray, v: np.ndarray, spikes: pd.DataFrame) -> n
     out = np.full(len(spikes), np.nan)
     for k, (ti, pi, thr, pk) in enumerate(
         zip(
-            spikes["threshold_index"], spikes["peak_index"], spikes["threshold_v"], spikes["peak_v"]
+            spikes["threshold_index"],
+            spikes["peak_index"],
+            spikes["threshold_v"],
+            spikes["peak_v"],
+            strict=True,
         )
     ):
         if not (np.isfinite(ti) and np.isfinite(pi)):
@@ -297,7 +301,7 @@ def _postap_slopes(t: np.ndarray, v: np.ndarray, spikes: pd.DataFrame) -> np.nda
     dt = t[1] - t[0]
     n_win = max(int(round(POSTAP_WINDOW / dt)), 2)
     nxt = np.append(spikes["threshold_index"].to_numpy(float)[1:], len(v))
-    for k, (ft, stop) in enumerate(zip(spikes["fast_trough_index"], nxt)):
+    for k, (ft, stop) in enumerate(zip(spikes["fast_trough_index"], nxt, strict=True)):
         if not np.isfinite(ft):
             continue
         a = int(ft)
