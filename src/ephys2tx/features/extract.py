@@ -113,6 +113,12 @@ def _stim_window(sweeps: list[Sweep], ipfx_sweeps: list[IpfxSweep]) -> tuple[flo
     return None
 
 
+def _filter_khz(sweeps: list[Sweep], default: float = 10.0) -> float:
+    """IPFX's 10 kHz Bessel cutoff for dV/dt, lowered below Nyquist for slower recordings."""
+    rate = min(s.sampling_rate for s in sweeps)
+    return default if rate / 2e3 > default else 0.4 * rate / 1e3
+
+
 def _cc_sweeps(rec: Recording, stim_type: str) -> list[Sweep]:
     return [s for s in rec.of_type(stim_type) if s.clamp_mode == "current_clamp"]
 
@@ -141,8 +147,14 @@ def analyze_long_squares(rec: Recording) -> ProtocolAnalysis:
         return ProtocolAnalysis(reason="long-square sweeps end before step end + 0.2 s")
     sweep_set = SweepSet(good)
     spx, sptx = dsf.extractors_for_sweeps(
-        sweep_set, start=start, end=end, **dsf.detection_parameters(StimulusType.LONG_SQUARE)
+        sweep_set,
+        start=start,
+        end=end,
+        filter_frequency=_filter_khz(sweeps),
+        **dsf.detection_parameters(StimulusType.LONG_SQUARE),
     )
+    # IPFX's 100 ms baseline window, shortened when the recording has less before the step
+    sptx.baseline_interval = min(sptx.baseline_interval, 0.9 * start)
     amps = np.array([stf._step_stim_amp(s.t, s.i, start) for s in good])
     analyzer = spa.LongSquareAnalysis(
         spx,
@@ -154,6 +166,8 @@ def analyze_long_squares(rec: Recording) -> ProtocolAnalysis:
     try:
         features = analyzer.analyze(sweep_set)
     except ValueError as exc:  # e.g. only rebound spikes at negative amplitudes
+        if analyzer._sweep_features is None:  # detection itself failed
+            raise
         # detection results are kept; suprathreshold families will be missing
         features = {"spikes_set": analyzer._spikes_set, "sweeps": analyzer._sweep_features}
         features.update(analyzer.analyze_subthreshold(sweep_set))
@@ -182,6 +196,7 @@ def analyze_short_squares(rec: Recording) -> ProtocolAnalysis:
         start=start,
         end=end + SSQ_SPIKE_WINDOW,
         reject_at_stim_start_interval=0.0002,
+        filter_frequency=_filter_khz(sweeps),
         **dsf.detection_parameters(StimulusType.SHORT_SQUARE),
     )
     analyzer = spa.ShortSquareAnalysis(spx, sptx)
@@ -204,7 +219,10 @@ def analyze_ramps(rec: Recording) -> ProtocolAnalysis:
     start, end = window
     sweep_set = SweepSet(ipfx_sweeps)
     spx, sptx = dsf.extractors_for_sweeps(
-        sweep_set, start=start, **dsf.detection_parameters(StimulusType.RAMP)
+        sweep_set,
+        start=start,
+        filter_frequency=_filter_khz(sweeps),
+        **dsf.detection_parameters(StimulusType.RAMP),
     )
     analyzer = spa.RampAnalysis(spx, sptx)
     features = analyzer.analyze(sweep_set)

@@ -27,6 +27,7 @@ SUPRA_TARGETS = np.arange(0, 120, 20)  # pA above rheobase, IPFX psth / inst_fre
 SUPRA_SHIFT = 10  # pA, IPFX
 AP_WINDOW = 0.003  # s
 TARGET_RATE = 50000  # Hz
+EXTEND = 0.2  # s, IPFX extend_duration of subthreshold vectors
 STEP_BINS = 50  # inst_freq bins per step (1 s / 20 ms)
 SPIKE_FEATURES = ("upstroke_downstroke_ratio", "peak_v", "fast_trough_v", "threshold_v", "width")
 
@@ -41,8 +42,19 @@ def _lsq(pa: ProtocolAnalysis) -> tuple[dict, float, float]:
     return pa.features, float(pa.start), float(pa.end)
 
 
+def _check_margins(pa: ProtocolAnalysis, start: float, end: float) -> None:
+    """Subthreshold vectors take 0.2 s either side of the step (IPFX's extend_duration)."""
+    t = pa.sweeps.sweeps[0].t
+    if start - EXTEND < t[0] or end + EXTEND > t[-1]:
+        raise Missing(
+            f"needs {EXTEND} s of recording before and after the step; this one has "
+            f"{start - t[0]:.3f} s before and {t[-1] - end:.3f} s after"
+        )
+
+
 def _step_subthresh(pa: ProtocolAnalysis) -> np.ndarray:
     f, start, end = _lsq(pa)
+    _check_margins(pa, start, end)
     if "subthreshold_sweeps" not in f:
         raise Missing("no subthreshold long square")
     amp_sweeps, _ = fv.identify_subthreshold_hyperpol_with_amplitudes(f, pa.sweeps)
@@ -53,6 +65,7 @@ def _step_subthresh(pa: ProtocolAnalysis) -> np.ndarray:
 
 def _subthresh_norm(pa: ProtocolAnalysis) -> np.ndarray:
     f, start, end = _lsq(pa)
+    _check_margins(pa, start, end)
     if "subthreshold_sweeps" not in f:
         raise Missing("no subthreshold long square")
     amp_sweeps, deflect = fv.identify_subthreshold_hyperpol_with_amplitudes(f, pa.sweeps)
@@ -63,6 +76,7 @@ def _subthresh_norm(pa: ProtocolAnalysis) -> np.ndarray:
 
 def _subthresh_depol_norm(pa: ProtocolAnalysis) -> np.ndarray:
     f, start, end = _lsq(pa)
+    _check_margins(pa, start, end)
     amp_sweeps, deflect = fv.identify_subthreshold_depol_with_amplitudes(f, pa.sweeps)
     if not amp_sweeps:
         raise Missing("no depolarizing subthreshold long square")

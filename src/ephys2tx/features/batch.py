@@ -1,0 +1,302 @@
+"""Extract many recordings on Dask: per-file cache keyed by content hash, errors table, outputs.
+
+Each file becomes one task: hash -> cached result, or read -> one-pass extraction -> cache
+(written atomically, so a killed run resumes without recomputing finished files). A broken
+file becomes a row of `errors.csv` and the batch goes on. Outputs in the output folder:
+`cells.parquet`, `feature_vectors.h5` (IPFX layout + mask) and `errors.csv`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import Ephys2txError
+from ..recordings.sweeps import Recording
+from .families import SCALAR_FEATURES, VECTOR_FAMILIES
+from .fvfile import write_feature_vectors
+
+CACHE_VERSION = 1  # bump when extraction changes so old cache entries are not reused
+META_COLUMNS = [
+    "specimen_id",
+    "species",
+    "donor",
+    "t_type",
+    "subclass",
+    "label",
+    "label5",
+    "condition",
+]
+ERROR_COLUMNS = ["file", "stage", "reason"]
+CELLS_FILE, FV_FILE, ERRORS_FILE, CACHE_DIR = (
+    "cells.parquet",
+    "feature_vectors.h5",
+    "errors.csv",
+    "cache",
+)
+
+Reader = Callable[[Path], Recording]
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Content hash of a file: the cache key (renaming or moving a file keeps its cache)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _default_reader(path: Path) -> Recording:
+    from ..recordings.read import read_recording
+
+    return read_recording(path)
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process (MB); Linux reports KiB, macOS bytes."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024
+
+
+def _atomic_pickle(obj: object, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _meta(rec: Recording, species: str | None) -> dict:
+    md = rec.metadata or {}
+    out = {c: md.get(c) for c in META_COLUMNS}
+    out["specimen_id"] = str(md.get("specimen_id") or rec.cell_id)
+    out["species"] = species or rec.species or md.get("species")
+    return out
+
+
+def process_file(
+    path: str | Path,
+    cache_dir: str | Path,
+    species: str | None = None,
+    reader: Reader | None = None,
+) -> dict:
+    """One file -> result dict (cached by content hash). Never raises: errors are returned.
+
+    Keys: file, sha256, cached, meta, scalars, vectors, family_status, family_reason,
+    status, reason, error (None or (stage, reason)), seconds, peak_rss_mb.
+    """
+    from .extract import extract_features
+
+    t0 = time.perf_counter()
+    path = Path(path)
+    base = {"file": str(path), "cached": False, "error": None}
+    try:
+        digest = file_sha256(path)
+    except OSError as exc:
+        return {**base, "sha256": None, "error": ("read", f"cannot read file: {exc}")}
+    cache_file = Path(cache_dir) / f"{digest}.pkl"
+    if cache_file.is_file():
+        try:
+            with open(cache_file, "rb") as fh:
+                cached = pickle.load(fh)
+            if cached.get("cache_version") == CACHE_VERSION:
+                return {**cached, "file": str(path), "cached": True, "peak_rss_mb": _peak_rss_mb()}
+        except Exception:  # a corrupt cache entry is recomputed, not fatal
+            pass
+    result = {**base, "sha256": digest}
+    try:
+        rec = (reader or _default_reader)(path)
+    except Exception as exc:
+        return {**result, "error": ("read", _one_line(exc))}
+    try:
+        cf = extract_features(rec)
+    except Exception as exc:
+        return {**result, "error": ("extract", _one_line(exc))}
+    result.update(
+        cache_version=CACHE_VERSION,
+        meta=_meta(rec, species),
+        scalars=cf.scalars,
+        vectors=cf.vectors,
+        family_status=cf.family_status,
+        family_reason=cf.family_reason,
+        status=cf.status,
+        reason=cf.reason,
+        seconds=time.perf_counter() - t0,
+    )
+    _atomic_pickle(result, cache_file)
+    result["peak_rss_mb"] = _peak_rss_mb()
+    return result
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {msg[0] if msg else ''}".strip()
+
+
+@dataclass
+class BatchResult:
+    """What a batch produced: the three tables and per-run figures."""
+
+    cells: pd.DataFrame
+    errors: pd.DataFrame
+    out_dir: Path
+    n_cached: int
+    n_computed: int
+    seconds: float
+    peak_rss_mb: float  # highest peak RSS seen in any worker process
+
+
+def collect(results: Sequence[dict]) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """Results (in input order) -> cell table, vector arrays (+mask, reasons) and errors."""
+    good = [r for r in results if r.get("error") is None]
+    rows = []
+    for r in good:
+        row = dict(r["meta"])
+        row.update(r["scalars"])
+        row.update(status=r["status"], reason=r["reason"], file=r["file"])
+        rows.append(row)
+    columns = META_COLUMNS + SCALAR_FEATURES + ["status", "reason", "file"]
+    cells = pd.DataFrame(rows, columns=columns)
+    for c in SCALAR_FEATURES:
+        cells[c] = cells[c].astype(float)
+    fams = [f.name for f in VECTOR_FAMILIES]
+    vectors = {
+        f.name: (
+            np.vstack([r["vectors"][f.name] for r in good]) if good else np.zeros((0, f.length))
+        )
+        for f in VECTOR_FAMILIES
+    }
+    mask = np.array(
+        [[r["family_status"][f] != "missing" for f in fams] for r in good], bool
+    ).reshape(len(good), len(fams))
+    reasons = [[r["family_reason"].get(f, "") for f in fams] for r in good]
+    errors = pd.DataFrame(
+        [(r["file"], *r["error"]) for r in results if r.get("error") is not None],
+        columns=ERROR_COLUMNS,
+    )
+    return cells, {"vectors": vectors, "mask": mask, "reasons": reasons}, errors
+
+
+def write_outputs(out_dir: Path, cells: pd.DataFrame, fv: dict, errors: pd.DataFrame) -> None:
+    """cells.parquet, feature_vectors.h5 and errors.csv, each written atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / (CELLS_FILE + ".tmp")
+    cells.to_parquet(tmp, index=False)
+    os.replace(tmp, out_dir / CELLS_FILE)
+    write_feature_vectors(
+        out_dir / FV_FILE, list(cells["specimen_id"]), fv["vectors"], fv["mask"], fv["reasons"]
+    )
+    tmp = out_dir / (ERRORS_FILE + ".tmp")
+    errors.to_csv(tmp, index=False)
+    os.replace(tmp, out_dir / ERRORS_FILE)
+
+
+def _client(workers: int, scheduler: str | None, memory_limit: str, processes: bool):
+    """Connect to `scheduler`, or start a LocalCluster of `workers` single-threaded workers."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="20s"), None
+        except Exception as exc:
+            raise Ephys2txError(
+                f"cannot reach the Dask scheduler at {scheduler} ({_one_line(exc)}); "
+                "check the address (tcp://host:8786) or drop --scheduler to run locally"
+            ) from exc
+    # one thread per worker: IPFX/numpy work holds the GIL, processes give the parallelism
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=processes,
+        memory_limit=memory_limit,
+        dashboard_address=None,
+    )
+    return Client(cluster), cluster
+
+
+def run_batch(
+    paths: Sequence[str | Path],
+    out_dir: str | Path,
+    workers: int = 1,
+    scheduler: str | None = None,
+    species: str | None = None,
+    reader: Reader | None = None,
+    memory_limit: str = "2GiB",
+    processes: bool = True,
+    progress: bool = True,
+) -> BatchResult:
+    """Extract features of many files on Dask and write the outputs to `out_dir`."""
+    from distributed import as_completed
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    out_dir = Path(out_dir)
+    cache_dir = out_dir / CACHE_DIR
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise Ephys2txError("no recording files given; pass .abf/.nwb files or a folder")
+    if workers < 1:
+        raise Ephys2txError(f"--workers must be at least 1, got {workers}")
+    t0 = time.perf_counter()
+    client, cluster = _client(workers, scheduler, memory_limit, processes)
+    results: dict[int, dict] = {}
+    try:
+        futures = {
+            client.submit(
+                process_file,
+                str(p),
+                str(cache_dir),
+                species,
+                reader,
+                key=f"extract-{k}-{p.name}",
+                pure=False,
+            ): k
+            for k, p in enumerate(paths)
+        }
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            disable=not progress,
+        ) as bar:
+            task = bar.add_task("extracting", total=len(paths))
+            for fut in as_completed(futures):
+                k = futures[fut]
+                try:
+                    results[k] = fut.result()
+                except Exception as exc:  # a worker died (e.g. memory limit): one error row
+                    results[k] = {"file": str(paths[k]), "error": ("worker", _one_line(exc))}
+                bar.advance(task)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    ordered = [results[k] for k in range(len(paths))]
+    cells, fv, errors = collect(ordered)
+    write_outputs(out_dir, cells, fv, errors)
+    return BatchResult(
+        cells=cells,
+        errors=errors,
+        out_dir=out_dir,
+        n_cached=sum(bool(r.get("cached")) for r in ordered),
+        n_computed=sum(r.get("error") is None and not r.get("cached") for r in ordered),
+        seconds=time.perf_counter() - t0,
+        peak_rss_mb=max((r.get("peak_rss_mb") or 0.0) for r in ordered),
+    )
