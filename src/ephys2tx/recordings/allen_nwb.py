@@ -1,0 +1,233 @@
+"""Allen-style NWB 2 files: write one (for synthetic cells) and read one through IPFX.
+
+IPFX 2.1.2 enumerates sweeps through the legacy NWB ``SweepTable`` (``nwb.sweep_table``), and
+reads each sweep's stimulus code from the response series' ``stimulus_description``. Current
+pynwb only fills that table when series are added with ``use_sweep_table=True``, so the writer
+does exactly that; everything else is ordinary pynwb.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import Ephys2txError
+from .sweeps import (
+    LONG_SQUARE,
+    OTHER,
+    RAMP,
+    SHORT_SQUARE,
+    TEST_PULSE,
+    Recording,
+    Sweep,
+)
+
+# Fixed dates keep files byte-for-byte reproducible for a given seed.
+_FIXED_DATE = datetime(2020, 1, 1, tzinfo=UTC)
+
+# IPFX ontology names -> our stimulus types (names come from ipfx.stimulus).
+_NAME_TO_TYPE = {
+    "Long Square": LONG_SQUARE,
+    "Long Square Threshold": LONG_SQUARE,
+    "Long Square SupraThreshold": LONG_SQUARE,
+    "Long Square SubThreshold": LONG_SQUARE,
+    "Short Square": SHORT_SQUARE,
+    "Short Square Threshold": SHORT_SQUARE,
+    "Short Square - Hold -60mV": SHORT_SQUARE,
+    "Short Square - Hold -70mV": SHORT_SQUARE,
+    "Short Square - Hold -80mV": SHORT_SQUARE,
+    "Ramp": RAMP,
+    "Test": TEST_PULSE,
+}
+
+
+def write_allen_nwb(
+    path: str | Path,
+    recording: Recording,
+    session_description: str,
+    donor: str | None = None,
+) -> Path:
+    """Write `recording` as an Allen-style NWB 2 file that IPFX's own reader accepts.
+
+    Voltage is stored in mV (conversion 1e-3 to volts) and current in pA (conversion 1e-12 to
+    amperes), as float32 compressed with gzip; each sweep gets a stimulus and a response series
+    registered in the legacy sweep table, with its Allen stimulus code as
+    ``stimulus_description``.
+    """
+    from hdmf.backends.hdf5.h5_utils import H5DataIO
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.file import Subject
+    from pynwb.icephys import CurrentClampSeries, CurrentClampStimulusSeries
+
+    path = Path(path)
+    species = {"mouse": "Mus musculus", "human": "Homo sapiens"}.get(
+        recording.species or "", recording.species or "unknown"
+    )
+    nwb = NWBFile(
+        session_description=session_description,
+        identifier=str(recording.cell_id),
+        session_start_time=_FIXED_DATE,
+        file_create_date=_FIXED_DATE,
+        institution="ephys2tx synthetic generator",
+        subject=Subject(subject_id=donor or "unknown", species=species),
+    )
+    device = nwb.create_device(name="synthetic_amplifier")
+    electrode = nwb.create_icephys_electrode(
+        name="electrode_0", description="simulated single-compartment cell", device=device
+    )
+    sweep_table = _legacy_sweep_table()
+    nwb.sweep_table = sweep_table
+    for sweep in recording.sweeps:
+        code = sweep.stimulus_code or "unknown"
+        common = dict(
+            electrode=electrode,
+            gain=1.0,
+            rate=float(sweep.sampling_rate),
+            starting_time=0.0,
+            sweep_number=int(sweep.sweep_number),
+            stimulus_description=code,
+        )
+        stim = CurrentClampStimulusSeries(
+            name=f"index_{sweep.sweep_number:03d}_stimulus",
+            data=H5DataIO(np.asarray(sweep.current, np.float32), compression="gzip", shuffle=True),
+            conversion=1e-12,
+            **common,
+        )
+        resp = CurrentClampSeries(
+            name=f"index_{sweep.sweep_number:03d}",
+            data=H5DataIO(np.asarray(sweep.voltage, np.float32), compression="gzip", shuffle=True),
+            conversion=1e-3,
+            bias_current=0.0,
+            bridge_balance=0.0,
+            capacitance_compensation=0.0,
+            **common,
+        )
+        nwb.add_stimulus(stim)
+        nwb.add_acquisition(resp)
+        sweep_table.add_entry(stim)
+        sweep_table.add_entry(resp)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with NWBHDF5IO(str(path), "w") as io:
+            io.write(nwb)
+    return path
+
+
+def _legacy_sweep_table():
+    """A pynwb SweepTable, which IPFX needs to find sweeps.
+
+    pynwb 3 refuses to construct the deprecated table outside its read path; we build it the
+    way pynwb itself does when reading (construct mode), then use it normally.
+    """
+    from pynwb.icephys import SweepTable
+
+    table = SweepTable.__new__(SweepTable, in_construct_mode=True)
+    table.__init__(name="sweep_table")
+    table._in_construct_mode = False
+    return table
+
+
+def _stimulus_type(name: str | None) -> str:
+    return _NAME_TO_TYPE.get(name or "", OTHER)
+
+
+def read_allen_nwb(path: str | Path) -> Recording:
+    """Read an Allen-style NWB 2 file through IPFX's dataset reader into a `Recording`.
+
+    Stimulus types come from IPFX's default stimulus ontology; stimulus start/end and amplitude
+    from IPFX's stimulus characterisation (test pulse skipped). Raises `Ephys2txError` when IPFX
+    cannot read the file.
+    """
+    from ipfx.dataset.create import create_ephys_data_set
+    from ipfx.stim_features import get_stim_characteristics
+
+    path = Path(path)
+    if not path.is_file():
+        raise Ephys2txError(f"{path}: no such file; check the path to the NWB file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data_set = create_ephys_data_set(nwb_file=str(path))
+            table = data_set.sweep_table
+    except Exception as exc:  # IPFX raises many types; all mean "not an Allen NWB for IPFX"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise Ephys2txError(
+            f"{path}: IPFX cannot read it as an Allen-style NWB 2 file ({reason}); "
+            "use the modern-NWB or ABF reader for other files"
+        ) from exc
+    if table.empty:
+        raise Ephys2txError(
+            f"{path}: IPFX found no sweeps (no legacy sweep table); "
+            "use the modern-NWB reader for this file"
+        )
+
+    species = _species_of(data_set)
+    sweeps: list[Sweep] = []
+    for row in table.sort_values("sweep_number").itertuples(index=False):
+        number = int(row.sweep_number)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                data = data_set.get_sweep_data(number)
+        except Exception as exc:
+            logging.getLogger(__name__).warning("%s: sweep %d unreadable: %s", path, number, exc)
+            continue
+        rate = float(data["sampling_rate"])
+        clamp = "voltage_clamp" if row.clamp_mode == "VoltageClamp" else "current_clamp"
+        # IPFX scales to mV/pA; in voltage clamp the stimulus is the voltage.
+        if clamp == "current_clamp":
+            voltage, current = data["response"], data["stimulus"]
+        else:
+            voltage, current = data["stimulus"], data["response"]
+        voltage = np.asarray(voltage, dtype=float)
+        current = np.asarray(current, dtype=float)
+        name = getattr(row, "stimulus_name", None)
+        stim_type = _stimulus_type(name)
+        start = end = None
+        amplitude = float("nan")
+        if clamp == "current_clamp" and stim_type != TEST_PULSE:
+            t = np.arange(len(current)) / rate
+            finite = np.nan_to_num(current, nan=0.0)
+            s_time, duration, amp, _, _ = get_stim_characteristics(finite, t, test_pulse=True)
+            if s_time is not None:
+                start, end, amplitude = float(s_time), float(s_time + duration), float(amp)
+        sweeps.append(
+            Sweep(
+                sweep_number=number,
+                voltage=voltage,
+                current=current,
+                sampling_rate=rate,
+                stimulus_type=stim_type,
+                amplitude=amplitude,
+                stim_start=start,
+                stim_end=end,
+                stimulus_code=str(row.stimulus_code),
+                clamp_mode=clamp,
+            )
+        )
+    if not sweeps:
+        raise Ephys2txError(f"{path}: IPFX listed sweeps but none could be read; file is damaged")
+    return Recording(
+        source=path,
+        cell_id=path.stem,
+        sweeps=sweeps,
+        species=species,
+        metadata={"reader": "ipfx", "format": "allen_nwb2"},
+    )
+
+
+def _species_of(data_set) -> str | None:
+    """Mouse/human from the NWB subject, when the file says."""
+    try:
+        text = (data_set._data.nwb.subject.species or "").lower()
+    except AttributeError:
+        return None
+    if "mus" in text or "mouse" in text:
+        return "mouse"
+    if "homo" in text or "human" in text:
+        return "human"
+    return None
