@@ -145,8 +145,10 @@ def process_file(
 
 
 def _one_line(exc: BaseException) -> str:
+    """A user-facing error keeps its own line; anything else is prefixed with its type."""
     msg = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {msg[0] if msg else ''}".strip()
+    first = msg[0] if msg else ""
+    return first if isinstance(exc, Ephys2txError) else f"{type(exc).__name__}: {first}".strip()
 
 
 @dataclass

@@ -72,7 +72,7 @@ def write_feature_vectors(
     with h5py.File(tmp, "w") as h5:
         ids_arr = _ids_array(list(ids))
         if ids_arr.dtype == object:
-            h5.create_dataset(IDS, data=ids_arr.astype(str), dtype=h5py.string_dtype())
+            h5.create_dataset(IDS, data=ids_arr, dtype=h5py.string_dtype())
         else:
             h5.create_dataset(IDS, data=ids_arr, compression="gzip")
         for name in families:
@@ -80,10 +80,9 @@ def write_feature_vectors(
         ds = h5.create_dataset(MASK, data=np.asarray(mask, bool))
         ds.attrs["families"] = families
         if reasons is not None:
+            text = np.array([[str(x) for x in row] for row in reasons], dtype=object)
             r = h5.create_dataset(
-                REASONS,
-                data=np.asarray(reasons, dtype=object).astype(str),
-                dtype=h5py.string_dtype(),
+                REASONS, data=text.reshape(n, len(families)), dtype=h5py.string_dtype()
             )
             r.attrs["families"] = families
     os.replace(tmp, path)
