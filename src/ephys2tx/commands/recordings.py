@@ -1,7 +1,108 @@
-"""Placeholder command group; its owner fills it in."""
+"""Commands for raw recordings: `fetch-nwb` (DANDI Patch-seq files) and `inspect FILE`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
 
 import typer
 
 
+def _fetch_nwb(
+    dandiset: str = typer.Option(
+        ..., "--dandiset", help="000020 (mouse, Gouwens 2020) or 000636 (human, Lee 2023)."
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder for the NWB files (dandiset layout)."),
+    limit: int | None = typer.Option(None, "--limit", help="Download only the first N files."),
+    version: str | None = typer.Option(
+        None, "--version", help="Dandiset version (default: latest published, else draft)."
+    ),
+) -> None:
+    """Download Patch-seq NWB files from DANDI, resumable and sha256-verified."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from ..datasets.dandi import fetch_assets, list_assets
+
+    console = Console(stderr=True)
+    with console.status(f"listing dandiset {dandiset} ..."):
+        assets = list_assets(dandiset, limit=limit, version=version)
+    if not assets:
+        console.print(f"dandiset {dandiset} has no NWB assets")
+        return
+    total = sum(a.size or 0 for a in assets) or None
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    skipped = 0
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(f"{len(assets)} files", total=total)
+
+        def on_start(asset, complete: bool) -> None:
+            nonlocal skipped
+            progress.update(task, description=Path(asset.path).name)
+            if complete:
+                skipped += 1
+                progress.advance(task, asset.size or 0)
+
+        paths = fetch_assets(
+            assets, out, on_start=on_start, on_bytes=lambda n: progress.advance(task, n)
+        )
+    typer.echo(
+        f"{len(paths)} NWB files in {out} ({skipped} already complete, "
+        f"{len(paths) - skipped} downloaded and verified)"
+    )
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, spec)
+
+
+def _inspect(path: Path = typer.Argument(..., help="An .abf or .nwb recording.")) -> None:
+    """Print the sweeps of a recording: number, stimulus type, amplitude, timing, rate."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..recordings.read import read_recording
+
+    recording = read_recording(path)
+    table = Table(title=f"{recording.source.name}: {len(recording.sweeps)} current-clamp sweeps")
+    table.add_column("sweep", justify="right")
+    table.add_column("stimulus", no_wrap=True)
+    for name in ("pA", "start s", "end s", "length s", "kHz"):
+        table.add_column(name, justify="right")
+    table.add_column("code")
+    for s in recording.sweeps:
+        table.add_row(
+            str(s.sweep_number),
+            s.stimulus_type,
+            _fmt(s.amplitude, ".1f"),
+            _fmt(s.stim_start, ".4f"),
+            _fmt(s.stim_end, ".4f"),
+            _fmt(s.duration, ".3f"),
+            _fmt(s.sampling_rate / 1000, ".1f"),
+            s.stimulus_code or "",
+        )
+    console = Console()
+    console.print(table)
+    for number, reason in recording.metadata.get("dropped_sweeps", []):
+        console.print(f"skipped sweep {number}: {reason}")
+
+
 def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
-    """Add this group's commands to the CLI."""
+    """Add `fetch-nwb` and `inspect` to the CLI."""
+    app.command("fetch-nwb")(_fetch_nwb)
+    app.command("inspect")(_inspect)
