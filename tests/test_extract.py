@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import pickle
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ephys2tx.recordings.sweeps import LONG_SQUARE, RAMP, SHORT_SQUARE, Recording, Sweep
 
@@ -98,3 +101,240 @@ def make_recording(
         add(RAMP, lambda t: np.where((t >= T_START) & (t < T_END), slope * (t - T_START), 0.0),
             slope, T_START, T_END)  # fmt: skip
     return Recording(Path(f"{cell_id}.pkl"), cell_id, sweeps, species="mouse")
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def full_cell() -> Recording:
+    return make_recording("full", seed=1)
+
+
+@pytest.fixture(scope="module")
+def full_features(full_cell):
+    from ephys2tx.features.extract import extract_features
+
+    return extract_features(full_cell)
+
+
+@pytest.fixture(scope="module")
+def depol_only_features():
+    """No hyperpolarizing steps, no short squares, no ramp: several families cannot exist."""
+    from ephys2tx.features.extract import extract_features
+
+    rec = make_recording("depol", seed=2, long_amps=tuple(range(10, 271, 20)), short_amps=(),
+                         ramp=False)  # fmt: skip
+    return extract_features(rec)
+
+
+# ------------------------------------------------------------------ one pass
+
+
+def test_every_vector_family_at_its_ipfx_length(full_features):
+    from ephys2tx.features.families import SCALAR_FEATURES, VECTOR_FAMILIES
+
+    for fam in VECTOR_FAMILIES:
+        v = full_features.vectors[fam.name]
+        assert v.shape == (fam.length,), fam.name
+        assert full_features.family_status[fam.name] == "ok", full_features.family_reason
+        assert np.isfinite(v).all(), fam.name
+    assert set(full_features.scalars) == set(SCALAR_FEATURES)
+    # the simulated protocol has no chirp: only that family is missing, with its reason
+    missing = [f for f, s in full_features.family_status.items() if s != "ok"]
+    assert missing == ["chirp"]
+    assert "chirp" in full_features.family_reason["chirp"]
+    assert full_features.status == "partial"
+
+
+def _ipfx_long_squares(rec: Recording):
+    from ephys2tx.features.extract import to_ipfx_sweep
+
+    sweeps = [s for s in rec.sweeps if s.stimulus_type == LONG_SQUARE]
+    return sweeps, [to_ipfx_sweep(s) for s in sweeps]
+
+
+def test_scalars_agree_with_ipfx_called_directly(full_cell, full_features):
+    from ipfx import subthresh_features as subf
+    from ipfx.feature_extractor import SpikeFeatureExtractor, SpikeTrainFeatureExtractor
+
+    sc = full_features.scalars
+    sweeps, ipfx_sweeps = _ipfx_long_squares(full_cell)
+    # subthreshold: IPFX functions on the hyperpolarizing sweeps in (-100, 0) pA
+    sub = [s for s, raw in zip(ipfx_sweeps, sweeps, strict=True) if -100 < raw.amplitude < 0]
+    ri = subf.input_resistance([s.t for s in sub], [s.i for s in sub], [s.v for s in sub],
+                               T_START, T_END)  # fmt: skip
+    assert sc["input_resistance"] == pytest.approx(ri, rel=1e-9)
+    peak_t = np.median([s.t[subf.voltage_deflection(s.t, s.v, s.i, T_START, T_END, "min")[1]]
+                        for s in sub])  # fmt: skip
+    taus = [subf.time_constant(s.t, s.v, s.i, T_START, T_END, peak_t, 0.1, 0.1) for s in sub]
+    assert sc["tau"] == pytest.approx(np.nanmean(taus), rel=1e-9)
+    # and they are physically right for the simulated cell (R = 200 MOhm minus sag, tau 15 ms)
+    assert 120 < sc["input_resistance"] < 200
+    assert 0.008 < sc["tau"] < 0.02
+    # spikes: IPFX's extractors on each sweep, rheobase = lowest spiking positive step
+    spx = SpikeFeatureExtractor(start=T_START, end=T_END)
+    sptx = SpikeTrainFeatureExtractor(T_START, T_END)
+    spiking = []
+    for raw, s in zip(sweeps, ipfx_sweeps, strict=True):
+        spikes = spx.process(s.t, s.v, s.i)
+        if raw.amplitude > 0 and len(spikes):
+            spiking.append((raw.amplitude, s, spikes))
+    amp, s, spikes = min(spiking, key=lambda x: x[0])
+    assert sc["rheobase_i"] == pytest.approx(amp, abs=0.5)
+    first = spikes.iloc[0]
+    for name in ("threshold_v", "upstroke", "downstroke", "width", "upstroke_downstroke_ratio"):
+        assert sc[f"{name}_rheo"] == pytest.approx(first[name], rel=1e-9), name
+    assert sc["peak_deltav_rheo"] == pytest.approx(first["peak_v"] - first["threshold_v"])
+    train = sptx.process(s.t, s.v, s.i, spikes)
+    assert sc["avg_rate_rheo"] == pytest.approx(train["avg_rate"])
+    assert sc["latency_rheo"] == pytest.approx(train["latency"])
+    # the simulated AP: 70 mV from threshold region to +25 mV peak
+    assert 60 < sc["peak_deltav_rheo"] < 90
+
+
+def test_vectors_agree_with_ipfx_feature_vector_functions(full_cell, full_features):
+    """Same numbers as IPFX's own feature-vector path run on its own fresh analysis."""
+    from ipfx import data_set_features as dsf
+    from ipfx import feature_vectors as fv
+    from ipfx import stimulus_protocol_analysis as spa
+    from ipfx.sweep import SweepSet
+
+    _, ipfx_sweeps = _ipfx_long_squares(full_cell)
+    ss = SweepSet(ipfx_sweeps)
+    spx, sptx = dsf.extractors_for_sweeps(ss, start=T_START, end=T_END)
+    feats = spa.LongSquareAnalysis(spx, sptx, subthresh_min_amp=-100.0).analyze(ss)
+    amp_sweeps, _ = fv.identify_subthreshold_hyperpol_with_amplitudes(feats, ss)
+    step = fv.step_subthreshold(amp_sweeps, [-90, -70, -50, -30, -10], T_START, T_END,
+                                amp_tolerance=5)  # fmt: skip
+    np.testing.assert_allclose(full_features.vectors["step_subthresh"], step)
+    info = fv.identify_suprathreshold_spike_info(feats, np.arange(0, 120, 20), shift=10)
+    np.testing.assert_allclose(full_features.vectors["psth"], fv.psth_vector(info, T_START, T_END))
+    inst = fv.inst_freq_vector(info, T_START, T_END)
+    np.testing.assert_allclose(full_features.vectors["inst_freq"], inst)
+    norm = full_features.vectors["inst_freq_norm"].reshape(6, 50)
+    np.testing.assert_allclose(norm.max(axis=1), 1.0)
+    np.testing.assert_allclose(norm * inst.reshape(6, 50).max(axis=1, keepdims=True),
+                               inst.reshape(6, 50))  # fmt: skip
+
+
+def test_missing_families_are_nan_with_mask_and_reason(depol_only_features, tmp_path):
+    from ephys2tx.features.fvfile import read_feature_vectors, write_feature_vectors
+
+    cf = depol_only_features
+    for fam in ("step_subthresh", "subthresh_norm"):
+        assert cf.family_status[fam] == "missing"
+        assert np.isnan(cf.vectors[fam]).all()
+        assert "hyperpolarizing" in cf.family_reason[fam]
+    assert cf.family_status["ap_ramp"] == "missing" and "ramp" in cf.family_reason["ap_ramp"]
+    assert cf.family_status["ap_short_square"] == "missing"
+    assert math.isnan(cf.scalars["threshold_i_ramp"])
+    assert math.isnan(cf.scalars["input_resistance"])
+    # suprathreshold families still there; first_ap keeps its length with NaN pieces
+    assert cf.family_status["psth"] == "ok" and np.isfinite(cf.vectors["psth"]).all()
+    ap = cf.vectors["first_ap_v"]
+    assert cf.family_status["first_ap_v"] == "partial" and ap.shape == (450,)
+    assert np.isnan(ap[:150]).all() and np.isfinite(ap[150:300]).all() and np.isnan(ap[300:]).all()
+    assert not (ap[np.isfinite(ap)] == 0).all()
+    # the HDF5 layout keeps NaN rows and the mask
+    names = list(cf.vectors)
+    mask = np.array([[cf.family_status[n] != "missing" for n in names]])
+    path = write_feature_vectors(tmp_path / "fv.h5", ["depol"],
+                                 {n: cf.vectors[n][None, :] for n in names}, mask)  # fmt: skip
+    back = read_feature_vectors(path)
+    assert not back.mask.loc["depol", "step_subthresh"] and back.mask.loc["depol", "psth"]
+    assert np.isnan(back.vectors["step_subthresh"]).all()
+    assert back.vectors["first_ap_dv"].shape == (1, 447)
+
+
+def test_reads_ipfx_feature_vector_file():
+    from conftest import SHARED_DATA
+
+    from ephys2tx.features.families import FAMILIES
+    from ephys2tx.features.fvfile import read_feature_vectors
+
+    fvs = read_feature_vectors(SHARED_DATA / "feature_vectors" / "fv_sample2.h5")
+    assert len(fvs) == 139 and "inst_freq_norm" not in fvs.vectors
+    for name, arr in fvs.vectors.items():
+        assert arr.shape == (139, FAMILIES[name].length)
+    # IPFX leaves a family all-NaN when a cell cannot give it (e.g. no depolarizing subthreshold
+    # step): the mask says so, and every masked-in row has values
+    assert fvs.mask.to_numpy().mean() > 0.9
+    for name, arr in fvs.vectors.items():
+        np.testing.assert_array_equal(fvs.mask[name].to_numpy(), np.isfinite(arr).any(axis=1))
+
+
+# ------------------------------------------------------------------ batch
+
+
+def _pickle_reader(path: Path) -> Recording:
+    """Test reader: unpickle a Recording, logging each call to count recomputations."""
+    with open(path.parent / "calls.log", "a") as log:
+        log.write(path.name + "\n")
+    with open(path, "rb") as fh:
+        return pickle.load(fh)
+
+
+def test_batch_errors_table_and_resume_from_cache(full_cell, tmp_path):
+    import h5py
+    import pandas as pd
+
+    from ephys2tx.features.batch import run_batch
+    from ephys2tx.features.families import SCALAR_FEATURES
+
+    data = tmp_path / "data"
+    data.mkdir()
+    small = make_recording("small", seed=3, long_amps=(-90, -10, 110, 130, 150), short_amps=(),
+                           ramp=False)  # fmt: skip
+    for rec in (full_cell, small):
+        (data / f"{rec.cell_id}.pkl").write_bytes(pickle.dumps(rec))
+    (data / "broken.pkl").write_bytes(b"not a recording")
+    files = [data / "full.pkl", data / "broken.pkl", data / "small.pkl"]
+    out = tmp_path / "out"
+
+    first = run_batch(files, out, workers=1, reader=_pickle_reader, processes=False,
+                      progress=False)  # fmt: skip
+    assert list(first.cells["specimen_id"]) == ["full", "small"]
+    assert list(first.errors.columns) == ["file", "stage", "reason"]
+    assert first.errors["file"].tolist() == [str(data / "broken.pkl")]
+    assert first.errors["stage"].tolist() == ["read"]
+    cells = pd.read_parquet(out / "cells.parquet")
+    for col in ["specimen_id", "species", "donor", "t_type", "subclass", "label", "label5",
+                "condition", *SCALAR_FEATURES, "status", "reason", "file"]:  # fmt: skip
+        assert col in cells.columns, col
+    assert cells["species"].tolist() == ["mouse", "mouse"]
+    assert cells.loc[1, "status"] == "partial" and "ramp" in cells.loc[1, "reason"]
+    with h5py.File(out / "feature_vectors.h5") as h5:
+        assert h5["first_ap_v"].shape == (2, 450) and h5["mask"].shape == (2, 14)
+    assert len(pd.read_csv(out / "errors.csv")) == 1
+    assert first.n_computed == 2 and first.n_cached == 0
+
+    calls = (data / "calls.log").read_text().split()
+    assert sorted(calls) == ["broken.pkl", "full.pkl", "small.pkl"]
+    (data / "calls.log").unlink()
+    again = run_batch(files, out, workers=1, reader=_pickle_reader, processes=False,
+                      progress=False)  # fmt: skip
+    # finished files come from the cache: only the broken file is read again
+    assert (data / "calls.log").read_text().split() == ["broken.pkl"]
+    assert again.n_cached == 2 and again.n_computed == 0
+    pd.testing.assert_frame_equal(again.cells, first.cells)
+
+
+def test_real_abf_files_give_features_or_reasons():
+    from conftest import RECORDINGS
+
+    from ephys2tx.features.extract import extract_features
+    from ephys2tx.recordings.read import read_recording
+
+    files = sorted((RECORDINGS / "abf").glob("*.abf"))
+    assert len(files) == 4
+    for path in files[:2]:
+        cf = extract_features(read_recording(path))
+        assert cf.status == "partial"
+        assert np.isfinite(cf.scalars["rheobase_i"]) and np.isfinite(cf.scalars["v_baseline"])
+        assert cf.family_status["isi_shape"] == "ok"
+        # 0.5 s steps at 20 kHz: IPFX's 1 s / 50 kHz vectors are missing, each with its reason
+        for fam, status in cf.family_status.items():
+            if status == "missing":
+                assert cf.family_reason[fam], fam
+        assert "20000 Hz" in cf.family_reason["first_ap_v"]

@@ -55,9 +55,15 @@ def write_feature_vectors(
     mask: np.ndarray | None = None,
     reasons: list[list[str]] | None = None,
 ) -> Path:
-    """Write cells x length arrays per family (NaN rows where missing), atomically."""
+    """Write cells x length arrays per family (NaN rows where missing), atomically.
+
+    `mask` and `reasons` columns follow the order of `vectors`' keys.
+    """
     path = Path(path)
-    families = [f.name for f in VECTOR_FAMILIES if f.name in vectors]
+    known = {f.name for f in VECTOR_FAMILIES}
+    families = list(vectors)
+    if unknown := [f for f in families if f not in known]:
+        raise ValueError(f"unknown vector families {unknown}")
     n = len(ids)
     for name in families:
         if vectors[name].shape[0] != n:
