@@ -338,3 +338,52 @@ def test_real_abf_files_give_features_or_reasons():
             if status == "missing":
                 assert cf.family_reason[fam], fam
         assert "20000 Hz" in cf.family_reason["first_ap_v"]
+
+
+def test_one_pass_equals_the_two_separate_ipfx_paths(full_cell, full_features):
+    from ephys2tx.features import extract as ex
+
+    calls = []
+    original = ex.analyze_recording
+
+    def counting(rec):
+        calls.append(rec.cell_id)
+        return original(rec)
+
+    ex.analyze_recording = counting
+    try:
+        sep = ex.extract_features_separately(full_cell)
+        one = ex.extract_features(full_cell)
+    finally:
+        ex.analyze_recording = original
+    assert calls == ["full", "full", "full"]  # two detections for the reference, one for ours
+    np.testing.assert_array_equal(
+        np.array(list(one.scalars.values())), np.array(list(sep.scalars.values()))
+    )
+    for name, v in one.vectors.items():
+        np.testing.assert_array_equal(v, sep.vectors[name])
+        np.testing.assert_array_equal(v, full_features.vectors[name])
+    assert one.family_status == sep.family_status
+
+
+def test_cli_extract_on_real_abf_with_dask_processes(tmp_path):
+    import pandas as pd
+    from conftest import RECORDINGS
+    from typer.testing import CliRunner
+
+    from ephys2tx.cli import app
+
+    out = tmp_path / "out"
+    bad = tmp_path / "bad.abf"
+    bad.write_bytes(b"ABF2 but truncated")
+    args = ["extract", str(RECORDINGS / "abf" / "171116sh_0018.abf"), str(bad), "--out", str(out)]
+    res = CliRunner().invoke(app, [*args, "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    cells = pd.read_parquet(out / "cells.parquet")
+    assert cells["specimen_id"].tolist() == ["171116sh_0018"]
+    assert np.isfinite(cells.loc[0, "rheobase_i"])
+    errors = pd.read_csv(out / "errors.csv")
+    assert errors["file"].tolist() == [str(bad)] and errors["stage"].tolist() == ["read"]
+    assert len(list((out / "cache").glob("*.pkl"))) == 1
+    again = CliRunner().invoke(app, [*args, "--workers", "1"])
+    assert again.exit_code == 0 and "1 from cache" in again.output

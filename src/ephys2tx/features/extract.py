@@ -632,6 +632,26 @@ def features_from_analysis(analysis: CellAnalysis) -> CellFeatures:
     """Scalar features + feature vectors + per-family status from one shared analysis."""
     scalars, s_reasons = scalar_features(analysis)
     vectors, v_status, v_reasons = vec.feature_vectors(analysis)
+    return _assemble(analysis.cell_id, scalars, s_reasons, vectors, v_status, v_reasons)
+
+
+def extract_features_separately(rec: Recording) -> CellFeatures:
+    """Reference two-pass path: the scalar features and the feature vectors each run their own
+    IPFX analysis (spikes detected twice, as running IPFX's two pipelines does). Same results
+    as `extract_features`; kept for the benchmark and the equivalence test."""
+    scalars, s_reasons = scalar_features(analyze_recording(rec))
+    vectors, v_status, v_reasons = vec.feature_vectors(analyze_recording(rec))
+    return _assemble(rec.cell_id, scalars, s_reasons, vectors, v_status, v_reasons)
+
+
+def _assemble(
+    cell_id: str,
+    scalars: dict[str, float],
+    s_reasons: dict[str, str],
+    vectors: dict[str, np.ndarray],
+    v_status: dict[str, str],
+    v_reasons: dict[str, str],
+) -> CellFeatures:
     status: dict[str, str] = {}
     reasons: dict[str, str] = {}
     for fam in SCALAR_FAMILIES:
@@ -646,4 +666,4 @@ def features_from_analysis(analysis: CellAnalysis) -> CellFeatures:
         if fam.name in v_reasons:
             reasons[fam.name] = v_reasons[fam.name]
     assert set(status) == set(FAMILIES)
-    return CellFeatures(analysis.cell_id, scalars, vectors, status, reasons)
+    return CellFeatures(cell_id, scalars, vectors, status, reasons)
