@@ -1,0 +1,550 @@
+"""SYNTHETIC interneurons: conductance-based cells recorded with the Allen Patch-seq protocol.
+
+No Allen Patch-seq NWB file is available offline, so tests and the offline demo use these
+simulated cells instead. Each cell is a single-compartment Hodgkin-Huxley-type model (units:
+mV, ms, mS/cm2, uA/cm2, uF/cm2) with transient Na, delayed-rectifier K (Kv3-like when fast and
+high-threshold), D-type K (slowly inactivating: late spiking), M-type K (adaptation), Ih (sag,
+rebound), T-type Ca (rebound) and an Ornstein-Uhlenbeck noise current. Subclass parameter sets
+follow the textbook phenotypes (fast-spiking Pvalb, adapting Sst with sag, irregular high-Rin
+Vip, late-spiking Lamp5, adapting broad-spike Sncg); human cells have lower input resistance,
+longer membrane time constant and more sag. Every sample is simulated at 50 kHz with an
+exponential-Euler step compiled by numba (all sweeps of a cell in one call).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numba import njit
+
+from ..errors import Ephys2txError
+from .sweeps import LONG_SQUARE, RAMP, SHORT_SQUARE, Recording, Sweep
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SAMPLING_RATE = 50_000.0  # Hz, as the Allen Patch-seq recordings
+DT_MS = 1000.0 / SAMPLING_RATE
+
+# Allen protocol (codes from IPFX's default stimulus ontology).
+LONG_SQUARE_CODE = "C1LSCOARSE150216"
+SHORT_SQUARE_CODE = "C1SSCOARSE150112"
+SHORT_SQUARE_FINE_CODE = "C1SSFINEST150112"
+RAMP_CODE = "C1RP25PR1S141203"
+TEST_PULSE_START, TEST_PULSE_DURATION, TEST_PULSE_AMP = 0.010, 0.010, -20.0  # s, s, pA
+STIM_START = 1.02  # s, after the test pulse and a quiet baseline, as in Allen sweeps
+LONG_SQUARE_DURATION = 1.0  # s
+LONG_SQUARE_SWEEP = 3.0  # s total
+LONG_SQUARE_FIRST, LONG_SQUARE_STEP, ABOVE_RHEOBASE = -110.0, 20.0, 160.0  # pA
+SHORT_SQUARE_DURATION = 0.003  # s
+SHORT_SQUARE_SWEEP = 2.0  # s total
+RAMP_SLOPE = 25.0  # pA/s
+RAMP_POST = 1.0  # s after the ramp ends
+MAX_CURRENT = 3000.0  # pA; a cell that does not fire below this is rejected
+
+SUBCLASSES = {
+    "mouse": ("Lamp5", "Pvalb", "Sncg", "Sst", "Vip"),
+    "human": ("Lamp5", "Pvalb", "Sst", "Vip"),
+}
+ALIGNED_LABEL = {"Lamp5": "Lamp5", "Pvalb": "Pvalb", "Sst": "Sst", "Vip": "Vip", "Sncg": "Vip"}
+
+
+@dataclass(frozen=True)
+class CellParams:
+    """Generating parameters of one synthetic cell (written to cohort.csv)."""
+
+    rin_mohm: float  # target input resistance (sets membrane area)
+    tau_ms: float  # leak time constant C/gL
+    e_leak: float  # mV
+    g_na: float
+    g_kdr: float
+    phi: float  # speed factor of Na inactivation and K activation (AP width)
+    k_shift: float  # mV, positive = higher-threshold (Kv3-like) delayed rectifier
+    g_d: float  # D-type K (Kv1): ramp delay, late spiking
+    tau_d_inact: float  # ms, slow inactivation of D-type K
+    g_m: float  # M-type K: spike-frequency adaptation
+    tau_m_max: float  # ms
+    g_h: float  # Ih: sag and rebound
+    tau_h: float  # ms
+    g_t: float  # T-type Ca: rebound burst
+    noise_pa: float  # OU current noise SD, pA (irregular firing)
+    noise_tau: float  # ms
+    v_noise_mv: float  # recording noise SD, mV
+    na_shift: float  # mV, depolarising shift of Na activation (sets rheobase/threshold)
+    g_ahp: float  # Ca-activated K (spike-triggered AHP): spike-frequency adaptation
+    tau_ahp: float  # ms, decay of the spike-borne Ca signal
+
+
+# Typical mouse phenotypes (Allen/Gouwens-like ranges).
+_MOUSE = {
+    "Pvalb": CellParams(
+        rin_mohm=140, tau_ms=4.0, e_leak=-72, g_na=200, g_kdr=120, phi=8.0, k_shift=18,
+        g_d=0.05, tau_d_inact=120, g_m=0.0, tau_m_max=1000, g_h=0.001, tau_h=60, g_t=0.0,
+        noise_pa=3, noise_tau=3, v_noise_mv=0.05, na_shift=9, g_ahp=0.0, tau_ahp=100,
+    ),
+    "Sst": CellParams(
+        rin_mohm=260, tau_ms=14.0, e_leak=-67, g_na=60, g_kdr=14, phi=2.4, k_shift=0,
+        g_d=0.05, tau_d_inact=150, g_m=0.1, tau_m_max=1500, g_h=0.025, tau_h=70, g_t=0.25,
+        noise_pa=4, noise_tau=3, v_noise_mv=0.05, na_shift=5, g_ahp=0.0, tau_ahp=300,
+    ),
+    "Vip": CellParams(
+        rin_mohm=480, tau_ms=17.0, e_leak=-67, g_na=50, g_kdr=12, phi=2.4, k_shift=0,
+        g_d=0.05, tau_d_inact=150, g_m=0.1, tau_m_max=800, g_h=0.006, tau_h=80, g_t=0.0,
+        noise_pa=10, noise_tau=4, v_noise_mv=0.05, na_shift=6, g_ahp=0.04, tau_ahp=100,
+    ),
+    "Lamp5": CellParams(
+        rin_mohm=230, tau_ms=11.0, e_leak=-72, g_na=60, g_kdr=16, phi=2.2, k_shift=2,
+        g_d=1.5, tau_d_inact=800, g_m=0.05, tau_m_max=1000, g_h=0.003, tau_h=80, g_t=0.0,
+        noise_pa=3, noise_tau=3, v_noise_mv=0.05, na_shift=4, g_ahp=0.0, tau_ahp=200,
+    ),
+    "Sncg": CellParams(
+        rin_mohm=330, tau_ms=20.0, e_leak=-66, g_na=55, g_kdr=11, phi=2.0, k_shift=0,
+        g_d=0.05, tau_d_inact=150, g_m=0.1, tau_m_max=1200, g_h=0.006, tau_h=90, g_t=0.0,
+        noise_pa=7, noise_tau=4, v_noise_mv=0.05, na_shift=5, g_ahp=0.02, tau_ahp=400,
+    ),
+}  # fmt: skip
+
+
+def typical_params(subclass: str, species: str) -> CellParams:
+    """The central parameter set of a subclass; human: lower Rin, longer tau, more sag."""
+    if species not in SUBCLASSES or subclass not in SUBCLASSES[species]:
+        raise Ephys2txError(
+            f"no synthetic model for {species} {subclass}; "
+            f"choose one of {', '.join(SUBCLASSES.get(species, SUBCLASSES['mouse']))}"
+        )
+    p = _MOUSE[subclass]
+    if species == "human":
+        # Bigger cells, slower membranes, more Ih (and weaker adaptation at the lower
+        # current densities the same protocol reaches in them).
+        p = replace(
+            p,
+            rin_mohm=p.rin_mohm * 0.5,
+            tau_ms=p.tau_ms * 1.5,
+            g_h=p.g_h * 2.0 + 0.008,
+            g_m=p.g_m * 0.5,
+            g_ahp=p.g_ahp * 0.5,
+        )
+    return p
+
+
+_VARIED = ("rin_mohm", "tau_ms", "g_na", "g_kdr", "phi", "g_d", "tau_d_inact", "g_m", "g_h")
+_VARIED += ("g_t", "noise_pa")
+
+
+def sample_params(
+    subclass: str, species: str, rng: np.random.Generator, donor_effect: float = 1.0
+) -> CellParams:
+    """Cell-to-cell variability: log-normal (CV ~15%) around the subclass centre."""
+    p = typical_params(subclass, species)
+    values = asdict(p)
+    for name in _VARIED:
+        values[name] *= float(np.exp(rng.normal(0.0, 0.15)))
+    values["e_leak"] += float(rng.normal(0.0, 2.0))
+    values["k_shift"] += float(rng.normal(0.0, 1.0))
+    values["rin_mohm"] *= donor_effect
+    return CellParams(**values)
+
+
+def _as_vector(p: CellParams) -> np.ndarray:
+    return np.array([getattr(p, f.name) for f in fields(p)], dtype=np.float64)
+
+
+# ------------------------------------------------------------------ the compiled integrator
+@njit(cache=True, fastmath=False)
+def _exprel(x):
+    """x / (1 - exp(-x)), finite at 0 (Hodgkin-Huxley alpha rates)."""
+    if abs(x) < 1e-6:
+        return 1.0 + x / 2.0
+    return x / (1.0 - math.exp(-x))
+
+
+@njit(cache=True)
+def _gates_inf_tau(v, p):
+    """Steady state and time constants (ms) of h, n, a, b, w, q, hT."""
+    phi, k_shift = p[5], p[6]
+    tau_d_inact, tau_m_max, tau_h = p[8], p[10], p[12]
+    # Na inactivation (Wang-Buzsaki kinetics)
+    ah = 0.07 * math.exp(-(v + 58.0) / 20.0)
+    bh = 1.0 / (1.0 + math.exp(-(v + 28.0) / 10.0))
+    h_inf, h_tau = ah / (ah + bh), 1.0 / (phi * (ah + bh))
+    # delayed-rectifier K; shifted up for Kv3-like
+    vk = v - k_shift
+    an = 0.1 * _exprel((vk + 34.0) / 10.0)
+    bn = 0.125 * math.exp(-(vk + 44.0) / 80.0)
+    n_inf, n_tau = an / (an + bn), 1.0 / (phi * (an + bn))
+    # D-type K (Golomb et al. 2007 kinetics), slow inactivation sets the delay
+    a_inf = 1.0 / (1.0 + math.exp(-(v + 50.0) / 20.0))
+    b_inf = 1.0 / (1.0 + math.exp((v + 70.0) / 6.0))
+    # M-type K
+    w_inf = 1.0 / (1.0 + math.exp(-(v + 35.0) / 10.0))
+    w_tau = tau_m_max / (3.3 * math.exp((v + 35.0) / 20.0) + math.exp(-(v + 35.0) / 20.0))
+    # Ih, activated by hyperpolarisation
+    q_inf = 1.0 / (1.0 + math.exp((v + 82.0) / 8.0))
+    # T-type Ca inactivation
+    t_inf = 1.0 / (1.0 + math.exp((v + 81.0) / 4.0))
+    t_tau = 30.0 + 200.0 / (1.0 + math.exp((v + 60.0) / 5.0))
+    return (
+        h_inf, h_tau, n_inf, n_tau, a_inf, 1.0, b_inf, tau_d_inact,
+        w_inf, w_tau, q_inf, tau_h, t_inf, t_tau,
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def _rest_state(p, area, dt, n_steps):
+    """Settle the noiseless cell at zero current; returns [v, h, n, a, b, w, q, hT, ca]."""
+    zero = np.zeros((1, n_steps))
+    noise = np.zeros((1, n_steps), dtype=np.float32)
+    state = np.zeros(9)
+    v = p[2]
+    g = _gates_inf_tau(v, p)
+    state[0] = v
+    for k in range(7):
+        state[k + 1] = g[2 * k]
+    out = np.empty((1, n_steps), dtype=np.float32)
+    return _run(zero, noise, p, area, dt, state, out)
+
+
+@njit(cache=True)
+def _run(i_pa, noise, p, area, dt, state0, out):
+    """Integrate each row of i_pa (pA) from state0; writes membrane voltage (mV) to out.
+
+    Gates use exponential Euler; voltage uses the exact update of the linearised membrane
+    equation over dt (stable for stiff conductances). Returns the final state of the last row.
+    """
+    tau_l, e_l, g_na, g_kdr = p[1], p[2], p[3], p[4]
+    g_d, g_m, g_h, g_t = p[7], p[9], p[11], p[13]
+    noise_pa, noise_tau, na_shift = p[14], p[15], p[17]
+    g_ahp, tau_ahp = p[18], p[19]
+    g_l = 1.0 / tau_l
+    e_na, e_k, e_h, e_ca = 55.0, -90.0, -30.0, 120.0
+    to_density = 1e-6 / area  # pA -> uA/cm2
+    ou_decay = math.exp(-dt / noise_tau)
+    ou_kick = noise_pa * math.sqrt(1.0 - ou_decay * ou_decay) * to_density
+    state = state0.copy()
+    for s in range(i_pa.shape[0]):
+        v, h, n, a = state0[0], state0[1], state0[2], state0[3]
+        b, w, q, ht, ca = state0[4], state0[5], state0[6], state0[7], state0[8]
+        ou = 0.0
+        for k in range(i_pa.shape[1]):
+            ou = ou * ou_decay + ou_kick * noise[s, k]
+            # instantaneous Na and T activation
+            vm = v - na_shift
+            am = _exprel((vm + 35.0) / 10.0)
+            bm = 4.0 * math.exp(-(vm + 60.0) / 18.0)
+            m = am / (am + bm)
+            mt = 1.0 / (1.0 + math.exp(-(v + 57.0) / 6.2))
+            gna = g_na * m * m * m * h
+            gk = g_kdr * n * n * n * n
+            gd = g_d * a * a * a * b
+            gm = g_m * w
+            gh = g_h * q
+            gt = g_t * mt * mt * ht
+            gahp = g_ahp * ca / (ca + 5.0)
+            g_tot = g_l + gna + gk + gd + gm + gh + gt + gahp
+            i_in = i_pa[s, k] * to_density + ou
+            v_inf = (
+                g_l * e_l + gna * e_na + (gk + gd + gm + gahp) * e_k + gh * e_h + gt * e_ca + i_in
+            ) / g_tot
+            v = v_inf + (v - v_inf) * math.exp(-dt * g_tot)  # C = 1 uF/cm2
+            gi = _gates_inf_tau(v, p)
+            h = gi[0] + (h - gi[0]) * math.exp(-dt / gi[1])
+            n = gi[2] + (n - gi[2]) * math.exp(-dt / gi[3])
+            a = gi[4] + (a - gi[4]) * math.exp(-dt / gi[5])
+            b = gi[6] + (b - gi[6]) * math.exp(-dt / gi[7])
+            w = gi[8] + (w - gi[8]) * math.exp(-dt / gi[9])
+            q = gi[10] + (q - gi[10]) * math.exp(-dt / gi[11])
+            ht = gi[12] + (ht - gi[12]) * math.exp(-dt / gi[13])
+            # Ca enters only near the spike peak (high-voltage-activated), decays slowly
+            ca_in = 1.0 / (1.0 + math.exp(-(v + 20.0) / 5.0))
+            ca = ca * math.exp(-dt / tau_ahp) + ca_in * dt
+            out[s, k] = v
+        state[0], state[1], state[2], state[3] = v, h, n, a
+        state[4], state[5], state[6], state[7], state[8] = b, w, q, ht, ca
+    return state
+
+
+# ------------------------------------------------------------------ protocol
+def _with_test_pulse(n_samples: int) -> np.ndarray:
+    i = np.zeros(n_samples)
+    start = round(TEST_PULSE_START * SAMPLING_RATE)
+    i[start : start + round(TEST_PULSE_DURATION * SAMPLING_RATE)] = TEST_PULSE_AMP
+    return i
+
+
+def long_square_current(amplitude: float) -> np.ndarray:
+    """Allen long square: test pulse, then a 1 s step at 1.02 s; pA at 50 kHz."""
+    i = _with_test_pulse(round(LONG_SQUARE_SWEEP * SAMPLING_RATE))
+    start = round(STIM_START * SAMPLING_RATE)
+    i[start : start + round(LONG_SQUARE_DURATION * SAMPLING_RATE)] = amplitude
+    return i
+
+
+def short_square_current(amplitude: float) -> np.ndarray:
+    """Allen short square: test pulse, then a 3 ms step at 1.02 s."""
+    i = _with_test_pulse(round(SHORT_SQUARE_SWEEP * SAMPLING_RATE))
+    start = round(STIM_START * SAMPLING_RATE)
+    i[start : start + round(SHORT_SQUARE_DURATION * SAMPLING_RATE)] = amplitude
+    return i
+
+
+def ramp_current(end_amplitude: float) -> np.ndarray:
+    """Allen ramp: test pulse, then 25 pA/s from 1.02 s up to `end_amplitude`, then off."""
+    duration = end_amplitude / RAMP_SLOPE
+    n_ramp = round(duration * SAMPLING_RATE)
+    start = round(STIM_START * SAMPLING_RATE)
+    i = _with_test_pulse(start + n_ramp + round(RAMP_POST * SAMPLING_RATE))
+    i[start : start + n_ramp] = RAMP_SLOPE * (np.arange(1, n_ramp + 1) / SAMPLING_RATE)
+    return i
+
+
+class _Cell:
+    """A parameterised cell plus its resting state, to simulate sweeps from rest."""
+
+    def __init__(self, params: CellParams, rng: np.random.Generator):
+        self.params = params
+        self.rng = rng
+        self.vector = _as_vector(params)
+        self.rest = _rest_state(self.vector, 1.0, DT_MS, round(1000.0 / DT_MS))
+        self.area = self._calibrated_area()
+
+    def _calibrated_area(self) -> float:
+        """Membrane area (cm2) giving the target steady-state input resistance.
+
+        The cell's response depends only on current density, so one small noiseless
+        hyperpolarising step at unit area gives the specific resistance (kOhm cm2).
+        """
+        density = -4.0 / self.params.tau_ms  # uA/cm2, ~ -4 mV passive deflection
+        n = round(0.8 * SAMPLING_RATE)
+        i = np.full((1, n), density * 1e6)  # pA at 1 cm2
+        out = np.empty((1, n), dtype=np.float32)
+        _run(i, np.zeros((1, n), np.float32), self.vector, 1.0, DT_MS, self.rest, out)
+        r_specific = (float(out[0, -1]) - self.rest[0]) / density  # kOhm cm2
+        return r_specific * 1e3 / (self.params.rin_mohm * 1e6)
+
+    def run(self, currents: list[np.ndarray], noisy: bool = True) -> list[np.ndarray]:
+        """Voltage traces (mV) for equal-length current traces (pA), one noise draw each."""
+        i = np.stack(currents)
+        noise = (
+            self.rng.standard_normal(i.shape, dtype=np.float32)
+            if noisy
+            else np.zeros(i.shape, dtype=np.float32)
+        )
+        out = np.empty(i.shape, dtype=np.float32)
+        _run(i, noise, self.vector, self.area, DT_MS, self.rest, out)
+        v = out.astype(np.float64)
+        if noisy:
+            v += self.rng.normal(0.0, self.params.v_noise_mv, size=v.shape)
+        return list(v)
+
+
+def _n_spikes(v: np.ndarray, start: float, end: float) -> int:
+    """Upward 0 mV crossings in [start, end) s: only to steer the protocol, not a feature."""
+    seg = v[round(start * SAMPLING_RATE) : round(end * SAMPLING_RATE)]
+    return int(np.count_nonzero((seg[1:] >= 0.0) & (seg[:-1] < 0.0)))
+
+
+def _short_square_threshold(cell: _Cell, step: float, start: float) -> float:
+    """Smallest amplitude on a `step` grid from `start` that fires on a short square."""
+    window = round(0.06 * SAMPLING_RATE)  # 10 ms before, 50 ms after the pulse, no noise
+    onset = round(0.01 * SAMPLING_RATE)
+    amp = start
+    while amp <= 4 * MAX_CURRENT:
+        amps = [amp + k * step for k in range(8)]
+        traces = []
+        for a in amps:
+            i = np.zeros(window)
+            i[onset : onset + round(SHORT_SQUARE_DURATION * SAMPLING_RATE)] = a
+            traces.append(i)
+        for a, v in zip(amps, cell.run(traces, noisy=False), strict=True):
+            if _n_spikes(v, 0.0, 0.06) > 0:
+                return a
+        amp = amps[-1] + step
+    raise Ephys2txError("synthetic cell never fires on a short square; parameters out of range")
+
+
+def simulate_cell(
+    subclass: str,
+    species: str,
+    rng: np.random.Generator,
+    params: CellParams | None = None,
+    cell_id: str = "synthetic",
+    long_squares: bool = True,
+    short_squares: bool = True,
+    ramp: bool = True,
+) -> Recording:
+    """Record one SYNTHETIC cell with the Allen protocol; returns a `Recording`.
+
+    Long squares go from -110 pA in 20 pA steps to rheobase + 160 pA; short squares (3 ms)
+    bracket threshold on a coarse 100 pA then fine 20 pA grid, repeated at threshold; the ramp
+    rises at 25 pA/s until well past the first spike. Deterministic for a given `rng` state.
+    """
+    params = params or sample_params(subclass, species, rng)
+    cell = _Cell(params, rng)
+    sweeps: list[Sweep] = []
+    meta: dict = {"synthetic": True, "subclass": subclass, **asdict(params)}
+
+    def add(current: np.ndarray, voltage: np.ndarray, kind: str, code: str, amp: float) -> None:
+        end = (
+            STIM_START
+            + {
+                LONG_SQUARE: LONG_SQUARE_DURATION,
+                SHORT_SQUARE: SHORT_SQUARE_DURATION,
+                RAMP: amp / RAMP_SLOPE,
+            }[kind]
+        )
+        sweeps.append(
+            Sweep(
+                sweep_number=len(sweeps),
+                voltage=voltage,
+                current=current,
+                sampling_rate=SAMPLING_RATE,
+                stimulus_type=kind,
+                amplitude=amp,
+                stim_start=STIM_START,
+                stim_end=end,
+                stimulus_code=code,
+            )
+        )
+
+    # Long squares, four sweeps per compiled call, until rheobase + 160 pA.
+    rheobase = math.nan
+    amp = LONG_SQUARE_FIRST
+    stim_end = STIM_START + LONG_SQUARE_DURATION
+    while long_squares or ramp:
+        amps = [amp + k * LONG_SQUARE_STEP for k in range(4)]
+        currents = [long_square_current(a) for a in amps]
+        for a, i, v in zip(amps, currents, cell.run(currents), strict=True):
+            if math.isnan(rheobase) and _n_spikes(v, STIM_START, stim_end) > 0:
+                rheobase = a
+            if long_squares and (math.isnan(rheobase) or a <= rheobase + ABOVE_RHEOBASE):
+                add(i, v, LONG_SQUARE, LONG_SQUARE_CODE, a)
+        amp = amps[-1] + LONG_SQUARE_STEP
+        if not math.isnan(rheobase) and amp > rheobase + ABOVE_RHEOBASE:
+            break
+        if amp > MAX_CURRENT:
+            raise Ephys2txError(
+                f"synthetic {species} {subclass} cell never fired up to {MAX_CURRENT:.0f} pA; "
+                "parameters out of range"
+            )
+    meta["rheobase_pa"] = rheobase
+
+    if short_squares:
+        coarse = _short_square_threshold(cell, 100.0, 100.0)
+        fine = _short_square_threshold(cell, 20.0, max(coarse - 80.0, 20.0))
+        plan = [(a, SHORT_SQUARE_CODE) for a in (coarse - 200.0, coarse - 100.0, coarse) if a > 0]
+        plan += [(a, SHORT_SQUARE_FINE_CODE) for a in (fine - 40.0, fine - 20.0) if a > 0]
+        plan += [(fine, SHORT_SQUARE_FINE_CODE)] * 3  # repeats at threshold, as Allen does
+        currents = [short_square_current(a) for a, _ in plan]
+        for (a, code), i, v in zip(plan, currents, cell.run(currents), strict=True):
+            add(i, v, SHORT_SQUARE, code, a)
+        meta["short_square_threshold_pa"] = fine
+
+    if ramp:
+        # Ramp to well past rheobase; extend if the noise draw left it silent.
+        end = math.ceil((1.25 * rheobase + 60.0) / 10.0) * 10.0
+        for _ in range(3):
+            i = ramp_current(end)
+            (v,) = cell.run([i])
+            if _n_spikes(v, STIM_START, STIM_START + end / RAMP_SLOPE) > 0:
+                break
+            end *= 1.5
+        add(i, v, RAMP, RAMP_CODE, end)
+
+    return Recording(
+        source=Path(f"{cell_id}.nwb"),
+        cell_id=cell_id,
+        sweeps=sweeps,
+        species=species,
+        metadata=meta,
+    )
+
+
+# ------------------------------------------------------------------ cohort
+SYNTHETIC_NOTICE = (
+    "SYNTHETIC cells: simulated conductance-based models recorded with the Allen protocol; "
+    "not real recordings."
+)
+_SPECIES_CODE = {"mouse": 0, "human": 1}
+_ID_BASE = 9_000_000_000  # far above real Allen specimen ids, so never confused with them
+
+
+def _n_donors(n_cells: int) -> int:
+    return max(1, min(6, n_cells))
+
+
+def write_cohort(
+    species: str,
+    n_per_class: int,
+    out_dir: str | Path,
+    seed: int = 0,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Simulate `n_per_class` SYNTHETIC cells per subclass, one Allen-style NWB file each.
+
+    Cells are spread over a handful of synthetic donors (each donor adds a small shared offset
+    to input resistance) so donor-grouped folds work. Writes and returns `out_dir/cohort.csv`.
+    Deterministic for a given seed: each cell draws from its own seeded generator.
+    """
+    import pandas as pd
+    from rich.progress import track
+
+    from .allen_nwb import write_allen_nwb
+
+    if species not in SUBCLASSES:
+        raise Ephys2txError(f"unknown species {species!r}; use mouse or human")
+    if n_per_class < 1:
+        raise Ephys2txError(f"--n-per-class must be at least 1, got {n_per_class}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    code = _SPECIES_CODE[species]
+    classes = SUBCLASSES[species]
+    n_donors = _n_donors(len(classes) * n_per_class)
+    donor_effects = [
+        float(np.exp(np.random.default_rng([seed, code, 1_000_000 + d]).normal(0.0, 0.08)))
+        for d in range(n_donors)
+    ]
+    plan = [(c, k) for c in range(len(classes)) for k in range(n_per_class)]
+    rows = []
+    steps = track(plan, description=f"simulating {species} cells") if progress else plan
+    for index, (c, k) in enumerate(steps):
+        subclass = classes[c]
+        donor = (k + c) % n_donors  # every donor gets several subclasses
+        rng = np.random.default_rng([seed, code, index])
+        params = sample_params(subclass, species, rng, donor_effect=donor_effects[donor])
+        specimen_id = _ID_BASE + code * 1_000_000 + index
+        donor_id = f"synth-{species}-donor{donor + 1}"
+        recording = simulate_cell(subclass, species, rng, params=params, cell_id=str(specimen_id))
+        file = f"synth_{species}_{specimen_id}.nwb"
+        write_allen_nwb(
+            out / file,
+            recording,
+            session_description=(
+                f"{SYNTHETIC_NOTICE} ephys2tx synth, species={species}, subclass={subclass}, "
+                f"seed={seed}, cell={index}"
+            ),
+            donor=donor_id,
+        )
+        rows.append(
+            {
+                "specimen_id": specimen_id,
+                "species": species,
+                "donor": donor_id,
+                "subclass": subclass,
+                "label": ALIGNED_LABEL[subclass],
+                "label5": subclass,
+                "file": file,
+                "synthetic": True,
+                "seed": seed,
+                "rheobase_pa": recording.metadata["rheobase_pa"],
+                "short_square_threshold_pa": recording.metadata.get("short_square_threshold_pa"),
+                "n_sweeps": len(recording.sweeps),
+                **asdict(params),
+            }
+        )
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "cohort.csv", index=False)
+    return table
