@@ -117,8 +117,10 @@ def _describe_run(d: np.ndarray, i0: int, i1: int, rate: float, tol: float) -> t
         level = float(np.median(seg[a:b]))
         return _square_type((b - a) / rate), level, (i0 + a) / rate, (i0 + b) / rate
     crossings = int(np.count_nonzero(np.diff(np.signbit(seg[np.abs(seg) > tol]))))
-    if crossings >= CHIRP_MIN_CROSSINGS:
-        peak = float(np.max(np.abs(seg)))
+    peak = float(np.max(np.abs(seg)))
+    # A chirp oscillates smoothly (sample-to-sample steps small next to its peak); noise doesn't.
+    smooth = np.median(np.abs(np.diff(seg))) < 0.05 * peak
+    if crossings >= CHIRP_MIN_CROSSINGS and smooth:
         return CHIRP, peak, i0 / rate, i1 / rate
     steps = np.diff(seg)
     rising = np.count_nonzero(steps > 0) >= 0.9 * np.count_nonzero(steps)
