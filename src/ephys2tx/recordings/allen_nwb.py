@@ -202,7 +202,7 @@ def read_allen_nwb(path: str | Path) -> Recording:
                 current=current,
                 sampling_rate=rate,
                 stimulus_type=stim_type,
-                amplitude=amplitude,
+                amplitude=round(amplitude, 3),  # float32 storage: 250 pA reads as 249.99998
                 stim_start=start,
                 stim_end=end,
                 stimulus_code=str(row.stimulus_code),

@@ -93,8 +93,8 @@ _MOUSE = {
     ),
     "Vip": CellParams(
         rin_mohm=480, tau_ms=17.0, e_leak=-67, g_na=50, g_kdr=12, phi=2.4, k_shift=0,
-        g_d=0.05, tau_d_inact=150, g_m=0.1, tau_m_max=800, g_h=0.006, tau_h=80, g_t=0.0,
-        noise_pa=10, noise_tau=4, v_noise_mv=0.05, na_shift=6, g_ahp=0.04, tau_ahp=100,
+        g_d=0.05, tau_d_inact=150, g_m=0.1, tau_m_max=800, g_h=0.002, tau_h=80, g_t=0.0,
+        noise_pa=6, noise_tau=4, v_noise_mv=0.05, na_shift=6, g_ahp=0.04, tau_ahp=100,
     ),
     "Lamp5": CellParams(
         rin_mohm=230, tau_ms=11.0, e_leak=-72, g_na=60, g_kdr=16, phi=2.2, k_shift=2,
@@ -103,7 +103,7 @@ _MOUSE = {
     ),
     "Sncg": CellParams(
         rin_mohm=330, tau_ms=20.0, e_leak=-66, g_na=55, g_kdr=11, phi=2.0, k_shift=0,
-        g_d=0.05, tau_d_inact=150, g_m=0.1, tau_m_max=1200, g_h=0.006, tau_h=90, g_t=0.0,
+        g_d=0.05, tau_d_inact=150, g_m=0.1, tau_m_max=1200, g_h=0.003, tau_h=90, g_t=0.0,
         noise_pa=7, noise_tau=4, v_noise_mv=0.05, na_shift=5, g_ahp=0.02, tau_ahp=400,
     ),
 }  # fmt: skip
@@ -188,7 +188,7 @@ def _gates_inf_tau(v, p):
     t_inf = 1.0 / (1.0 + math.exp((v + 81.0) / 4.0))
     t_tau = 30.0 + 200.0 / (1.0 + math.exp((v + 60.0) / 5.0))
     return (
-        h_inf, h_tau, n_inf, n_tau, a_inf, 1.0, b_inf, tau_d_inact,
+        h_inf, h_tau, n_inf, n_tau, a_inf, 0.5, b_inf, tau_d_inact,
         w_inf, w_tau, q_inf, tau_h, t_inf, t_tau,
     )  # fmt: skip
 
