@@ -124,7 +124,7 @@ def list_assets(
                 f"({type(exc).__name__}); {NETWORK_HINT}"
             ) from exc
         raise Ephys2txError(
-            f"listing dandiset {dandiset_id} failed ({type(exc).__name__}: {str(exc)[:150]}); "
+            f"listing dandiset {dandiset_id} failed ({type(exc).__name__}: {' '.join(str(exc).split())[:150]}); "
             "try again later or pass --version"
         ) from exc
     return assets

@@ -32,6 +32,12 @@ class RawTrace:
     stimulus_code: str | None = None
 
 
+def one_line(exc: BaseException, limit: int = 120) -> str:
+    """An exception's text on one line, shortened: user errors are one line."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _usable(trace: RawTrace) -> tuple[int, str | None]:
     """Samples to keep and, when the sweep is unusable, why."""
     n = finite_length(trace.voltage)
@@ -82,7 +88,8 @@ def assemble(
                     current=current,
                     sampling_rate=float(rate),
                     stimulus_type=info.stimulus_type,
-                    amplitude=info.amplitude,
+                    # float32 commands give -1799.99999 for -1800; pA to 0.001 is plenty
+                    amplitude=round(info.amplitude, 3),
                     stim_start=info.start,
                     stim_end=info.end,
                     stimulus_code=trace.stimulus_code,

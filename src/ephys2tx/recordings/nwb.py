@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Ephys2txError
-from .assemble import RawTrace, assemble
+from .assemble import RawTrace, assemble, one_line
 from .sweeps import Recording
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def read_nwb(path: str | Path) -> Recording:
             nwb = io.read()
     except Exception as exc:
         raise Ephys2txError(
-            f"{path}: cannot read as NWB 2 ({type(exc).__name__}: {str(exc)[:120]}); the file "
+            f"{path}: cannot read as NWB 2 ({type(exc).__name__}: {one_line(exc)}); the file "
             "is truncated, corrupt or not NWB 2 (HDF5): download or export it again"
         ) from exc
     try:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import Ephys2txError
+from .assemble import one_line
 from .sweeps import Recording
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def _read_nwb_any(path: Path) -> Recording:
                     return read_nwb(path)
                 except Ephys2txError as exc:
                     raise Ephys2txError(
-                        f"{exc} (the Allen reader also failed: {str(allen_error)[:120]})"
+                        f"{exc} (the Allen reader also failed: {one_line(allen_error)})"
                     ) from exc
     return read_nwb(path)
 
