@@ -107,7 +107,7 @@ def process_file(
     `extractor` defaults to the one-pass `extract_features` (benchmarks swap it).
 
     Keys: file, sha256, cached, meta, scalars, vectors, family_status, family_reason,
-    status, reason, error (None or (stage, reason)), seconds, peak_rss_mb.
+    status, reason, error (None or (stage, reason)), read_seconds, extract_seconds, peak_rss_mb.
     """
     from .extract import extract_features
 
@@ -132,10 +132,12 @@ def process_file(
         rec = (reader or _default_reader)(path)
     except Exception as exc:
         return {**result, "error": ("read", _one_line(exc))}
+    t_read = time.perf_counter()
     try:
         cf = (extractor or extract_features)(rec)
     except Exception as exc:
         return {**result, "error": ("extract", _one_line(exc))}
+    t_done = time.perf_counter()
     result.update(
         cache_version=CACHE_VERSION,
         meta=_meta(rec, species),
@@ -145,7 +147,8 @@ def process_file(
         family_reason=cf.family_reason,
         status=cf.status,
         reason=cf.reason,
-        seconds=time.perf_counter() - t0,
+        read_seconds=t_read - t0,
+        extract_seconds=t_done - t_read,
     )
     _atomic_pickle(result, cache_file)
     result["peak_rss_mb"] = _peak_rss_mb()
@@ -170,6 +173,8 @@ class BatchResult:
     n_computed: int
     seconds: float
     compute_seconds: float  # first submission to last result: excludes cluster start-up
+    read_seconds: float  # summed over files computed in this run
+    extract_seconds: float  # summed over files computed in this run (feature extraction only)
     peak_rss_mb: float  # highest peak RSS seen in any worker process
 
 
@@ -320,5 +325,7 @@ def run_batch(
         n_computed=sum(r.get("error") is None and not r.get("cached") for r in ordered),
         seconds=time.perf_counter() - t0,
         compute_seconds=compute_seconds,
+        read_seconds=sum(r.get("read_seconds", 0.0) for r in ordered if not r.get("cached")),
+        extract_seconds=sum(r.get("extract_seconds", 0.0) for r in ordered if not r.get("cached")),
         peak_rss_mb=max((r.get("peak_rss_mb") or 0.0) for r in ordered),
     )

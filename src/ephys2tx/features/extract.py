@@ -270,24 +270,35 @@ def analyze_recording(rec: Recording) -> CellAnalysis:
 
 
 def _augment_spikes(pa: ProtocolAnalysis) -> None:
-    """Add threshold-relative and extended spike features to each IPFX spike table, in place."""
+    """Add threshold-relative and extended spike features to each IPFX spike table.
+
+    The tables are replaced inside IPFX's own `spikes_set` list (one concat per sweep, cheaper
+    than column-by-column inserts), so every later lookup sees the added columns.
+    """
     spikes_set = pa.features.get("spikes_set") if pa.features else None
     if not spikes_set:
         return
-    for swp, spikes in zip(pa.sweeps.sweeps, spikes_set, strict=True):
+    for k, (swp, spikes) in enumerate(zip(pa.sweeps.sweeps, spikes_set, strict=True)):
         if spikes is None or len(spikes) == 0:
             continue
         thr = spikes["threshold_v"].to_numpy(float)
-        spikes["peak_deltav"] = spikes["peak_v"] - thr
-        spikes["fast_trough_deltav"] = spikes["fast_trough_v"] - thr
-        spikes["trough_deltav"] = spikes["trough_v"] - thr
-        # how much deeper the whole AHP goes than the fast trough (<= 0)
-        spikes["trough_slowdeltav"] = spikes["trough_v"] - spikes["fast_trough_v"]
-        t, v = swp.t, swp.v
-        spikes["width_suprathresh"] = _widths_suprathresh(t, v, spikes)
-        spikes["postap_slope"] = _postap_slopes(t, v, spikes)
+        fast = spikes["fast_trough_v"].to_numpy(float)
+        trough = spikes["trough_v"].to_numpy(float)
         isi_next = np.append(np.diff(spikes["threshold_t"].to_numpy(float)), np.nan)
-        spikes["ahp_delay_ratio"] = (spikes["trough_t"] - spikes["peak_t"]) / isi_next
+        extra = {
+            "peak_deltav": spikes["peak_v"].to_numpy(float) - thr,
+            "fast_trough_deltav": fast - thr,
+            "trough_deltav": trough - thr,
+            # how much deeper the whole AHP goes than the fast trough (<= 0)
+            "trough_slowdeltav": trough - fast,
+            "width_suprathresh": _widths_suprathresh(swp.t, swp.v, spikes),
+            "postap_slope": _postap_slopes(swp.t, swp.v, spikes),
+            "ahp_delay_ratio": (
+                spikes["trough_t"].to_numpy(float) - spikes["peak_t"].to_numpy(float)
+            )
+            / isi_next,
+        }
+        spikes_set[k] = pd.concat([spikes, pd.DataFrame(extra, index=spikes.index)], axis=1)
 
 
 def _widths_suprathresh(t: np.ndarray, v: np.ndarray, spikes: pd.DataFrame) -> np.ndarray:
@@ -324,8 +335,10 @@ def _postap_slopes(t: np.ndarray, v: np.ndarray, spikes: pd.DataFrame) -> np.nda
             continue
         a = int(ft)
         b = int(min(a + n_win, stop))
-        if b - a >= 2:
-            out[k] = np.polyfit(t[a:b] * 1e3, v[a:b], 1)[0]
+        if b - a >= 2:  # least-squares slope, written out (np.polyfit is slow per spike)
+            x = t[a:b] * 1e3
+            x = x - x.mean()
+            out[k] = float(x @ v[a:b] / (x @ x))
     return out
 
 
