@@ -383,3 +383,19 @@ def test_cli_inspect():
     assert "long_square" in result.output and "300.0" in result.output and "20.0" in result.output
     missing = CliRunner().invoke(app, ["inspect", "/nonexistent/cell.abf"])
     assert isinstance(missing.exception, Ephys2txError)
+
+
+@pytest.mark.parametrize("sd", [0.5, 2.0, 5.0])
+def test_recorded_noisy_current_is_classified(sd):
+    """A recorded (not commanded) current: noise must not hide the step or invent stimuli."""
+    n = int(3 * RATE)
+    t = np.arange(n) / RATE
+    rng = np.random.default_rng(3)
+    step = _square(n, int(1.0 * RATE), int(2.0 * RATE), 20.0) + rng.normal(0, sd, n)
+    info = classify_stimulus(step, RATE)
+    assert info.stimulus_type == LONG_SQUARE
+    assert info.amplitude == pytest.approx(20.0, abs=0.5)
+    assert info.start == pytest.approx(1.0, abs=0.001) and info.end == pytest.approx(2.0, abs=0.001)
+    ramp = np.where((t >= 1) & (t < 2.5), 100 * (t - 1), 0.0) + rng.normal(0, sd, n)
+    info = classify_stimulus(ramp, RATE)
+    assert info.stimulus_type == RAMP and info.amplitude == pytest.approx(150, abs=1)

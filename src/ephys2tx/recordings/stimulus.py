@@ -24,6 +24,8 @@ TEST_PULSE_MAX_S = 0.05
 # Samples closer than this to the holding level count as "no stimulus" (pA).
 MIN_TOLERANCE_PA = 0.5
 CHIRP_MIN_CROSSINGS = 8
+# Sample-to-sample noise (pA) above which a current is treated as recorded, not commanded.
+COMMAND_NOISE_PA = 0.05
 
 
 @dataclass(frozen=True)
@@ -49,24 +51,47 @@ class StimulusInfo:
     test_pulse: TestPulse | None = None
 
 
-def _tolerance(d: np.ndarray) -> float:
+def _tolerance(d: np.ndarray, floor: float = 0.0) -> float:
     peak = float(np.nanmax(np.abs(d))) if d.size else 0.0
-    return max(MIN_TOLERANCE_PA, 0.01 * peak)
+    return max(MIN_TOLERANCE_PA, 0.01 * peak, floor)
 
 
-def holding_level(current: np.ndarray, sampling_rate: float) -> float:
+def denoise(current: np.ndarray, sampling_rate: float) -> tuple[np.ndarray, float]:
+    """Median-filter a recorded (noisy) current; a command waveform passes unchanged.
+
+    Returns the current and the noise level left after filtering (pA), which sets the
+    smallest step that can be told from noise. A 1 ms median keeps step edges sharp.
+    """
+    c = np.asarray(current, dtype=float)
+    steps = np.abs(np.diff(c))
+    sigma = 1.4826 * float(np.median(steps)) / np.sqrt(2) if steps.size else 0.0
+    if sigma <= COMMAND_NOISE_PA:
+        return c, 0.0
+    from scipy.ndimage import median_filter
+
+    size = max(3, int(0.001 * sampling_rate) | 1)
+    return median_filter(c, size=size, mode="nearest"), 1.25 * sigma / np.sqrt(size)
+
+
+def holding_level(current: np.ndarray, sampling_rate: float, noise: float = 0.0) -> float:
     """Holding current: the most common value in the first and last 2% of the sweep.
 
     Both ends are used because a test pulse may sit at the start and a ramp may run to
-    the end; the mode (of values rounded to 0.01 pA) ignores either.
+    the end; the mode (of values binned at 0.01 pA, or at the noise level of a recorded
+    current) ignores either. For a recorded current the mean of that bin is returned.
     """
     c = current[np.isfinite(current)]
     if c.size == 0:
         return float("nan")
     edge = max(1, int(0.02 * c.size), int(0.001 * sampling_rate))
     ends = np.concatenate([c[:edge], c[-edge:]])
-    values, counts = np.unique(np.round(ends, 2), return_counts=True)
-    return float(values[np.argmax(counts)])
+    width = max(0.01, 4 * noise)
+    bins = np.round(ends / width)
+    values, counts = np.unique(bins, return_counts=True)
+    mode = values[np.argmax(counts)]
+    if noise == 0.0:
+        return float(mode * width)
+    return float(np.mean(ends[np.abs(bins - mode) <= 1]))
 
 
 def _runs(mask: np.ndarray) -> np.ndarray:
@@ -101,9 +126,13 @@ def _square_type(duration: float) -> str:
     return OTHER
 
 
-def _describe_run(d: np.ndarray, i0: int, i1: int, rate: float, tol: float) -> tuple:
+def _describe_run(d: np.ndarray, i0: int, i1: int, rate: float, tol: float, noisy: bool) -> tuple:
     """Type, amplitude, start, end of the stimulus occupying samples [i0, i1)."""
     seg = d[i0:i1]
+    level = float(np.median(seg))
+    # One level within noise: a square step (commanded or recorded).
+    if np.quantile(np.abs(seg - level), 0.98) <= max(2 * tol, 0.05 * abs(level)):
+        return _square_type(seg.size / rate), level, i0 / rate, i1 / rate
     pieces = _flat_segments(seg, tol)
     lengths = pieces[:, 1] - pieces[:, 0]
     spans = np.maximum.reduceat(seg, pieces[:, 0]) - np.minimum.reduceat(seg, pieces[:, 0])
@@ -111,7 +140,7 @@ def _describe_run(d: np.ndarray, i0: int, i1: int, rate: float, tol: float) -> t
     if (
         len(pieces) <= max(3, seg.size // 1000)
         and lengths.min() >= max(2, 0.0005 * rate)
-        and spans.max() <= 2 * tol
+        and spans.max() <= 4 * tol
     ):
         a, b = pieces[0]
         level = float(np.median(seg[a:b]))
@@ -125,10 +154,11 @@ def _describe_run(d: np.ndarray, i0: int, i1: int, rate: float, tol: float) -> t
     steps = np.diff(seg)
     rising = np.count_nonzero(steps > 0) >= 0.9 * np.count_nonzero(steps)
     falling = np.count_nonzero(steps < 0) >= 0.9 * np.count_nonzero(steps)
-    if (rising or falling) and seg.size >= 3:
+    if (rising or falling or noisy) and seg.size >= 3 and np.std(seg) > 0:
         r = np.corrcoef(np.arange(seg.size), seg)[0, 1]
         if abs(r) > 0.98:
-            return RAMP, float(seg[-1]), i0 / rate, i1 / rate
+            slope, intercept = np.polyfit(np.arange(seg.size), seg, 1)
+            return RAMP, float(slope * (seg.size - 1) + intercept), i0 / rate, i1 / rate
     extreme = float(seg[np.argmax(np.abs(seg))])
     return OTHER, extreme, i0 / rate, i1 / rate
 
@@ -140,19 +170,27 @@ def classify_stimulus(current: np.ndarray, sampling_rate: float) -> StimulusInfo
     itself a short square, not a test pulse; a test pulse needs a stimulus after it.
     """
     c = np.asarray(current, dtype=float)
-    c = c[: finite_length(c)]
-    baseline = holding_level(c, sampling_rate)
+    c, noise = denoise(c[: finite_length(c)], sampling_rate)
+    baseline = holding_level(c, sampling_rate, noise)
     if c.size == 0 or not np.isfinite(baseline):
         return StimulusInfo(OTHER, float("nan"), None, None, float("nan"))
     d = c - baseline
-    tol = _tolerance(d)
-    runs = _merge_runs(_runs(np.abs(d) > tol), max_gap=max(2, int(0.002 * sampling_rate)))
+    tol = _tolerance(d, 4 * noise)
+    runs = _runs(np.abs(d) > tol)
+    if noise > 0:  # blips the median filter let through are not stimuli
+        runs = runs[(runs[:, 1] - runs[:, 0]) >= max(2, int(0.0005 * sampling_rate))]
+    # Join the pieces of one stimulus split where it passes near holding (chirp zero
+    # crossings; with noise, the first ms of a ramp).
+    gap = 0.02 if noise > 0 else 0.002
+    runs = _merge_runs(runs, max_gap=max(2, int(gap * sampling_rate)))
     if len(runs) == 0:  # holding only: a zero-amplitude sweep of no particular type
         return StimulusInfo(OTHER, 0.0, None, None, baseline)
     test_pulse = _test_pulse(d, runs, sampling_rate, tol)
     if test_pulse is not None:
         runs = runs[1:]
-    kind, amplitude, start, end = _describe_run(d, runs[0, 0], runs[0, 1], sampling_rate, tol)
+    kind, amplitude, start, end = _describe_run(
+        d, runs[0, 0], runs[0, 1], sampling_rate, tol, noise > 0
+    )
     return StimulusInfo(kind, amplitude, start, end, baseline, test_pulse)
 
 
@@ -162,7 +200,7 @@ def _test_pulse(d: np.ndarray, runs: np.ndarray, rate: float, tol: float) -> Tes
     a, b = runs[0]
     if a / rate > TEST_PULSE_MAX_TIME or (b - a) / rate > TEST_PULSE_MAX_S:
         return None
-    if np.ptp(d[a:b]) > 2 * tol:  # not a square
+    if np.ptp(d[a:b]) > 4 * tol:  # not a square
         return None
     return TestPulse(a / rate, b / rate, float(np.median(d[a:b])))
 
@@ -188,8 +226,9 @@ def classify_protocol(currents: Sequence[np.ndarray], sampling_rate: float) -> l
     if n == 0:
         return infos
     baselines = np.array([i.baseline for i in infos])
-    d = np.stack([np.asarray(c[:n], dtype=float) for c in currents]) - baselines[:, None]
-    tol = _tolerance(d)
+    cleaned = [denoise(np.asarray(c[:n], dtype=float), sampling_rate) for c in currents]
+    d = np.stack([c for c, _ in cleaned]) - baselines[:, None]
+    tol = _tolerance(d, 4 * max(noise for _, noise in cleaned))
     spread = np.ptp(d, axis=0)
     runs = _runs(spread > tol)
     runs = runs[(runs[:, 1] - runs[:, 0]) >= max(2, int(0.0005 * sampling_rate))]
@@ -197,7 +236,7 @@ def classify_protocol(currents: Sequence[np.ndarray], sampling_rate: float) -> l
         return infos
     a, b = runs[0]
     window = d[:, a:b]
-    if np.any(np.ptp(window, axis=1) > 2 * tol):  # not a flat step in every sweep
+    if np.any(np.ptp(window, axis=1) > 4 * tol):  # not a flat step in every sweep
         return infos
     kind = _square_type((b - a) / sampling_rate)
     levels = np.median(window, axis=1)
