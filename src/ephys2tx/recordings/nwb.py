@@ -119,12 +119,15 @@ def read_nwb(path: str | Path) -> Recording:
     path = Path(path)
     if not path.is_file():
         raise Ephys2txError(f"{path}: file not found; check the path")
+    io = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             io = NWBHDF5IO(str(path), "r", load_namespaces=True)
             nwb = io.read()
     except Exception as exc:
+        if io is not None:
+            io.close()
         raise Ephys2txError(
             f"{path}: cannot read as NWB 2 ({type(exc).__name__}: {one_line(exc)}); the file "
             "is truncated, corrupt or not NWB 2 (HDF5): download or export it again"
