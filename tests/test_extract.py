@@ -387,3 +387,30 @@ def test_cli_extract_on_real_abf_with_dask_processes(tmp_path):
     assert len(list((out / "cache").glob("*.pkl"))) == 1
     again = CliRunner().invoke(app, [*args, "--workers", "1"])
     assert again.exit_code == 0 and "1 from cache" in again.output
+
+
+def test_chirp_features_of_a_passive_cell_follow_rc_physics():
+    """A passive RC membrane (R = 200 MOhm, tau = 15 ms) has |Z| = R at low frequency and a
+    -3 dB corner at 1 / (2 pi tau) ~ 10.6 Hz; IPFX's chirp amplitude/phase must show that."""
+    from scipy.signal import chirp, lfilter
+
+    from ephys2tx.features.extract import extract_features
+    from ephys2tx.recordings.sweeps import CHIRP
+
+    rate, start, dur, r_gohm, tau = 10_000.0, 0.6, 20.0, 0.2, 0.015
+    t = np.arange(int((start + dur + 1.0) * rate)) / rate
+    on = (t >= start) & (t < start + dur)
+    i = np.where(on, 50.0 * chirp(t - start, f0=0.2, t1=dur, f1=40.0, method="logarithmic"), 0.0)
+    a = math.exp(-1.0 / (rate * tau))
+    v = -70.0 + lfilter([1 - a], [1, -a], r_gohm * i)  # exact discrete RC response, mV
+    rec = Recording(Path("rc.nwb"), "rc", [Sweep(0, v, i, rate, CHIRP, 50.0, start, start + dur)])
+    cf = extract_features(rec)
+    sc = cf.scalars
+    assert cf.family_status["chirp"] == "ok"
+    assert sc["low_freq_impedance_chirp"] == pytest.approx(r_gohm, rel=0.05)
+    assert sc["peak_impedance_chirp"] == pytest.approx(r_gohm, rel=0.05)
+    assert sc["3db_freq_chirp"] == pytest.approx(1 / (2 * math.pi * tau), rel=0.15)
+    assert sc["phase_peak_chirp"] <= 0.05 and sc["total_inductive_phase_chirp"] < 0.05
+    # no long squares: every step-based family is missing with a reason, none zero-filled
+    assert cf.family_status["psth"] == "missing" and np.isnan(cf.vectors["psth"]).all()
+    assert "long-square" in cf.family_reason["subthreshold"]
