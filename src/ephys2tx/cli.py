@@ -37,22 +37,10 @@ _register()
 def main() -> None:
     """Entry point: user errors print one line and exit 2, never a traceback."""
     try:
-        app(standalone_mode=False)
+        app()
     except Ephys2txError as exc:
         typer.secho(f"error: {exc}", err=True, fg="red")
         sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        typer.secho("aborted", err=True)
-        sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":

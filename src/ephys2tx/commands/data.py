@@ -1,7 +1,211 @@
-"""Placeholder command group; its owner fills it in."""
+"""Commands on the public tables: fetch, cells, embed, and the random forest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.progress import track
+from rich.table import Table
+
+from ..datasets.cells import build_cells, read_cell_table, usable_features, write_cell_table
+from ..datasets.fetch import fetch_all, resolve_data_dir, resolve_mirror
+from ..datasets.sources import DATA_FILES
+from ..errors import Ephys2txError
+from .common import (
+    DataDir,
+    ExcludeIds,
+    Folds,
+    Labels,
+    Mirror,
+    Protocol,
+    Repeats,
+    Seed,
+    Species,
+    console,
+    training_cells,
+)
+
+
+def fetch(data_dir: DataDir = None, mirror: Mirror = None) -> None:
+    """Download the pinned public tables (or copy them from a mirror) and verify sha256."""
+    root = resolve_data_dir(data_dir)
+    source = resolve_mirror(mirror) or "raw.githubusercontent.com (pinned commits)"
+    console.print(f"fetching {len(DATA_FILES)} files from {source} into {root}")
+    names = list(DATA_FILES)
+    for name in track(names, description="fetching", console=console, transient=True):
+        fetch_all(root, resolve_mirror(mirror), [name])
+        console.print(f"  [green]ok[/] {name}")
+
+
+def cells(
+    species: Annotated[str, typer.Argument(help="mouse or human")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the table (.parquet or .csv).")
+    ] = None,
+    data_dir: DataDir = None,
+    mirror: Mirror = None,
+) -> None:
+    """Build the harmonized cell table of one species and print QC counts per reason."""
+    table, report = build_cells(species, data_dir, mirror)
+    summary = Table(title=f"{species} cells: QC")
+    summary.add_column("rule")
+    summary.add_column("cells", justify="right")
+    summary.add_row("input rows", str(report.n_input))
+    for reason, count in report.dropped.items():
+        summary.add_row(f"dropped: {reason}", str(count))
+    summary.add_row("kept", str(report.n_kept), style="bold")
+    console.print(summary)
+    counts = table["label"].value_counts().sort_index()
+    console.print("aligned labels: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    kept = usable_features(table)
+    console.print(f"features measured in >= 20% of cells: {len(kept)} (others stay NaN)")
+    if out is not None:
+        write_cell_table(table, out)
+        console.print(f"wrote {len(table)} cells to {out}")
+
+
+def embed(
+    species: Annotated[str, typer.Argument(help="mouse or human")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    labels: Labels = None,
+    seed: Seed = 0,
+    data_dir: DataDir = None,
+    mirror: Mirror = None,
+) -> None:
+    """UMAP of the per-family sPCA space coloured by subclass, plus silhouette scores."""
+    from ..report.figures import embedding_png
+    from ..representations.embedding import embed_cells
+
+    table, label = training_cells(species, labels, data_dir=data_dir, mirror=mirror)
+    with console.status("sparse PCA per family, then UMAP"):
+        result = embed_cells(table, usable_features(table), label, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    png = embedding_png(result.coords, out / f"umap_{species}.png", f"{species}: sPCA → UMAP")
+    payload = {
+        "species": species,
+        "label": label,
+        "silhouette": result.silhouette,
+        "families": result.families,
+        "n_cells": len(result.coords),
+        "n_dropped_incomplete": result.n_dropped,
+    }
+    (out / f"silhouette_{species}.json").write_text(json.dumps(payload, indent=2))
+    result.coords.to_csv(out / f"umap_{species}.csv", index=False)
+    console.print(f"silhouette per class: {result.silhouette}")
+    console.print(f"wrote {png}")
+
+
+def train_rf(
+    species: Species,
+    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    labels: Labels = None,
+    exclude_ids: ExcludeIds = None,
+    inputs: Annotated[str, typer.Option("--inputs", help="raw or spca features.")] = "raw",
+    seed: Seed = 0,
+    data_dir: DataDir = None,
+    mirror: Mirror = None,
+) -> None:
+    """Train the class-balanced random forest on all cells of a species and save it."""
+    from ..models.bundle import ModelCard, save_model
+    from ..models.forest import make_forest
+
+    table, label = training_cells(species, labels, exclude_ids, data_dir, mirror)
+    features = usable_features(table)
+    model = make_forest(seed, inputs)
+    with console.status(f"training forest on {len(table)} {species} cells"):
+        model.fit(table[features], table[label].to_numpy())
+    card = ModelCard(
+        kind=f"rf-{inputs}",
+        species=species,
+        label=label,
+        classes=[str(c) for c in model.classes_],
+        features=features,
+        n_train_cells=len(table),
+        extra={"seed": seed},
+    )
+    save_model(out, model, card)
+    console.print(f"saved {card.kind} model ({len(features)} features) to {out}")
+
+
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="A directory written by `ephys2tx train`.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Cell table(s) (.parquet/.csv).")],
+    out: Annotated[Path, typer.Option("--out", help="CSV of predictions.")] = Path(
+        "predictions.csv"
+    ),
+) -> None:
+    """Predict subclasses for cells in a table, with a probability per class."""
+    import pandas as pd
+
+    from ..models.bundle import load_model, predict_table
+
+    estimator, card = load_model(model_dir)
+    tables = [read_cell_table(path) for path in inputs]
+    table = pd.concat(tables, ignore_index=True)
+    predictions = predict_table(estimator, card, table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    predictions.to_csv(out, index=False)
+    shown = Table(title=f"{card.kind} ({card.species}, {card.label}) predictions")
+    for column in predictions.columns:
+        shown.add_column(column)
+    for row in predictions.head(20).itertuples(index=False):
+        shown.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(shown)
+    console.print(f"wrote {len(predictions)} predictions to {out}")
+
+
+def evaluate_rf(
+    species: Species,
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    labels: Labels = None,
+    protocol: Protocol = "grouped",
+    repeats: Repeats = 3,
+    folds: Folds = 5,
+    inputs: Annotated[str, typer.Option("--inputs", help="raw, spca or both.")] = "both",
+    seed: Seed = 0,
+    data_dir: DataDir = None,
+    mirror: Mirror = None,
+) -> None:
+    """Cross-validate the forest on raw features and on sPCA components (same folds)."""
+    from ..evaluation.run import evaluate, write_evaluation
+    from ..models.forest import INPUTS, make_forest
+
+    table, label = training_cells(species, labels, data_dir=data_dir, mirror=mirror)
+    features = usable_features(table)
+    chosen = INPUTS if inputs == "both" else (inputs,)
+    if any(i not in INPUTS for i in chosen):
+        raise Ephys2txError(f"unknown --inputs {inputs!r}; choose raw, spca or both")
+    for kind in chosen:
+        result, metrics = evaluate(
+            make_forest(seed, kind),
+            table,
+            species,
+            label,
+            features,
+            protocol,
+            folds,
+            repeats,
+            seed,
+            description=f"forest ({kind})",
+            model=f"rf-{kind}",
+        )
+        target = out if len(chosen) == 1 else out / kind
+        write_evaluation(target, result, metrics, f"{species} {label}: forest on {kind}")
+        f1 = metrics["macro_f1"]
+        console.print(
+            f"rf-{kind} {species} {label} ({protocol}): macro-F1 {f1['mean']:.3f} ± {f1['sd']:.3f} "
+            f"(95% CI {f1['ci95'][0]:.3f}–{f1['ci95'][1]:.3f}); wrote {target}/metrics.json"
+        )
 
 
 def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
     """Add this group's commands to the CLI."""
+    app.command()(fetch)
+    app.command()(cells)
+    app.command()(embed)
+    app.command()(predict)
+    train_app.command("rf")(train_rf)
+    evaluate_app.command("rf")(evaluate_rf)

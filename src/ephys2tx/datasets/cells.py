@@ -193,3 +193,30 @@ def write_cell_table(cells: pd.DataFrame, path: str | Path) -> Path:
         raise Ephys2txError(f"output {path} must end in .parquet or .csv")
     tmp.replace(path)
     return path
+
+
+# QC rule for features: a feature measured in fewer than this share of a species' cells
+# carries too little to learn from (e.g. human `adp_v_last_rheo` is 29%, chirp 44%: kept).
+FEATURE_MIN_COVERAGE = 0.2
+
+
+def usable_features(cells: pd.DataFrame, min_coverage: float = FEATURE_MIN_COVERAGE) -> list[str]:
+    """Canonical features measured in at least `min_coverage` of the cells, in family order."""
+    return [f for f in SCALAR_FEATURES if f in cells and cells[f].notna().mean() >= min_coverage]
+
+
+def read_id_list(path: str | Path) -> set[int]:
+    """Specimen ids from a CSV's `specimen_id` column, or its first column."""
+    path = Path(path)
+    if not path.is_file():
+        raise Ephys2txError(
+            f"exclusion list {path} not found; give a CSV with a specimen_id column"
+        )
+    table = pd.read_csv(path)
+    column = "specimen_id" if "specimen_id" in table.columns else table.columns[0]
+    ids = pd.to_numeric(table[column], errors="coerce").dropna().astype("int64")
+    if ids.empty:
+        raise Ephys2txError(
+            f"exclusion list {path} lists no specimen ids; put them in a `specimen_id` column"
+        )
+    return set(ids.tolist())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import Ephys2txError
+
 ALIGNED_CLASSES: tuple[str, ...] = ("Lamp5", "Pvalb", "Sst", "Vip")
 MOUSE_CLASSES: tuple[str, ...] = ("Lamp5", "Pvalb", "Sncg", "Sst", "Vip")
 
@@ -26,3 +28,12 @@ MOUSE_EXCLUDED_SUBCLASSES: tuple[str, ...] = ("Serpinf1", "Meis2", "L2/3")
 
 LABEL_COLUMNS: dict[str, tuple[str, ...]] = {"label": ALIGNED_CLASSES, "label5": MOUSE_CLASSES}
 DEFAULT_LABEL: dict[str, str] = {"mouse": "label5", "human": "label"}
+
+
+def check_label(species: str, label: str) -> str:
+    """A label column that exists for the species."""
+    if label not in LABEL_COLUMNS:
+        raise Ephys2txError(f"unknown label {label!r}; choose one of: {', '.join(LABEL_COLUMNS)}")
+    if species == "human" and label == "label5":
+        raise Ephys2txError("human cells have no 5-class label (no Sncg); use --labels label")
+    return label

@@ -1,1 +1,1 @@
-"""report"""
+"""Figures and the self-contained HTML report."""

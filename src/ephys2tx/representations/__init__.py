@@ -1,1 +1,1 @@
-"""representations"""
+"""Representations of cells: per-family sparse PCA and 2-D embeddings."""

@@ -1,0 +1,157 @@
+"""The forest through the CLI on real cells, the shared fold rule, and bad-input errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ephys2tx.evaluation.folds import make_folds, subsample_groups
+
+
+def run_cli(*args, check=True):
+    result = subprocess.run(
+        [sys.executable, "-m", "ephys2tx.cli", *map(str, args)], capture_output=True, text=True
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(result.stderr)
+    return result
+
+
+def test_grouped_folds_never_share_a_donor(human_cells):
+    y, donors = human_cells["label"].to_numpy(), human_cells["donor"].to_numpy()
+    folds = make_folds(y, donors, "human", "grouped", n_folds=5, n_repeats=2)
+    assert len(folds) == 10
+    for fold in folds:
+        assert not set(donors[fold.train]) & set(donors[fold.test])
+    for repeat in range(2):
+        tests = np.concatenate([f.test for f in folds if f.repeat == repeat])
+        assert sorted(tests) == list(range(len(y)))  # every cell tested once per repeat
+    assert not np.array_equal(folds[0].test, folds[5].test)
+
+
+def test_seed_protocol_is_the_reference_studys(mouse_cells):
+    y = mouse_cells["label5"].to_numpy()
+    folds = make_folds(y, mouse_cells["donor"].to_numpy(), "mouse", "seed", n_repeats=2)
+    assert len(folds) == 2
+    sizes = [len(folds[0].train), len(folds[0].validation), len(folds[0].test)]
+    assert np.allclose(np.array(sizes) / len(y), [0.6, 0.2, 0.2], atol=0.01)
+
+
+def test_learning_curve_subsample_keeps_whole_donors(human_cells):
+    donors = human_cells["donor"].to_numpy()
+    fold = make_folds(human_cells["label"].to_numpy(), donors, "human", n_repeats=1)[0]
+    part = subsample_groups(fold.train, donors, 0.25, seed=1)
+    kept = set(donors[part])
+    assert abs(len(kept) - 0.25 * len(set(donors[fold.train]))) <= 1
+    assert set(part) == set(fold.train[np.isin(donors[fold.train], list(kept))])
+
+
+def test_evaluate_train_predict_roundtrip(tmp_path):
+    out = tmp_path / "eval"
+    run_cli(
+        "evaluate",
+        "rf",
+        "--species",
+        "human",
+        "--folds",
+        3,
+        "--repeats",
+        1,
+        "--inputs",
+        "raw",
+        "--out",
+        out,
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["protocol"] == "grouped" and metrics["macro_f1"]["n"] == 3
+    assert 0.6 < metrics["macro_f1"]["mean"] <= 1.0
+    assert sum(map(sum, metrics["confusion_matrix"]["counts"])) == 702
+    assert (out / "confusion_matrix.png").stat().st_size > 1000
+
+    table = tmp_path / "human.parquet"
+    run_cli("cells", "human", "--out", table)
+    model = tmp_path / "model"
+    ids = tmp_path / "exclude.csv"
+    cells = pd.read_parquet(table)
+    cells[["specimen_id"]].head(100).to_csv(ids, index=False)
+    run_cli("train", "rf", "--species", "human", "--exclude-ids", ids, "--out", model)
+    card = json.loads((model / "model.json").read_text())
+    assert card["n_train_cells"] == 602 and card["version"] and len(card["features"]) == 93
+    preds = tmp_path / "preds.csv"
+    run_cli("predict", model, table, "--out", preds)
+    got = pd.read_csv(preds)
+    assert list(got.columns) == ["specimen_id", "predicted", "p_Lamp5", "p_Pvalb", "p_Sst", "p_Vip"]
+    assert np.allclose(got.filter(like="p_").sum(axis=1), 1)
+    held_out = got.head(100)
+    accuracy = (held_out["predicted"].to_numpy() == cells["label"].head(100).to_numpy()).mean()
+    assert accuracy > 0.6  # cells the model never saw
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["cells", "rat"], "unknown species 'rat'"),
+        (
+            ["train", "rf", "--species", "human", "--labels", "label5", "--out", "{tmp}/m"],
+            "no 5-class",
+        ),
+        (
+            ["evaluate", "rf", "--species", "mouse", "--protocol", "loo", "--out", "{tmp}/e"],
+            "unknown protocol",
+        ),
+        (["train", "forest", "--species", "mouse", "--out", "{tmp}/m"], "No such command"),
+        (["predict", "{tmp}/nomodel", "{tmp}/t.csv"], "not a model directory"),
+        (
+            [
+                "train",
+                "rf",
+                "--species",
+                "human",
+                "--exclude-ids",
+                "{tmp}/empty.csv",
+                "--out",
+                "{tmp}/m",
+            ],
+            "lists no specimen ids",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
+    (tmp_path / "empty.csv").write_text("specimen_id\n")
+    result = run_cli(*[a.format(tmp=tmp_path) for a in args], check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_data_file_names_file_and_fetch(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "EPHYS2TX_MIRROR"}
+    env["EPHYS2TX_DATA_DIR"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "ephys2tx.cli", "cells", "human"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert (
+        "LeeDalley_ephys_fx.csv is missing" in result.stderr and "ephys2tx fetch" in result.stderr
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_table_without_needed_columns(tmp_path):
+    model = tmp_path / "model"
+    run_cli("train", "rf", "--species", "human", "--out", model)
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"specimen_id": [1, 2], "tau": [0.01, 0.02]}).to_csv(bad, index=False)
+    result = run_cli("predict", model, bad, check=False)
+    assert result.returncode == 2 and "lacks 92 feature(s)" in result.stderr
+    nocol = tmp_path / "nocol.csv"
+    pd.DataFrame({"tau": [0.01]}).to_csv(nocol, index=False)
+    assert "no `specimen_id` column" in run_cli("predict", model, nocol, check=False).stderr
