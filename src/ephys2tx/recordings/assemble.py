@@ -80,7 +80,9 @@ def assemble(
             if reason is not None:
                 dropped.append((trace.sweep_number, reason))
                 continue
-            current = trace.current[:n].astype(float)
+            # Commands stored as float32 nA carry 3e-5 pA of rounding where 0 was meant, which
+            # IPFX would read as a (tiny) stimulus; no amplifier resolves 0.001 pA.
+            current = np.round(trace.current[:n].astype(float), 3)
             kept.append(
                 Sweep(
                     sweep_number=int(trace.sweep_number),
