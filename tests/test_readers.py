@@ -399,3 +399,16 @@ def test_recorded_noisy_current_is_classified(sd):
     ramp = np.where((t >= 1) & (t < 2.5), 100 * (t - 1), 0.0) + rng.normal(0, sd, n)
     info = classify_stimulus(ramp, RATE)
     assert info.stimulus_type == RAMP and info.amplitude == pytest.approx(150, abs=1)
+
+
+def test_cli_inspect_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    from ephys2tx.cli import app
+
+    shutil.copy(ABF / "171116sh_0018.abf", tmp_path / "good.abf")
+    (tmp_path / "bad.nwb").write_text("not hdf5")
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "long_square x17" in result.output
+    assert "cannot read as NWB 2" in result.output

@@ -71,14 +71,9 @@ def _fmt(value: float | None, spec: str) -> str:
     return format(value, spec)
 
 
-def _inspect(path: Path = typer.Argument(..., help="An .abf or .nwb recording.")) -> None:
-    """Print the sweeps of a recording: number, stimulus type, amplitude, timing, rate."""
-    from rich.console import Console
+def _sweep_table(recording):
     from rich.table import Table
 
-    from ..recordings.read import read_recording
-
-    recording = read_recording(path)
     table = Table(title=f"{recording.source.name}: {len(recording.sweeps)} current-clamp sweeps")
     table.add_column("sweep", justify="right")
     table.add_column("stimulus", no_wrap=True)
@@ -96,8 +91,51 @@ def _inspect(path: Path = typer.Argument(..., help="An .abf or .nwb recording.")
             _fmt(s.sampling_rate / 1000, ".1f"),
             s.stimulus_code or "",
         )
+    return table
+
+
+def _folder_table(folder: Path):
+    """One row per recording of a folder; unreadable files show their reason."""
+    from collections import Counter
+
+    from rich.table import Table
+
+    from ..errors import Ephys2txError
+    from ..recordings.read import read_folder
+
+    table = Table(title=str(folder))
+    for name in ("file", "sweeps", "stimuli", "problem"):
+        table.add_column(name)
+    for path, result in read_folder(folder):
+        if isinstance(result, Ephys2txError):
+            table.add_row(path.name, "-", "-", str(result).removeprefix(f"{path}: "))
+            continue
+        kinds = Counter(s.stimulus_type for s in result.sweeps)
+        dropped = len(result.metadata.get("dropped_sweeps", []))
+        table.add_row(
+            path.name,
+            str(len(result.sweeps)),
+            ", ".join(f"{k} x{n}" for k, n in kinds.most_common()),
+            f"{dropped} sweeps skipped" if dropped else "",
+        )
+    return table
+
+
+def _inspect(
+    path: Path = typer.Argument(..., help="An .abf or .nwb recording, or a folder of them."),
+) -> None:
+    """Print the sweeps of a recording (number, stimulus, amplitude, timing, rate); for a
+    folder, one line per file."""
+    from rich.console import Console
+
+    from ..recordings.read import read_recording
+
     console = Console()
-    console.print(table)
+    if path.is_dir():
+        console.print(_folder_table(path))
+        return
+    recording = read_recording(path)
+    console.print(_sweep_table(recording))
     for number, reason in recording.metadata.get("dropped_sweeps", []):
         console.print(f"skipped sweep {number}: {reason}")
 
