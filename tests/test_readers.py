@@ -412,3 +412,15 @@ def test_cli_inspect_folder(tmp_path):
     assert result.exit_code == 0, result.output
     assert "long_square x17" in result.output
     assert "cannot read as NWB 2" in result.output
+
+
+def test_protocol_context_ignores_a_varying_test_pulse():
+    n = int(3 * RATE)
+    sweeps = []
+    for tp, step in [(-50.0, 50.0), (-60.0, 100.0), (-70.0, 150.0)]:
+        c = _square(n, int(1.02 * RATE), int(2.02 * RATE), step)
+        c[int(0.005 * RATE) : int(0.015 * RATE)] = tp
+        sweeps.append(c)
+    infos = classify_protocol(sweeps, RATE)
+    assert [i.amplitude for i in infos] == [50.0, 100.0, 150.0]
+    assert all(i.start == pytest.approx(1.02) and i.test_pulse is not None for i in infos)

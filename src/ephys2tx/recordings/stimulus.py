@@ -232,14 +232,20 @@ def classify_protocol(currents: Sequence[np.ndarray], sampling_rate: float) -> l
     spread = np.ptp(d, axis=0)
     runs = _runs(spread > tol)
     runs = runs[(runs[:, 1] - runs[:, 0]) >= max(2, int(0.0005 * sampling_rate))]
-    if len(runs) == 0:
-        return infos
-    a, b = runs[0]
-    window = d[:, a:b]
-    if np.any(np.ptp(window, axis=1) > 4 * tol):  # not a flat step in every sweep
+    pulses = [i.test_pulse for i in infos if i.test_pulse is not None]
+    for a, b in runs:
+        t0, t1 = a / sampling_rate, b / sampling_rate
+        if any(p.start - 1e-3 <= t0 and t1 <= p.end + 1e-3 for p in pulses):
+            continue  # a test pulse whose size changes is not the stimulus
+        window = d[:, a:b]
+        if np.any(np.ptp(window, axis=1) > 4 * tol):  # not a flat step in every sweep
+            return infos
+        levels = np.median(window, axis=1)
+        if np.ptp(levels) > 4 * tol:  # a real difference, not noise
+            break
+    else:
         return infos
     kind = _square_type((b - a) / sampling_rate)
-    levels = np.median(window, axis=1)
     return [
         StimulusInfo(
             kind,
