@@ -424,3 +424,21 @@ def test_protocol_context_ignores_a_varying_test_pulse():
     infos = classify_protocol(sweeps, RATE)
     assert [i.amplitude for i in infos] == [50.0, 100.0, 150.0]
     assert all(i.start == pytest.approx(1.02) and i.test_pulse is not None for i in infos)
+
+
+def test_allen_protocol_waveforms_from_the_synthetic_generator():
+    synth = pytest.importorskip("ephys2tx.recordings.synth")
+    rate = synth.SAMPLING_RATE
+    cases = [
+        (synth.long_square_current(150.0), LONG_SQUARE, 150.0, 1.02, 2.02),
+        (synth.long_square_current(-90.0), LONG_SQUARE, -90.0, 1.02, 2.02),
+        (synth.short_square_current(500.0), SHORT_SQUARE, 500.0, 1.02, 1.023),
+        (synth.ramp_current(300.0), RAMP, 300.0, 1.02, 1.02 + 300.0 / 25.0),
+    ]
+    for current, kind, amplitude, start, end in cases:
+        info = classify_stimulus(current, rate)
+        assert info.stimulus_type == kind
+        assert info.amplitude == pytest.approx(amplitude, abs=0.01)
+        assert info.start == pytest.approx(start, abs=1e-3)
+        assert info.end == pytest.approx(end, abs=1e-3)
+        assert info.test_pulse is not None and info.test_pulse.end == pytest.approx(0.02)

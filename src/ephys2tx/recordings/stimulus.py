@@ -158,7 +158,9 @@ def _describe_run(d: np.ndarray, i0: int, i1: int, rate: float, tol: float, nois
         r = np.corrcoef(np.arange(seg.size), seg)[0, 1]
         if abs(r) > 0.98:
             slope, intercept = np.polyfit(np.arange(seg.size), seg, 1)
-            return RAMP, float(slope * (seg.size - 1) + intercept), i0 / rate, i1 / rate
+            # The ramp leaves holding before it clears the tolerance: extrapolate its onset.
+            onset = float(np.clip(i0 - intercept / slope, 0, i0))
+            return RAMP, float(slope * (seg.size - 1) + intercept), onset / rate, i1 / rate
     extreme = float(seg[np.argmax(np.abs(seg))])
     return OTHER, extreme, i0 / rate, i1 / rate
 
