@@ -442,3 +442,28 @@ def test_allen_protocol_waveforms_from_the_synthetic_generator():
         assert info.start == pytest.approx(start, abs=1e-3)
         assert info.end == pytest.approx(end, abs=1e-3)
         assert info.test_pulse is not None and info.test_pulse.end == pytest.approx(0.02)
+
+
+def test_nwb_without_icephys_table_pairs_on_sweep_number(tmp_path):
+    """Older NWB 2 files: series only, paired by sweep_number (stimuli stored out of order)."""
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.icephys import CurrentClampSeries, CurrentClampStimulusSeries
+
+    nwb = NWBFile("test", "old-style", datetime(2024, 1, 1, tzinfo=UTC))
+    electrode = nwb.create_icephys_electrode(
+        name="e0", description="e", device=nwb.create_device(name="amp")
+    )
+    amplitudes = {3: 30.0, 5: -40.0}
+    for number in (5, 3):
+        s = _cc_sweep(number, amplitudes[number])
+        common = dict(electrode=electrode, rate=RATE, gain=1.0, sweep_number=np.uint32(number))
+        nwb.add_stimulus(CurrentClampStimulusSeries(name=f"s{number}", data=s["current"], **common))
+    for number in (3, 5):
+        s = _cc_sweep(number, amplitudes[number])
+        common = dict(electrode=electrode, rate=RATE, gain=1.0, sweep_number=np.uint32(number))
+        nwb.add_acquisition(CurrentClampSeries(name=f"r{number}", data=s["voltage"], **common))
+    path = tmp_path / "old.nwb"
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    rec = read_nwb(path)
+    assert {s.sweep_number: s.amplitude for s in rec.sweeps} == amplitudes
