@@ -467,3 +467,18 @@ def test_nwb_without_icephys_table_pairs_on_sweep_number(tmp_path):
         io.write(nwb)
     rec = read_nwb(path)
     assert {s.sweep_number: s.amplitude for s in rec.sweeps} == amplitudes
+
+
+def test_abf1_without_command_waveform(tmp_path):
+    from pyabf.abfWriter import writeABF1
+
+    voltage = np.full((2, 20000), -70.0)
+    voltage[:, 5000:15000] = -60.0
+    path = tmp_path / "cc.abf"
+    writeABF1(voltage, str(path), 20000, units="mV")
+    rec = read_recording(path)
+    assert len(rec.sweeps) == 2 and rec.metadata["format"].startswith("ABF 1")
+    sweep = rec.sweeps[0]
+    assert sweep.voltage[10000] == pytest.approx(-60.0, abs=0.01)
+    assert sweep.stimulus_type == OTHER and np.isnan(sweep.amplitude)  # unknown, not 0 pA
+    assert np.all(np.isnan(sweep.current))

@@ -20,7 +20,7 @@ CURRENT_UNITS = {"pa": 1.0, "na": 1e3, "ua": 1e6, "µa": 1e6, "a": 1e12, "fa": 1
 
 
 def _unit(name: str | None) -> str:
-    return (name or "").strip().lower()
+    return (name or "").replace("\x00", "").strip().lower()
 
 
 def _open(path: Path):
