@@ -1,7 +1,288 @@
-"""Placeholder command group; its owner fills it in."""
+"""`train bilstm|transfer` and `evaluate bilstm|transfer`: the family BiLSTM and transfer."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
 import typer
+
+from ..errors import Ephys2txError
+from .common import (
+    DataDir,
+    ExcludeIds,
+    Folds,
+    Labels,
+    Mirror,
+    Protocol,
+    Repeats,
+    Seed,
+    Species,
+    console,
+    training_cells,
+)
+
+Out = Annotated[Path, typer.Option("--out", help="Output directory.")]
+Members = Annotated[
+    int, typer.Option("--members", help="Networks averaged, each early-stopped on other donors.")
+]
+Method = Annotated[str, typer.Option("--method", help="finetune, joint or align.")]
+TRANSFER_METHODS = ("finetune", "joint", "align")
+
+
+def model_card(model, kind: str, species: str, label: str, n_cells: int, extra: dict):
+    """The card of a fitted BiLSTM/transfer model: its features and standardization."""
+    from ..models.bundle import ModelCard
+
+    return ModelCard(
+        kind=kind,
+        species=species,
+        label=label,
+        classes=[str(c) for c in model.classes_],
+        features=model.used_features(),
+        n_train_cells=n_cells,
+        extra={**extra, "params": _jsonable(model.get_params(deep=False))},
+    )
+
+
+def _jsonable(params: dict) -> dict:
+    return {
+        k: v
+        for k, v in params.items()
+        if isinstance(v, (int, float, str, bool, type(None), list, tuple))
+    }
+
+
+def train_bilstm(
+    species: Species,
+    out: Out,
+    labels: Labels = None,
+    exclude_ids: ExcludeIds = None,
+    members: Members = 3,
+    seed: Seed = 0,
+    data_dir: DataDir = None,
+    mirror: Mirror = None,
+) -> None:
+    """Train the attention BiLSTM over feature families on all cells of a species."""
+    from ..models.bilstm import BiLSTMClassifier
+    from ..models.bundle import save_model
+
+    table, label = training_cells(species, labels, exclude_ids, data_dir, mirror)
+    table = table[table[label].notna()].reset_index(drop=True)
+    model = BiLSTMClassifier(n_members=members, random_state=seed)
+    with console.status(f"training BiLSTM on {len(table)} {species} cells"):
+        model.fit(table, table[label].to_numpy())
+    card = model_card(model, "bilstm", species, label, len(table), model.card_extra())
+    save_model(out, model, card)
+    console.print(f"saved bilstm model ({len(card.features)} features) to {out}")
+
+
+def train_transfer(
+    out: Out,
+    method: Method = "finetune",
+    exclude_ids: ExcludeIds = None,
+    members: Members = 3,
+    seed: Seed = 0,
+    data_dir: DataDir = None,
+    mirror: Mirror = None,
+) -> None:
+    """Train a human classifier that learns from all mouse cells too (aligned 4 classes)."""
+    from ..models.bundle import save_model
+    from ..models.transfer import make_transfer
+
+    if method not in TRANSFER_METHODS:
+        raise Ephys2txError(
+            f"unknown --method {method!r}; choose one of: {', '.join(TRANSFER_METHODS)}"
+        )
+    human, label = training_cells("human", "label", exclude_ids, data_dir, mirror)
+    mouse, _ = training_cells("mouse", "label", exclude_ids, data_dir, mirror)
+    model = make_transfer(mouse, method, n_members=members, random_state=seed)
+    with console.status(f"pretraining on {len(mouse)} mouse, training on {len(human)} human"):
+        model.fit(human, human[label].to_numpy())
+    extra = {**model.card_extra(), "method": method, "n_source_cells": len(mouse)}
+    card = model_card(model, f"transfer-{method}", "human", label, len(human), extra)
+    save_model(out, model, card)
+    console.print(f"saved transfer-{method} model ({len(card.features)} features) to {out}")
+
+
+def _folds(table: pd.DataFrame, label: str, species: str, protocol, n_folds, repeats, seed):
+    from ..evaluation.folds import make_folds
+
+    return make_folds(
+        table[label].to_numpy(),
+        table["donor"].to_numpy(),
+        species,
+        protocol,
+        n_folds,
+        repeats,
+        seed,
+    )
+
+
+def evaluate_bilstm(
+    species: Species,
+    out: Out,
+    labels: Labels = None,
+    protocol: Protocol = "grouped",
+    repeats: Repeats = 3,
+    folds: Folds = 5,
+    members: Members = 3,
+    seed: Seed = 0,
+    data_dir: DataDir = None,
+    mirror: Mirror = None,
+) -> None:
+    """Cross-validate the BiLSTM; metrics.json, predictions and the attention heatmap."""
+    from rich.progress import Progress
+
+    from ..evaluation.run import write_evaluation
+    from ..evaluation.transfer_study import (
+        attention_by_class,
+        cross_validate_attention,
+        plot_attention,
+    )
+    from ..models.bilstm import BiLSTMClassifier
+
+    table, label = training_cells(species, labels, data_dir=data_dir, mirror=mirror)
+    table = table[table[label].notna()].reset_index(drop=True)
+    fold_list = _folds(table, label, species, protocol, folds, repeats, seed)
+    model = BiLSTMClassifier(n_members=members, random_state=seed)
+    with Progress(transient=True) as bar:
+        result, attention = cross_validate_attention(model, table, label, fold_list, progress=bar)
+    metrics = result.summary(
+        model="bilstm",
+        species=species,
+        label=label,
+        protocol=protocol,
+        n_folds=folds if protocol == "grouped" or species == "human" else 1,
+        n_repeats=repeats,
+        n_donors=int(table["donor"].nunique()),
+        n_members=members,
+        seed=seed,
+    )
+    write_evaluation(out, result, metrics, f"{species} {label}: BiLSTM")
+    by_class = attention_by_class(attention)
+    by_class.to_csv(out / "attention_by_class.csv")
+    plot_attention(by_class, out / "attention_by_class.png", f"{species} {label}: BiLSTM attention")
+    _print_f1("bilstm", species, label, protocol, metrics, out)
+
+
+def evaluate_transfer(
+    out: Out,
+    method: Annotated[
+        str, typer.Option("--method", help="finetune, joint, align or all (compare them).")
+    ] = "all",
+    fractions: Annotated[
+        str, typer.Option("--fractions", help="Shares of human training donors, comma-separated.")
+    ] = "0.1,0.25,0.5,1",
+    protocol: Protocol = "grouped",
+    repeats: Repeats = 3,
+    folds: Folds = 5,
+    members: Members = 1,
+    importance: Annotated[
+        bool, typer.Option(help="Forest permutation importance per family (slow).")
+    ] = True,
+    seed: Seed = 0,
+    data_dir: DataDir = None,
+    mirror: Mirror = None,
+) -> None:
+    """Human-only vs transfer on the same human folds: learning curve, paired differences."""
+    from ..evaluation.run import write_evaluation
+    from ..evaluation.transfer_study import run_transfer_study, write_study
+
+    methods = TRANSFER_METHODS if method == "all" else (method,)
+    if any(m not in TRANSFER_METHODS for m in methods):
+        raise Ephys2txError(
+            f"unknown --method {method!r}; choose all or one of: {', '.join(TRANSFER_METHODS)}"
+        )
+    try:
+        shares = tuple(float(f) for f in fractions.split(","))
+    except ValueError as exc:
+        raise Ephys2txError(f"--fractions {fractions!r} must be numbers like 0.1,0.25,1") from exc
+    if any(not 0 < f <= 1 for f in shares):
+        raise Ephys2txError("--fractions must lie in (0, 1]")
+    human, label = training_cells("human", "label", data_dir=data_dir, mirror=mirror)
+    mouse, _ = training_cells("mouse", "label", data_dir=data_dir, mirror=mirror)
+    fold_list = _folds(human, label, "human", protocol, folds, repeats, seed)
+    variants, features = study_variants(human, mouse, methods, members, seed)
+    study = run_transfer_study(human, variants, fold_list, shares, label, features, seed)
+    context = {
+        "species": "human",
+        "label": label,
+        "protocol": protocol,
+        "n_folds": folds,
+        "n_repeats": repeats,
+        "n_members": members,
+        "seed": seed,
+        "fractions": list(shares),
+    }
+    summary = write_study(study, out, context)
+    if importance:
+        _forest_importance(human, label, features["rf"], fold_list, seed, study, out)
+    top = max(shares)
+    for name in [f"transfer_{m}" for m in methods]:
+        if (name, top) in study.results:
+            metrics = study.results[(name, top)].summary(model=name, **context)
+            target = out if len(methods) == 1 else out / name
+            write_evaluation(target, study.results[(name, top)], metrics, f"human: {name}")
+            _print_f1(name, "human", label, protocol, metrics, target)
+    paired = pd.DataFrame(summary["paired_vs_bilstm_human"])
+    if not paired.empty:
+        console.print(paired.round(4).to_string(index=False))
+    console.print(f"wrote {out}/study.json, learning_curve.png, paired_differences.csv")
+
+
+def study_variants(
+    human: pd.DataFrame, mouse: pd.DataFrame, methods, members: int, seed: int
+) -> tuple[dict, dict]:
+    """The models of the transfer study and the columns the forests read."""
+    from ..evaluation.transfer_study import available_features
+    from ..models.bilstm import BiLSTMClassifier
+    from ..models.forest import PooledSpeciesForest, make_forest
+    from ..models.transfer import make_transfer
+
+    rf_features = available_features(human)
+    labelled = mouse[mouse["label"].notna()]
+    variants = {
+        "rf": make_forest(seed),
+        "rf_pooled": PooledSpeciesForest(labelled[rf_features], labelled["label"].to_numpy(), seed),
+        "bilstm_human": BiLSTMClassifier(n_members=members, random_state=seed),
+    }
+    for method in methods:
+        variants[f"transfer_{method}"] = make_transfer(
+            labelled, method, n_members=members, random_state=seed
+        )
+    return variants, {"rf": rf_features, "rf_pooled": rf_features}
+
+
+def _forest_importance(human, label, features, fold_list, seed, study, out: Path) -> None:
+    from ..evaluation.importance import family_permutation_importance
+    from ..evaluation.transfer_study import attention_by_class, plot_attention
+    from ..models.forest import make_forest
+
+    first = [f for f in fold_list if f.repeat == fold_list[0].repeat]
+    imp = family_permutation_importance(make_forest(seed), human, label, features, first, 3, seed)
+    imp.to_csv(out / "forest_importance_by_family.csv", index=False)
+    for name, att in study.attention.items():
+        plot_attention(
+            attention_by_class(att),
+            out / f"attention_by_class_{name}.png",
+            f"{name}: attention",
+            importance=imp,
+        )
+
+
+def _print_f1(model: str, species: str, label: str, protocol: str, metrics: dict, out) -> None:
+    f1 = metrics["macro_f1"]
+    console.print(
+        f"{model} {species} {label} ({protocol}): macro-F1 {f1['mean']:.3f} ± {f1['sd']:.3f} "
+        f"(95% CI {f1['ci95'][0]:.3f}–{f1['ci95'][1]:.3f}); wrote {out}/metrics.json"
+    )
 
 
 def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
     """Add this group's commands to the CLI."""
+    train_app.command("bilstm")(train_bilstm)
+    train_app.command("transfer")(train_transfer)
+    evaluate_app.command("bilstm")(evaluate_bilstm)
+    evaluate_app.command("transfer")(evaluate_transfer)

@@ -402,9 +402,40 @@ class BiLSTMClassifier(ClassifierMixin, BaseEstimator):
         return self._forward(self._tensors(X))[0]
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)  # checks fitted before classes_ is read
+        return self.classes_[proba.argmax(axis=1)]
+
+    def used_features(self) -> list[str]:
+        """Columns the fitted model reads (features seen in training); others are ignored."""
+        cols = self.layout_.all_columns
+        return [c for c, known in zip(cols, self.standardizer_.known_, strict=True) if known]
+
+    def card_extra(self) -> dict:
+        """Standardization statistics and training history for the model card."""
+        std = self.standardizer_
+        stats = {}
+        for j, name in enumerate(self.layout_.all_columns):
+            if std.known_[j] and std.method == "quantile":
+                q = std.quantiles_[:, j]
+                n = len(q) - 1
+                stats[name] = {"q05": q[n // 20], "median": q[n // 2], "q95": q[n - n // 20]}
+            elif std.known_[j]:
+                stats[name] = {"center": std.center_[j], "scale": std.scale_[j]}
+        return {
+            "scaling": std.method,
+            "standardization": stats,
+            "family_order": list(self.layout_.names),
+            "best_epochs": [_best_epochs(h) for h in self.history_],
+        }
 
     def attention(self, X: pd.DataFrame) -> pd.DataFrame:
         """Attention weight of each family for each cell (rows sum to 1; absent = 0)."""
         weights = self._forward(self._tensors(X))[1]
         return pd.DataFrame(weights, index=X.index, columns=list(self.layout_.names))
+
+
+def _best_epochs(history: dict) -> dict | int:
+    """The early-stopping epoch of each training stage in a member's history."""
+    if "best_epoch" in history:
+        return int(history["best_epoch"])
+    return {stage: int(h["best_epoch"]) for stage, h in history.items() if "best_epoch" in h}

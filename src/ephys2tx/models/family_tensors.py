@@ -45,9 +45,7 @@ class FamilyLayout:
             chosen = [known[name] for name in families]
         return cls(
             names=tuple(f.name for f in chosen),
-            columns=tuple(
-                tuple(vector_columns(f) if f.is_vector else f.columns) for f in chosen
-            ),
+            columns=tuple(tuple(vector_columns(f) if f.is_vector else f.columns) for f in chosen),
             lengths=tuple(f.length for f in chosen),
         )
 

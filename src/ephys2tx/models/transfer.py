@@ -1,0 +1,307 @@
+"""Mouse-to-human transfer for the family BiLSTM, as scikit-learn estimators.
+
+The source (mouse) cells are a constructor parameter, so `cross_validate` over human
+folds works unchanged and mouse cells are never test cells. Each species is standardized
+with its own statistics (mouse from all mouse cells, human from the human training
+cells); features a species never measures are simply unobserved (masked), so human-only
+families stay in the model. Methods:
+
+- `finetune`: pretrain on mouse (aligned 4-class label), then on human train the head
+  alone, then the whole network with the same recipe as human-only training.
+- `joint`: a shared encoder with one head per species trained on both at once, then the
+  whole network fine-tuned on human with the human-only recipe.
+- `align`: `joint` plus a Deep CORAL penalty that matches the second-order statistics of
+  mouse and human cell representations, with human cells seen through the features mouse
+  has (so the penalty aligns physiology, not the pattern of measured families).
+- `source_only`: the mouse model applied to human as it is (a reference, no human labels).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..errors import Ephys2txError
+from .bilstm import (
+    BiLSTMClassifier,
+    FamilyAttentionNet,
+    Recipe,
+    as_torch,
+    class_weights,
+    drop_features,
+    inner_splits,
+    torch_determinism,
+    train_stage,
+)
+from .family_tensors import FamilyLayout, FamilyTensors, Standardizer, to_tensors
+
+METHODS = ("finetune", "joint", "align", "source_only")
+_PRETRAINED: OrderedDict[str, tuple[dict, Standardizer]] = OrderedDict()  # per-process cache
+
+
+def coral_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Deep CORAL: squared Frobenius distance of the two batches' covariances / (4 d^2)."""
+    d = a.shape[1]
+    ca = torch.cov(a.T)
+    cb = torch.cov(b.T)
+    return ((ca - cb) ** 2).sum() / (4 * d * d)
+
+
+class TransferClassifier(BiLSTMClassifier):
+    """Human classifier that also learns from `source` (a mouse cell table with labels).
+
+    Network and human-stage parameters are those of `BiLSTMClassifier`; `source_weight`
+    weighs the mouse loss in joint training, `coral_weight` the alignment penalty,
+    `head_epochs` bounds the head-only stage, `pretrain_batch_size` the mouse pretraining.
+    """
+
+    def __init__(
+        self,
+        source: pd.DataFrame | None = None,
+        source_label: str = "label",
+        method: str = "finetune",
+        source_weight: float = 1.0,
+        coral_weight: float = 1.0,
+        head_epochs: int = 50,
+        pretrain_batch_size: int = 128,
+        width: int = 32,
+        hidden: int = 32,
+        dropout: float = 0.3,
+        lr: float = 1e-3,
+        weight_decay: float = 0.05,
+        batch_size: int = 64,
+        max_epochs: int = 300,
+        patience: int = 40,
+        feature_dropout: float = 0.1,
+        validation_fraction: float = 0.2,
+        n_members: int = 1,
+        scaling: str = "quantile",
+        families: tuple[str, ...] | None = None,
+        groups_column: str | None = "donor",
+        random_state: int = 0,
+        n_threads: int = 1,
+    ):
+        super().__init__(
+            width=width,
+            hidden=hidden,
+            dropout=dropout,
+            lr=lr,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            patience=patience,
+            feature_dropout=feature_dropout,
+            validation_fraction=validation_fraction,
+            n_members=n_members,
+            scaling=scaling,
+            families=families,
+            groups_column=groups_column,
+            random_state=random_state,
+            n_threads=n_threads,
+        )
+        self.source = source
+        self.source_label = source_label
+        self.method = method
+        self.source_weight = source_weight
+        self.coral_weight = coral_weight
+        self.head_epochs = head_epochs
+        self.pretrain_batch_size = pretrain_batch_size
+
+    # -- source side -------------------------------------------------------------------
+    def _source_table(self) -> tuple[pd.DataFrame, np.ndarray]:
+        if self.source is None or not isinstance(self.source, pd.DataFrame):
+            raise Ephys2txError(
+                "transfer needs source cells: pass source=<mouse cell table> (build_cells('mouse'))"
+            )
+        if self.source_label not in self.source.columns:
+            raise Ephys2txError(
+                f"the source table has no label column {self.source_label!r}; "
+                "use the aligned 4-class column 'label'"
+            )
+        labels = self.source[self.source_label]
+        keep = labels.isin(self.classes_).to_numpy()
+        if keep.sum() == 0:
+            raise Ephys2txError(
+                f"no source cell carries a target class ({', '.join(map(str, self.classes_))}); "
+                "use the aligned label"
+            )
+        table = self.source.loc[keep]
+        return table, np.searchsorted(self.classes_, labels[keep].to_numpy())
+
+    def _source_groups(self, table: pd.DataFrame) -> np.ndarray | None:
+        if self.groups_column and self.groups_column in table.columns:
+            return table[self.groups_column].astype(str).to_numpy()
+        return None
+
+    def _pretrain_key(self, table: pd.DataFrame, codes: np.ndarray) -> str:
+        digest = hashlib.sha256()
+        cols = [c for c in self.layout_.all_columns if c in table.columns]
+        digest.update(pd.util.hash_pandas_object(table[cols], index=False).to_numpy().tobytes())
+        digest.update(codes.tobytes())
+        digest.update(repr((self.layout_, list(self.classes_))).encode())
+        keys = ("width", "hidden", "dropout", "lr", "weight_decay", "max_epochs", "patience")
+        keys += ("feature_dropout", "validation_fraction", "scaling", "random_state")
+        digest.update(repr([getattr(self, k) for k in keys] + [self.pretrain_batch_size]).encode())
+        return digest.hexdigest()
+
+    def _pretrained(self, table: pd.DataFrame, codes: np.ndarray) -> FamilyAttentionNet:
+        """The mouse-pretrained network; cached per process because it never sees human."""
+        key = self._pretrain_key(table, codes)
+        if key not in _PRETRAINED:
+            std = Standardizer(self.scaling).fit(self.layout_.matrix(table))
+            data = to_tensors(table, self.layout_, std)
+            train, val = inner_splits(
+                codes, self._source_groups(table), self.validation_fraction, 1, self.random_state
+            )[0]
+            recipe = dataclasses.replace(self.recipe, batch_size=self.pretrain_batch_size)
+            with torch_determinism(self.random_state, self.n_threads):
+                net = self._new_net([len(self.classes_)])
+                rng = np.random.default_rng(self.random_state)
+                self._fit_supervised(net, data, codes, train, val, rng, 0, recipe)
+            _PRETRAINED[key] = (copy.deepcopy(net.state_dict()), std)
+            while len(_PRETRAINED) > 4:
+                _PRETRAINED.popitem(last=False)
+        state, std = _PRETRAINED[key]
+        net = self._new_net([len(self.classes_)])
+        net.load_state_dict(state)
+        self.source_standardizer_ = std
+        return net
+
+    # -- fitting -----------------------------------------------------------------------
+    def fit(self, X: pd.DataFrame, y, groups=None) -> TransferClassifier:
+        if self.method not in METHODS:
+            raise Ephys2txError(
+                f"unknown transfer method {self.method!r}; choose one of: {', '.join(METHODS)}"
+            )
+        codes, groups = self._prepare(X, y, groups)
+        src_table, src_codes = self._source_table()
+        self.layout_ = FamilyLayout.from_table(
+            pd.concat([X.iloc[:0], src_table.iloc[:0]], axis=1), self.families
+        )
+        self.feature_names_in_ = np.asarray(self.layout_.all_columns, dtype=object)
+        self.standardizer_ = Standardizer(self.scaling).fit(self.layout_.matrix(X))
+        data = to_tensors(X, self.layout_, self.standardizer_)
+        splits = inner_splits(
+            codes, groups, self.validation_fraction, self.n_members, self.random_state
+        )
+        self.head_ = 0 if self.method in ("finetune", "source_only") else 1
+        pretrained = None
+        if self.head_ == 0:
+            pretrained = self._pretrained(src_table, src_codes)
+        else:
+            self.source_standardizer_ = Standardizer(self.scaling).fit(
+                self.layout_.matrix(src_table)
+            )
+        source = to_tensors(src_table, self.layout_, self.source_standardizer_)
+        self.modules_, self.history_ = [], []
+        for member, (train, val) in enumerate(splits):
+            seed = self.random_state + member
+            with torch_determinism(seed, self.n_threads):
+                rng = np.random.default_rng(seed)
+                if pretrained is not None:
+                    net = copy.deepcopy(pretrained)
+                    history = self._finetune(net, data, codes, train, val, rng)
+                else:
+                    net = self._new_net([len(self.classes_), len(self.classes_)])
+                    history = self._joint(net, data, codes, train, val, source, src_codes, rng)
+            net.eval()
+            self.modules_.append(net)
+            self.history_.append(history)
+        return self
+
+    def _finetune(self, net, data, codes, train, val, rng) -> dict:
+        """Head alone, then the whole network with the human-only recipe."""
+        if self.method == "source_only":
+            return {}
+        head_recipe = dataclasses.replace(
+            self.recipe, max_epochs=self.head_epochs, patience=min(self.patience, 10)
+        )
+        head = self._fit_supervised(
+            net, data, codes, train, val, rng, 0, head_recipe, net.heads.parameters()
+        )
+        full = self._fit_supervised(net, data, codes, train, val, rng, 0)
+        return {"head": head, "full": full}
+
+    def _joint(self, net, data, codes, train, val, source, src_codes, rng) -> dict:
+        """Both species at once (one head each), then human fine-tuning."""
+        keep = self.source_standardizer_.known_
+        joint = train_stage(
+            net,
+            len(train),
+            self._joint_loss(net, data.take(train), codes[train], source, src_codes, keep, rng),
+            self._val_loss(net, data.take(val), codes[val], codes[train], 1) if len(val) else None,
+            self.recipe,
+            rng,
+        )
+        full = self._fit_supervised(net, data, codes, train, val, rng, 1)
+        return {"joint": joint, "full": full}
+
+    def _val_loss(self, net, data, y, y_train, head) -> Callable[[], float]:
+        weights = class_weights(y_train, len(self.classes_))
+        values, observed, present = as_torch(data)
+        target = torch.from_numpy(y.astype(np.int64))
+        loss_fn = nn.CrossEntropyLoss(weight=weights)
+        return lambda: float(loss_fn(net(values, observed, present, head)[0], target))
+
+    def _joint_loss(
+        self,
+        net: FamilyAttentionNet,
+        target: FamilyTensors,
+        y: np.ndarray,
+        source: FamilyTensors,
+        y_src: np.ndarray,
+        keep: np.ndarray,
+        rng: np.random.Generator,
+    ):
+        """Human batch loss + weighted mouse batch loss (+ CORAL in the shared view)."""
+        t_vals, t_obs, t_pres = as_torch(target)
+        shared = as_torch(target.restricted(keep, self.layout_))
+        s_vals, s_obs, s_pres = as_torch(source)
+        t_y = torch.from_numpy(y.astype(np.int64))
+        s_y = torch.from_numpy(y_src.astype(np.int64))
+        t_loss = nn.CrossEntropyLoss(weight=class_weights(y, len(self.classes_)))
+        s_loss = nn.CrossEntropyLoss(weight=class_weights(y_src, len(self.classes_)))
+        order = {"perm": rng.permutation(len(source)), "at": 0}
+        fd = self.feature_dropout
+
+        def next_source(n: int) -> torch.Tensor:
+            if order["at"] + n > len(order["perm"]):
+                order["perm"], order["at"] = rng.permutation(len(source)), 0
+            idx = order["perm"][order["at"] : order["at"] + n]
+            order["at"] += n
+            return torch.from_numpy(idx)
+
+        def loss(idx: np.ndarray, gen: torch.Generator) -> torch.Tensor:
+            t = torch.from_numpy(idx)
+            s = next_source(len(idx))
+            v, o = drop_features(t_vals[t], t_obs[t], fd, gen)
+            logits, _ = net(v, o, t_pres[t], 1)
+            total = t_loss(logits, t_y[t])
+            v, o = drop_features(s_vals[s], s_obs[s], fd, gen)
+            s_rep, _ = net.represent(v, o, s_pres[s])
+            total = total + self.source_weight * s_loss(net.heads[0](net.drop(s_rep)), s_y[s])
+            if self.method == "align" and self.coral_weight > 0:
+                t_rep, _ = net.represent(shared[0][t], shared[1][t], shared[2][t])
+                total = total + self.coral_weight * coral_loss(s_rep, t_rep)
+            return total
+
+        return loss
+
+    def _forward(self, data: FamilyTensors, head: int | None = None):
+        return super()._forward(data, self.head_ if head is None else head)
+
+
+def make_transfer(source: pd.DataFrame, method: str = "finetune", **params) -> TransferClassifier:
+    """A transfer estimator with `source` mouse cells (aligned 4-class label)."""
+    return TransferClassifier(source=source, source_label="label", method=method, **params)
+
+
+__all__ = ["METHODS", "TransferClassifier", "coral_loss", "make_transfer", "Recipe"]
