@@ -1,0 +1,37 @@
+"""`reproduce`: the whole study into results.json and a self-contained report.html."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import DataDir, Mirror, Seed, console
+
+
+def reproduce(
+    out: Annotated[Path, typer.Option("--out", help="Output directory (reused on rerun).")] = Path(
+        "results"
+    ),
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Fewer repeats, smaller models (minutes).")
+    ] = False,
+    seed: Seed = 0,
+    data_dir: DataDir = None,
+    mirror: Mirror = None,
+) -> None:
+    """Reproduce the study from the public data: QC, sPCA/UMAP, forest, BiLSTM, transfer."""
+    from ..reproduce import reproduce as run
+
+    results = run(out, quick, seed, data_dir, mirror)
+    from ..report.html import results_markdown
+
+    (out / "results.md").write_text(results_markdown(results))
+    console.print(results_markdown(results))
+    console.print(f"wrote {out / 'results.json'} and {out / 'report.html'}")
+
+
+def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
+    """Add this group's commands to the CLI."""
+    app.command()(reproduce)

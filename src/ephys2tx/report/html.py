@@ -1,0 +1,250 @@
+"""A self-contained HTML report: every figure inlined, readable offline without a server.
+
+Every number is read from results.json's dict and tagged with `data-key` (its path in that
+dict), so a test can check the page against the file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from ..datasets.sources import CITATIONS
+from .reference import PROTOCOL_NOTES, REFERENCE_STUDY, REPORTED
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;
+color:#222;line-height:1.45;padding:0 1em}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:1em 0;font-size:.92em}
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#f3f3f3}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.banner{background:#fff3cd;border:1px solid #e0c060;padding:.6em 1em;margin:1em 0;font-weight:600}
+.synthetic{background:#fde2e2;border-color:#d77}
+figure{display:inline-block;margin:.5em;vertical-align:top}figure img{max-width:520px;display:block}
+figcaption{font-size:.85em;color:#555;max-width:520px}.note{color:#555;font-size:.9em}
+"""
+
+
+def _img(path: Path, caption: str) -> str:
+    if not path.is_file():
+        return f'<p class="note">figure missing: {html.escape(path.name)}</p>'
+    data = base64.b64encode(path.read_bytes()).decode()
+    return (
+        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _num(value, key: str, digits: int = 3) -> str:
+    return f'<td class="num" data-key="{key}">{value:.{digits}f}</td>'
+
+
+def _table(headers: list[str], rows: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _score_row(label: str, metrics: dict, key: str, reference: tuple[str, str] | None) -> str:
+    f1, acc = metrics["macro_f1"], metrics["accuracy"]
+    ref = reference or ("—", "")
+    return (
+        f"<tr><td>{html.escape(label)}</td><td>{metrics.get('protocol', '')}</td>"
+        f"<td class='num'>{metrics.get('n_cells', '')}</td>"
+        + _num(f1["mean"], f"{key}.macro_f1.mean")
+        + _num(f1["sd"], f"{key}.macro_f1.sd")
+        + f"<td class='num'>{f1['ci95'][0]:.3f}–{f1['ci95'][1]:.3f}</td>"
+        + _num(acc["mean"], f"{key}.accuracy.mean")
+        + f"<td>{html.escape(ref[0])}</td><td class='note'>{html.escape(ref[1])}</td></tr>"
+    )
+
+
+SCORE_HEADERS = [
+    "model",
+    "protocol",
+    "cells",
+    "macro-F1",
+    "sd",
+    "95% CI",
+    "accuracy",
+    "reported by the study",
+    "how",
+]
+
+
+def _data_section(results: dict) -> str:
+    rows = []
+    for species, d in results["data"].items():
+        reasons = "; ".join(f"{k}: {v}" for k, v in d["dropped"].items()) or "none"
+        labels = ", ".join(f"{k} {v}" for k, v in d["labels"].items())
+        rows.append(
+            f"<tr><td>{species}</td><td class='num'>{d['n_input']}</td><td>{html.escape(reasons)}</td>"
+            f"<td class='num' data-key='data.{species}.n_kept'>{d['n_kept']}</td>"
+            f"<td class='num'>{d['n_donors']}</td><td class='num'>{d['n_features']}</td><td>{labels}</td></tr>"
+        )
+    return "<h2 id='data'>1. Data and quality control</h2>" + _table(
+        [
+            "species",
+            "input rows",
+            "dropped (reason: cells)",
+            "kept",
+            "donors",
+            "features",
+            "aligned labels",
+        ],
+        rows,
+    )
+
+
+def _embedding_section(results: dict, figures: Path) -> str:
+    parts, rows = [], []
+    for species, e in results["embedding"].items():
+        parts.append(
+            _img(
+                figures / e["figure"],
+                f"{species}: per-family sPCA then UMAP ({e['n_cells']} cells)",
+            )
+        )
+        for cls, value in e["silhouette"].items():
+            rows.append(
+                f"<tr><td>{species}</td><td>{cls}</td>{_num(value, f'embedding.{species}.silhouette.{cls}')}</tr>"
+            )
+    return (
+        "<h2 id='embedding'>2. Class separation in the sparse-PCA space</h2>"
+        "<p class='note'>Per-family elastic-net sparse PCA (components with adjusted explained "
+        "variance ≥ 1%, z-scored, concatenated), then UMAP. Silhouette per class is computed in "
+        "the sPCA space.</p>" + "".join(parts) + _table(["species", "class", "silhouette"], rows)
+    )
+
+
+def _forest_section(results: dict, figures: Path) -> str:
+    rows, images = [], []
+    for key, m in results["forest"].items():
+        _, species, label, inputs, protocol = key.split("_")
+        name = f"forest ({inputs}) {species} {'5-class' if label == 'label5' else '4-class'}"
+        rows.append(_score_row(name, m, f"forest.{key}", REPORTED.get(f"rf_{species}_{label}")))
+        if protocol == "grouped" and inputs == "raw":
+            images.append(_img(figures / m["figure"], f"{name}, donor-grouped folds"))
+    imp = results.get("forest_importance", {}).get("human")
+    extra = (
+        _img(figures / imp["figure"], "human forest: permutation importance per family")
+        if imp
+        else ""
+    )
+    return (
+        "<h2 id='forest'>3. Random forest baseline</h2>"
+        "<p class='note'>Class-balanced random forest on raw canonical features (missing values "
+        "stay NaN; scikit-learn's trees route them) and on the sPCA components.</p>"
+        + _table(SCORE_HEADERS, rows)
+        + "".join(images)
+        + extra
+    )
+
+
+def _sequence_section(results: dict, figures: Path) -> str:
+    seq = results.get("sequence")
+    if not seq:
+        return ""
+    rows = [
+        _score_row(
+            m.get("title", key), m, f"sequence.scores.{key}", REPORTED.get(m.get("reference", ""))
+        )
+        for key, m in seq.get("scores", {}).items()
+    ]
+    paired = seq.get("paired", {})
+    prow = [
+        f"<tr><td>{html.escape(k)}</td>{_num(v['mean'], f'sequence.paired.{k}.mean')}"
+        f"<td class='num'>{v['ci95'][0]:+.3f} to {v['ci95'][1]:+.3f}</td><td class='num'>{v['n']}</td></tr>"
+        for k, v in paired.items()
+    ]
+    images = "".join(_img(figures / f, cap) for f, cap in seq.get("figures", []))
+    return (
+        "<h2 id='sequence'>4. Attention BiLSTM and mouse → human transfer</h2>"
+        + _table(SCORE_HEADERS, rows)
+        + (
+            "<h3>Paired differences on the same human folds</h3>"
+            + _table(["comparison", "mean Δ macro-F1", "95% CI", "folds"], prow)
+            if prow
+            else ""
+        )
+        + images
+        + "".join(f"<p class='note'>{html.escape(n)}</p>" for n in seq.get("notes", []))
+    )
+
+
+def render_report(
+    results: dict,
+    figures: Path,
+    title: str = "ephys2tx: reproduction report",
+    synthetic: bool = False,
+) -> str:
+    """The report as one HTML string."""
+    banners = []
+    if synthetic:
+        banners.append(
+            "<div class='banner synthetic'>SYNTHETIC DATA: every cell in this report was simulated "
+            "by `ephys2tx synth`; no number here is a biological result.</div>"
+        )
+    if results.get("quick"):
+        banners.append(
+            "<div class='banner'>QUICK RUN: fewer repeats and smaller models than the full "
+            "reproduction; numbers are indicative only.</div>"
+        )
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        *banners,
+        f"<p class='note'>ephys2tx {html.escape(results.get('ephys2tx_version', ''))}; reference: "
+        f"{html.escape(REFERENCE_STUDY)}.</p>",
+    ]
+    if "data" in results:
+        body.append(_data_section(results))
+    if "embedding" in results:
+        body.append(_embedding_section(results, figures))
+    if "forest" in results:
+        body.append(_forest_section(results, figures))
+    body.append(_sequence_section(results, figures))
+    body.append(
+        "<h2 id='protocol'>Where protocols differ</h2>"
+        + "".join(f"<p>{html.escape(n)}</p>" for n in PROTOCOL_NOTES)
+    )
+    body.append(
+        "<h2 id='cite'>Data sources</h2><ul>"
+        + "".join(f"<li>{html.escape(c)}</li>" for c in CITATIONS.values())
+        + "</ul>"
+    )
+    page = "\n".join(body)
+    if synthetic:  # the label must be on every printed page too
+        page = page.replace("<h2 ", "<p class='banner synthetic'>SYNTHETIC</p><h2 ")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>{page}</body></html>"
+
+
+def write_report(results: dict, out: Path, **kwargs) -> Path:
+    """DIR/report.html, written atomically."""
+    path = Path(out) / "report.html"
+    tmp = path.with_suffix(".part")
+    tmp.write_text(render_report(results, Path(out) / "figures", **kwargs), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def results_markdown(results: dict) -> str:
+    """The README's results table, generated from results.json."""
+    lines = [
+        "| model | cells | protocol | macro-F1 (mean ± sd) | reported by the study |",
+        "|---|---|---|---|---|",
+    ]
+    for key, m in results.get("forest", {}).items():
+        _, species, label, inputs, protocol = key.split("_")
+        ref = REPORTED.get(f"rf_{species}_{label}", ("—", ""))[0]
+        f1 = m["macro_f1"]
+        lines.append(
+            f"| forest ({inputs}), {species} {label} | {m['n_cells']} | {protocol} | {f1['mean']:.3f} ± {f1['sd']:.3f} | {ref} |"
+        )
+    for key, m in results.get("sequence", {}).get("scores", {}).items():
+        ref = REPORTED.get(m.get("reference", ""), ("—", ""))[0]
+        f1 = m["macro_f1"]
+        lines.append(
+            f"| {m.get('title', key)} | {m.get('n_cells', '')} | {m.get('protocol', '')} | {f1['mean']:.3f} ± {f1['sd']:.3f} | {ref} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,275 @@
+"""`ephys2tx reproduce`: the whole study from public data into results.json and report.html.
+
+Each step stores its result in DIR/steps/<name>.json together with the settings it ran
+with; a rerun with the same settings reuses it, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+
+from . import __version__
+from .datasets.cells import build_cells, usable_features, write_cell_table
+from .datasets.fetch import fetch_all, resolve_data_dir, resolve_mirror
+from .datasets.labels import DEFAULT_LABEL
+
+console = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Sizes of the run; `quick` trades repeats and model size for a few minutes' run."""
+
+    quick: bool = False
+    seed: int = 0
+    folds: int = 5
+    repeats: int = 3
+    seed_repeats: int = 10  # the reference study's protocol: 10 seeds
+    importance_folds: int = 5
+    importance_repeats: int = 3
+
+    @classmethod
+    def make(cls, quick: bool, seed: int = 0) -> StudySettings:
+        if quick:
+            return cls(True, seed, 5, 1, 2, 2, 1)
+        return cls(False, seed)
+
+
+class StepCache:
+    """Run a named step once per settings; results are JSON files written atomically."""
+
+    def __init__(self, out: Path, settings: StudySettings):
+        self.dir = out / "steps"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.settings = asdict(settings)
+
+    def run(self, name: str, step: Callable[[], dict]) -> dict:
+        path = self.dir / f"{name}.json"
+        if path.is_file():
+            stored = json.loads(path.read_text())
+            if stored.get("settings") == self.settings and stored.get("version") == __version__:
+                console.print(f"[dim]reusing {name}[/]")
+                return stored["result"]
+        console.print(f"[bold]{name}[/]")
+        start = time.perf_counter()
+        result = step()
+        record = {
+            "settings": self.settings,
+            "version": __version__,
+            "seconds": round(time.perf_counter() - start, 1),
+            "result": result,
+        }
+        tmp = path.with_suffix(".part")
+        tmp.write_text(json.dumps(record, indent=1, default=float))
+        tmp.replace(path)
+        return result
+
+
+def _metrics_brief(metrics: dict) -> dict:
+    keep = (
+        "model",
+        "species",
+        "label",
+        "protocol",
+        "n_cells",
+        "n_features",
+        "n_folds",
+        "n_repeats",
+    )
+    return {
+        **{k: metrics[k] for k in keep if k in metrics},
+        "macro_f1": {k: metrics["macro_f1"][k] for k in ("mean", "sd", "ci95", "n")},
+        "accuracy": {k: metrics["accuracy"][k] for k in ("mean", "sd")},
+        "per_class_f1": metrics["per_class_f1"],
+    }
+
+
+class Study:
+    """The steps of the reproduction, sharing data, settings and output folders."""
+
+    def __init__(self, out: Path, settings: StudySettings, data_dir=None, mirror=None):
+        self.out = Path(out)
+        self.settings = settings
+        self.data_dir = resolve_data_dir(data_dir)
+        self.mirror = resolve_mirror(mirror)
+        self.cache = StepCache(self.out, settings)
+        self.figures = self.out / "figures"
+        self.figures.mkdir(parents=True, exist_ok=True)
+        self._cells: dict[str, pd.DataFrame] = {}
+
+    def cells(self, species: str) -> pd.DataFrame:
+        if species not in self._cells:
+            self._cells[species] = build_cells(species, self.data_dir, self.mirror)[0]
+        return self._cells[species]
+
+    # --- steps -------------------------------------------------------------------------
+    def data(self) -> dict:
+        fetch_all(self.data_dir, self.mirror)
+        result = {}
+        for species in ("mouse", "human"):
+            table, report = build_cells(species, self.data_dir, self.mirror)
+            write_cell_table(table, self.out / "cells" / f"{species}.parquet")
+            result[species] = {
+                **report.as_dict(),
+                "n_donors": int(table["donor"].nunique()),
+                "n_features": len(usable_features(table)),
+                "labels": table["label"].value_counts().sort_index().to_dict(),
+                "labels5": table["label5"].value_counts().sort_index().to_dict(),
+            }
+        return result
+
+    def embed(self, species: str) -> dict:
+        from .report.figures import embedding_png
+        from .representations.embedding import embed_cells
+
+        table = self.cells(species)
+        label = DEFAULT_LABEL[species]
+        emb = embed_cells(table, usable_features(table), label, self.settings.seed)
+        png = embedding_png(
+            emb.coords, self.figures / f"umap_{species}.png", f"{species}: sPCA → UMAP"
+        )
+        return {
+            "silhouette": emb.silhouette,
+            "families": emb.families,
+            "n_cells": len(emb.coords),
+            "n_dropped_incomplete": emb.n_dropped,
+            "figure": png.name,
+        }
+
+    def forest(self, species: str, label: str, inputs: str, protocol: str) -> dict:
+        from .evaluation.run import evaluate, write_evaluation
+        from .models.forest import make_forest
+
+        table = self.cells(species)
+        s = self.settings
+        repeats = s.repeats if protocol == "grouped" else s.seed_repeats
+        result, metrics = evaluate(
+            make_forest(s.seed, inputs),
+            table,
+            species,
+            label,
+            usable_features(table),
+            protocol,
+            s.folds,
+            repeats,
+            s.seed,
+            description=f"forest {species} {label} {inputs} {protocol}",
+            model=f"rf-{inputs}",
+        )
+        name = f"rf_{species}_{label}_{inputs}_{protocol}"
+        write_evaluation(
+            self.out / "rf" / name, result, metrics, f"{species} {label}: forest ({inputs})"
+        )
+        figure = self.figures / f"confusion_{name}.png"
+        (self.out / "rf" / name / "confusion_matrix.png").replace(figure)
+        return {**_metrics_brief(metrics), "figure": figure.name}
+
+    def forest_importance(self, species: str) -> dict:
+        from .evaluation.folds import make_folds
+        from .evaluation.importance import family_permutation_importance
+        from .models.forest import make_forest
+        from .report.figures import family_importance_png
+
+        table = self.cells(species)
+        label = DEFAULT_LABEL[species]
+        s = self.settings
+        folds = make_folds(
+            table[label].to_numpy(),
+            table["donor"].to_numpy(),
+            species,
+            "grouped",
+            s.folds,
+            1,
+            s.seed,
+        )
+        importance = family_permutation_importance(
+            make_forest(s.seed),
+            table,
+            label,
+            usable_features(table),
+            folds[: s.importance_folds],
+            s.importance_repeats,
+            s.seed,
+        )
+        importance.to_csv(self.out / f"rf_family_importance_{species}.csv", index=False)
+        png = family_importance_png(
+            importance,
+            self.figures / f"rf_importance_{species}.png",
+            f"{species}: forest, permutation importance per family",
+        )
+        return {"table": importance.to_dict(orient="records"), "figure": png.name}
+
+    def save_models(self) -> dict:
+        from .models.bundle import ModelCard, save_model
+        from .models.forest import make_forest
+
+        saved = {}
+        for species in ("mouse", "human"):
+            table = self.cells(species)
+            label = DEFAULT_LABEL[species]
+            features = usable_features(table)
+            model = make_forest(self.settings.seed).fit(table[features], table[label].to_numpy())
+            card = ModelCard(
+                kind="rf-raw",
+                species=species,
+                label=label,
+                classes=[str(c) for c in model.classes_],
+                features=features,
+                n_train_cells=len(table),
+                extra={"seed": self.settings.seed, "trained_by": "ephys2tx reproduce"},
+            )
+            target = self.out / "models" / f"rf-{species}"
+            save_model(target, model, card)
+            saved[f"rf-{species}"] = str(target.relative_to(self.out))
+        return saved
+
+
+FOREST_RUNS = [  # species, label, inputs, protocol
+    ("mouse", "label5", "raw", "grouped"),
+    ("mouse", "label", "raw", "grouped"),
+    ("human", "label", "raw", "grouped"),
+    ("mouse", "label5", "spca", "grouped"),
+    ("human", "label", "spca", "grouped"),
+    ("mouse", "label5", "raw", "seed"),
+    ("human", "label", "raw", "seed"),
+]
+
+
+def reproduce(out: Path, quick: bool = False, seed: int = 0, data_dir=None, mirror=None) -> dict:
+    """Run every step (reusing cached ones) and write results.json and report.html."""
+    from .report.html import write_report
+
+    settings = StudySettings.make(quick, seed)
+    study = Study(out, settings, data_dir, mirror)
+    run = study.cache.run
+    results: dict = {
+        "ephys2tx_version": __version__,
+        "quick": quick,
+        "settings": asdict(settings),
+    }
+    results["data"] = run("data", study.data)
+    results["embedding"] = {
+        sp: run(f"embed_{sp}", lambda sp=sp: study.embed(sp)) for sp in ("mouse", "human")
+    }
+    results["forest"] = {
+        f"rf_{sp}_{lab}_{inp}_{pro}": run(
+            f"rf_{sp}_{lab}_{inp}_{pro}", lambda a=(sp, lab, inp, pro): study.forest(*a)
+        )
+        for sp, lab, inp, pro in FOREST_RUNS
+    }
+    results["forest_importance"] = {
+        "human": run("rf_importance_human", lambda: study.forest_importance("human"))
+    }
+    results["models"] = run("models", study.save_models)
+    tmp = study.out / ".results.json.part"
+    tmp.write_text(json.dumps(results, indent=2, default=float))
+    tmp.replace(study.out / "results.json")
+    write_report(results, study.out)
+    return results
