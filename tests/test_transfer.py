@@ -1,0 +1,96 @@
+"""Mouse-to-human transfer estimators on small real subsets, and the study's bookkeeping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import clone
+
+from ephys2tx.errors import Ephys2txError
+from ephys2tx.evaluation.crossval import cross_validate
+from ephys2tx.evaluation.folds import make_folds
+from ephys2tx.evaluation.transfer_study import run_transfer_study
+from ephys2tx.models.transfer import TransferClassifier, coral_loss
+
+TINY = dict(width=8, hidden=8, max_epochs=3, patience=2, head_epochs=2, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def mouse_small(mouse_cells):
+    return pd.concat(g.head(60) for _, g in mouse_cells.groupby("label")).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def human_small(human_cells):
+    return pd.concat(g.head(30) for _, g in human_cells.groupby("label")).reset_index(drop=True)
+
+
+def test_coral_loss_is_zero_only_for_matching_covariances():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(64, 6, generator=gen)
+    assert float(coral_loss(a, a)) == 0.0
+    assert float(coral_loss(a, 3 * a)) > 0.0
+
+
+@pytest.mark.parametrize("method", ["finetune", "joint", "align"])
+def test_tiny_transfer_fit(method, mouse_small, human_small):
+    y = human_small["label"].to_numpy()
+    model = TransferClassifier(source=mouse_small, method=method, **TINY).fit(human_small, y)
+    proba = model.predict_proba(human_small)
+    assert proba.shape == (len(human_small), 4)
+    assert np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    assert list(model.classes_) == sorted(set(y))
+    # human-only families stay in the model although mouse never measures them
+    assert "peak_freq_chirp" in model.used_features()
+    assert not model.source_standardizer_.known_[model.layout_.all_columns.index("peak_freq_chirp")]
+    attention = model.attention(human_small)
+    assert np.allclose(attention.sum(axis=1), 1.0, atol=1e-5)
+    again = TransferClassifier(source=mouse_small, method=method, **TINY).fit(human_small, y)
+    np.testing.assert_array_equal(proba, again.predict_proba(human_small))
+
+
+def test_transfer_clones_and_cross_validates_on_human_folds(mouse_small, human_small):
+    model = TransferClassifier(source=mouse_small, method="finetune", **TINY)
+    copy = clone(model)
+    assert copy.get_params()["method"] == "finetune"
+    assert copy.source.shape == mouse_small.shape
+    folds = make_folds(
+        human_small["label"].to_numpy(), human_small["donor"].to_numpy(), "human", n_repeats=1
+    )[:2]
+    result = cross_validate(model, human_small, "label", folds, progress=False)
+    # only human cells are ever scored
+    assert set(result.predictions["specimen_id"]) <= set(human_small["specimen_id"])
+    assert not set(result.predictions["specimen_id"]) & set(mouse_small["specimen_id"])
+
+
+def test_study_learning_curve_and_paired_differences(mouse_small, human_small):
+    from ephys2tx.models.bilstm import BiLSTMClassifier
+
+    folds = make_folds(
+        human_small["label"].to_numpy(), human_small["donor"].to_numpy(), "human", n_repeats=1
+    )[:2]
+    variants = {
+        "bilstm_human": BiLSTMClassifier(width=8, hidden=8, max_epochs=2, patience=1),
+        "transfer_finetune": TransferClassifier(source=mouse_small, **TINY),
+    }
+    study = run_transfer_study(human_small, variants, folds, (0.5, 1.0), progress=False)
+    curve = study.learning_curve()
+    assert len(curve) == 4 and curve["n"].eq(2).all()
+    paired = study.paired()
+    assert paired["variant"].eq("transfer_finetune").all() and len(paired) == 2
+    # the same test cells at every fraction
+    p50 = study.results[("bilstm_human", 0.5)].predictions["specimen_id"]
+    p100 = study.results[("bilstm_human", 1.0)].predictions["specimen_id"]
+    assert sorted(p50) == sorted(p100)
+    assert set(study.attention) == set(variants)
+
+
+def test_transfer_without_source_is_a_clear_error(human_small):
+    with pytest.raises(Ephys2txError, match="source"):
+        TransferClassifier(**TINY).fit(human_small, human_small["label"].to_numpy())
+    with pytest.raises(Ephys2txError, match="method"):
+        TransferClassifier(source=human_small, method="magic").fit(
+            human_small, human_small["label"].to_numpy()
+        )
