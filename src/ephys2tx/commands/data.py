@@ -130,22 +130,65 @@ def train_rf(
     console.print(f"saved {card.kind} model ({len(features)} features) to {out}")
 
 
+RECORDING_SUFFIXES = (".nwb", ".abf")
+
+
+def _cells_from_inputs(inputs: list[Path], features_dir: Path):
+    """Tables are read as they are; recordings (files or folders) go through `extract`."""
+    import pandas as pd
+
+    from ..features.batch import run_batch
+    from ..recordings.read import recording_files
+
+    tables, recordings = [], []
+    for path in inputs:
+        if path.is_dir():
+            recordings.extend(recording_files(path))
+        elif path.suffix.lower() in RECORDING_SUFFIXES:
+            recordings.append(path)
+        else:
+            tables.append(read_cell_table(path))
+    if recordings:
+        batch = run_batch(recordings, features_dir)
+        for row in batch.errors.itertuples(index=False):
+            console.print(f"[yellow]skipped[/] {row.file}: {row.reason}")
+        if len(batch.cells):
+            tables.append(batch.cells)
+        console.print(f"features of {len(batch.cells)} recording(s) in {features_dir}")
+    if not tables:
+        raise Ephys2txError("no cells to predict: every recording failed extraction (see above)")
+    return pd.concat(tables, ignore_index=True)
+
+
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="A directory written by `ephys2tx train`.")],
-    inputs: Annotated[list[Path], typer.Argument(help="Cell table(s) (.parquet/.csv).")],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="Cell tables (.parquet/.csv), recordings (.nwb/.abf) or folders."),
+    ],
     out: Annotated[Path, typer.Option("--out", help="CSV of predictions.")] = Path(
         "predictions.csv"
     ),
+    features_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--features-dir",
+            help="Where extracted features of recordings go (default: next to --out).",
+        ),
+    ] = None,
 ) -> None:
-    """Predict subclasses for cells in a table, with a probability per class."""
-    import pandas as pd
-
+    """Predict subclasses with a probability per class, for tables or raw recordings."""
     from ..models.bundle import load_model, predict_table
 
     estimator, card = load_model(model_dir)
-    tables = [read_cell_table(path) for path in inputs]
-    table = pd.concat(tables, ignore_index=True)
+    table = _cells_from_inputs(inputs, features_dir or out.with_name(out.stem + "_features"))
     predictions = predict_table(estimator, card, table)
+    measured = table[card.features].notna().mean(axis=1)
+    for sid, share in zip(table["specimen_id"], measured, strict=True):
+        if share < 0.5:  # e.g. a rig protocol without short squares or ramps
+            console.print(
+                f"[yellow]note[/] {sid}: only {share:.0%} of the model's features measured"
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     predictions.to_csv(out, index=False)
     shown = Table(title=f"{card.kind} ({card.species}, {card.label}) predictions")
