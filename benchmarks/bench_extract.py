@@ -90,6 +90,10 @@ def run(files, reader, workers: int, extractor, work: Path, tag: str) -> dict:
         "extract_per_min": 60.0 * n / res.extract_seconds,
         "wall_s": res.compute_seconds,
         "extract_s": res.extract_seconds,
+        "cpu_per_min": 60.0 * n / res.extract_cpu_seconds,
+        "cpu_s": res.extract_cpu_seconds,
+        # CPU the workers got while extracting: < 1 per worker means other load took the rest
+        "cpu_share": res.extract_cpu_seconds / res.extract_seconds,
         "read_s": res.read_seconds,
         "peak_rss_mb": res.peak_rss_mb,
     }
@@ -132,8 +136,10 @@ def main() -> None:
 
         n = len(files)
         print(f"\n{n} cells, best of {args.repeats} runs each")
-        head = f"{'configuration':34s} {'extract/min':>11s} {'end-to-end/min':>14s} {'peak MB/worker':>14s}"
-        print(head)
+        print(
+            f"{'configuration':34s} {'extract/min':>11s} {'end-to-end/min':>14s} "
+            f"{'CPU s/cell':>10s} {'CPU share':>9s} {'peak MB/worker':>14s}"
+        )
         for name, r in (
             ("two-pass (IPFX x2), 1 worker", sep),
             ("one-pass, 1 worker", one),
@@ -141,19 +147,27 @@ def main() -> None:
         ):
             print(
                 f"{name:34s} {r['extract_per_min']:11.1f} {r['wall_per_min']:14.1f} "
-                f"{r['peak_rss_mb']:14.0f}"
+                f"{r['cpu_s'] / n:10.2f} {r['cpu_share']:9.2f} {r['peak_rss_mb']:14.0f}"
             )
         print(f"(reading the files: {one['read_s'] / n:.2f} s/cell, identical for both paths)")
         speed_pass = one["extract_per_min"] / sep["extract_per_min"]
         speed_e2e = one["wall_per_min"] / sep["wall_per_min"]
+        cpu_one, cpu_sep = best(one_runs, "cpu_per_min"), best(sep_runs, "cpu_per_min")
+        speed_cpu = cpu_one["cpu_per_min"] / cpu_sep["cpu_per_min"]
         speed_workers = two_wall["wall_per_min"] / one_wall["wall_per_min"]
         print()
         print(f"one-pass vs two-pass, extraction: {speed_pass:.2f}x (target >= 1.5x) "
               f"{'MET' if speed_pass >= 1.5 else 'NOT MET'}")  # fmt: skip
+        print(f"one-pass vs two-pass, extraction CPU time: {speed_cpu:.2f}x")
         print(f"one-pass vs two-pass, incl. reading files: {speed_e2e:.2f}x")
         print(f"2 workers vs 1, end-to-end: {speed_workers:.2f}x (target >= 1.7x) "
               f"{'MET' if speed_workers >= 1.7 else 'NOT MET'}; {os.cpu_count()} cores, "
               f"load average before the runs {load0:.1f}")  # fmt: skip
+        # what 2 workers would give on 2 free cores: twice the work per second, less the extra
+        # CPU each cell costs with 2 workers (a projection, not a measurement)
+        cpu_two = best(two_runs, "cpu_per_min")
+        projected = 2.0 * cpu_two["cpu_per_min"] / cpu_one["cpu_per_min"]
+        print(f"2 workers vs 1, projected from CPU time on 2 idle cores: {projected:.2f}x")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

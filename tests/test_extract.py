@@ -414,3 +414,22 @@ def test_chirp_features_of_a_passive_cell_follow_rc_physics():
     # no long squares: every step-based family is missing with a reason, none zero-filled
     assert cf.family_status["psth"] == "missing" and np.isnan(cf.vectors["psth"]).all()
     assert "long-square" in cf.family_reason["subthreshold"]
+
+
+def test_batch_on_an_existing_scheduler_and_unreachable_one(tmp_path, monkeypatch):
+    from distributed import LocalCluster
+
+    from ephys2tx.errors import Ephys2txError
+    from ephys2tx.features import batch
+
+    rec = make_recording("sched", seed=4, long_amps=(-90, -10, 110, 130, 150), short_amps=(),
+                         ramp=False)  # fmt: skip
+    path = tmp_path / "sched.pkl"
+    path.write_bytes(pickle.dumps(rec))
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        res = batch.run_batch([path], tmp_path / "out", scheduler=cluster.scheduler_address,
+                              reader=_pickle_reader, progress=False)  # fmt: skip
+    assert res.cells["specimen_id"].tolist() == ["sched"] and res.n_computed == 1
+    monkeypatch.setattr(batch, "CONNECT_TIMEOUT", "1s")
+    with pytest.raises(Ephys2txError, match="Dask scheduler"):
+        batch.run_batch([path], tmp_path / "out2", scheduler="tcp://127.0.0.1:9", progress=False)

@@ -31,6 +31,7 @@ from .fvfile import write_feature_vectors
 if TYPE_CHECKING:
     from .extract import CellFeatures
 
+CONNECT_TIMEOUT = "20s"  # to reach an existing scheduler (--scheduler)
 CACHE_VERSION = 1  # bump when extraction changes so old cache entries are not reused
 META_COLUMNS = [
     "specimen_id",
@@ -132,12 +133,12 @@ def process_file(
         rec = (reader or _default_reader)(path)
     except Exception as exc:
         return {**result, "error": ("read", _one_line(exc))}
-    t_read = time.perf_counter()
+    t_read, cpu_read = time.perf_counter(), time.process_time()
     try:
         cf = (extractor or extract_features)(rec)
     except Exception as exc:
         return {**result, "error": ("extract", _one_line(exc))}
-    t_done = time.perf_counter()
+    t_done, cpu_done = time.perf_counter(), time.process_time()
     result.update(
         cache_version=CACHE_VERSION,
         meta=_meta(rec, species),
@@ -149,6 +150,7 @@ def process_file(
         reason=cf.reason,
         read_seconds=t_read - t0,
         extract_seconds=t_done - t_read,
+        extract_cpu_seconds=cpu_done - cpu_read,  # insensitive to other load on the machine
     )
     _atomic_pickle(result, cache_file)
     result["peak_rss_mb"] = _peak_rss_mb()
@@ -175,6 +177,7 @@ class BatchResult:
     compute_seconds: float  # first submission to last result: excludes cluster start-up
     read_seconds: float  # summed over files computed in this run
     extract_seconds: float  # summed over files computed in this run (feature extraction only)
+    extract_cpu_seconds: float  # the same in CPU time of the worker processes
     peak_rss_mb: float  # highest peak RSS seen in any worker process
 
 
@@ -234,7 +237,7 @@ def _client(workers: int, scheduler: str | None, memory_limit: str, processes: b
 
     if scheduler:
         try:
-            return Client(scheduler, timeout="20s"), None
+            return Client(scheduler, timeout=CONNECT_TIMEOUT), None
         except Exception as exc:
             raise Ephys2txError(
                 f"cannot reach the Dask scheduler at {scheduler} ({_one_line(exc)}); "
@@ -327,5 +330,8 @@ def run_batch(
         compute_seconds=compute_seconds,
         read_seconds=sum(r.get("read_seconds", 0.0) for r in ordered if not r.get("cached")),
         extract_seconds=sum(r.get("extract_seconds", 0.0) for r in ordered if not r.get("cached")),
+        extract_cpu_seconds=sum(
+            r.get("extract_cpu_seconds", 0.0) for r in ordered if not r.get("cached")
+        ),
         peak_rss_mb=max((r.get("peak_rss_mb") or 0.0) for r in ordered),
     )
