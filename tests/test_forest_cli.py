@@ -145,9 +145,30 @@ def test_missing_data_file_names_file_and_fetch(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_table_without_needed_columns(tmp_path):
-    model = tmp_path / "model"
+@pytest.fixture(scope="module")
+def human_model(tmp_path_factory):
+    model = tmp_path_factory.mktemp("rf") / "model"
     run_cli("train", "rf", "--species", "human", "--out", model)
+    return model
+
+
+def test_predict_from_real_recordings(tmp_path, human_model):
+    from conftest import RECORDINGS
+
+    abf = RECORDINGS / "abf" / "2019_07_24_0055_fsi.abf"
+    broken = tmp_path / "broken.nwb"
+    broken.write_bytes(b"not an nwb file")
+    out = tmp_path / "preds.csv"
+    result = run_cli("predict", human_model, abf, broken, "--out", out)
+    got = pd.read_csv(out)
+    assert got["specimen_id"].tolist() == ["2019_07_24_0055_fsi"]
+    assert got["predicted"].iloc[0] in {"Lamp5", "Pvalb", "Sst", "Vip"}
+    assert "broken.nwb" in result.stderr  # the bad file is reported, the good one predicted
+    assert (tmp_path / "preds_features" / "cells.parquet").is_file()
+
+
+def test_table_without_needed_columns(tmp_path, human_model):
+    model = human_model
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"specimen_id": [1, 2], "tau": [0.01, 0.02]}).to_csv(bad, index=False)
     result = run_cli("predict", model, bad, check=False)
