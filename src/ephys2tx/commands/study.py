@@ -18,16 +18,22 @@ def reproduce(
         bool, typer.Option("--quick", help="Fewer repeats, smaller models (minutes).")
     ] = False,
     seed: Seed = 0,
+    update_readme: Annotated[
+        Path | None,
+        typer.Option("--update-readme", help="Write the results table into this README."),
+    ] = None,
     data_dir: DataDir = None,
     mirror: Mirror = None,
 ) -> None:
     """Reproduce the study from the public data: QC, sPCA/UMAP, forest, BiLSTM, transfer."""
+    from ..report.html import results_markdown
+    from ..report.html import update_readme as write_table
     from ..reproduce import reproduce as run
 
     results = run(out, quick, seed, data_dir, mirror)
-    from ..report.html import results_markdown
-
     (out / "results.md").write_text(results_markdown(results))
+    if update_readme is not None:
+        write_table(update_readme, results)
     console.print(results_markdown(results))
     console.print(f"wrote {out / 'results.json'} and {out / 'report.html'}")
 
