@@ -617,7 +617,14 @@ def scalar_features(analysis: CellAnalysis) -> tuple[dict[str, float], dict[str,
 
 def _families_of(fn: Callable) -> tuple[str, ...]:
     return {
-        long_square_scalars: ("subthreshold", "rheobase_fi", "ap_rheo", "firing_hero", "ap_hero"),
+        long_square_scalars: (
+            "subthreshold",
+            "rheobase_fi",
+            "ap_rheo",
+            "firing_hero",
+            "ap_hero",
+            "adaptation",
+        ),
         short_square_scalars: ("ap_short_square",),
         ramp_scalars: ("ap_ramp",),
         chirp_scalars: ("chirp",),
