@@ -16,6 +16,7 @@ def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer
         n_per_class: int = typer.Option(8, "--n-per-class", help="cells per subclass"),
         out: Path = typer.Option(..., "--out", help="output directory"),
         seed: int = typer.Option(0, help="random seed (same seed, same files)"),
+        jobs: int = typer.Option(2, help="worker processes (results do not depend on it)"),
     ) -> None:
         """Simulate SYNTHETIC interneurons recorded with the Allen protocol (offline demo/tests).
 
@@ -25,7 +26,7 @@ def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer
         from ..recordings.synth import SYNTHETIC_NOTICE, write_cohort
 
         typer.secho(f"NOTE: {SYNTHETIC_NOTICE}", fg="yellow")
-        table = write_cohort(species.lower(), n_per_class, out, seed=seed)
+        table = write_cohort(species.lower(), n_per_class, out, seed=seed, jobs=jobs)
         counts = ", ".join(
             f"{k} {v}" for k, v in table["subclass"].value_counts().sort_index().items()
         )
