@@ -344,16 +344,24 @@ class BiLSTMClassifier(ClassifierMixin, BaseEstimator):
         head: int = 0,
         recipe: Recipe | None = None,
         parameters=None,
+        penalty: Callable[[], torch.Tensor] | None = None,
     ) -> dict:
         """One early-stopped stage of class-weighted training of `net` on rows `train`."""
         recipe = recipe or self.recipe
         weights = class_weights(codes[train], len(self.classes_))
+        loss = supervised_loss(
+            net, data.take(train), codes[train], weights, head, recipe.feature_dropout
+        )
+        if penalty is not None:
+            base = loss
+
+            def loss(idx: np.ndarray, gen: torch.Generator) -> torch.Tensor:
+                return base(idx, gen) + penalty()
+
         return train_stage(
             net,
             len(train),
-            supervised_loss(
-                net, data.take(train), codes[train], weights, head, recipe.feature_dropout
-            ),
+            loss,
             eval_loss(net, data.take(val), codes[val], weights, head) if len(val) else None,
             recipe,
             rng,

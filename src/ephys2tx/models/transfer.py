@@ -60,7 +60,8 @@ class TransferClassifier(BiLSTMClassifier):
 
     Network and human-stage parameters are those of `BiLSTMClassifier`; `source_weight`
     weighs the mouse loss in joint training, `coral_weight` the alignment penalty,
-    `head_epochs` bounds the head-only stage, `pretrain_batch_size` the mouse pretraining.
+    `head_epochs` bounds the head-only stage, `pretrain_batch_size` the mouse pretraining;
+    `anchor` > 0 adds an L2-SP penalty towards the pretrained weights when fine-tuning.
     """
 
     def __init__(
@@ -72,6 +73,7 @@ class TransferClassifier(BiLSTMClassifier):
         coral_weight: float = 1.0,
         head_epochs: int = 50,
         pretrain_batch_size: int = 128,
+        anchor: float = 0.0,
         width: int = 32,
         hidden: int = 32,
         dropout: float = 0.3,
@@ -114,6 +116,7 @@ class TransferClassifier(BiLSTMClassifier):
         self.coral_weight = coral_weight
         self.head_epochs = head_epochs
         self.pretrain_batch_size = pretrain_batch_size
+        self.anchor = anchor
 
     # -- source side -------------------------------------------------------------------
     def _source_table(self) -> tuple[pd.DataFrame, np.ndarray]:
@@ -227,7 +230,16 @@ class TransferClassifier(BiLSTMClassifier):
         head = self._fit_supervised(
             net, data, codes, train, val, rng, 0, head_recipe, net.heads.parameters()
         )
-        full = self._fit_supervised(net, data, codes, train, val, rng, 0)
+        penalty = None
+        if self.anchor > 0:  # L2-SP: pull towards the mouse weights instead of towards zero
+            start = [p.detach().clone() for p in net.parameters()]
+
+            def penalty() -> torch.Tensor:
+                return self.anchor * sum(
+                    ((p - p0) ** 2).sum() for p, p0 in zip(net.parameters(), start, strict=True)
+                )
+
+        full = self._fit_supervised(net, data, codes, train, val, rng, 0, penalty=penalty)
         return {"head": head, "full": full}
 
     def _joint(self, net, data, codes, train, val, source, src_codes, rng) -> dict:
