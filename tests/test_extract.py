@@ -433,3 +433,29 @@ def test_batch_on_an_existing_scheduler_and_unreachable_one(tmp_path, monkeypatc
     monkeypatch.setattr(batch, "CONNECT_TIMEOUT", "1s")
     with pytest.raises(Ephys2txError, match="Dask scheduler"):
         batch.run_batch([path], tmp_path / "out2", scheduler="tcp://127.0.0.1:9", progress=False)
+
+
+def test_synthetic_allen_nwb_cell_through_reader_and_extractor(tmp_path):
+    """A synthetic cell written as Allen NWB, read back, extracted: every non-chirp family is
+    present and rheobase matches the simulator's own (0 mV crossing) rheobase."""
+    from ephys2tx.features.extract import extract_features
+    from ephys2tx.recordings.allen_nwb import write_allen_nwb
+    from ephys2tx.recordings.read import read_recording
+    from ephys2tx.recordings.synth import simulate_cell
+
+    rec = simulate_cell("Sst", "mouse", np.random.default_rng(7), cell_id="synsst")
+    path = write_allen_nwb(tmp_path / "synsst.nwb", rec, "synthetic test cell")
+    cf = extract_features(read_recording(path))
+    assert {f for f, s in cf.family_status.items() if s != "ok"} == {"chirp"}, cf.reason
+    assert cf.scalars["rheobase_i"] == pytest.approx(rec.metadata["rheobase_pa"], abs=0.5)
+    # short squares: IPFX's rule (the amplitude that fired most often, ties to the lower) applied
+    # to an independent spike criterion, an upward 0 mV crossing within 50 ms of the pulse
+    fired: dict[float, int] = {}
+    for s in rec.of_type(SHORT_SQUARE):
+        i0 = round(s.stim_start * s.sampling_rate)
+        seg = s.voltage[i0 : i0 + round(0.053 * s.sampling_rate)]
+        fired[s.amplitude] = fired.get(s.amplitude, 0) + int((seg >= 0).any())
+    best = max(fired.values())
+    assert best > 0
+    expected = min(a for a, n in fired.items() if n == best)
+    assert cf.scalars["threshold_i_short_square"] == pytest.approx(expected)
