@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ..datasets.cells import ID_COLUMNS
 from ..errors import Ephys2txError
 from ..recordings.sweeps import Recording
 from .families import SCALAR_FEATURES, VECTOR_FAMILIES
@@ -33,16 +34,6 @@ if TYPE_CHECKING:
 
 CONNECT_TIMEOUT = "20s"  # to reach an existing scheduler (--scheduler)
 CACHE_VERSION = 1  # bump when extraction changes so old cache entries are not reused
-META_COLUMNS = [
-    "specimen_id",
-    "species",
-    "donor",
-    "t_type",
-    "subclass",
-    "label",
-    "label5",
-    "condition",
-]
 ERROR_COLUMNS = ["file", "stage", "reason"]
 CELLS_FILE, FV_FILE, ERRORS_FILE, CACHE_DIR = (
     "cells.parquet",
@@ -90,7 +81,7 @@ def _atomic_pickle(obj: object, path: Path) -> None:
 
 def _meta(rec: Recording, species: str | None) -> dict:
     md = rec.metadata or {}
-    out = {c: md.get(c) for c in META_COLUMNS}
+    out = {c: md.get(c) for c in ID_COLUMNS}
     out["specimen_id"] = str(md.get("specimen_id") or rec.cell_id)
     out["species"] = species or rec.species or md.get("species")
     return out
@@ -190,7 +181,7 @@ def collect(results: Sequence[dict]) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
         row.update(r["scalars"])
         row.update(status=r["status"], reason=r["reason"], file=r["file"])
         rows.append(row)
-    columns = META_COLUMNS + SCALAR_FEATURES + ["status", "reason", "file"]
+    columns = list(ID_COLUMNS) + SCALAR_FEATURES + ["status", "reason", "file"]
     cells = pd.DataFrame(rows, columns=columns)
     for c in SCALAR_FEATURES:
         cells[c] = cells[c].astype(float)
