@@ -160,6 +160,33 @@ def test_read_allen_nwb_rejects_unreadable_files(tmp_path):
         read_allen_nwb(tmp_path / "missing.nwb")
 
 
+def test_read_allen_nwb_explains_modern_files_without_sweep_table(tmp_path):
+    """A current-pynwb icephys file (no legacy SweepTable): IPFX cannot list its sweeps."""
+    from datetime import UTC, datetime
+
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.icephys import CurrentClampSeries
+
+    nwb = NWBFile("modern", "modern-1", datetime(2020, 1, 1, tzinfo=UTC))
+    device = nwb.create_device(name="amp")
+    electrode = nwb.create_icephys_electrode(name="e0", description="e", device=device)
+    nwb.add_acquisition(
+        CurrentClampSeries(
+            name="v",
+            data=np.zeros(100),
+            electrode=electrode,
+            gain=1.0,
+            rate=50_000.0,
+            sweep_number=0,
+        )  # fmt: skip
+    )
+    path = tmp_path / "modern.nwb"
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    with pytest.raises(Ephys2txError, match="modern.nwb: no legacy sweep table"):
+        read_allen_nwb(path)
+
+
 def test_cli_prints_synthetic_notice(tmp_path):
     from typer.testing import CliRunner
 

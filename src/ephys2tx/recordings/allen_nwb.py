@@ -159,18 +159,27 @@ def read_allen_nwb(path: str | Path) -> Recording:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             data_set = create_ephys_data_set(nwb_file=str(path))
-            table = data_set.sweep_table
     except Exception as exc:  # IPFX raises many types; all mean "not an Allen NWB for IPFX"
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise Ephys2txError(
-            f"{path}: IPFX cannot read it as an Allen-style NWB 2 file ({reason}); "
+            f"{path}: IPFX cannot read it as an Allen-style NWB 2 file ({_reason(exc)}); "
             "use the modern-NWB or ABF reader for other files"
         ) from exc
-    if table.empty:
+    if getattr(data_set._data.nwb, "sweep_table", None) is None:
+        # IPFX 2.1.2 lists sweeps only through the deprecated SweepTable.
         raise Ephys2txError(
-            f"{path}: IPFX found no sweeps (no legacy sweep table); "
-            "use the modern-NWB reader for this file"
+            f"{path}: no legacy sweep table, so IPFX cannot list its sweeps (a modern NWB "
+            "file); use the modern-NWB reader for this file"
         )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = data_set.sweep_table
+    except Exception as exc:
+        raise Ephys2txError(
+            f"{path}: IPFX cannot list its sweeps ({_reason(exc)}); the file may be damaged"
+        ) from exc
+    if table.empty:
+        raise Ephys2txError(f"{path}: IPFX found no sweeps; use the modern-NWB reader")
 
     species = _species_of(data_set)
     sweeps: list[Sweep] = []
@@ -225,6 +234,11 @@ def read_allen_nwb(path: str | Path) -> Recording:
         species=species,
         metadata={"reader": "ipfx", "format": "allen_nwb2"},
     )
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _species_of(data_set) -> str | None:
