@@ -177,7 +177,7 @@ def test_read_allen_nwb_explains_modern_files_without_sweep_table(tmp_path):
             electrode=electrode,
             gain=1.0,
             rate=50_000.0,
-            sweep_number=0,
+            sweep_number=np.uint32(0),
         )  # fmt: skip
     )
     path = tmp_path / "modern.nwb"

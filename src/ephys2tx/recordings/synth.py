@@ -90,7 +90,7 @@ _MOUSE = {
     "Sst": CellParams(
         rin_mohm=220, tau_ms=28.0, e_leak=-67, g_na=60, g_kdr=14, phi=3.2, k_shift=0,
         g_d=0.0, tau_d_inact=150, g_m=0.06, tau_m_max=1500, g_h=0.008, tau_h=70, g_t=0.25,
-        noise_pa=4, noise_tau=3, v_noise_mv=0.05, na_shift=9, g_ahp=0.0, tau_ahp=300,
+        noise_pa=4, noise_tau=3, v_noise_mv=0.05, na_shift=7, g_ahp=0.0, tau_ahp=300,
     ),
     "Vip": CellParams(
         rin_mohm=260, tau_ms=14.0, e_leak=-67, g_na=50, g_kdr=7, phi=2.8, k_shift=0,
