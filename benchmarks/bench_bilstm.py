@@ -14,7 +14,11 @@ from pathlib import Path
 
 from ephys2tx.datasets.cells import build_cells
 from ephys2tx.evaluation.folds import make_folds
-from ephys2tx.evaluation.transfer_study import attention_by_class, cross_validate_attention
+from ephys2tx.evaluation.transfer_study import (
+    attention_by_class,
+    cross_validate_attention,
+    plot_attention,
+)
 from ephys2tx.models.bilstm import BiLSTMClassifier
 
 TARGETS = {("mouse", "label5"): 0.86, ("human", "label"): None}
@@ -59,7 +63,11 @@ def main() -> None:
             n_repeats=args.repeats, n_members=args.members,
         )  # fmt: skip
         (args.out / f"metrics_{species}_{label}.json").write_text(json.dumps(metrics, indent=2))
-        attention_by_class(attention).to_csv(args.out / f"attention_{species}_{label}.csv")
+        by_class = attention_by_class(attention)
+        by_class.to_csv(args.out / f"attention_{species}_{label}.csv")
+        plot_attention(
+            by_class, args.out / f"attention_{species}_{label}.png", f"{species} {label}"
+        )
         f1 = metrics["macro_f1"]
         rows.append((species, label, f1, TARGETS.get((species, label)), seconds, len(folds)))
     print(
