@@ -60,3 +60,25 @@ def test_mirror_without_the_file(tmp_path):
     with pytest.raises(Ephys2txError, match="mirror has no file"):
         fetch_file(SMALL, tmp_path / "data", str(tmp_path / "empty"))
     assert not Path(tmp_path / "data" / SMALL.name).exists()
+
+
+def test_mirror_url_over_http(tmp_path):
+    """A base URL works as a mirror (served here from the shared folder on loopback)."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(SHARED_DATA))
+    handler.log_message = lambda *a, **k: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        path = fetch_file(SMALL, tmp_path, url)
+        assert path.read_bytes() == (SHARED_DATA / SMALL.name).read_bytes()
+        with pytest.raises(Ephys2txError, match="HTTP 404"):
+            fetch_file(replace(SMALL, name="homology/absent.csv"), tmp_path, url)
+    finally:
+        server.shutdown()
+        server.server_close()

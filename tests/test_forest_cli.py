@@ -176,3 +176,13 @@ def test_table_without_needed_columns(tmp_path, human_model):
     nocol = tmp_path / "nocol.csv"
     pd.DataFrame({"tau": [0.01]}).to_csv(nocol, index=False)
     assert "no `specimen_id` column" in run_cli("predict", model, nocol, check=False).stderr
+
+
+def test_embed_writes_umap_and_silhouettes(tmp_path):
+    run_cli("embed", "human", "--out", tmp_path)
+    payload = json.loads((tmp_path / "silhouette_human.json").read_text())
+    assert set(payload["silhouette"]) == {"Lamp5", "Pvalb", "Sst", "Vip", "all"}
+    assert all(-1 <= v <= 1 for v in payload["silhouette"].values())
+    assert "chirp" not in payload["families"]  # measured in < 90% of human cells
+    assert payload["n_cells"] + payload["n_dropped_incomplete"] == 702
+    assert (tmp_path / "umap_human.png").stat().st_size > 5000
