@@ -23,14 +23,12 @@ def mouse_cohort(tmp_path_factory):
     return out, table
 
 
-@pytest.fixture(scope="module")
-def ipfx_features(mouse_cohort):
+def run_ipfx(out, table) -> dict:
     """IPFX's own pipeline (reader, sweep QC features, extract_data_set_features) per cell."""
     from ipfx.data_set_features import extract_data_set_features
     from ipfx.dataset.create import create_ephys_data_set
     from ipfx.qc_feature_extractor import sweep_qc_features
 
-    out, table = mouse_cohort
     features = {}
     logging.disable(logging.WARNING)  # IPFX logs every sweep
     try:
@@ -50,6 +48,11 @@ def ipfx_features(mouse_cohort):
     finally:
         logging.disable(logging.NOTSET)
     return features
+
+
+@pytest.fixture(scope="module")
+def ipfx_features(mouse_cohort):
+    return run_ipfx(*mouse_cohort)
 
 
 def test_cohort_table_and_files(mouse_cohort):
