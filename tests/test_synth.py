@@ -204,3 +204,6 @@ def test_cli_prints_synthetic_notice(tmp_path):
     assert sorted(table["subclass"]) == ["Lamp5", "Pvalb", "Sst", "Vip"]
     rec = read_allen_nwb(tmp_path / table["file"].iloc[0])
     assert rec.species == "human" and rec.of_type(RAMP)
+    # the CLI ran two worker processes; one process gives the same cells
+    serial = synth.write_cohort("human", 1, tmp_path / "serial", seed=0, progress=False, jobs=1)
+    pd.testing.assert_frame_equal(serial, table, check_dtype=False)
