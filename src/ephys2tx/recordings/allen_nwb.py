@@ -1,9 +1,10 @@
 """Allen-style NWB 2 files: write one (for synthetic cells) and read one through IPFX.
 
-IPFX 2.1.2 enumerates sweeps through the legacy NWB ``SweepTable`` (``nwb.sweep_table``), and
-reads each sweep's stimulus code from the response series' ``stimulus_description``. Current
-pynwb only fills that table when series are added with ``use_sweep_table=True``, so the writer
-does exactly that; everything else is ordinary pynwb.
+IPFX 2.1.2 enumerates sweeps only through the legacy NWB ``SweepTable`` (``nwb.sweep_table``)
+and reads each sweep's stimulus code from the response series' ``stimulus_description``.
+pynwb 3 refuses to build that deprecated table for new files, so the writer builds it the way
+pynwb does when reading old files (construct mode) and registers every series in it;
+everything else is ordinary pynwb, so the files also open in pynwb and the modern reader.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .sweeps import (
     Sweep,
 )
 
-# Fixed dates keep files byte-for-byte reproducible for a given seed.
+# Fixed dates keep file contents reproducible for a seed (object ids are random UUIDs).
 _FIXED_DATE = datetime(2020, 1, 1, tzinfo=UTC)
 
 # IPFX ontology names -> our stimulus types (names come from ipfx.stimulus).
