@@ -1,0 +1,164 @@
+"""`ephys2tx demo`: SYNTHETIC cohort -> extraction on Dask -> models -> report, offline.
+
+One small end-to-end run (3 cells per subclass, no UMAP section: UMAP's compilation would
+double its time) is shared by the tests of this module; the
+join of extracted features to the cohort's labels is tested on its own without simulating.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ephys2tx import demo as demo_module
+from ephys2tx.datasets.cells import ID_COLUMNS
+from ephys2tx.errors import Ephys2txError
+from ephys2tx.features.families import SCALAR_FEATURES
+
+
+def test_synthetic_cells_take_labels_and_donors_from_the_cohort_by_file_name():
+    cohort = pd.DataFrame(
+        {
+            "specimen_id": [9000000000, 9000000001, 9000000002],
+            "species": "mouse",
+            "donor": ["synth-mouse-donor1", "synth-mouse-donor2", "synth-mouse-donor1"],
+            "subclass": ["Sncg", "Pvalb", "Sst"],
+            "label": ["Vip", "Pvalb", "Sst"],
+            "label5": ["Sncg", "Pvalb", "Sst"],
+            "file": ["a.nwb", "b.nwb", "c.nwb"],
+        }
+    )
+    # extraction order differs from the cohort's; c.nwb failed and has no row
+    extracted = pd.DataFrame(
+        {
+            "specimen_id": ["synth_b", "synth_a"],
+            "species": "mouse",
+            "donor": [None, None],
+            "subclass": [None, None],
+            "status": ["ok", "partial"],
+            "file": ["/x/recordings/mouse/b.nwb", "/x/recordings/mouse/a.nwb"],
+            **{f: [np.nan, np.nan] for f in SCALAR_FEATURES},
+        }
+    )
+    extracted.loc[0, "tau"] = 12.5
+    cells = demo_module.synthetic_cells(cohort, extracted).set_index("specimen_id")
+    assert list(cells.reset_index().columns) == list(ID_COLUMNS) + SCALAR_FEATURES + [
+        "extraction_status"
+    ]
+    assert sorted(cells.index) == [9000000000, 9000000001]
+    assert cells.loc[9000000001, "tau"] == 12.5  # features stay with their own file
+    assert np.isnan(cells.loc[9000000000, "tau"])  # missing stays NaN, not zero
+    assert cells.loc[9000000000, ["label", "label5"]].tolist() == ["Vip", "Sncg"]
+    assert cells.loc[9000000000, "donor"] == "synth-mouse-donor1"
+    assert cells.loc[9000000001, "extraction_status"] == "ok"
+
+
+def test_demo_refuses_sizes_too_small_for_grouped_folds(tmp_path):
+    with pytest.raises(Ephys2txError, match="--n-per-class 2"):
+        demo_module.demo(tmp_path, n_per_class=2)
+    with pytest.raises(Ephys2txError, match="--workers"):
+        demo_module.demo(tmp_path, workers=0)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    start = time.perf_counter()
+    results = demo_module.demo(
+        out, n_per_class=3, seed=3, workers=2, progress=False, embedding=False
+    )
+    return out, results, time.perf_counter() - start
+
+
+def test_demo_cohort_goes_through_extraction_into_cell_tables(demo_run):
+    out, results, _ = demo_run
+    for species, n_classes in (("mouse", 5), ("human", 4)):
+        cohort = pd.read_csv(out / "recordings" / species / "cohort.csv")
+        assert len(cohort) == 3 * n_classes
+        assert cohort["synthetic"].all()
+        cells = pd.read_parquet(out / "cells" / f"{species}.parquet")
+        data = results["data"][species]
+        assert data["n_input"] == len(cohort)
+        assert data["n_kept"] == len(cells) == len(cohort) - sum(data["dropped"].values())
+        # labels come from the cohort, features from the extracted NWB files
+        merged = cells.merge(cohort, on="specimen_id", suffixes=("", "_cohort"))
+        assert (merged["subclass"] == merged["subclass_cohort"]).all()
+        assert (merged["donor"] == merged["donor_cohort"]).all()
+        assert cells["input_resistance"].notna().all()
+        assert data["n_features"] > 40
+    features = pd.read_parquet(out / "features" / "cells.parquet")
+    assert len(features) + len(pd.read_csv(out / "features" / "errors.csv")) == 27
+
+
+def test_demo_evaluates_and_saves_models(demo_run):
+    from ephys2tx.models.bundle import load_model, predict_table
+
+    out, results, _ = demo_run
+    assert set(results["forest"]) == {
+        "rf_mouse_label5_raw_grouped",
+        "rf_mouse_label_raw_grouped",
+        "rf_human_label_raw_grouped",
+    }
+    for metrics in results["forest"].values():
+        assert 0.0 <= metrics["macro_f1"]["mean"] <= 1.0
+        assert metrics["n_folds"] == 3 and metrics["n_repeats"] == 2
+        assert (out / "figures" / metrics["figure"]).is_file()
+    scores = results["sequence"]["scores"]
+    assert set(scores) == {"forest", "bilstm_human", "transfer_finetune"}
+    assert all(s["macro_f1"]["n"] == 6 for s in scores.values())  # the same 2 x 3 folds
+    assert set(results["sequence"]["paired"]) == {
+        "forest − bilstm_human",
+        "transfer_finetune − bilstm_human",
+    }
+    human = pd.read_parquet(out / "cells" / "human.parquet")
+    for name in ("rf-human", "bilstm-human", "transfer-finetune-human"):
+        model, card = load_model(out / results["models"][name])
+        assert card.extra["synthetic"] is True
+        predicted = predict_table(model, card, human)
+        assert set(predicted["predicted"]) <= set(card.classes)
+        assert np.allclose(predicted.filter(like="p_").sum(axis=1), 1.0, atol=1e-5)
+    mouse_model, mouse_card = load_model(out / "models" / "rf-mouse")
+    assert mouse_card.label == "label5" and "Sncg" in mouse_card.classes
+
+
+def test_demo_report_says_synthetic_on_every_section(demo_run):
+    out, results, _ = demo_run
+    page = (out / "report.html").read_text()
+    stored = json.loads((out / "results.json").read_text())
+    assert stored["synthetic"] is True
+    assert stored["forest"] == json.loads(json.dumps(results["forest"]))
+    sections = re.findall(r"<h2 id='([a-z]+)'", page)
+    assert {"data", "forest", "sequence"} <= set(sections)
+    assert "SYNTHETIC" in page.split("<h1")[1].split("<h2")[0]  # the title block
+    for heading in re.finditer("<h2", page):  # a banner right at each section's heading
+        assert "SYNTHETIC" in page[max(0, heading.start() - 120) : heading.start()]
+    expected = len(results["forest"]) + len(results["sequence"]["figures"])
+    expected += len(results.get("forest_importance", {}))
+    assert page.count("data:image/png;base64,") == expected  # every figure inlined
+
+
+def test_demo_rerun_reuses_every_step_without_a_cluster(demo_run, monkeypatch):
+    out, results, _ = demo_run
+
+    def no_cluster(self):
+        raise AssertionError("a cached rerun must not start a Dask cluster")
+
+    monkeypatch.setattr(demo_module._Cluster, "get", no_cluster)
+    start = time.perf_counter()
+    again = demo_module.demo(out, n_per_class=3, seed=3, workers=2, progress=False, embedding=False)
+    assert time.perf_counter() - start < 20
+    same = [json.dumps(r, sort_keys=True, default=float) for r in (again, results)]
+    assert same[0] == same[1]
+
+
+def test_demo_report_in_headless_chromium(demo_run, tmp_path):
+    from test_report_browser import check_report, ensure_chromium
+
+    out, _, _ = demo_run
+    probe = check_report(ensure_chromium(), out, tmp_path, "demo_report.png")
+    assert {"data", "forest", "sequence"} <= {t["section"] for t in probe["tables"]}

@@ -1,0 +1,285 @@
+"""report.html in a real browser: headless Chromium loads every figure, the tables are there,
+and the numbers on the page are the numbers in results.json (as rounded for display).
+
+Chromium is Debian's `chromium` package; the set-up installs it with apt-get where it is
+missing and we are root, and skips otherwise. A screenshot is kept as a test artifact in
+$EPHYS2TX_ARTIFACTS (default: artifacts/ under the repository root).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+PROBE_ID = "ephys2tx-probe"
+BROKEN_ID = "ephys2tx-broken-sentinel"  # an image that must be reported as failed
+# Runs after the load event; writes what the page shows into the DOM for --dump-dom.
+PROBE_SCRIPT = f"""
+<img id="{BROKEN_ID}" alt="" style="display:none" src="data:image/png;base64,AAAA">
+<script>
+window.addEventListener('load', () => {{
+  const text = e => e.textContent.trim();
+  const probe = {{
+    images: [...document.images].map(i => ({{
+      id: i.id, alt: i.alt, complete: i.complete, width: i.naturalWidth}})),
+    numbers: [...document.querySelectorAll('[data-key]')].map(e => ({{
+      key: e.dataset.key, text: text(e)}})),
+    tables: [...document.querySelectorAll('table')].map(t => ({{
+      section: (t.closest('section') || {{}}).id || (() => {{
+        let e = t; while (e && !(e.tagName === 'H2' && e.id)) e = e.previousElementSibling;
+        return e ? e.id : null; }})(),
+      rows: t.rows.length,
+      headers: [...t.rows[0].cells].map(text)}})),
+    sections: [...document.querySelectorAll('h2[id]')].map(h => h.id),
+    synthetic_banners: [...document.querySelectorAll('.synthetic')].length,
+  }};
+  const pre = document.createElement('pre');
+  pre.id = '{PROBE_ID}';
+  pre.textContent = JSON.stringify(probe);
+  document.body.appendChild(pre);
+}});
+</script>
+"""
+FLAGS = [
+    "--headless",
+    "--no-sandbox",  # tests run as root in containers
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+]
+
+
+# --- helpers (also used by test_demo on the demo's report) -------------------------------
+def ensure_chromium() -> Path:
+    """/usr/bin/chromium, installed with apt-get when missing and we are root; else skip."""
+    if CHROMIUM.is_file():
+        return CHROMIUM
+    if os.name != "posix" or os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip(
+            "headless Chromium is not installed at /usr/bin/chromium and this user cannot "
+            "install it; run `sudo apt-get install -y chromium` to enable the browser test"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    done = subprocess.run(
+        ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if done.returncode != 0 or not CHROMIUM.is_file():
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [""]
+        pytest.skip(f"`apt-get install -y chromium` failed ({tail[0]}); browser test skipped")
+    return CHROMIUM
+
+
+def artifacts_dir() -> Path:
+    path = Path(os.environ.get("EPHYS2TX_ARTIFACTS", REPO / "artifacts"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _chromium(browser: Path, profile: Path, *args: str, timeout: int = 90) -> str:
+    done = subprocess.run(
+        [str(browser), *FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, f"chromium failed: {done.stderr[-2000:]}"
+    return done.stdout
+
+
+def probe_page(browser: Path, report: Path, workdir: Path) -> dict:
+    """Load a copy of `report` with the probe script; return what the browser saw."""
+    page = report.read_text(encoding="utf-8")
+    assert "</body>" in page
+    probed = workdir / "probed.html"
+    probed.write_text(page.replace("</body>", PROBE_SCRIPT + "</body>"), encoding="utf-8")
+    dom = _chromium(
+        browser,
+        workdir / "profile",
+        "--virtual-time-budget=10000",  # lets the load event and the probe run first
+        "--dump-dom",
+        probed.as_uri(),
+    )
+    found = re.search(rf'<pre id="{PROBE_ID}">(.*?)</pre>', dom, re.S)
+    assert found, "the probe did not run: no load event within the time budget"
+    return json.loads(html.unescape(found.group(1)))
+
+
+def screenshot(browser: Path, report: Path, png: Path, workdir: Path) -> Path:
+    _chromium(
+        browser,
+        workdir / "profile",
+        f"--screenshot={png}",
+        "--window-size=1200,3000",
+        report.as_uri(),
+    )
+    return png
+
+
+def lookup(results: dict, key: str):
+    """The value at a data-key path; dict keys may themselves contain dots."""
+    node, parts = results, key.split(".")
+    while parts:
+        for n in range(len(parts), 0, -1):  # longest key first
+            name = ".".join(parts[:n])
+            if isinstance(node, dict) and name in node:
+                node, parts = node[name], parts[n:]
+                break
+            if isinstance(node, list) and name.isdigit() and int(name) < len(node):
+                node, parts = node[int(name)], parts[n:]
+                break
+        else:
+            raise KeyError(f"{key!r} is not a path in results.json")
+    return node
+
+
+def number_mismatches(results: dict, numbers: list[dict]) -> list[str]:
+    """Shown numbers that differ from results.json by more than their display rounding."""
+    bad = []
+    for item in numbers:
+        key, text = item["key"], item["text"].replace("−", "-").replace("+", "")
+        try:
+            value = float(lookup(results, key))
+            shown = float(text)
+        except (KeyError, TypeError, ValueError) as exc:
+            bad.append(f"{key}: {item['text']!r} ({exc})")
+            continue
+        decimals = len(text.split(".")[1]) if "." in text else 0
+        if abs(shown - value) > 0.5 * 10**-decimals + 1e-9:
+            bad.append(f"{key}: page shows {item['text']}, results.json has {value}")
+    return bad
+
+
+def check_report(browser: Path, out: Path, workdir: Path, screenshot_name: str) -> dict:
+    """Every figure loaded, tables present, numbers equal results.json; keep a screenshot."""
+    results = json.loads((out / "results.json").read_text())
+    probe = probe_page(browser, out / "report.html", workdir)
+    images = [i for i in probe["images"] if i["id"] != BROKEN_ID]
+    sentinel = [i for i in probe["images"] if i["id"] == BROKEN_ID]
+    # the probe can tell a broken image from a loaded one
+    assert sentinel and sentinel[0]["width"] == 0
+    assert images, "the report has no figures"
+    not_loaded = [i["alt"] for i in images if not (i["complete"] and i["width"] > 0)]
+    assert not not_loaded, f"figures that did not load: {not_loaded}"
+    assert probe["numbers"], "no number carries a data-key"
+    assert number_mismatches(results, probe["numbers"]) == []
+    png = screenshot(browser, out / "report.html", artifacts_dir() / screenshot_name, workdir)
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == (1200, 3000)
+    return probe
+
+
+# --- a small report made here ------------------------------------------------------------
+def _metrics(labels: list[str], counts: list[list[int]], f1: float) -> dict:
+    return {
+        "protocol": "grouped",
+        "n_cells": int(sum(map(sum, counts))),
+        "macro_f1": {"mean": f1, "sd": 0.0456, "ci95": [f1 - 0.05, f1 + 0.05], "n": 5},
+        "accuracy": {"mean": f1 + 0.0123, "sd": 0.0311},
+        "per_class_f1": dict.fromkeys(labels, f1),
+        "confusion_matrix": {"labels": labels, "counts": counts},
+    }
+
+
+@pytest.fixture(scope="module")
+def small_report(tmp_path_factory) -> Path:
+    import numpy as np
+    import pandas as pd
+
+    from ephys2tx.report.figures import confusion_matrix_png, embedding_png, family_importance_png
+    from ephys2tx.report.html import write_report
+
+    out = tmp_path_factory.mktemp("report")
+    figures = out / "figures"
+    labels = ["Lamp5", "Pvalb", "Sst", "Vip"]
+    counts = [[5, 1, 0, 0], [0, 6, 1, 0], [1, 0, 4, 1], [0, 0, 1, 7]]
+    forest = {
+        "rf_human_label_raw_grouped": _metrics(labels, counts, 0.71234),
+        "rf_mouse_label5_raw_grouped": _metrics(labels, counts, 0.80456),
+    }
+    for key, m in forest.items():
+        m["figure"] = confusion_matrix_png(m, figures / f"confusion_{key}.png", key).name
+    rng = np.random.default_rng(0)
+    coords = pd.DataFrame(
+        {"x": rng.normal(size=40), "y": rng.normal(size=40), "label": np.repeat(labels, 10)}
+    )
+    importance = pd.DataFrame(
+        {"family": ["subthreshold", "ap_rheo"], "mean": [0.12, 0.05], "sd": [0.01, 0.02]}
+    )
+    results = {
+        "ephys2tx_version": "test",
+        "quick": True,
+        "data": {
+            "human": {
+                "n_input": 60,
+                "dropped": {"no transcriptomic type": 20},
+                "n_kept": 40,
+                "n_donors": 6,
+                "n_features": 80,
+                "labels": {"Lamp5": 10, "Pvalb": 10, "Sst": 10, "Vip": 10},
+            }
+        },
+        "embedding": {
+            "human": {
+                "silhouette": {"Lamp5": 0.1234, "Pvalb": -0.0567, "all": 0.0611},
+                "n_cells": 40,
+                "figure": embedding_png(coords, figures / "umap_human.png", "umap").name,
+            }
+        },
+        "forest": forest,
+        "forest_importance": {
+            "human": {"figure": family_importance_png(importance, figures / "imp.png", "imp").name}
+        },
+        "sequence": {
+            "scores": {"bilstm_human": {**_metrics(labels, counts, 0.65432), "title": "BiLSTM"}},
+            "paired": {"transfer − bilstm_human": {"mean": -0.0217, "ci95": [-0.1, 0.05], "n": 5}},
+        },
+    }
+    (out / "results.json").write_text(json.dumps(results))
+    write_report(results, out, synthetic=True)
+    return out
+
+
+def test_report_in_headless_chromium(small_report, tmp_path):
+    browser = ensure_chromium()
+    probe = check_report(browser, small_report, tmp_path, "report.png")
+    assert len(probe["images"]) - 1 == 4  # 2 confusion matrices, UMAP, importance
+    sections = {t["section"] for t in probe["tables"]}
+    assert {"data", "embedding", "forest", "sequence"} <= sections
+    assert all(t["rows"] >= 2 for t in probe["tables"])  # a header row and data
+    keys = {n["key"] for n in probe["numbers"]}
+    assert "forest.rf_human_label_raw_grouped.macro_f1.mean" in keys
+    assert "sequence.paired.transfer − bilstm_human.mean" in keys
+    assert probe["synthetic_banners"] >= len(probe["sections"])  # SYNTHETIC on every section
+
+
+def test_number_check_catches_a_wrong_number():
+    results = {"forest": {"a.b": {"macro_f1": {"mean": 0.71234}}}, "data": {"n": 40}}
+    good = [
+        {"key": "forest.a.b.macro_f1.mean", "text": "0.712"},
+        {"key": "data.n", "text": "40"},
+    ]
+    assert number_mismatches(results, good) == []
+    wrong = [{"key": "forest.a.b.macro_f1.mean", "text": "0.714"}]
+    assert len(number_mismatches(results, wrong)) == 1
+    missing = [{"key": "forest.nope.mean", "text": "0.1"}]
+    assert "not a path" in number_mismatches(results, missing)[0]
