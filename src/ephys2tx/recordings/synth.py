@@ -629,7 +629,7 @@ def write_cohort(
         else:
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
+            with ProcessPoolExecutor(max_workers=min(jobs, len(plan))) as pool:
                 for future in as_completed([pool.submit(_write_cell, job) for job in plan]):
                     rows.append(future.result())
                     bar.advance(task)
