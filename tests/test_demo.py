@@ -1,6 +1,6 @@
 """`ephys2tx demo`: SYNTHETIC cohort -> extraction on Dask -> models -> report, offline.
 
-One small end-to-end run (3 cells per subclass, no UMAP section: UMAP's compilation would
+One small end-to-end run (2 cells per subclass, 2 folds, no UMAP section: UMAP's compilation would
 double its time) is shared by the tests of this module; the
 join of extracted features to the cohort's labels is tested on its own without simulating.
 """
@@ -65,13 +65,22 @@ def test_demo_refuses_sizes_too_small_for_grouped_folds(tmp_path):
         demo_module.demo(tmp_path, workers=0)
 
 
+# the smallest run with donor-grouped folds: 2 cells per subclass, 2 folds x 2 repeats
+SMALL = {
+    "n_per_class": 2,
+    "seed": 3,
+    "workers": 2,
+    "progress": False,
+    "embedding": False,
+    "folds": 2,
+}
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     start = time.perf_counter()
-    results = demo_module.demo(
-        out, n_per_class=3, seed=3, workers=2, progress=False, embedding=False
-    )
+    results = demo_module.demo(out, **SMALL)
     return out, results, time.perf_counter() - start
 
 
@@ -79,7 +88,7 @@ def test_demo_cohort_goes_through_extraction_into_cell_tables(demo_run):
     out, results, _ = demo_run
     for species, n_classes in (("mouse", 5), ("human", 4)):
         cohort = pd.read_csv(out / "recordings" / species / "cohort.csv")
-        assert len(cohort) == 3 * n_classes
+        assert len(cohort) == 2 * n_classes
         assert cohort["synthetic"].all()
         cells = pd.read_parquet(out / "cells" / f"{species}.parquet")
         data = results["data"][species]
@@ -92,7 +101,7 @@ def test_demo_cohort_goes_through_extraction_into_cell_tables(demo_run):
         assert cells["input_resistance"].notna().all()
         assert data["n_features"] > 40
     features = pd.read_parquet(out / "features" / "cells.parquet")
-    assert len(features) + len(pd.read_csv(out / "features" / "errors.csv")) == 27
+    assert len(features) + len(pd.read_csv(out / "features" / "errors.csv")) == 18
 
 
 def test_demo_evaluates_and_saves_models(demo_run):
@@ -106,11 +115,11 @@ def test_demo_evaluates_and_saves_models(demo_run):
     }
     for metrics in results["forest"].values():
         assert 0.0 <= metrics["macro_f1"]["mean"] <= 1.0
-        assert metrics["n_folds"] == 3 and metrics["n_repeats"] == 2
+        assert metrics["n_folds"] == 2 and metrics["n_repeats"] == 2
         assert (out / "figures" / metrics["figure"]).is_file()
     scores = results["sequence"]["scores"]
     assert set(scores) == {"forest", "bilstm_human", "transfer_finetune"}
-    assert all(s["macro_f1"]["n"] == 6 for s in scores.values())  # the same 2 x 3 folds
+    assert all(s["macro_f1"]["n"] == 4 for s in scores.values())  # the same 2 x 2 folds
     assert set(results["sequence"]["paired"]) == {
         "forest − bilstm_human",
         "transfer_finetune − bilstm_human",
@@ -150,7 +159,7 @@ def test_demo_rerun_reuses_every_step_without_a_cluster(demo_run, monkeypatch):
 
     monkeypatch.setattr(demo_module._Cluster, "get", no_cluster)
     start = time.perf_counter()
-    again = demo_module.demo(out, n_per_class=3, seed=3, workers=2, progress=False, embedding=False)
+    again = demo_module.demo(out, **SMALL)
     assert time.perf_counter() - start < 20
     same = [json.dumps(r, sort_keys=True, default=float) for r in (again, results)]
     assert same[0] == same[1]

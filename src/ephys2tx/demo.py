@@ -398,14 +398,16 @@ def demo(
     transfer: bool = True,
     progress: bool = True,
     embedding: bool = True,
+    folds: int = 3,
 ) -> dict:
     """Run the SYNTHETIC demo into `out` (reusing cached steps); return results.json's dict.
 
-    `embedding=False` skips the sPCA/UMAP section (UMAP's compilation dominates small runs).
+    `embedding=False` skips the sPCA/UMAP section (UMAP's compilation dominates small runs);
+    `folds` donor-grouped folds (each repeated twice) need `n_per_class >= folds`.
     """
     from .report.html import write_report
 
-    settings = DemoSettings(seed=seed, n_per_class=n_per_class, transfer=transfer)
+    settings = DemoSettings(seed=seed, n_per_class=n_per_class, transfer=transfer, folds=folds)
     if n_per_class < settings.folds:  # stratified folds need a class with a cell per fold
         raise Ephys2txError(
             f"--n-per-class {n_per_class} is too small for {settings.folds} donor-grouped "
