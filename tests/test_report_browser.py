@@ -74,13 +74,11 @@ def ensure_chromium() -> Path:
             "install it; run `sudo apt-get install -y chromium` to enable the browser test"
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    done = subprocess.run(
-        ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+    done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:  # a fresh machine has no package lists yet
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=300)
+        done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
     if done.returncode != 0 or not CHROMIUM.is_file():
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [""]
         pytest.skip(f"`apt-get install -y chromium` failed ({tail[0]}); browser test skipped")
@@ -283,3 +281,12 @@ def test_number_check_catches_a_wrong_number():
     assert len(number_mismatches(results, wrong)) == 1
     missing = [{"key": "forest.nope.mean", "text": "0.1"}]
     assert "not a path" in number_mismatches(results, missing)[0]
+
+
+def test_missing_chromium_without_root_skips_with_the_install_command(monkeypatch, tmp_path):
+    import test_report_browser as this
+
+    monkeypatch.setattr(this, "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install -y chromium"):
+        this.ensure_chromium()

@@ -50,14 +50,13 @@ class DemoSettings(StudySettings):
     so that the whole demo fits in a few minutes on 2 cores.
     """
 
-    quick: bool = True
+    quick: bool = False  # the demo is not the reproduction's --quick run
     folds: int = 3  # 6 synthetic donors per species -> 2 test donors per fold
     repeats: int = 2  # 2 x 3 folds: paired comparisons over 6 folds, not 3
     seed_repeats: int = 1
     importance_folds: int = 1  # the demo's classes separate perfectly: one fold says so
     importance_repeats: int = 1
     n_per_class: int = 4
-    n_estimators: int = 200
     width: int = 16
     hidden: int = 16
     epochs: int = 60  # fixed: too few donors to hold some out for early stopping
@@ -67,9 +66,6 @@ class DemoSettings(StudySettings):
 
 class DemoStudy(Study):
     """The reproduction's steps, reading cell tables extracted from the synthetic cohort."""
-
-    def __init__(self, out: Path, settings: DemoSettings):
-        super().__init__(out, settings)
 
     def cells(self, species: str) -> pd.DataFrame:
         if species not in self._cells:
@@ -171,8 +167,8 @@ def synthesize(out: Path, settings: DemoSettings, cluster: _Cluster, progress: b
 def synthetic_cells(cohort: pd.DataFrame, extracted: pd.DataFrame) -> pd.DataFrame:
     """Extracted features joined to the cohort's labels and donors (by file name).
 
-    The NWB files do not carry the subclass (a reader must not see the answer), so the
-    labels come from cohort.csv. Columns: the study's ID columns, canonical features,
+    Extraction reads no labels (and the readers leave the synthetic donor unset), so both
+    come from cohort.csv. Columns: the study's ID columns, canonical features,
     then `extraction_status`.
     """
     features = extracted.assign(file=extracted["file"].map(lambda f: Path(f).name))
@@ -254,7 +250,7 @@ def _variants(study: DemoStudy) -> dict:
 
     s = study.settings
     variants = {
-        "forest": make_forest(s.seed, n_estimators=s.n_estimators),
+        "forest": make_forest(s.seed),
         "bilstm_human": BiLSTMClassifier(**_network_params(s)),
     }
     if s.transfer:
@@ -429,7 +425,7 @@ def demo(
     results: dict = {
         "ephys2tx_version": __version__,
         "synthetic": True,
-        "quick": False,  # sizes are in `settings`; the SYNTHETIC banner says what matters
+        "quick": settings.quick,
         "settings": asdict(settings),
     }
     try:
