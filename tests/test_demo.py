@@ -76,6 +76,17 @@ SMALL = {
 }
 
 
+def test_demo_command_is_registered_and_checks_its_options(tmp_path):
+    from typer.testing import CliRunner
+
+    from ephys2tx.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--n-per-class", "2"])
+    assert isinstance(result.exception, Ephys2txError)  # main() prints it as one line
+    assert "--n-per-class 2 is too small" in str(result.exception)
+    assert not (tmp_path / "steps").exists()  # refused before any work
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")

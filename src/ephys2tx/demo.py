@@ -25,7 +25,7 @@ from . import __version__
 from .datasets.cells import ID_COLUMNS, usable_features, write_cell_table
 from .datasets.labels import DEFAULT_LABEL
 from .errors import Ephys2txError
-from .features.families import SCALAR_FEATURES
+from .features.families import SCALAR_FEATURES, family_mask
 from .reproduce import StepCache, Study, StudySettings, console
 
 SPECIES = ("mouse", "human")
@@ -339,8 +339,21 @@ def sequence(study: DemoStudy) -> dict:
             f"{s.width}, {s.epochs} epochs without early stopping). The transfer variant is pretrained "
             f"on the {len(study.cells('mouse'))} synthetic mouse cells. With so few cells "
             "the intervals are wide; the demo shows the pipeline, not a result.",
+            *_absent_family_note(human),
         ],
     }
+
+
+def _absent_family_note(cells: pd.DataFrame) -> list[str]:
+    """Families no cell has (the synthetic protocol records no chirp): zero attention."""
+    present = family_mask(cells).any()
+    absent = [name for name, seen in present.items() if not seen]
+    if not absent:
+        return []
+    return [
+        f"Families no cell has ({', '.join(absent)}: the synthetic protocol does not record "
+        "them) are masked, so their attention weight is exactly zero."
+    ]
 
 
 def save_models(study: DemoStudy) -> dict:
