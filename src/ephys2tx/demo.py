@@ -26,7 +26,7 @@ from .datasets.cells import ID_COLUMNS, usable_features, write_cell_table
 from .datasets.labels import DEFAULT_LABEL
 from .errors import Ephys2txError
 from .features.families import SCALAR_FEATURES, family_mask
-from .reproduce import StepCache, Study, StudySettings, console
+from .reproduce import StepCache, Study, console
 
 SPECIES = ("mouse", "human")
 DEMO_TITLE = "ephys2tx demo: SYNTHETIC cohort, end to end"
@@ -43,14 +43,17 @@ class CohortSettings:
 
 
 @dataclass(frozen=True)
-class DemoSettings(StudySettings):
+class DemoSettings:
     """Sizes of the demo. Everything here changes results, so it keys the step cache.
 
-    The folds/repeats fields are the study's; the rest size the cohort and the networks
-    so that the whole demo fits in a few minutes on 2 cores.
+    The first fields are the ones `reproduce.Study`'s steps read (its StudySettings
+    names); the rest size the cohort and the networks so that the whole demo fits in a
+    few minutes on 2 cores. Only JSON-exact types (no tuples), so a cached step compares
+    equal to the settings it was stored with.
     """
 
     quick: bool = False  # the demo is not the reproduction's --quick run
+    seed: int = 0
     folds: int = 3  # 6 synthetic donors per species -> 2 test donors per fold
     repeats: int = 2  # 2 x 3 folds: paired comparisons over 6 folds, not 3
     seed_repeats: int = 1
