@@ -155,8 +155,8 @@ def test_demo_report_says_synthetic_on_every_section(demo_run):
     sections = re.findall(r"<h2 id='([a-z]+)'", page)
     assert {"data", "forest", "sequence"} <= set(sections)
     assert "SYNTHETIC" in page.split("<h1")[1].split("<h2")[0]  # the title block
-    for heading in re.finditer("<h2", page):  # a banner right at each section's heading
-        assert "SYNTHETIC" in page[max(0, heading.start() - 120) : heading.start()]
+    for heading in re.finditer("</h2>", page):  # a banner right under each section's heading
+        assert "SYNTHETIC" in page[heading.end() : heading.end() + 80]
     expected = len(results["forest"]) + len(results["sequence"]["figures"])
     expected += len(results.get("forest_importance", {}))
     assert page.count("data:image/png;base64,") == expected  # every figure inlined

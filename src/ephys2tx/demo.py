@@ -59,6 +59,7 @@ class DemoSettings:
     seed_repeats: int = 1
     importance_folds: int = 1  # the demo's classes separate perfectly: one fold says so
     importance_repeats: int = 1
+    forest_trees: int = 500
     n_per_class: int = 4
     width: int = 16
     hidden: int = 16

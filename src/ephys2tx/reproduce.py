@@ -34,11 +34,30 @@ class StudySettings:
     seed_repeats: int = 10  # the reference study's protocol: 10 seeds
     importance_folds: int = 5
     importance_repeats: int = 3
+    bilstm_members: int = 1
+    bilstm_max_epochs: int = 300
+    transfer_methods: tuple[str, ...] = ("finetune", "joint", "align")
+    transfer_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
+    transfer_repeats: int = 1  # the learning curve refits every variant at every fraction
+    forest_trees: int = 500
+    network_folds: int = 5
 
     @classmethod
     def make(cls, quick: bool, seed: int = 0) -> StudySettings:
         if quick:
-            return cls(True, seed, 5, 1, 2, 2, 1)
+            return cls(
+                quick=True,
+                seed=seed,
+                repeats=1,
+                seed_repeats=2,
+                importance_folds=2,
+                importance_repeats=1,
+                bilstm_max_epochs=60,
+                transfer_methods=("finetune",),
+                transfer_fractions=(0.25, 1.0),
+                forest_trees=200,
+                network_folds=3,
+            )
         return cls(False, seed)
 
 
@@ -48,7 +67,7 @@ class StepCache:
     def __init__(self, out: Path, settings: StudySettings):
         self.dir = out / "steps"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.settings = asdict(settings)
+        self.settings = json.loads(json.dumps(asdict(settings)))  # tuples compare as stored lists
 
     def run(self, name: str, step: Callable[[], dict]) -> dict:
         path = self.dir / f"{name}.json"
@@ -151,7 +170,7 @@ class Study:
         s = self.settings
         repeats = s.repeats if protocol == "grouped" else s.seed_repeats
         result, metrics = evaluate(
-            make_forest(s.seed, inputs),
+            make_forest(s.seed, inputs, n_estimators=s.forest_trees),
             table,
             species,
             label,
@@ -206,6 +225,130 @@ class Study:
         )
         return {"table": importance.to_dict(orient="records"), "figure": png.name}
 
+    def _bilstm(self, **overrides):
+        from .models.bilstm import BiLSTMClassifier
+
+        s = self.settings
+        return BiLSTMClassifier(
+            n_members=s.bilstm_members,
+            max_epochs=s.bilstm_max_epochs,
+            random_state=s.seed,
+            **overrides,
+        )
+
+    def bilstm(self, species: str, label: str, protocol: str) -> dict:
+        from .evaluation.folds import make_folds
+        from .evaluation.transfer_study import (
+            attention_by_class,
+            cross_validate_attention,
+            plot_attention,
+        )
+
+        table = self.cells(species)
+        s = self.settings
+        repeats = s.repeats if protocol == "grouped" else s.seed_repeats
+        folds = make_folds(
+            table[label].to_numpy(),
+            table["donor"].to_numpy(),
+            species,
+            protocol,
+            s.folds,
+            repeats,
+            s.seed,
+        )
+        result, attention = cross_validate_attention(self._bilstm(), table, label, folds)
+        metrics = result.summary(
+            model="bilstm", species=species, label=label, protocol=protocol, n_repeats=repeats
+        )
+        name = f"bilstm_{species}_{label}_{protocol}"
+        brief = {
+            **_metrics_brief(metrics),
+            "title": f"BiLSTM {species} {_classes(label)}",
+            "reference": f"bilstm_{species}_{label}",
+        }
+        if protocol == "grouped":
+            by_class = attention_by_class(attention)
+            by_class.to_csv(self.out / f"attention_{name}.csv")
+            png = plot_attention(
+                by_class,
+                self.figures / f"attention_{name}.png",
+                f"{species}: BiLSTM attention per family",
+            )
+            brief["figure"] = png.name
+        return brief
+
+    def transfer(self) -> dict:
+        from .commands.sequence import study_variants
+        from .evaluation.folds import make_folds
+        from .evaluation.transfer_study import run_transfer_study, write_study
+
+        s = self.settings
+        human, mouse = self.cells("human"), self.cells("mouse")
+        folds = make_folds(
+            human["label"].to_numpy(),
+            human["donor"].to_numpy(),
+            "human",
+            "grouped",
+            s.folds,
+            s.transfer_repeats,
+            s.seed,
+        )
+        variants, features = study_variants(
+            human, mouse, s.transfer_methods, s.bilstm_members, s.seed
+        )
+        for model in variants.values():
+            if hasattr(model, "max_epochs"):
+                model.set_params(max_epochs=s.bilstm_max_epochs)
+        study = run_transfer_study(
+            human, variants, folds, s.transfer_fractions, "label", features, s.seed
+        )
+        out = self.out / "transfer"
+        summary = write_study(
+            study, out, {"protocol": "grouped", "n_folds": s.folds, "n_repeats": s.transfer_repeats}
+        )
+        figures = []
+        for source, caption in [
+            (
+                "learning_curve.png",
+                "human macro-F1 against the share of human training donors (test folds unchanged)",
+            ),
+            *[
+                (f"attention_by_class_{n}.png", f"{n}: attention per family")
+                for n in study.attention
+            ],
+        ]:
+            if (out / source).is_file():
+                (out / source).replace(self.figures / f"transfer_{source}")
+                figures.append((f"transfer_{source}", caption))
+        top = max(s.transfer_fractions)
+        scores = {
+            name: {
+                **_metrics_brief(
+                    result.summary(model=name, species="human", label="label", protocol="grouped")
+                ),
+                "title": f"{name} (human 4-class, all training donors)",
+                "reference": {"bilstm_human": "transfer_human_only"}.get(
+                    name, "transfer_best" if name.startswith("transfer") else ""
+                ),
+            }
+            for (name, fraction), result in study.results.items()
+            if fraction == top
+        }
+        paired = {
+            f"{row['variant']} − {row['reference']} @ {row['fraction']:.0%}": {
+                "mean": row["mean_diff"],
+                "ci95": [row["ci95_low"], row["ci95_high"]],
+                "n": row["n"],
+            }
+            for row in summary["paired_vs_bilstm_human"]
+        }
+        return {
+            "scores": scores,
+            "paired": paired,
+            "figures": figures,
+            "learning_curve": summary["learning_curve"],
+        }
+
     def save_models(self) -> dict:
         from .models.bundle import ModelCard, save_model
         from .models.forest import make_forest
@@ -231,14 +374,45 @@ class Study:
         return saved
 
 
-FOREST_RUNS = [  # species, label, inputs, protocol
-    ("mouse", "label5", "raw", "grouped"),
-    ("mouse", "label", "raw", "grouped"),
-    ("human", "label", "raw", "grouped"),
-    ("mouse", "label5", "spca", "grouped"),
-    ("human", "label", "spca", "grouped"),
-    ("mouse", "label5", "raw", "seed"),
-    ("human", "label", "raw", "seed"),
+FOREST_RUNS = [  # species, label, inputs, protocol, also in --quick
+    ("mouse", "label5", "raw", "grouped", True),
+    ("mouse", "label", "raw", "grouped", True),
+    ("human", "label", "raw", "grouped", True),
+    ("mouse", "label5", "spca", "grouped", False),
+    ("human", "label", "spca", "grouped", True),
+    ("mouse", "label5", "raw", "seed", False),
+    ("human", "label", "raw", "seed", True),
+]
+
+
+def _classes(label: str) -> str:
+    return "5-class" if label == "label5" else "4-class"
+
+
+def _sequence_results(bilstm: dict, transfer: dict) -> dict:
+    notes = [
+        "The transfer study refits every variant at every share of human training donors on "
+        "the same donor-grouped human folds; mouse cells are only ever training data. Paired "
+        "differences are fold by fold against the human-only BiLSTM, with a t-interval over folds.",
+    ]
+    return {
+        "scores": {**bilstm, **{f"transfer_{k}": v for k, v in transfer["scores"].items()}},
+        "paired": transfer["paired"],
+        "figures": [
+            (v["figure"], f"{v['title']}: mean attention per family and true class")
+            for v in bilstm.values()
+            if "figure" in v
+        ]
+        + [tuple(f) for f in transfer["figures"]],
+        "learning_curve": transfer["learning_curve"],
+        "notes": notes,
+    }
+
+
+BILSTM_RUNS = [
+    ("mouse", "label5", "grouped"),
+    ("mouse", "label5", "seed"),
+    ("human", "label", "seed"),
 ]
 
 
@@ -262,11 +436,20 @@ def reproduce(out: Path, quick: bool = False, seed: int = 0, data_dir=None, mirr
         f"rf_{sp}_{lab}_{inp}_{pro}": run(
             f"rf_{sp}_{lab}_{inp}_{pro}", lambda a=(sp, lab, inp, pro): study.forest(*a)
         )
-        for sp, lab, inp, pro in FOREST_RUNS
+        for sp, lab, inp, pro, in_quick in FOREST_RUNS
+        if in_quick or not quick
     }
     results["forest_importance"] = {
         "human": run("rf_importance_human", lambda: study.forest_importance("human"))
     }
+    bilstm = {
+        f"bilstm_{sp}_{lab}_{pro}": run(
+            f"bilstm_{sp}_{lab}_{pro}", lambda a=(sp, lab, pro): study.bilstm(*a)
+        )
+        for sp, lab, pro, in_quick in BILSTM_RUNS
+        if in_quick or not quick
+    }
+    results["sequence"] = _sequence_results(bilstm, run("transfer", study.transfer))
     results["models"] = run("models", study.save_models)
     tmp = study.out / ".results.json.part"
     tmp.write_text(json.dumps(results, indent=2, default=float))

@@ -8,14 +8,18 @@ from scipy import stats
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 
-def mean_ci(values: np.ndarray | list[float], level: float = 0.95) -> dict:
-    """Mean, sd and a t-interval over folds (fold scores are treated as the sample)."""
+def mean_ci(
+    values: np.ndarray | list[float], level: float = 0.95, bounds: tuple[float, float] = (-1.0, 1.0)
+) -> dict:
+    """Mean, sd and a t-interval over folds (fold scores are the sample), clipped to `bounds`
+    (scores live in [0, 1], differences of scores in [-1, 1])."""
     values = np.asarray(values, float)
     n = len(values)
     mean = float(values.mean())
     sd = float(values.std(ddof=1)) if n > 1 else 0.0
     half = float(stats.t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n)) if n > 1 else 0.0
-    return {"mean": mean, "sd": sd, "ci95": [mean - half, mean + half], "n": n}
+    low, high = max(bounds[0], mean - half), min(bounds[1], mean + half)
+    return {"mean": mean, "sd": sd, "ci95": [low, high], "n": n}
 
 
 def fold_scores(predictions: pd.DataFrame) -> pd.DataFrame:
@@ -51,8 +55,11 @@ def summarize(predictions: pd.DataFrame, classes: list[str], **context) -> dict:
     return {
         **context,
         "n_cells": int(predictions.groupby("repeat").size().iloc[0]),
-        "macro_f1": {**mean_ci(scores["macro_f1"]), "per_fold": scores["macro_f1"].tolist()},
-        "accuracy": mean_ci(scores["accuracy"]),
+        "macro_f1": {
+            **mean_ci(scores["macro_f1"], bounds=(0, 1)),
+            "per_fold": scores["macro_f1"].tolist(),
+        },
+        "accuracy": mean_ci(scores["accuracy"], bounds=(0, 1)),
         "per_class_f1": per_class,
         "confusion_matrix": {"labels": list(classes), "counts": counts.tolist()},
     }

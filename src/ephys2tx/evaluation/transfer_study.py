@@ -106,7 +106,7 @@ class StudyResult:
         """variant, fraction, mean, sd, ci95_low, ci95_high, n (macro-F1 over folds)."""
         rows = []
         for (variant, fraction), result in self.results.items():
-            stats = mean_ci(result.scores["macro_f1"])
+            stats = mean_ci(result.scores["macro_f1"], bounds=(0, 1))
             rows.append(
                 {
                     "variant": variant,

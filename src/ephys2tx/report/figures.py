@@ -59,11 +59,12 @@ def confusion_matrix_png(metrics: dict, path: str | Path, title: str = "") -> Pa
 def embedding_png(coords: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     """UMAP scatter coloured by subclass."""
     fig, ax = plt.subplots(figsize=(5.5, 5))
+    size = max(6, min(40, 3000 / max(len(coords), 1)))  # small cohorts stay visible
     for label, part in coords.groupby("label"):
         ax.scatter(
             part["x"],
             part["y"],
-            s=6,
+            s=size,
             alpha=0.7,
             color=CLASS_COLORS.get(str(label), None),
             label=f"{label} ({len(part)})",

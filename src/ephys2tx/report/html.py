@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 
 from ..datasets.sources import CITATIONS
@@ -19,7 +20,7 @@ color:#222;line-height:1.45;padding:0 1em}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:1em 0;font-size:.92em}
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#f3f3f3}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .banner{background:#fff3cd;border:1px solid #e0c060;padding:.6em 1em;margin:1em 0;font-weight:600}
 .synthetic{background:#fde2e2;border-color:#d77}
 figure{display:inline-block;margin:.5em;vertical-align:top}figure img{max-width:520px;display:block}
@@ -47,8 +48,13 @@ def _table(headers: list[str], rows: list[str]) -> str:
 
 
 def _score_row(label: str, metrics: dict, key: str, reference: tuple[str, str] | None) -> str:
+    """One model's scores; `reference=None` leaves out the study's columns (synthetic data)."""
     f1, acc = metrics["macro_f1"], metrics["accuracy"]
-    ref = reference or ("—", "")
+    ref_cells = (
+        ""
+        if reference is None
+        else f"<td>{html.escape(reference[0])}</td><td class='note'>{html.escape(reference[1])}</td>"
+    )
     return (
         f"<tr><td>{html.escape(label)}</td><td>{metrics.get('protocol', '')}</td>"
         f"<td class='num'>{metrics.get('n_cells', '')}</td>"
@@ -56,7 +62,8 @@ def _score_row(label: str, metrics: dict, key: str, reference: tuple[str, str] |
         + _num(f1["sd"], f"{key}.macro_f1.sd")
         + f"<td class='num'>{f1['ci95'][0]:.3f}–{f1['ci95'][1]:.3f}</td>"
         + _num(acc["mean"], f"{key}.accuracy.mean")
-        + f"<td>{html.escape(ref[0])}</td><td class='note'>{html.escape(ref[1])}</td></tr>"
+        + ref_cells
+        + "</tr>"
     )
 
 
@@ -118,12 +125,22 @@ def _embedding_section(results: dict, figures: Path) -> str:
     )
 
 
-def _forest_section(results: dict, figures: Path) -> str:
+def _reference(key: str, synthetic: bool) -> tuple[str, str] | None:
+    return None if synthetic else REPORTED.get(key, ("—", ""))
+
+
+def _headers(synthetic: bool) -> list[str]:
+    return SCORE_HEADERS[:-2] if synthetic else SCORE_HEADERS
+
+
+def _forest_section(results: dict, figures: Path, synthetic: bool) -> str:
     rows, images = [], []
     for key, m in results["forest"].items():
         _, species, label, inputs, protocol = key.split("_")
         name = f"forest ({inputs}) {species} {'5-class' if label == 'label5' else '4-class'}"
-        rows.append(_score_row(name, m, f"forest.{key}", REPORTED.get(f"rf_{species}_{label}")))
+        rows.append(
+            _score_row(name, m, f"forest.{key}", _reference(f"rf_{species}_{label}", synthetic))
+        )
         if protocol == "grouped" and inputs == "raw":
             images.append(_img(figures / m["figure"], f"{name}, donor-grouped folds"))
     imp = results.get("forest_importance", {}).get("human")
@@ -136,19 +153,22 @@ def _forest_section(results: dict, figures: Path) -> str:
         "<h2 id='forest'>3. Random forest baseline</h2>"
         "<p class='note'>Class-balanced random forest on raw canonical features (missing values "
         "stay NaN; scikit-learn's trees route them) and on the sPCA components.</p>"
-        + _table(SCORE_HEADERS, rows)
+        + _table(_headers(synthetic), rows)
         + "".join(images)
         + extra
     )
 
 
-def _sequence_section(results: dict, figures: Path) -> str:
+def _sequence_section(results: dict, figures: Path, synthetic: bool) -> str:
     seq = results.get("sequence")
     if not seq:
         return ""
     rows = [
         _score_row(
-            m.get("title", key), m, f"sequence.scores.{key}", REPORTED.get(m.get("reference", ""))
+            m.get("title", key),
+            m,
+            f"sequence.scores.{key}",
+            _reference(m.get("reference", ""), synthetic),
         )
         for key, m in seq.get("scores", {}).items()
     ]
@@ -161,7 +181,7 @@ def _sequence_section(results: dict, figures: Path) -> str:
     images = "".join(_img(figures / f, cap) for f, cap in seq.get("figures", []))
     return (
         "<h2 id='sequence'>4. Attention BiLSTM and mouse → human transfer</h2>"
-        + _table(SCORE_HEADERS, rows)
+        + _table(_headers(synthetic), rows)
         + (
             "<h3>Paired differences on the same human folds</h3>"
             + _table(["comparison", "mean Δ macro-F1", "95% CI", "folds"], prow)
@@ -202,20 +222,27 @@ def render_report(
     if "embedding" in results:
         body.append(_embedding_section(results, figures))
     if "forest" in results:
-        body.append(_forest_section(results, figures))
-    body.append(_sequence_section(results, figures))
-    body.append(
-        "<h2 id='protocol'>Where protocols differ</h2>"
-        + "".join(f"<p>{html.escape(n)}</p>" for n in PROTOCOL_NOTES)
-    )
-    body.append(
-        "<h2 id='cite'>Data sources</h2><ul>"
-        + "".join(f"<li>{html.escape(c)}</li>" for c in CITATIONS.values())
-        + "</ul>"
-    )
+        body.append(_forest_section(results, figures, synthetic))
+    body.append(_sequence_section(results, figures, synthetic))
+    if synthetic:
+        body.append(
+            "<h2 id='protocol'>About these cells</h2><p>Conductance-based model cells written as "
+            "Allen-protocol NWB files and extracted with the same IPFX pipeline as real recordings. "
+            "The reference study's figures are left out: they describe real cells.</p>"
+        )
+    else:
+        body.append(
+            "<h2 id='protocol'>Where protocols differ</h2>"
+            + "".join(f"<p>{html.escape(n)}</p>" for n in PROTOCOL_NOTES)
+        )
+        body.append(
+            "<h2 id='cite'>Data sources</h2><ul>"
+            + "".join(f"<li>{html.escape(c)}</li>" for c in CITATIONS.values())
+            + "</ul>"
+        )
     page = "\n".join(body)
-    if synthetic:  # the label must be on every printed page too
-        page = page.replace("<h2 ", "<p class='banner synthetic'>SYNTHETIC</p><h2 ")
+    if synthetic:  # the label must be on every printed page too: right under each heading
+        page = re.sub(r"(<h2 [^>]*>.*?</h2>)", r"\1<p class='banner synthetic'>SYNTHETIC</p>", page)
     return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>{page}</body></html>"
 
 
