@@ -53,7 +53,7 @@ class StudySettings:
                 seed_repeats=2,
                 importance_folds=2,
                 importance_repeats=1,
-                bilstm_max_epochs=60,
+                bilstm_max_epochs=40,
                 transfer_methods=("finetune",),
                 transfer_fractions=(0.25, 1.0),
                 forest_trees=200,
