@@ -15,11 +15,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from ephys2tx.commands.sequence import study_variants
 from ephys2tx.datasets.cells import build_cells
 from ephys2tx.evaluation.crossval import CVResult
 from ephys2tx.evaluation.folds import make_folds
-from ephys2tx.evaluation.transfer_study import StudyResult, run_transfer_study, write_study
+from ephys2tx.evaluation.transfer_study import (
+    StudyResult,
+    run_transfer_study,
+    study_variants,
+    write_study,
+)
 
 warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*")
 

@@ -36,11 +36,12 @@ class StudySettings:
     importance_repeats: int = 3
     bilstm_members: int = 1
     bilstm_max_epochs: int = 300
-    transfer_methods: tuple[str, ...] = ("finetune", "joint", "align")
+    transfer_methods: tuple[str, ...] = ("finetune", "align")  # joint = align without CORAL
     transfer_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
     transfer_repeats: int = 1  # the learning curve refits every variant at every fraction
     forest_trees: int = 500
     network_folds: int = 5
+    network_repeats: int = 1  # networks cost ~20x a forest; benchmarks/ run 5 x 3
     network_seed_repeats: int = 3  # the study's protocol for the networks: fewer seeds than its 10
 
     @classmethod
@@ -247,7 +248,7 @@ class Study:
 
         table = self.cells(species)
         s = self.settings
-        repeats = s.repeats if protocol == "grouped" else s.network_seed_repeats
+        repeats = s.network_repeats if protocol == "grouped" else s.network_seed_repeats
         folds = make_folds(
             table[label].to_numpy(),
             table["donor"].to_numpy(),
@@ -279,9 +280,8 @@ class Study:
         return brief
 
     def transfer(self) -> dict:
-        from .commands.sequence import study_variants
         from .evaluation.folds import make_folds
-        from .evaluation.transfer_study import run_transfer_study, write_study
+        from .evaluation.transfer_study import run_transfer_study, study_variants, write_study
 
         s = self.settings
         human, mouse = self.cells("human"), self.cells("mouse")

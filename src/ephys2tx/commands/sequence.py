@@ -188,7 +188,7 @@ def evaluate_transfer(
 ) -> None:
     """Human-only vs transfer on the same human folds: learning curve, paired differences."""
     from ..evaluation.run import write_evaluation
-    from ..evaluation.transfer_study import run_transfer_study, write_study
+    from ..evaluation.transfer_study import run_transfer_study, study_variants, write_study
 
     methods = TRANSFER_METHODS if method == "all" else (method,)
     if any(m not in TRANSFER_METHODS for m in methods):
@@ -230,29 +230,6 @@ def evaluate_transfer(
     if not paired.empty:
         console.print(paired.round(4).to_string(index=False))
     console.print(f"wrote {out}/study.json, learning_curve.png, paired_differences.csv")
-
-
-def study_variants(
-    human: pd.DataFrame, mouse: pd.DataFrame, methods, members: int, seed: int
-) -> tuple[dict, dict]:
-    """The models of the transfer study and the columns the forests read."""
-    from ..evaluation.transfer_study import available_features
-    from ..models.bilstm import BiLSTMClassifier
-    from ..models.forest import PooledSpeciesForest, make_forest
-    from ..models.transfer import make_transfer
-
-    rf_features = available_features(human)
-    labelled = mouse[mouse["label"].notna()]
-    variants = {
-        "rf": make_forest(seed),
-        "rf_pooled": PooledSpeciesForest(labelled[rf_features], labelled["label"].to_numpy(), seed),
-        "bilstm_human": BiLSTMClassifier(n_members=members, random_state=seed),
-    }
-    for method in methods:
-        variants[f"transfer_{method}"] = make_transfer(
-            labelled, method, n_members=members, random_state=seed
-        )
-    return variants, {"rf": rf_features, "rf_pooled": rf_features}
 
 
 def _forest_importance(human, label, features, fold_list, seed, study, out: Path) -> None:

@@ -18,18 +18,13 @@ import pandas as pd
 from rich.progress import Progress
 from sklearn.base import clone
 
-from ..features.families import SCALAR_FEATURES
+from ..datasets.cells import usable_features
 from .crossval import CVResult
 from .folds import Fold, subsample_groups
 from .metrics import mean_ci, paired_difference
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 REFERENCE = "bilstm_human"  # the variant every transfer variant is compared with
-
-
-def available_features(cells: pd.DataFrame) -> list[str]:
-    """Canonical scalar features with at least one value in the table (forest inputs)."""
-    return [c for c in SCALAR_FEATURES if c in cells.columns and cells[c].notna().any()]
 
 
 def subset_seed(fold: Fold, seed: int = 0) -> int:
@@ -284,3 +279,25 @@ def write_study(study: StudyResult, out_dir: str | Path, context: dict) -> dict:
     }
     (out / "study.json").write_text(json.dumps(summary, indent=2, default=float))
     return summary
+
+
+def study_variants(
+    human: pd.DataFrame, mouse: pd.DataFrame, methods, members: int, seed: int
+) -> tuple[dict, dict]:
+    """The models of the transfer study and the columns the forests read."""
+    from ..models.bilstm import BiLSTMClassifier
+    from ..models.forest import PooledSpeciesForest, make_forest
+    from ..models.transfer import make_transfer
+
+    rf_features = usable_features(human)
+    labelled = mouse[mouse["label"].notna()]
+    variants = {
+        "rf": make_forest(seed),
+        "rf_pooled": PooledSpeciesForest(labelled[rf_features], labelled["label"].to_numpy(), seed),
+        "bilstm_human": BiLSTMClassifier(n_members=members, random_state=seed),
+    }
+    for method in methods:
+        variants[f"transfer_{method}"] = make_transfer(
+            labelled, method, n_members=members, random_state=seed
+        )
+    return variants, {"rf": rf_features, "rf_pooled": rf_features}
