@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,21 +36,25 @@ def cross_validate(
     label: str,
     folds: Sequence[Fold],
     features: list[str] | None = None,
-    train_subset=None,
-    progress: bool = True,
+    train_subset: Callable[[Fold], np.ndarray] | None = None,
+    progress: bool | Progress = True,
     description: str = "cross-validating",
+    on_fold: Callable[[object, Fold, pd.DataFrame], None] | None = None,
 ) -> CVResult:
     """Fit a clone of `estimator` on each fold's training cells, predict its test cells.
 
-    `features` picks the columns handed to the estimator (default: all but identifiers).
+    `features` picks the columns handed to the estimator (default: all of them).
     `train_subset(fold) -> indices` can shrink training sets (learning curves) while the
-    test cells stay the same.
+    test cells stay the same. `on_fold(model, fold, X_test)` sees each fitted model (e.g.
+    to keep attention weights). `progress` may be an existing rich Progress to add to.
     """
     X = cells[features] if features is not None else cells
     y = cells[label].to_numpy()
     classes = sorted(pd.unique(y[pd.notna(y)]))
     rows = []
-    with Progress(disable=not progress, transient=True) as bar:
+    own_bar = not isinstance(progress, Progress)
+    bar = Progress(disable=not progress, transient=True) if own_bar else progress
+    with bar if own_bar else nullcontext():
         task = bar.add_task(description, total=len(folds))
         for fold in folds:
             train = train_subset(fold) if train_subset is not None else fold.train
@@ -66,10 +71,14 @@ def cross_validate(
                     "predicted": np.asarray(model_classes)[proba.argmax(axis=1)],
                 }
             )
-            for cls in classes:
+            for cls in classes:  # a class absent from a training set has probability 0
                 part[f"p_{cls}"] = (
                     proba[:, model_classes.index(cls)] if cls in model_classes else 0.0
                 )
             rows.append(part)
+            if on_fold is not None:
+                on_fold(model, fold, X.iloc[fold.test])
             bar.advance(task)
+        if not own_bar:
+            bar.remove_task(task)
     return CVResult(pd.concat(rows, ignore_index=True), classes)

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from rich.progress import Progress
-from sklearn.base import clone
 
 from ..datasets.cells import usable_features
-from .crossval import CVResult
+from .crossval import CVResult, cross_validate
 from .folds import Fold, subsample_groups
 from .metrics import mean_ci, paired_difference
 
@@ -39,48 +38,23 @@ def cross_validate_attention(
     folds: list[Fold],
     features: list[str] | None = None,
     train_subset: Callable[[Fold], np.ndarray] | None = None,
-    progress: Progress | None = None,
+    progress: bool | Progress = True,
 ) -> tuple[CVResult, pd.DataFrame | None]:
-    """`cross_validate` that also keeps out-of-fold attention weights when the model has them.
+    """`cross_validate` that also keeps out-of-fold attention weights when the model has them."""
+    attention = []
 
-    Same predictions table as `crossval.cross_validate` (same columns, same folds), so
-    summaries and paired differences mix freely with it.
-    """
-    X = cells[features] if features is not None else cells
-    y = cells[label].to_numpy()
-    classes = sorted(pd.unique(y[pd.notna(y)]))
-    rows, attention = [], []
-    task = progress.add_task("folds", total=len(folds)) if progress is not None else None
-    for fold in folds:
-        train = train_subset(fold) if train_subset is not None else fold.train
-        model = clone(estimator).fit(X.iloc[train], y[train])
-        proba = model.predict_proba(X.iloc[fold.test])
-        model_classes = list(model.classes_)
-        ids = cells["specimen_id"].to_numpy()[fold.test]
-        part = pd.DataFrame(
-            {
-                "specimen_id": ids,
-                "repeat": fold.repeat,
-                "fold": fold.fold,
-                "true": y[fold.test],
-                "predicted": np.asarray(model_classes)[proba.argmax(axis=1)],
-            }
-        )
-        for cls in classes:
-            part[f"p_{cls}"] = proba[:, model_classes.index(cls)] if cls in model_classes else 0.0
-        rows.append(part)
+    def keep_attention(model, fold: Fold, X_test: pd.DataFrame) -> None:
         if hasattr(model, "attention"):
-            att = model.attention(X.iloc[fold.test]).reset_index(drop=True)
-            att.insert(0, "true", y[fold.test])
+            att = model.attention(X_test).reset_index(drop=True)
+            att.insert(0, "true", cells[label].to_numpy()[fold.test])
             att.insert(0, "fold", fold.fold)
             att.insert(0, "repeat", fold.repeat)
-            att.insert(0, "specimen_id", ids)
+            att.insert(0, "specimen_id", cells["specimen_id"].to_numpy()[fold.test])
             attention.append(att)
-        if progress is not None:
-            progress.advance(task)
-    if task is not None:
-        progress.remove_task(task)
-    result = CVResult(pd.concat(rows, ignore_index=True), classes)
+
+    result = cross_validate(
+        estimator, cells, label, folds, features, train_subset, progress, "folds", keep_attention
+    )
     return result, (pd.concat(attention, ignore_index=True) if attention else None)
 
 
