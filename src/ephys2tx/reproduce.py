@@ -290,7 +290,7 @@ class Study:
             human["donor"].to_numpy(),
             "human",
             "grouped",
-            s.folds,
+            s.network_folds,
             s.transfer_repeats,
             s.seed,
         )
@@ -305,7 +305,7 @@ class Study:
         )
         out = self.out / "transfer"
         summary = write_study(
-            study, out, {"protocol": "grouped", "n_folds": s.folds, "n_repeats": s.transfer_repeats}
+            study, out, {"protocol": "grouped", "n_folds": s.network_folds, "n_repeats": s.transfer_repeats}
         )
         figures = []
         for source, caption in [
