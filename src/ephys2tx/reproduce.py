@@ -305,7 +305,9 @@ class Study:
         )
         out = self.out / "transfer"
         summary = write_study(
-            study, out, {"protocol": "grouped", "n_folds": s.network_folds, "n_repeats": s.transfer_repeats}
+            study,
+            out,
+            {"protocol": "grouped", "n_folds": s.network_folds, "n_repeats": s.transfer_repeats},
         )
         figures = []
         for source, caption in [
