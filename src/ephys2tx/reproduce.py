@@ -193,7 +193,7 @@ class Study:
         return {**_metrics_brief(metrics), "figure": figure.name}
 
     def forest_importance(self, species: str) -> dict:
-        from .evaluation.folds import make_folds
+        from .evaluation.folds import cell_folds
         from .evaluation.importance import family_permutation_importance
         from .models.forest import make_forest
         from .report.figures import family_importance_png
@@ -201,9 +201,9 @@ class Study:
         table = self.cells(species)
         label = DEFAULT_LABEL[species]
         s = self.settings
-        folds = make_folds(
-            table[label].to_numpy(),
-            table["donor"].to_numpy(),
+        folds = cell_folds(
+            table,
+            label,
             species,
             "grouped",
             s.folds,
@@ -239,7 +239,7 @@ class Study:
         )
 
     def bilstm(self, species: str, label: str, protocol: str) -> dict:
-        from .evaluation.folds import make_folds
+        from .evaluation.folds import cell_folds
         from .evaluation.transfer_study import (
             attention_by_class,
             cross_validate_attention,
@@ -249,9 +249,9 @@ class Study:
         table = self.cells(species)
         s = self.settings
         repeats = s.network_repeats if protocol == "grouped" else s.network_seed_repeats
-        folds = make_folds(
-            table[label].to_numpy(),
-            table["donor"].to_numpy(),
+        folds = cell_folds(
+            table,
+            label,
             species,
             protocol,
             s.folds,
@@ -280,14 +280,14 @@ class Study:
         return brief
 
     def transfer(self) -> dict:
-        from .evaluation.folds import make_folds
+        from .evaluation.folds import cell_folds
         from .evaluation.transfer_study import run_transfer_study, study_variants, write_study
 
         s = self.settings
         human, mouse = self.cells("human"), self.cells("mouse")
-        folds = make_folds(
-            human["label"].to_numpy(),
-            human["donor"].to_numpy(),
+        folds = cell_folds(
+            human,
+            "label",
             "human",
             "grouped",
             s.network_folds,

@@ -106,20 +106,6 @@ def train_transfer(
     console.print(f"saved transfer-{method} model ({len(card.features)} features) to {out}")
 
 
-def _folds(table: pd.DataFrame, label: str, species: str, protocol, n_folds, repeats, seed):
-    from ..evaluation.folds import make_folds
-
-    return make_folds(
-        table[label].to_numpy(),
-        table["donor"].to_numpy(),
-        species,
-        protocol,
-        n_folds,
-        repeats,
-        seed,
-    )
-
-
 def evaluate_bilstm(
     species: Species,
     out: Out,
@@ -135,6 +121,7 @@ def evaluate_bilstm(
     """Cross-validate the BiLSTM; metrics.json, predictions and the attention heatmap."""
     from rich.progress import Progress
 
+    from ..evaluation.folds import cell_folds
     from ..evaluation.run import write_evaluation
     from ..evaluation.transfer_study import (
         attention_by_class,
@@ -145,7 +132,7 @@ def evaluate_bilstm(
 
     table, label = training_cells(species, labels, data_dir=data_dir, mirror=mirror)
     table = table[table[label].notna()].reset_index(drop=True)
-    fold_list = _folds(table, label, species, protocol, folds, repeats, seed)
+    fold_list = cell_folds(table, label, species, protocol, folds, repeats, seed)
     model = BiLSTMClassifier(n_members=members, random_state=seed)
     with Progress(transient=True) as bar:
         result, attention = cross_validate_attention(model, table, label, fold_list, progress=bar)
@@ -187,6 +174,7 @@ def evaluate_transfer(
     mirror: Mirror = None,
 ) -> None:
     """Human-only vs transfer on the same human folds: learning curve, paired differences."""
+    from ..evaluation.folds import cell_folds
     from ..evaluation.run import write_evaluation
     from ..evaluation.transfer_study import run_transfer_study, study_variants, write_study
 
@@ -203,7 +191,7 @@ def evaluate_transfer(
         raise Ephys2txError("--fractions must lie in (0, 1]")
     human, label = training_cells("human", "label", data_dir=data_dir, mirror=mirror)
     mouse, _ = training_cells("mouse", "label", data_dir=data_dir, mirror=mirror)
-    fold_list = _folds(human, label, "human", protocol, folds, repeats, seed)
+    fold_list = cell_folds(human, label, "human", protocol, folds, repeats, seed)
     variants, features = study_variants(human, mouse, methods, members, seed)
     study = run_transfer_study(human, variants, fold_list, shares, label, features, seed)
     context = {

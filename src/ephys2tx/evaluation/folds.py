@@ -80,6 +80,20 @@ def make_folds(
     raise Ephys2txError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
 
 
+def cell_folds(
+    cells,
+    label: str,
+    species: str,
+    protocol: str = "grouped",
+    n_folds: int = 5,
+    n_repeats: int = 3,
+    seed: int = 0,
+) -> list[Fold]:
+    """`make_folds` for a cell table: its `label` column, grouped by its `donor` column."""
+    y, donors = cells[label].to_numpy(), cells["donor"].to_numpy()
+    return make_folds(y, donors, species, protocol, n_folds, n_repeats, seed)
+
+
 def subsample_groups(
     train: np.ndarray, groups: np.ndarray, fraction: float, seed: int = 0
 ) -> np.ndarray:

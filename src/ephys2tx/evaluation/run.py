@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..report.figures import confusion_matrix_png
 from .crossval import CVResult, cross_validate
-from .folds import make_folds
+from .folds import cell_folds
 
 
 def evaluate(
@@ -26,15 +26,7 @@ def evaluate(
     **context,
 ) -> tuple[CVResult, dict]:
     """Cross-validate on the shared folds; return the predictions and the metrics dict."""
-    folds = make_folds(
-        cells[label].to_numpy(),
-        cells["donor"].to_numpy(),
-        species,
-        protocol,
-        n_folds,
-        n_repeats,
-        seed,
-    )
+    folds = cell_folds(cells, label, species, protocol, n_folds, n_repeats, seed)
     result = cross_validate(estimator, cells, label, folds, features, description=description)
     metrics = result.summary(
         species=species,
