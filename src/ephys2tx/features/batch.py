@@ -33,6 +33,16 @@ if TYPE_CHECKING:
     from .extract import CellFeatures
 
 CONNECT_TIMEOUT = "20s"  # to reach an existing scheduler (--scheduler)
+# Local workers run without Dask's MALLOC_TRIM_THRESHOLD_=65536: setting it switches off
+# glibc's adaptive mmap threshold, so every large temporary array of the extraction is a fresh
+# mmap with page faults. Measured on 20 synthetic cells: 0.95 -> 0.41 CPU s/cell, and 2 workers
+# vs 1 went from 1.64x to 1.94x. The sampling profiler and GIL monitor are off as well: they
+# wake every 1-10 ms, and with one core per worker that time comes out of the extraction.
+LOCAL_WORKER_CONFIG = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.gil.enabled": False,
+}
 CACHE_VERSION = 1  # bump when extraction changes so old cache entries are not reused
 ERROR_COLUMNS = ["file", "stage", "reason"]
 CELLS_FILE, FV_FILE, ERRORS_FILE, CACHE_DIR = (
@@ -217,6 +227,14 @@ def write_outputs(out_dir: Path, cells: pd.DataFrame, fv: dict, errors: pd.DataF
     os.replace(tmp, out_dir / ERRORS_FILE)
 
 
+def _size_priority(path: Path) -> int:
+    """Dask priority of a file's task: its size in kB (a missing file fails fast anyway)."""
+    try:
+        return path.stat().st_size // 1024
+    except OSError:
+        return 0
+
+
 def _warm_up() -> None:
     """Import IPFX and the extractor in each worker before timing starts."""
     from . import extract  # noqa: F401
@@ -234,14 +252,17 @@ def _client(workers: int, scheduler: str | None, memory_limit: str, processes: b
                 f"cannot reach the Dask scheduler at {scheduler} ({_one_line(exc)}); "
                 "check the address (tcp://host:8786) or drop --scheduler to run locally"
             ) from exc
+    import dask
+
     # one thread per worker: IPFX/numpy work holds the GIL, processes give the parallelism
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=processes,
-        memory_limit=memory_limit,
-        dashboard_address=None,
-    )
+    with dask.config.set(LOCAL_WORKER_CONFIG):
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=processes,
+            memory_limit=memory_limit,
+            dashboard_address=None,
+        )
     return Client(cluster), cluster
 
 
@@ -275,6 +296,7 @@ def run_batch(
     client.run(_warm_up)
     t_submit = time.perf_counter()
     try:
+        # largest files first, so no worker is left with a big file while the others idle
         futures = {
             client.submit(
                 process_file,
@@ -285,6 +307,7 @@ def run_batch(
                 extractor,
                 key=f"extract-{k}-{p.name}",
                 pure=False,
+                priority=_size_priority(p),
             ): k
             for k, p in enumerate(paths)
         }
