@@ -389,6 +389,28 @@ def test_cli_extract_on_real_abf_with_dask_processes(tmp_path):
     assert again.exit_code == 0 and "1 from cache" in again.output
 
 
+def _worker_settings() -> tuple:
+    import os
+
+    import dask
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), dask.config.get(
+        "distributed.worker.profile.enabled"
+    )
+
+
+def test_local_workers_keep_glibc_adaptive_mmap_and_no_profiler():
+    # Dask's MALLOC_TRIM_THRESHOLD_ made extraction 2.3x slower (page faults on every array)
+    from ephys2tx.features import batch
+
+    client, cluster = batch._client(1, None, "1GiB", processes=True)
+    try:
+        assert list(client.run(_worker_settings).values()) == [(None, False)]
+    finally:
+        client.close()
+        cluster.close()
+
+
 def test_chirp_features_of_a_passive_cell_follow_rc_physics():
     """A passive RC membrane (R = 200 MOhm, tau = 15 ms) has |Z| = R at low frequency and a
     -3 dB corner at 1 / (2 pi tau) ~ 10.6 Hz; IPFX's chirp amplitude/phase must show that."""
