@@ -175,6 +175,7 @@ def plot_learning_curve(curve: pd.DataFrame, path: str | Path, title: str = "") 
             label=variant,
         )
     ax.set_xscale("log")
+    ax.minorticks_off()  # only the fractions run are labelled
     ticks = sorted(curve["fraction"].unique())
     ax.set_xticks(ticks, [f"{t:.0%}" for t in ticks])
     ax.set_xlabel("share of human training donors per fold")
