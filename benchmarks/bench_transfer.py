@@ -31,7 +31,7 @@ warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--members", type=int, default=1)
+    parser.add_argument("--members", type=int, default=3)
     parser.add_argument("--methods", default="finetune,joint,align")
     parser.add_argument("--fractions", default="0.1,0.25,0.5,1")
     parser.add_argument("--variants", default="", help="only these variants (comma-separated)")

@@ -162,6 +162,17 @@ def test_demo_report_says_synthetic_on_every_section(demo_run):
     assert page.count("data:image/png;base64,") == expected  # every figure inlined
 
 
+def test_results_markdown_lists_every_paired_difference(demo_run):
+    from ephys2tx.report.html import results_markdown
+
+    _, results, _ = demo_run
+    table = results_markdown(results)
+    paired = results["sequence"]["paired"]
+    assert paired, "the demo's transfer study compares variants"
+    for name, d in paired.items():
+        assert f"| {name} | {d['mean']:+.3f} |" in table
+
+
 def test_demo_rerun_reuses_every_step_without_a_cluster(demo_run, monkeypatch):
     out, results, _ = demo_run
 

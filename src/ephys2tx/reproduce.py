@@ -34,7 +34,7 @@ class StudySettings:
     seed_repeats: int = 10  # the reference study's protocol: 10 seeds
     importance_folds: int = 5
     importance_repeats: int = 3
-    bilstm_members: int = 1
+    bilstm_members: int = 3  # 3 networks, each early-stopped on other donors, are averaged
     bilstm_max_epochs: int = 300
     transfer_methods: tuple[str, ...] = ("finetune", "align")  # joint = align without CORAL
     transfer_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
@@ -54,6 +54,7 @@ class StudySettings:
                 seed_repeats=2,
                 importance_folds=2,
                 importance_repeats=1,
+                bilstm_members=1,
                 bilstm_max_epochs=40,
                 transfer_methods=("finetune",),
                 transfer_fractions=(0.25, 1.0),

@@ -165,7 +165,7 @@ def evaluate_transfer(
     protocol: Protocol = "grouped",
     repeats: Repeats = 3,
     folds: Folds = 5,
-    members: Members = 1,
+    members: Members = 3,
     importance: Annotated[
         bool, typer.Option(help="Forest permutation importance per family (slow).")
     ] = True,

@@ -274,6 +274,18 @@ def results_markdown(results: dict) -> str:
         lines.append(
             f"| {m.get('title', key)} | {m.get('n_cells', '')} | {m.get('protocol', '')} | {f1['mean']:.3f} ± {f1['sd']:.3f} | {ref} |"
         )
+    paired = results.get("sequence", {}).get("paired", {})
+    if paired:
+        lines += [
+            "",
+            "Paired macro-F1 difference on the same human folds (95% t-interval over folds):",
+            "",
+            "| comparison | difference | 95% CI | folds |",
+            "|---|---|---|---|",
+        ]
+        for name, d in paired.items():
+            low, high = d["ci95"]
+            lines.append(f"| {name} | {d['mean']:+.3f} | {low:+.3f} to {high:+.3f} | {d['n']} |")
     return "\n".join(lines) + "\n"
 
 
