@@ -94,3 +94,21 @@ def test_transfer_without_source_is_a_clear_error(human_small):
         TransferClassifier(source=human_small, method="magic").fit(
             human_small, human_small["label"].to_numpy()
         )
+
+
+def test_folds_in_parallel_give_the_same_predictions_and_attention(mouse_small, human_small):
+    from ephys2tx.evaluation.transfer_study import cross_validate_attention
+
+    folds = make_folds(
+        human_small["label"].to_numpy(), human_small["donor"].to_numpy(), "human", n_repeats=1
+    )[:2]
+    model = TransferClassifier(source=mouse_small, method="align", **TINY)
+    serial, att_serial = cross_validate_attention(
+        model, human_small, "label", folds, progress=False
+    )
+    parallel, att_parallel = cross_validate_attention(
+        model, human_small, "label", folds, progress=False, n_jobs=2
+    )
+    pd.testing.assert_frame_equal(serial.predictions, parallel.predictions)
+    pd.testing.assert_frame_equal(att_serial, att_parallel)
+    assert len(att_serial) == sum(len(f.test) for f in folds)

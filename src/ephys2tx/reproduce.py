@@ -116,9 +116,12 @@ def _metrics_brief(metrics: dict) -> dict:
 class Study:
     """The steps of the reproduction, sharing data, settings and output folders."""
 
-    def __init__(self, out: Path, settings: StudySettings, data_dir=None, mirror=None):
+    def __init__(
+        self, out: Path, settings: StudySettings, data_dir=None, mirror=None, n_jobs: int = 1
+    ):
         self.out = Path(out)
         self.settings = settings
+        self.n_jobs = n_jobs  # folds of a network fitted at once; results do not depend on it
         self.data_dir = resolve_data_dir(data_dir)
         self.mirror = resolve_mirror(mirror)
         self.cache = StepCache(self.out, settings)
@@ -259,7 +262,9 @@ class Study:
             repeats,
             s.seed,
         )
-        result, attention = cross_validate_attention(self._bilstm(), table, label, folds)
+        result, attention = cross_validate_attention(
+            self._bilstm(), table, label, folds, n_jobs=self.n_jobs
+        )
         metrics = result.summary(
             model="bilstm", species=species, label=label, protocol=protocol, n_repeats=repeats
         )
@@ -302,8 +307,9 @@ class Study:
             if hasattr(model, "max_epochs"):
                 model.set_params(max_epochs=s.bilstm_max_epochs)
         study = run_transfer_study(
-            human, variants, folds, s.transfer_fractions, "label", features, s.seed
-        )
+            human, variants, folds, s.transfer_fractions, "label", features, s.seed,
+            n_jobs=self.n_jobs,
+        )  # fmt: skip
         out = self.out / "transfer"
         summary = write_study(
             study,
@@ -420,12 +426,14 @@ BILSTM_RUNS = [  # species, label, protocol, also in --quick
 ]
 
 
-def reproduce(out: Path, quick: bool = False, seed: int = 0, data_dir=None, mirror=None) -> dict:
+def reproduce(
+    out: Path, quick: bool = False, seed: int = 0, data_dir=None, mirror=None, n_jobs: int = 1
+) -> dict:
     """Run every step (reusing cached ones) and write results.json and report.html."""
     from .report.html import write_report
 
     settings = StudySettings.make(quick, seed)
-    study = Study(out, settings, data_dir, mirror)
+    study = Study(out, settings, data_dir, mirror, n_jobs)
     run = study.cache.run
     results: dict = {
         "ephys2tx_version": __version__,

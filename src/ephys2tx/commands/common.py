@@ -43,6 +43,10 @@ Protocol = Annotated[
 ]
 Repeats = Annotated[int, typer.Option("--repeats", help="Repeats of the fold split.")]
 Folds = Annotated[int, typer.Option("--folds", help="Number of folds.")]
+Jobs = Annotated[
+    int,
+    typer.Option("--jobs", help="Networks fitted at once, one fold each (-1 = all cores)."),
+]
 
 
 def training_cells(

@@ -13,6 +13,7 @@ from .common import (
     DataDir,
     ExcludeIds,
     Folds,
+    Jobs,
     Labels,
     Mirror,
     Protocol,
@@ -114,6 +115,7 @@ def evaluate_bilstm(
     repeats: Repeats = 3,
     folds: Folds = 5,
     members: Members = 3,
+    jobs: Jobs = -1,
     seed: Seed = 0,
     data_dir: DataDir = None,
     mirror: Mirror = None,
@@ -135,7 +137,9 @@ def evaluate_bilstm(
     fold_list = cell_folds(table, label, species, protocol, folds, repeats, seed)
     model = BiLSTMClassifier(n_members=members, random_state=seed)
     with Progress(transient=True) as bar:
-        result, attention = cross_validate_attention(model, table, label, fold_list, progress=bar)
+        result, attention = cross_validate_attention(
+            model, table, label, fold_list, progress=bar, n_jobs=jobs
+        )
     metrics = result.summary(
         model="bilstm",
         species=species,
@@ -166,6 +170,7 @@ def evaluate_transfer(
     repeats: Repeats = 3,
     folds: Folds = 5,
     members: Members = 3,
+    jobs: Jobs = -1,
     importance: Annotated[
         bool, typer.Option(help="Forest permutation importance per family (slow).")
     ] = True,
@@ -193,7 +198,9 @@ def evaluate_transfer(
     mouse, _ = training_cells("mouse", "label", data_dir=data_dir, mirror=mirror)
     fold_list = cell_folds(human, label, "human", protocol, folds, repeats, seed)
     variants, features = study_variants(human, mouse, methods, members, seed)
-    study = run_transfer_study(human, variants, fold_list, shares, label, features, seed)
+    study = run_transfer_study(
+        human, variants, fold_list, shares, label, features, seed, n_jobs=jobs
+    )
     context = {
         "species": "human",
         "label": label,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import DataDir, Mirror, Seed, console
+from .common import DataDir, Jobs, Mirror, Seed, console
 
 
 def reproduce(
@@ -18,6 +18,7 @@ def reproduce(
         bool, typer.Option("--quick", help="Fewer repeats, smaller models (minutes).")
     ] = False,
     seed: Seed = 0,
+    jobs: Jobs = -1,
     update_readme: Annotated[
         Path | None,
         typer.Option("--update-readme", help="Write the results table into this README."),
@@ -30,7 +31,7 @@ def reproduce(
     from ..report.html import update_readme as write_table
     from ..reproduce import reproduce as run
 
-    results = run(out, quick, seed, data_dir, mirror)
+    results = run(out, quick, seed, data_dir, mirror, jobs)
     (out / "results.md").write_text(results_markdown(results))
     if update_readme is not None:
         write_table(update_readme, results)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from rich.progress import Progress
 from sklearn.base import clone
 
@@ -21,6 +22,7 @@ class CVResult:
 
     predictions: pd.DataFrame
     classes: list[str]
+    fold_outputs: list = field(default_factory=list)  # what `on_fold` returned, fold by fold
 
     @property
     def scores(self) -> pd.DataFrame:
@@ -28,6 +30,15 @@ class CVResult:
 
     def summary(self, **context) -> dict:
         return summarize(self.predictions, self.classes, **context)
+
+
+def _fit_fold(estimator, X: pd.DataFrame, y: np.ndarray, train, fold: Fold, on_fold):
+    """Fit a clone on `train`, predict the fold's test cells; `on_fold` runs beside the model."""
+    model = clone(estimator)
+    model.fit(X.iloc[train], y[train])
+    X_test = X.iloc[fold.test]
+    extra = on_fold(model, fold, X_test) if on_fold is not None else None
+    return list(model.classes_), model.predict_proba(X_test), extra
 
 
 def cross_validate(
@@ -39,29 +50,39 @@ def cross_validate(
     train_subset: Callable[[Fold], np.ndarray] | None = None,
     progress: bool | Progress = True,
     description: str = "cross-validating",
-    on_fold: Callable[[object, Fold, pd.DataFrame], None] | None = None,
+    on_fold: Callable[[object, Fold, pd.DataFrame], object] | None = None,
+    n_jobs: int = 1,
 ) -> CVResult:
     """Fit a clone of `estimator` on each fold's training cells, predict its test cells.
 
     `features` picks the columns handed to the estimator (default: all of them).
     `train_subset(fold) -> indices` can shrink training sets (learning curves) while the
     test cells stay the same. `on_fold(model, fold, X_test)` sees each fitted model (e.g.
-    to keep attention weights). `progress` may be an existing rich Progress to add to.
+    to read attention weights); its return values are kept in `fold_outputs`. `n_jobs`
+    folds are fitted at once in worker processes (joblib; -1 = all cores); every fit is
+    seeded, so the result does not depend on it. `progress` may be an existing rich Progress.
     """
     X = cells[features] if features is not None else cells
     y = cells[label].to_numpy()
     classes = sorted(pd.unique(y[pd.notna(y)]))
-    rows = []
+    rows, extras = [], []
     own_bar = not isinstance(progress, Progress)
     bar = Progress(disable=not progress, transient=True) if own_bar else progress
     with bar if own_bar else nullcontext():
         task = bar.add_task(description, total=len(folds))
-        for fold in folds:
-            train = train_subset(fold) if train_subset is not None else fold.train
-            model = clone(estimator)
-            model.fit(X.iloc[train], y[train])
-            proba = model.predict_proba(X.iloc[fold.test])
-            model_classes = list(model.classes_)
+        calls = (
+            delayed(_fit_fold)(
+                estimator,
+                X,
+                y,
+                train_subset(fold) if train_subset is not None else fold.train,
+                fold,
+                on_fold,
+            )
+            for fold in folds
+        )
+        fitted = Parallel(n_jobs=n_jobs, return_as="generator")(calls)
+        for fold, (model_classes, proba, extra) in zip(folds, fitted, strict=True):
             part = pd.DataFrame(
                 {
                     "specimen_id": cells["specimen_id"].to_numpy()[fold.test],
@@ -76,9 +97,8 @@ def cross_validate(
                     proba[:, model_classes.index(cls)] if cls in model_classes else 0.0
                 )
             rows.append(part)
-            if on_fold is not None:
-                on_fold(model, fold, X.iloc[fold.test])
+            extras.append(extra)
             bar.advance(task)
         if not own_bar:
             bar.remove_task(task)
-    return CVResult(pd.concat(rows, ignore_index=True), classes)
+    return CVResult(pd.concat(rows, ignore_index=True), classes, extras)

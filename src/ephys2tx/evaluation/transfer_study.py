@@ -39,23 +39,27 @@ def cross_validate_attention(
     features: list[str] | None = None,
     train_subset: Callable[[Fold], np.ndarray] | None = None,
     progress: bool | Progress = True,
+    n_jobs: int = 1,
 ) -> tuple[CVResult, pd.DataFrame | None]:
     """`cross_validate` that also keeps out-of-fold attention weights when the model has them."""
-    attention = []
+    true, ids = cells[label].to_numpy(), cells["specimen_id"].to_numpy()
 
-    def keep_attention(model, fold: Fold, X_test: pd.DataFrame) -> None:
-        if hasattr(model, "attention"):
-            att = model.attention(X_test).reset_index(drop=True)
-            att.insert(0, "true", cells[label].to_numpy()[fold.test])
-            att.insert(0, "fold", fold.fold)
-            att.insert(0, "repeat", fold.repeat)
-            att.insert(0, "specimen_id", cells["specimen_id"].to_numpy()[fold.test])
-            attention.append(att)
+    def attention(model, fold: Fold, X_test: pd.DataFrame) -> pd.DataFrame | None:
+        if not hasattr(model, "attention"):
+            return None
+        att = model.attention(X_test).reset_index(drop=True)
+        att.insert(0, "true", true[fold.test])
+        att.insert(0, "fold", fold.fold)
+        att.insert(0, "repeat", fold.repeat)
+        att.insert(0, "specimen_id", ids[fold.test])
+        return att
 
     result = cross_validate(
-        estimator, cells, label, folds, features, train_subset, progress, "folds", keep_attention
-    )
-    return result, (pd.concat(attention, ignore_index=True) if attention else None)
+        estimator, cells, label, folds, features, train_subset, progress, "folds", attention,
+        n_jobs,
+    )  # fmt: skip
+    kept = [a for a in result.fold_outputs if a is not None]
+    return result, (pd.concat(kept, ignore_index=True) if kept else None)
 
 
 def attention_by_class(attention: pd.DataFrame) -> pd.DataFrame:
@@ -122,11 +126,13 @@ def run_transfer_study(
     seed: int = 0,
     progress: bool = True,
     on_result: Callable[[str, float, CVResult], None] | None = None,
+    n_jobs: int = 1,
 ) -> StudyResult:
     """Cross-validate every variant at every fraction of training donors on `folds`.
 
     `features[variant]` picks columns for a variant (the forests); the networks get the
-    whole table and read their families and the `donor` column themselves.
+    whole table and read their families and the `donor` column themselves. `n_jobs` folds
+    of a network are fitted at once (forests already use every core).
     """
     features = features or {}
     groups = human["donor"].astype(str).to_numpy()
@@ -142,8 +148,9 @@ def run_transfer_study(
 
             for name, estimator in variants.items():
                 bar.update(overall, description=f"{name} @ {fraction:.0%}")
+                jobs = 1 if name in features else n_jobs
                 result, att = cross_validate_attention(
-                    estimator, human, label, folds, features.get(name), subset, bar
+                    estimator, human, label, folds, features.get(name), subset, bar, jobs
                 )
                 study.results[(name, fraction)] = result
                 if att is not None and fraction == 1.0:
