@@ -9,6 +9,7 @@ attention weight, so its (imputed) values can never reach the prediction.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -211,7 +212,9 @@ def inner_splits(
     if k < 2:
         return [(idx, idx[:0])] * n_splits
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    splits = list(splitter.split(idx, y, groups))
+    with warnings.catch_warnings():  # small training sets: a rare class misses some folds
+        warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+        splits = list(splitter.split(idx, y, groups))
     return [splits[i % k] for i in range(n_splits)]
 
 
