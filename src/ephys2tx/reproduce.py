@@ -38,7 +38,7 @@ class StudySettings:
     bilstm_max_epochs: int = 300
     transfer_methods: tuple[str, ...] = ("finetune", "align")  # joint = align without CORAL
     transfer_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
-    transfer_repeats: int = 1  # the learning curve refits every variant at every fraction
+    transfer_repeats: int = 3  # 5 x 3 like benchmarks/bench_transfer.py (~20 min on 2 cores)
     forest_trees: int = 500
     network_folds: int = 5
     network_repeats: int = 1  # networks cost ~20x a forest; benchmarks/ run 5 x 3
@@ -58,6 +58,7 @@ class StudySettings:
                 bilstm_max_epochs=40,
                 transfer_methods=("finetune",),
                 transfer_fractions=(0.25, 1.0),
+                transfer_repeats=1,
                 forest_trees=200,
                 network_folds=3,
             )
