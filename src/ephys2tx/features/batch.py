@@ -254,15 +254,21 @@ def _client(workers: int, scheduler: str | None, memory_limit: str, processes: b
             ) from exc
     import dask
 
-    # one thread per worker: IPFX/numpy work holds the GIL, processes give the parallelism
-    with dask.config.set(LOCAL_WORKER_CONFIG):
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=processes,
-            memory_limit=memory_limit,
-            dashboard_address=None,
-        )
+    # one thread per worker: IPFX/numpy work holds the GIL, processes give the parallelism.
+    # A Dask nanny started earlier in this process may have exported MALLOC_TRIM_THRESHOLD_.
+    inherited = os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    try:
+        with dask.config.set(LOCAL_WORKER_CONFIG):
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=processes,
+                memory_limit=memory_limit,
+                dashboard_address=None,
+            )
+    finally:
+        if inherited is not None:
+            os.environ["MALLOC_TRIM_THRESHOLD_"] = inherited
     return Client(cluster), cluster
 
 
