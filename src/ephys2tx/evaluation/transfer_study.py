@@ -55,8 +55,8 @@ def cross_validate_attention(
         return att
 
     result = cross_validate(
-        estimator, cells, label, folds, features, train_subset, progress, "folds", attention,
-        n_jobs,
+        estimator, cells, label, folds, features, train_subset, progress,
+        description="folds", on_fold=attention, n_jobs=n_jobs,
     )  # fmt: skip
     kept = [a for a in result.fold_outputs if a is not None]
     return result, (pd.concat(kept, ignore_index=True) if kept else None)
