@@ -254,15 +254,7 @@ class Study:
         table = self.cells(species)
         s = self.settings
         repeats = s.network_repeats if protocol == "grouped" else s.network_seed_repeats
-        folds = cell_folds(
-            table,
-            label,
-            species,
-            protocol,
-            s.folds,
-            repeats,
-            s.seed,
-        )
+        folds = cell_folds(table, label, species, protocol, s.network_folds, repeats, s.seed)
         result, attention = cross_validate_attention(
             self._bilstm(), table, label, folds, n_jobs=self.n_jobs
         )
@@ -293,13 +285,7 @@ class Study:
         s = self.settings
         human, mouse = self.cells("human"), self.cells("mouse")
         folds = cell_folds(
-            human,
-            "label",
-            "human",
-            "grouped",
-            s.network_folds,
-            s.transfer_repeats,
-            s.seed,
+            human, "label", "human", "grouped", s.network_folds, s.transfer_repeats, s.seed
         )
         variants, features = study_variants(
             human, mouse, s.transfer_methods, s.bilstm_members, s.seed

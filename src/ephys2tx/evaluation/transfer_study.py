@@ -148,6 +148,7 @@ def run_transfer_study(
 
             for name, estimator in variants.items():
                 bar.update(overall, description=f"{name} @ {fraction:.0%}")
+                # the variants given a feature list are the forests: their trees use every core
                 jobs = 1 if name in features else n_jobs
                 result, att = cross_validate_attention(
                     estimator, human, label, folds, features.get(name), subset, bar, jobs
