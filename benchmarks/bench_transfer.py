@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--members", type=int, default=3)
     parser.add_argument("--methods", default="finetune,joint,align")
+    parser.add_argument("--jobs", type=int, default=-1, help="folds fitted at once")
     parser.add_argument("--fractions", default="0.1,0.25,0.5,1")
     parser.add_argument("--variants", default="", help="only these variants (comma-separated)")
     parser.add_argument("--seed", type=int, default=0, help="fold seed (0 = the reported folds)")
@@ -70,8 +71,9 @@ def main() -> None:
         print(f"  {name:20} {fraction:5.0%}  macro-F1 {f1.mean():.4f}  ({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
 
     study = run_transfer_study(
-        human, variants, folds, fractions, "label", features, seed=0, on_result=report
-    )
+        human, variants, folds, fractions, "label", features, seed=0, on_result=report,
+        n_jobs=args.jobs,
+    )  # fmt: skip
     for name, att in study.attention.items():
         att.to_csv(saved / f"attention_{name}.csv", index=False)
     context = {"protocol": "grouped", "n_repeats": args.repeats, "n_members": args.members}

@@ -12,7 +12,7 @@ from ephys2tx.errors import Ephys2txError
 from ephys2tx.evaluation.crossval import cross_validate
 from ephys2tx.evaluation.folds import make_folds
 from ephys2tx.evaluation.transfer_study import run_transfer_study
-from ephys2tx.models.transfer import TransferClassifier, coral_loss
+from ephys2tx.models.transfer import TransferClassifier, coral_loss, domain_loss
 
 TINY = dict(width=8, hidden=8, max_epochs=3, patience=2, head_epochs=2, batch_size=32)
 
@@ -34,10 +34,32 @@ def test_coral_loss_is_zero_only_for_matching_covariances():
     assert float(coral_loss(a, 3 * a)) > 0.0
 
 
-@pytest.mark.parametrize("method", ["finetune", "joint", "align"])
-def test_tiny_transfer_fit(method, mouse_small, human_small):
+def test_domain_loss_reverses_the_gradient_for_the_encoder():
+    gen = torch.Generator().manual_seed(0)
+    discriminator = torch.nn.Linear(4, 1)
+    source = torch.randn(16, 4, generator=gen, requires_grad=True)
+    target = torch.randn(16, 4, generator=gen) + 2.0
+    loss = domain_loss(discriminator, source, target)
+    loss.backward()
+    # the discriminator descends the loss; the representation gets the opposite gradient
+    (w,) = torch.autograd.grad(
+        torch.nn.functional.binary_cross_entropy_with_logits(
+            discriminator(source).squeeze(-1), torch.zeros(16)
+        )
+        / 2,
+        source,
+    )
+    np.testing.assert_allclose(source.grad.numpy(), -w.numpy(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("method", "source_init"),
+    [("finetune", False), ("joint", False), ("align", False), ("adversarial", True)],
+)
+def test_tiny_transfer_fit(method, source_init, mouse_small, human_small):
     y = human_small["label"].to_numpy()
-    model = TransferClassifier(source=mouse_small, method=method, **TINY).fit(human_small, y)
+    params = dict(method=method, source_init=source_init, **TINY)
+    model = TransferClassifier(source=mouse_small, **params).fit(human_small, y)
     proba = model.predict_proba(human_small)
     assert proba.shape == (len(human_small), 4)
     assert np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
@@ -47,7 +69,7 @@ def test_tiny_transfer_fit(method, mouse_small, human_small):
     assert not model.source_standardizer_.known_[model.layout_.all_columns.index("peak_freq_chirp")]
     attention = model.attention(human_small)
     assert np.allclose(attention.sum(axis=1), 1.0, atol=1e-5)
-    again = TransferClassifier(source=mouse_small, method=method, **TINY).fit(human_small, y)
+    again = TransferClassifier(source=mouse_small, **params).fit(human_small, y)
     np.testing.assert_array_equal(proba, again.predict_proba(human_small))
 
 

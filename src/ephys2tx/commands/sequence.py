@@ -9,6 +9,7 @@ import pandas as pd
 import typer
 
 from ..errors import Ephys2txError
+from ..models import TRANSFER_METHODS
 from .common import (
     DataDir,
     ExcludeIds,
@@ -28,8 +29,7 @@ Out = Annotated[Path, typer.Option("--out", help="Output directory.")]
 Members = Annotated[
     int, typer.Option("--members", help="Networks averaged, each early-stopped on other donors.")
 ]
-Method = Annotated[str, typer.Option("--method", help="finetune, joint or align.")]
-TRANSFER_METHODS = ("finetune", "joint", "align")
+Method = Annotated[str, typer.Option("--method", help=", ".join(TRANSFER_METHODS) + ".")]
 
 
 def model_card(model, kind: str, species: str, label: str, n_cells: int, extra: dict):
@@ -161,7 +161,7 @@ def evaluate_bilstm(
 def evaluate_transfer(
     out: Out,
     method: Annotated[
-        str, typer.Option("--method", help="finetune, joint, align or all (compare them).")
+        str, typer.Option("--method", help=", ".join(TRANSFER_METHODS) + " or all (compare them).")
     ] = "all",
     fractions: Annotated[
         str, typer.Option("--fractions", help="Shares of human training donors, comma-separated.")

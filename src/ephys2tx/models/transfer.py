@@ -13,7 +13,13 @@ families stay in the model. Methods:
 - `align`: `joint` plus a Deep CORAL penalty that matches the second-order statistics of
   mouse and human cell representations, with human cells seen through the features mouse
   has (so the penalty aligns physiology, not the pattern of measured families).
+- `adversarial`: `joint` plus a domain-adversarial encoder (DANN): a discriminator tells
+  mouse from human cell representations (human again in the mouse feature view) and the
+  encoder learns through a reversed gradient to make them indistinguishable.
 - `source_only`: the mouse model applied to human as it is (a reference, no human labels).
+
+`source_init=True` starts the two-species methods from the mouse-pretrained network
+(both heads from its head) instead of from random weights.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import torch
 from torch import nn
 
 from ..errors import Ephys2txError
+from . import TRANSFER_METHODS
 from .bilstm import (
     BiLSTMClassifier,
     FamilyAttentionNet,
@@ -43,7 +50,8 @@ from .bilstm import (
 )
 from .family_tensors import FamilyLayout, FamilyTensors, Standardizer, to_tensors
 
-METHODS = ("finetune", "joint", "align", "source_only")
+METHODS = (*TRANSFER_METHODS, "source_only")
+TWO_SPECIES = ("joint", "align", "adversarial")  # methods that train on both species at once
 _PRETRAINED: OrderedDict[str, tuple[dict, Standardizer]] = OrderedDict()  # per-process cache
 
 
@@ -55,13 +63,38 @@ def coral_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ((ca - cb) ** 2).sum() / (4 * d * d)
 
 
+class _ReverseGradient(torch.autograd.Function):
+    """Identity forward, negated gradient backward (Ganin & Lempitsky 2015)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return -grad
+
+
+def domain_loss(
+    discriminator: nn.Module, source_rep: torch.Tensor, target_rep: torch.Tensor
+) -> torch.Tensor:
+    """Discriminator's mouse-vs-human cross-entropy, seen by the encoder with reversed sign."""
+    reps = _ReverseGradient.apply(torch.cat([source_rep, target_rep]))
+    is_target = torch.cat([torch.zeros(len(source_rep)), torch.ones(len(target_rep))])
+    return nn.functional.binary_cross_entropy_with_logits(
+        discriminator(reps).squeeze(-1), is_target
+    )
+
+
 class TransferClassifier(BiLSTMClassifier):
     """Human classifier that also learns from `source` (a mouse cell table with labels).
 
     Network and human-stage parameters are those of `BiLSTMClassifier`; `source_weight`
     weighs the mouse loss in joint training, `coral_weight` the alignment penalty,
     `head_epochs` bounds the head-only stage, `pretrain_batch_size` the mouse pretraining;
-    `anchor` > 0 adds an L2-SP penalty towards the pretrained weights when fine-tuning.
+    `anchor` > 0 adds an L2-SP penalty towards the pretrained weights when fine-tuning;
+    `adversarial_weight` weighs the domain loss; `source_init` starts two-species
+    training from the mouse-pretrained network.
     """
 
     def __init__(
@@ -74,6 +107,8 @@ class TransferClassifier(BiLSTMClassifier):
         head_epochs: int = 50,
         pretrain_batch_size: int = 128,
         anchor: float = 0.0,
+        adversarial_weight: float = 0.3,
+        source_init: bool = False,
         width: int = 32,
         hidden: int = 32,
         dropout: float = 0.3,
@@ -117,6 +152,8 @@ class TransferClassifier(BiLSTMClassifier):
         self.head_epochs = head_epochs
         self.pretrain_batch_size = pretrain_batch_size
         self.anchor = anchor
+        self.adversarial_weight = adversarial_weight
+        self.source_init = source_init
 
     # -- source side -------------------------------------------------------------------
     def _source_table(self) -> tuple[pd.DataFrame, np.ndarray]:
@@ -195,9 +232,9 @@ class TransferClassifier(BiLSTMClassifier):
         splits = inner_splits(
             codes, groups, self.validation_fraction, self.n_members, self.random_state
         )
-        self.head_ = 0 if self.method in ("finetune", "source_only") else 1
+        self.head_ = 1 if self.method in TWO_SPECIES else 0
         pretrained = None
-        if self.head_ == 0:
+        if self.head_ == 0 or self.source_init:
             pretrained = self._pretrained(src_table, src_codes)
         else:
             self.source_standardizer_ = Standardizer(self.scaling).fit(
@@ -209,11 +246,13 @@ class TransferClassifier(BiLSTMClassifier):
             seed = self.random_state + member
             with torch_determinism(seed, self.n_threads):
                 rng = np.random.default_rng(seed)
-                if pretrained is not None:
+                if self.head_ == 0:
                     net = copy.deepcopy(pretrained)
                     history = self._finetune(net, data, codes, train, val, rng)
                 else:
                     net = self._new_net([len(self.classes_), len(self.classes_)])
+                    if pretrained is not None:
+                        net.load_state_dict(_two_headed(pretrained.state_dict()))
                     history = self._joint(net, data, codes, train, val, source, src_codes, rng)
             net.eval()
             self.modules_.append(net)
@@ -245,13 +284,25 @@ class TransferClassifier(BiLSTMClassifier):
     def _joint(self, net, data, codes, train, val, source, src_codes, rng) -> dict:
         """Both species at once (one head each), then human fine-tuning."""
         keep = self.source_standardizer_.known_
+        discriminator = None
+        parameters = list(net.parameters())
+        if self.method == "adversarial":
+            width = net.heads[0].in_features
+            discriminator = nn.Sequential(
+                nn.Linear(width, width // 2), nn.GELU(), nn.Linear(width // 2, 1)
+            )
+            parameters += list(discriminator.parameters())
+        batch_loss = self._joint_loss(
+            net, data.take(train), codes[train], source, src_codes, keep, rng, discriminator
+        )
         joint = train_stage(
             net,
             len(train),
-            self._joint_loss(net, data.take(train), codes[train], source, src_codes, keep, rng),
+            batch_loss,
             self._val_loss(net, data.take(val), codes[val], codes[train], 1) if len(val) else None,
             self.recipe,
             rng,
+            parameters,
         )
         full = self._fit_supervised(net, data, codes, train, val, rng, 1)
         return {"joint": joint, "full": full}
@@ -272,8 +323,10 @@ class TransferClassifier(BiLSTMClassifier):
         y_src: np.ndarray,
         keep: np.ndarray,
         rng: np.random.Generator,
+        discriminator: nn.Module | None = None,
     ):
-        """Human batch loss + weighted mouse batch loss (+ CORAL in the shared view)."""
+        """Human batch loss + weighted mouse batch loss (+ CORAL or a domain loss in the
+        shared view)."""
         t_vals, t_obs, t_pres = as_torch(target)
         shared = as_torch(target.restricted(keep, self.layout_))
         s_vals, s_obs, s_pres = as_torch(source)
@@ -303,6 +356,10 @@ class TransferClassifier(BiLSTMClassifier):
             if self.method == "align" and self.coral_weight > 0:
                 t_rep, _ = net.represent(shared[0][t], shared[1][t], shared[2][t])
                 total = total + self.coral_weight * coral_loss(s_rep, t_rep)
+            if discriminator is not None:
+                t_rep, _ = net.represent(shared[0][t], shared[1][t], shared[2][t])
+                domain = domain_loss(discriminator, s_rep, t_rep)
+                total = total + self.adversarial_weight * domain
             return total
 
         return loss
@@ -311,9 +368,25 @@ class TransferClassifier(BiLSTMClassifier):
         return super()._forward(data, self.head_ if head is None else head)
 
 
+def _two_headed(state: dict) -> dict:
+    """A one-head (mouse) state dict for a two-head net: the human head starts as mouse's."""
+    state = dict(state)
+    for key in [k for k in state if k.startswith("heads.0.")]:
+        state["heads.1." + key.removeprefix("heads.0.")] = state[key].clone()
+    return state
+
+
 def make_transfer(source: pd.DataFrame, method: str = "finetune", **params) -> TransferClassifier:
     """A transfer estimator with `source` mouse cells (aligned 4-class label)."""
     return TransferClassifier(source=source, source_label="label", method=method, **params)
 
 
-__all__ = ["METHODS", "TransferClassifier", "coral_loss", "make_transfer", "Recipe"]
+__all__ = [
+    "METHODS",
+    "TWO_SPECIES",
+    "TransferClassifier",
+    "coral_loss",
+    "domain_loss",
+    "make_transfer",
+    "Recipe",
+]
