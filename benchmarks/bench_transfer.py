@@ -24,6 +24,7 @@ from ephys2tx.evaluation.transfer_study import (
     study_variants,
     write_study,
 )
+from ephys2tx.models import TRANSFER_METHODS
 
 warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*")
 
@@ -32,7 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--members", type=int, default=3)
-    parser.add_argument("--methods", default="finetune,joint,align")
+    parser.add_argument("--methods", default=",".join(TRANSFER_METHODS))
     parser.add_argument("--jobs", type=int, default=-1, help="folds fitted at once")
     parser.add_argument("--fractions", default="0.1,0.25,0.5,1")
     parser.add_argument("--variants", default="", help="only these variants (comma-separated)")

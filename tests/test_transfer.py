@@ -87,7 +87,10 @@ def test_transfer_clones_and_cross_validates_on_human_folds(mouse_small, human_s
     assert not set(result.predictions["specimen_id"]) & set(mouse_small["specimen_id"])
 
 
-def test_study_learning_curve_and_paired_differences(mouse_small, human_small):
+def test_study_learning_curve_and_paired_differences(mouse_small, human_small, tmp_path):
+    import json
+
+    from ephys2tx.evaluation.transfer_study import write_study
     from ephys2tx.models.bilstm import BiLSTMClassifier
 
     folds = make_folds(
@@ -107,6 +110,10 @@ def test_study_learning_curve_and_paired_differences(mouse_small, human_small):
     p100 = study.results[("bilstm_human", 1.0)].predictions["specimen_id"]
     assert sorted(p50) == sorted(p100)
     assert set(study.attention) == set(variants)
+    write_study(study, tmp_path, {"protocol": "grouped"})
+    for name in variants:  # each variant's metrics at the full share, counts from its folds
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert (metrics["n_folds"], metrics["n_repeats"], metrics["fraction"]) == (2, 1, 1.0)
 
 
 def test_transfer_without_source_is_a_clear_error(human_small):

@@ -216,7 +216,7 @@ class Study:
             s.seed,
         )
         importance = family_permutation_importance(
-            make_forest(s.seed),
+            make_forest(s.seed, n_estimators=s.forest_trees),
             table,
             label,
             usable_features(table),
@@ -245,6 +245,7 @@ class Study:
 
     def bilstm(self, species: str, label: str, protocol: str) -> dict:
         from .evaluation.folds import cell_folds
+        from .evaluation.run import write_evaluation
         from .evaluation.transfer_study import (
             attention_by_class,
             cross_validate_attention,
@@ -259,9 +260,10 @@ class Study:
             self._bilstm(), table, label, folds, n_jobs=self.n_jobs
         )
         metrics = result.summary(
-            model="bilstm", species=species, label=label, protocol=protocol, n_repeats=repeats
+            model="bilstm", species=species, label=label, protocol=protocol, seed=s.seed
         )
         name = f"bilstm_{species}_{label}_{protocol}"
+        write_evaluation(self.out / "bilstm" / name, result, metrics, f"{species} {label}: BiLSTM")
         brief = {
             **_metrics_brief(metrics),
             "title": f"BiLSTM {species} {_classes(label)}",
@@ -337,7 +339,7 @@ class Study:
                 "ci95": [row["ci95_low"], row["ci95_high"]],
                 "n": row["n"],
             }
-            for row in summary["paired_vs_bilstm_human"]
+            for row in study.paired().to_dict(orient="records")
         }
         return {
             "scores": scores,
@@ -355,7 +357,9 @@ class Study:
             table = self.cells(species)
             label = DEFAULT_LABEL[species]
             features = usable_features(table)
-            model = make_forest(self.settings.seed).fit(table[features], table[label].to_numpy())
+            model = make_forest(self.settings.seed, n_estimators=self.settings.forest_trees).fit(
+                table[features], table[label].to_numpy()
+            )
             card = ModelCard(
                 kind="rf-raw",
                 species=species,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 
 from ..errors import Ephys2txError
@@ -145,8 +144,6 @@ def evaluate_bilstm(
         species=species,
         label=label,
         protocol=protocol,
-        n_folds=folds if protocol == "grouped" or species == "human" else 1,
-        n_repeats=repeats,
         n_donors=int(table["donor"].nunique()),
         n_members=members,
         seed=seed,
@@ -180,7 +177,6 @@ def evaluate_transfer(
 ) -> None:
     """Human-only vs transfer on the same human folds: learning curve, paired differences."""
     from ..evaluation.folds import cell_folds
-    from ..evaluation.run import write_evaluation
     from ..evaluation.transfer_study import run_transfer_study, study_variants, write_study
 
     methods = TRANSFER_METHODS if method == "all" else (method,)
@@ -211,17 +207,13 @@ def evaluate_transfer(
         "seed": seed,
         "fractions": list(shares),
     }
-    summary = write_study(study, out, context)
+    write_study(study, out, context)
     if importance:
         _forest_importance(human, label, features["rf"], fold_list, seed, study, out)
-    top = max(shares)
     for name in [f"transfer_{m}" for m in methods]:
-        if (name, top) in study.results:
-            metrics = study.results[(name, top)].summary(model=name, **context)
-            target = out if len(methods) == 1 else out / name
-            write_evaluation(target, study.results[(name, top)], metrics, f"human: {name}")
-            _print_f1(name, "human", label, protocol, metrics, target)
-    paired = pd.DataFrame(summary["paired_vs_bilstm_human"])
+        metrics = study.results[(name, max(shares))].summary()
+        _print_f1(name, "human", label, protocol, metrics, out / name)
+    paired = study.paired()
     if not paired.empty:
         console.print(paired.round(4).to_string(index=False))
     console.print(f"wrote {out}/study.json, learning_curve.png, paired_differences.csv")

@@ -109,19 +109,6 @@ DATA_FILES: dict[str, DataFile] = {
     ]
 }
 
-# Which files each species' cell table is built from.
-SPECIES_FILES: dict[str, tuple[str, ...]] = {
-    "mouse": (
-        "mouse_gouwens2020/20200711_patchseq_metadata_mouse.csv",
-        "mouse_gouwens2020/efeature.csv",
-        "mouse_gouwens2020/ephys_features_gouwens_w_QC.csv",
-    ),
-    "human": (
-        "human_lee2023/LeeDalley_ephys_fx.csv",
-        "human_lee2023/LeeDalley_manuscript_metadata_v2.csv",
-    ),
-}
-
 CITATIONS = {
     "mouse": "Gouwens et al. 2020, Cell 183:935 (Allen Institute mouse VISp Patch-seq)",
     "human": "Lee, Dalley et al. 2023, Science 382:eadf6484 (human neocortical GABAergic Patch-seq)",

@@ -38,7 +38,10 @@ def fold_scores(predictions: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarize(predictions: pd.DataFrame, classes: list[str], **context) -> dict:
-    """The metrics.json schema: macro-F1 (mean, sd, 95% CI), accuracy, per-class F1, confusion."""
+    """The metrics.json schema: macro-F1 (mean, sd, 95% CI), accuracy, per-class F1, confusion.
+
+    Fold and repeat counts are read from the predictions, so they cannot disagree with them.
+    """
     scores = fold_scores(predictions)
     per_class = {
         cls: float(
@@ -54,6 +57,8 @@ def summarize(predictions: pd.DataFrame, classes: list[str], **context) -> dict:
     counts = confusion_matrix(predictions["true"], predictions["predicted"], labels=classes)
     return {
         **context,
+        "n_folds": int(predictions.groupby("repeat")["fold"].nunique().iloc[0]),
+        "n_repeats": int(predictions["repeat"].nunique()),
         "n_cells": int(predictions.groupby("repeat").size().iloc[0]),
         "macro_f1": {
             **mean_ci(scores["macro_f1"], bounds=(0, 1)),

@@ -32,8 +32,6 @@ def evaluate(
         species=species,
         label=label,
         protocol=protocol,
-        n_folds=n_folds if protocol == "grouped" or species == "human" else 1,
-        n_repeats=n_repeats,
         n_donors=int(cells["donor"].nunique()),
         n_features=len(features),
         seed=seed,

@@ -21,6 +21,7 @@ from ..datasets.cells import usable_features
 from .crossval import CVResult, cross_validate
 from .folds import Fold, subsample_groups
 from .metrics import mean_ci, paired_difference
+from .run import write_evaluation
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 REFERENCE = "bilstm_human"  # the variant every transfer variant is compared with
@@ -239,7 +240,8 @@ def plot_attention(
 
 
 def write_study(study: StudyResult, out_dir: str | Path, context: dict) -> dict:
-    """learning_curve.csv/png, paired_differences.csv, attention CSVs/PNGs, study.json."""
+    """learning_curve.csv/png, paired_differences.csv, attention CSVs/PNGs, study.json, and
+    each variant's metrics.json and confusion matrix at the largest share in `<variant>/`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     curve = study.learning_curve()
@@ -261,6 +263,11 @@ def write_study(study: StudyResult, out_dir: str | Path, context: dict) -> dict:
         "paired_vs_" + REFERENCE: paired.to_dict(orient="records"),
     }
     (out / "study.json").write_text(json.dumps(summary, indent=2, default=float))
+    top = max(fraction for _, fraction in study.results)
+    for (name, fraction), result in study.results.items():
+        if fraction == top:
+            metrics = result.summary(model=name, fraction=fraction, **context)
+            write_evaluation(out / name, result, metrics, f"human: {name}")
     return summary
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -119,7 +119,7 @@ def drop_features(
 
 
 @contextmanager
-def torch_determinism(seed: int, n_threads: int):
+def torch_determinism(seed: int, n_threads: int) -> Iterator[None]:
     """Seeded, single-process, deterministic torch; global settings restored afterwards."""
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
@@ -144,12 +144,12 @@ def class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
 class Recipe:
     """One training stage: optimizer, schedule and early stopping."""
 
-    lr: float = 3e-3
-    weight_decay: float = 1e-2
-    batch_size: int = 64
-    max_epochs: int = 300
-    patience: int = 30
-    feature_dropout: float = 0.1
+    lr: float
+    weight_decay: float
+    batch_size: int
+    max_epochs: int
+    patience: int
+    feature_dropout: float
 
 
 def train_stage(

@@ -151,14 +151,6 @@ class FamilyTensors:
     def take(self, index: np.ndarray) -> FamilyTensors:
         return FamilyTensors(self.values[index], self.observed[index], self.present[index])
 
-    @staticmethod
-    def concat(parts: list[FamilyTensors]) -> FamilyTensors:
-        return FamilyTensors(
-            np.concatenate([p.values for p in parts]),
-            np.concatenate([p.observed for p in parts]),
-            np.concatenate([p.present for p in parts]),
-        )
-
     def restricted(self, keep: np.ndarray, layout: FamilyLayout) -> FamilyTensors:
         """The same cells seeing only the features in `keep` (e.g. those another species has)."""
         observed = self.observed * keep[None, :].astype(np.float32)

@@ -28,7 +28,6 @@ import copy
 import dataclasses
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -44,6 +43,7 @@ from .bilstm import (
     as_torch,
     class_weights,
     drop_features,
+    eval_loss,
     inner_splits,
     torch_determinism,
     train_stage,
@@ -283,7 +283,7 @@ class TransferClassifier(BiLSTMClassifier):
 
     def _joint(self, net, data, codes, train, val, source, src_codes, rng) -> dict:
         """Both species at once (one head each), then human fine-tuning."""
-        keep = self.source_standardizer_.known_
+        keep, k = self.source_standardizer_.known_, len(self.classes_)
         discriminator = None
         parameters = list(net.parameters())
         if self.method == "adversarial":
@@ -299,20 +299,15 @@ class TransferClassifier(BiLSTMClassifier):
             net,
             len(train),
             batch_loss,
-            self._val_loss(net, data.take(val), codes[val], codes[train], 1) if len(val) else None,
+            eval_loss(net, data.take(val), codes[val], class_weights(codes[train], k), 1)
+            if len(val)
+            else None,
             self.recipe,
             rng,
             parameters,
         )
         full = self._fit_supervised(net, data, codes, train, val, rng, 1)
         return {"joint": joint, "full": full}
-
-    def _val_loss(self, net, data, y, y_train, head) -> Callable[[], float]:
-        weights = class_weights(y_train, len(self.classes_))
-        values, observed, present = as_torch(data)
-        target = torch.from_numpy(y.astype(np.int64))
-        loss_fn = nn.CrossEntropyLoss(weight=weights)
-        return lambda: float(loss_fn(net(values, observed, present, head)[0], target))
 
     def _joint_loss(
         self,

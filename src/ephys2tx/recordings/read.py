@@ -58,23 +58,18 @@ def _read_nwb_any(path: Path) -> Recording:
     from .nwb import read_nwb
 
     if looks_like_allen_nwb(path):
+        from .allen_nwb import read_allen_nwb
+
         try:
-            from .allen_nwb import read_allen_nwb  # written separately; may be absent
-        except ImportError:
-            log.info("%s looks like an Allen file but no Allen reader is installed", path)
-        else:
+            return read_allen_nwb(path)
+        except Exception as allen_error:  # noqa: BLE001 - fall back to the generic reader
+            log.info("Allen reader failed on %s (%s); trying the NWB 2 reader", path, allen_error)
             try:
-                return read_allen_nwb(path)
-            except Exception as allen_error:  # noqa: BLE001 - fall back to the generic reader
-                log.info(
-                    "Allen reader failed on %s (%s); trying the NWB 2 reader", path, allen_error
-                )
-                try:
-                    return read_nwb(path)
-                except Ephys2txError as exc:
-                    raise Ephys2txError(
-                        f"{exc} (the Allen reader also failed: {one_line(allen_error)})"
-                    ) from exc
+                return read_nwb(path)
+            except Ephys2txError as exc:
+                raise Ephys2txError(
+                    f"{exc} (the Allen reader also failed: {one_line(allen_error)})"
+                ) from exc
     return read_nwb(path)
 
 
