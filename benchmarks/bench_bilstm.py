@@ -1,4 +1,4 @@
-"""Family BiLSTM: wall time of one fit on all mouse cells (2 threads), and mouse 5-class /
+"""Family BiLSTM: wall time of one fit on all mouse cells (--threads, default 1), and mouse 5-class /
 human 4-class macro-F1 on donor-grouped folds (5 folds x 3 repeats). Prints its figures:
 
     EPHYS2TX_MIRROR=../shared/data .venv/bin/python benchmarks/bench_bilstm.py [--repeats 3]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ephys2tx.datasets.cells import build_cells
+from ephys2tx.evaluation import LEARNING_CURVE_FRACTIONS
 from ephys2tx.evaluation.crossval import CVResult
 from ephys2tx.evaluation.folds import make_folds
 from ephys2tx.evaluation.transfer_study import (
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=3)
     parser.add_argument("--methods", default=",".join(TRANSFER_METHODS))
     parser.add_argument("--jobs", type=int, default=-1, help="folds fitted at once")
-    parser.add_argument("--fractions", default="0.1,0.25,0.5,1")
+    parser.add_argument("--fractions", default=",".join(f"{f:g}" for f in LEARNING_CURVE_FRACTIONS))
     parser.add_argument("--variants", default="", help="only these variants (comma-separated)")
     parser.add_argument("--seed", type=int, default=0, help="fold seed (0 = the reported folds)")
     parser.add_argument("--out", type=Path, default=Path("bench-transfer"))

@@ -403,7 +403,7 @@ def test_local_workers_keep_glibc_adaptive_mmap_and_no_profiler():
     # Dask's MALLOC_TRIM_THRESHOLD_ made extraction 2.3x slower (page faults on every array)
     from ephys2tx.features import batch
 
-    client, cluster = batch._client(1, None, "1GiB", processes=True)
+    client, cluster = batch.dask_client(1, None, "1GiB", processes=True)
     try:
         assert list(client.run(_worker_settings).values()) == [(None, False)]
     finally:

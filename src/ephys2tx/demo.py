@@ -17,18 +17,21 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from . import __version__
-from .datasets.cells import ID_COLUMNS, usable_features, write_cell_table
+from .datasets.cells import ID_COLUMNS, SPECIES, usable_features, write_cell_table
 from .datasets.labels import DEFAULT_LABEL
 from .errors import Ephys2txError
 from .features.families import SCALAR_FEATURES, family_mask
 from .reproduce import StepCache, Study, console
 
-SPECIES = ("mouse", "human")
+if TYPE_CHECKING:
+    from distributed import Client
+
 DEMO_TITLE = "ephys2tx demo: SYNTHETIC cohort, end to end"
 FOREST_RUNS = [("mouse", "label5"), ("mouse", "label"), ("human", "label")]
 TRANSFER_METHOD = "finetune"
@@ -95,20 +98,12 @@ class _Cluster:
         self.client = None
         self.cluster = None
 
-    def get(self):
+    def get(self) -> Client:
         if self.client is None:
-            from distributed import Client, LocalCluster
+            from .features.batch import dask_client
 
             console.print(f"[dim]starting a local Dask cluster ({self.workers} workers)[/]")
-            # one thread per worker, as `ephys2tx extract`: the work holds the GIL
-            self.cluster = LocalCluster(
-                n_workers=self.workers,
-                threads_per_worker=1,
-                processes=True,
-                memory_limit="2GiB",
-                dashboard_address=":0",  # any free port, never a clash
-            )
-            self.client = Client(self.cluster)
+            self.client, self.cluster = dask_client(self.workers)  # as `ephys2tx extract`
         return self.client
 
     def close(self) -> None:
@@ -362,7 +357,7 @@ def _absent_family_note(cells: pd.DataFrame) -> list[str]:
 
 def save_models(study: DemoStudy) -> dict:
     """Forests of both species plus the human BiLSTM and transfer model, under DIR/models/."""
-    from .models.bundle import ModelCard, save_model
+    from .models.bundle import card_for, save_model
 
     s = study.settings
     saved = {}
@@ -378,20 +373,12 @@ def save_models(study: DemoStudy) -> dict:
         is_forest = name.startswith("rf-")
         X = table[usable_features(table)] if is_forest else table
         model.fit(X, table[label].to_numpy())
-        card = ModelCard(
-            kind="rf-raw" if is_forest else name.rsplit("-", 1)[0],
-            species=species,
-            label=label,
-            classes=[str(c) for c in model.classes_],
-            features=list(X.columns) if is_forest else model.used_features(),
-            n_train_cells=len(table),
-            extra={
-                "seed": s.seed,
-                "trained_by": "ephys2tx demo",
-                "synthetic": True,  # never use these on real cells
-                **({} if is_forest else model.card_extra()),
-            },
-        )
+        kind = "rf-raw" if is_forest else name.rsplit("-", 1)[0]
+        card = card_for(
+            model, kind, species, label, len(table),
+            seed=s.seed, trained_by="ephys2tx demo",
+            synthetic=True,  # never use these on real cells
+        )  # fmt: skip
         target = study.out / "models" / name
         save_model(target, model, card)
         saved[name] = str(target.relative_to(study.out))

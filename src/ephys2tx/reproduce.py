@@ -19,6 +19,7 @@ from . import __version__
 from .datasets.cells import build_cells, usable_features, write_cell_table
 from .datasets.fetch import fetch_all, resolve_data_dir, resolve_mirror
 from .datasets.labels import DEFAULT_LABEL
+from .evaluation import LEARNING_CURVE_FRACTIONS
 
 console = Console(stderr=True)
 
@@ -37,7 +38,7 @@ class StudySettings:
     bilstm_members: int = 3  # 3 networks, each early-stopped on other donors, are averaged
     bilstm_max_epochs: int = 300
     transfer_methods: tuple[str, ...] = ("finetune", "align")  # joint = align without CORAL
-    transfer_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
+    transfer_fractions: tuple[float, ...] = LEARNING_CURVE_FRACTIONS
     transfer_repeats: int = 3  # 5 x 3 like benchmarks/bench_transfer.py (~20 min on 2 cores)
     forest_trees: int = 500
     network_folds: int = 5
@@ -118,7 +119,12 @@ class Study:
     """The steps of the reproduction, sharing data, settings and output folders."""
 
     def __init__(
-        self, out: Path, settings: StudySettings, data_dir=None, mirror=None, n_jobs: int = 1
+        self,
+        out: Path,
+        settings: StudySettings,
+        data_dir: str | Path | None = None,
+        mirror: str | None = None,
+        n_jobs: int = 1,
     ):
         self.out = Path(out)
         self.settings = settings
@@ -161,13 +167,7 @@ class Study:
         png = embedding_png(
             emb.coords, self.figures / f"umap_{species}.png", f"{species}: sPCA → UMAP"
         )
-        return {
-            "silhouette": emb.silhouette,
-            "families": emb.families,
-            "n_cells": len(emb.coords),
-            "n_dropped_incomplete": emb.n_dropped,
-            "figure": png.name,
-        }
+        return {**emb.summary(), "figure": png.name}
 
     def forest(self, species: str, label: str, inputs: str, protocol: str) -> dict:
         from .evaluation.run import evaluate, write_evaluation
@@ -349,7 +349,7 @@ class Study:
         }
 
     def save_models(self) -> dict:
-        from .models.bundle import ModelCard, save_model
+        from .models.bundle import card_for, save_model
         from .models.forest import make_forest
 
         saved = {}
@@ -360,15 +360,10 @@ class Study:
             model = make_forest(self.settings.seed, n_estimators=self.settings.forest_trees).fit(
                 table[features], table[label].to_numpy()
             )
-            card = ModelCard(
-                kind="rf-raw",
-                species=species,
-                label=label,
-                classes=[str(c) for c in model.classes_],
-                features=features,
-                n_train_cells=len(table),
-                extra={"seed": self.settings.seed, "trained_by": "ephys2tx reproduce"},
-            )
+            card = card_for(
+                model, "rf-raw", species, label, len(table),
+                seed=self.settings.seed, trained_by="ephys2tx reproduce",
+            )  # fmt: skip
             target = self.out / "models" / f"rf-{species}"
             save_model(target, model, card)
             saved[f"rf-{species}"] = str(target.relative_to(self.out))
@@ -418,7 +413,12 @@ BILSTM_RUNS = [  # species, label, protocol, also in --quick
 
 
 def reproduce(
-    out: Path, quick: bool = False, seed: int = 0, data_dir=None, mirror=None, n_jobs: int = 1
+    out: Path,
+    quick: bool = False,
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+    mirror: str | None = None,
+    n_jobs: int = 1,
 ) -> dict:
     """Run every step (reusing cached ones) and write results.json and report.html."""
     from .report.html import write_report

@@ -56,10 +56,11 @@ def training_cells(
     data_dir: Path | None = None,
     mirror: str | None = None,
 ) -> tuple[pd.DataFrame, str]:
-    """A species' harmonized cells with the chosen label, minus any excluded specimens."""
+    """A species' harmonized cells that carry the chosen label, minus excluded specimens."""
     species = check_species(species)
     label = check_label(species, labels or DEFAULT_LABEL[species])
     cells, _ = build_cells(species, data_dir, mirror)
+    cells = cells[cells[label].notna()].reset_index(drop=True)
     if exclude_ids is not None:
         excluded = read_id_list(exclude_ids)
         before = len(cells)
@@ -70,3 +71,12 @@ def training_cells(
                 f"--exclude-ids {exclude_ids} leaves no {species} cells to train on"
             )
     return cells, label
+
+
+def print_f1(model: str, species: str, label: str, protocol: str, metrics: dict, out: Path) -> None:
+    """One line: a model's macro-F1 with its interval, and where its metrics.json is."""
+    f1 = metrics["macro_f1"]
+    console.print(
+        f"{model} {species} {label} ({protocol}): macro-F1 {f1['mean']:.3f} ± {f1['sd']:.3f} "
+        f"(95% CI {f1['ci95'][0]:.3f}–{f1['ci95'][1]:.3f}); wrote {out}/metrics.json"
+    )

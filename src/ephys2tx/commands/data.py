@@ -25,6 +25,7 @@ from .common import (
     Seed,
     Species,
     console,
+    print_f1,
     training_cells,
 )
 
@@ -84,14 +85,7 @@ def embed(
         result = embed_cells(table, usable_features(table), label, seed)
     out.mkdir(parents=True, exist_ok=True)
     png = embedding_png(result.coords, out / f"umap_{species}.png", f"{species}: sPCA → UMAP")
-    payload = {
-        "species": species,
-        "label": label,
-        "silhouette": result.silhouette,
-        "families": result.families,
-        "n_cells": len(result.coords),
-        "n_dropped_incomplete": result.n_dropped,
-    }
+    payload = {"species": species, "label": label, **result.summary()}
     (out / f"silhouette_{species}.json").write_text(json.dumps(payload, indent=2))
     result.coords.to_csv(out / f"umap_{species}.csv", index=False)
     console.print(f"silhouette per class: {result.silhouette}")
@@ -109,7 +103,7 @@ def train_rf(
     mirror: Mirror = None,
 ) -> None:
     """Train the class-balanced random forest on all cells of a species and save it."""
-    from ..models.bundle import ModelCard, save_model
+    from ..models.bundle import card_for, save_model
     from ..models.forest import make_forest
 
     table, label = training_cells(species, labels, exclude_ids, data_dir, mirror)
@@ -117,20 +111,9 @@ def train_rf(
     model = make_forest(seed, inputs)
     with console.status(f"training forest on {len(table)} {species} cells"):
         model.fit(table[features], table[label].to_numpy())
-    card = ModelCard(
-        kind=f"rf-{inputs}",
-        species=species,
-        label=label,
-        classes=[str(c) for c in model.classes_],
-        features=features,
-        n_train_cells=len(table),
-        extra={"seed": seed},
-    )
+    card = card_for(model, f"rf-{inputs}", species, label, len(table), seed=seed)
     save_model(out, model, card)
     console.print(f"saved {card.kind} model ({len(features)} features) to {out}")
-
-
-RECORDING_SUFFIXES = (".nwb", ".abf")
 
 
 def _cells_from_inputs(inputs: list[Path], features_dir: Path):
@@ -138,6 +121,7 @@ def _cells_from_inputs(inputs: list[Path], features_dir: Path):
     import pandas as pd
 
     from ..features.batch import run_batch
+    from ..recordings.read import SUFFIXES as RECORDING_SUFFIXES
     from ..recordings.read import recording_files
 
     tables, recordings = [], []
@@ -237,11 +221,7 @@ def evaluate_rf(
         )
         target = out if len(chosen) == 1 else out / kind
         write_evaluation(target, result, metrics, f"{species} {label}: forest on {kind}")
-        f1 = metrics["macro_f1"]
-        console.print(
-            f"rf-{kind} {species} {label} ({protocol}): macro-F1 {f1['mean']:.3f} ± {f1['sd']:.3f} "
-            f"(95% CI {f1['ci95'][0]:.3f}–{f1['ci95'][1]:.3f}); wrote {target}/metrics.json"
-        )
+        print_f1(f"rf-{kind}", species, label, protocol, metrics, target)
 
 
 def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer) -> None:

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import typer
 
-SPECIES = ("mouse", "human")
-
 
 def _expand(paths: list[Path]) -> list[Path]:
     """Files as given; folders become their .abf/.nwb files."""
@@ -34,11 +32,12 @@ def _extract(
     """Extract IPFX scalar features and feature vectors; finished files are cached and skipped."""
     from rich.console import Console
 
+    from ..datasets.cells import check_species
     from ..errors import Ephys2txError
     from ..features.batch import CELLS_FILE, ERRORS_FILE, FV_FILE, run_batch
 
-    if species is not None and species not in SPECIES:
-        raise Ephys2txError(f"--species {species!r} is not known; use mouse or human")
+    if species is not None:
+        check_species(species)
     if scheduler and workers != 1:
         raise Ephys2txError("--workers and --scheduler exclude each other; give one of them")
     files = _expand(paths)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import Ephys2txError
+from ..evaluation import LEARNING_CURVE_FRACTIONS
 from ..models import TRANSFER_METHODS
 from .common import (
     DataDir,
@@ -21,6 +22,7 @@ from .common import (
     Seed,
     Species,
     console,
+    print_f1,
     training_cells,
 )
 
@@ -29,29 +31,6 @@ Members = Annotated[
     int, typer.Option("--members", help="Networks averaged, each early-stopped on other donors.")
 ]
 Method = Annotated[str, typer.Option("--method", help=", ".join(TRANSFER_METHODS) + ".")]
-
-
-def model_card(model, kind: str, species: str, label: str, n_cells: int, extra: dict):
-    """The card of a fitted BiLSTM/transfer model: its features and standardization."""
-    from ..models.bundle import ModelCard
-
-    return ModelCard(
-        kind=kind,
-        species=species,
-        label=label,
-        classes=[str(c) for c in model.classes_],
-        features=model.used_features(),
-        n_train_cells=n_cells,
-        extra={**extra, "params": _jsonable(model.get_params(deep=False))},
-    )
-
-
-def _jsonable(params: dict) -> dict:
-    return {
-        k: v
-        for k, v in params.items()
-        if isinstance(v, (int, float, str, bool, type(None), list, tuple))
-    }
 
 
 def train_bilstm(
@@ -66,14 +45,13 @@ def train_bilstm(
 ) -> None:
     """Train the attention BiLSTM over feature families on all cells of a species."""
     from ..models.bilstm import BiLSTMClassifier
-    from ..models.bundle import save_model
+    from ..models.bundle import card_for, save_model
 
     table, label = training_cells(species, labels, exclude_ids, data_dir, mirror)
-    table = table[table[label].notna()].reset_index(drop=True)
     model = BiLSTMClassifier(n_members=members, random_state=seed)
     with console.status(f"training BiLSTM on {len(table)} {species} cells"):
         model.fit(table, table[label].to_numpy())
-    card = model_card(model, "bilstm", species, label, len(table), model.card_extra())
+    card = card_for(model, "bilstm", species, label, len(table))
     save_model(out, model, card)
     console.print(f"saved bilstm model ({len(card.features)} features) to {out}")
 
@@ -88,7 +66,7 @@ def train_transfer(
     mirror: Mirror = None,
 ) -> None:
     """Train a human classifier that learns from all mouse cells too (aligned 4 classes)."""
-    from ..models.bundle import save_model
+    from ..models.bundle import card_for, save_model
     from ..models.transfer import make_transfer
 
     if method not in TRANSFER_METHODS:
@@ -100,8 +78,10 @@ def train_transfer(
     model = make_transfer(mouse, method, n_members=members, random_state=seed)
     with console.status(f"pretraining on {len(mouse)} mouse, training on {len(human)} human"):
         model.fit(human, human[label].to_numpy())
-    extra = {**model.card_extra(), "method": method, "n_source_cells": len(mouse)}
-    card = model_card(model, f"transfer-{method}", "human", label, len(human), extra)
+    card = card_for(
+        model, f"transfer-{method}", "human", label, len(human),
+        method=method, n_source_cells=len(mouse),
+    )  # fmt: skip
     save_model(out, model, card)
     console.print(f"saved transfer-{method} model ({len(card.features)} features) to {out}")
 
@@ -132,7 +112,6 @@ def evaluate_bilstm(
     from ..models.bilstm import BiLSTMClassifier
 
     table, label = training_cells(species, labels, data_dir=data_dir, mirror=mirror)
-    table = table[table[label].notna()].reset_index(drop=True)
     fold_list = cell_folds(table, label, species, protocol, folds, repeats, seed)
     model = BiLSTMClassifier(n_members=members, random_state=seed)
     with Progress(transient=True) as bar:
@@ -152,7 +131,7 @@ def evaluate_bilstm(
     by_class = attention_by_class(attention)
     by_class.to_csv(out / "attention_by_class.csv")
     plot_attention(by_class, out / "attention_by_class.png", f"{species} {label}: BiLSTM attention")
-    _print_f1("bilstm", species, label, protocol, metrics, out)
+    print_f1("bilstm", species, label, protocol, metrics, out)
 
 
 def evaluate_transfer(
@@ -162,7 +141,7 @@ def evaluate_transfer(
     ] = "all",
     fractions: Annotated[
         str, typer.Option("--fractions", help="Shares of human training donors, comma-separated.")
-    ] = "0.1,0.25,0.5,1",
+    ] = ",".join(f"{f:g}" for f in LEARNING_CURVE_FRACTIONS),
     protocol: Protocol = "grouped",
     repeats: Repeats = 3,
     folds: Folds = 5,
@@ -212,7 +191,7 @@ def evaluate_transfer(
         _forest_importance(human, label, features["rf"], fold_list, seed, study, out)
     for name in [f"transfer_{m}" for m in methods]:
         metrics = study.results[(name, max(shares))].summary()
-        _print_f1(name, "human", label, protocol, metrics, out / name)
+        print_f1(name, "human", label, protocol, metrics, out / name)
     paired = study.paired()
     if not paired.empty:
         console.print(paired.round(4).to_string(index=False))
@@ -234,14 +213,6 @@ def _forest_importance(human, label, features, fold_list, seed, study, out: Path
             f"{name}: attention",
             importance=imp,
         )
-
-
-def _print_f1(model: str, species: str, label: str, protocol: str, metrics: dict, out) -> None:
-    f1 = metrics["macro_f1"]
-    console.print(
-        f"{model} {species} {label} ({protocol}): macro-F1 {f1['mean']:.3f} ± {f1['sd']:.3f} "
-        f"(95% CI {f1['ci95'][0]:.3f}–{f1['ci95'][1]:.3f}); wrote {out}/metrics.json"
-    )
 
 
 def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer) -> None:

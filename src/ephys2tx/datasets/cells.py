@@ -58,7 +58,7 @@ def check_species(species: str) -> str:
     return species
 
 
-def _read_csv(name: str, data_dir, mirror) -> pd.DataFrame:
+def _read_csv(name: str, data_dir: str | Path | None, mirror: str | None) -> pd.DataFrame:
     return pd.read_csv(data_path(name, data_dir, mirror), low_memory=False)
 
 
@@ -79,7 +79,9 @@ def _finish(cells: pd.DataFrame, report: QCReport) -> pd.DataFrame:
     return cells
 
 
-def build_mouse_cells(data_dir=None, mirror=None) -> tuple[pd.DataFrame, QCReport]:
+def build_mouse_cells(
+    data_dir: str | Path | None = None, mirror: str | None = None
+) -> tuple[pd.DataFrame, QCReport]:
     """Mouse VISp cells of Gouwens et al. 2020: metadata joined to both feature tables."""
     meta = _read_csv("mouse_gouwens2020/20200711_patchseq_metadata_mouse.csv", data_dir, mirror)
     efeature = _read_csv("mouse_gouwens2020/efeature.csv", data_dir, mirror)
@@ -120,7 +122,9 @@ def build_mouse_cells(data_dir=None, mirror=None) -> tuple[pd.DataFrame, QCRepor
     return _finish(cells, report), report
 
 
-def build_human_cells(data_dir=None, mirror=None) -> tuple[pd.DataFrame, QCReport]:
+def build_human_cells(
+    data_dir: str | Path | None = None, mirror: str | None = None
+) -> tuple[pd.DataFrame, QCReport]:
     """Human neocortical GABAergic cells of Lee et al. 2023, with revised subclass labels."""
     fx = _read_csv("human_lee2023/LeeDalley_ephys_fx.csv", data_dir, mirror)
     meta = _read_csv("human_lee2023/LeeDalley_manuscript_metadata_v2.csv", data_dir, mirror)
@@ -154,7 +158,9 @@ def build_human_cells(data_dir=None, mirror=None) -> tuple[pd.DataFrame, QCRepor
     return _finish(cells, report), report
 
 
-def build_cells(species: str, data_dir=None, mirror=None) -> tuple[pd.DataFrame, QCReport]:
+def build_cells(
+    species: str, data_dir: str | Path | None = None, mirror: str | None = None
+) -> tuple[pd.DataFrame, QCReport]:
     """The harmonized cell table of one species and its QC report."""
     builder = {"mouse": build_mouse_cells, "human": build_human_cells}[check_species(species)]
     return builder(data_dir, mirror)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
 from ..errors import Ephys2txError
@@ -84,7 +85,7 @@ def make_folds(
 
 
 def cell_folds(
-    cells,
+    cells: pd.DataFrame,
     label: str,
     species: str,
     protocol: str = "grouped",

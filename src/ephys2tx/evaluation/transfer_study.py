@@ -18,12 +18,12 @@ import pandas as pd
 from rich.progress import Progress
 
 from ..datasets.cells import usable_features
+from . import LEARNING_CURVE_FRACTIONS
 from .crossval import CVResult, cross_validate
 from .folds import Fold, subsample_groups
 from .metrics import mean_ci, paired_difference
 from .run import write_evaluation
 
-FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 REFERENCE = "bilstm_human"  # the variant every transfer variant is compared with
 
 
@@ -121,7 +121,7 @@ def run_transfer_study(
     human: pd.DataFrame,
     variants: dict[str, object],
     folds: list[Fold],
-    fractions: tuple[float, ...] = FRACTIONS,
+    fractions: tuple[float, ...] = LEARNING_CURVE_FRACTIONS,
     label: str = "label",
     features: dict[str, list[str]] | None = None,
     seed: int = 0,
@@ -272,7 +272,7 @@ def write_study(study: StudyResult, out_dir: str | Path, context: dict) -> dict:
 
 
 def study_variants(
-    human: pd.DataFrame, mouse: pd.DataFrame, methods, members: int, seed: int
+    human: pd.DataFrame, mouse: pd.DataFrame, methods: tuple[str, ...], members: int, seed: int
 ) -> tuple[dict, dict]:
     """The models of the transfer study and the columns the forests read."""
     from ..models.bilstm import BiLSTMClassifier

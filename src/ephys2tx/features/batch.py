@@ -30,6 +30,8 @@ from .families import SCALAR_FEATURES, VECTOR_FAMILIES
 from .fvfile import write_feature_vectors
 
 if TYPE_CHECKING:
+    from distributed import Client, LocalCluster
+
     from .extract import CellFeatures
 
 CONNECT_TIMEOUT = "20s"  # to reach an existing scheduler (--scheduler)
@@ -240,7 +242,9 @@ def _warm_up() -> None:
     from . import extract  # noqa: F401
 
 
-def _client(workers: int, scheduler: str | None, memory_limit: str, processes: bool):
+def dask_client(
+    workers: int, scheduler: str | None = None, memory_limit: str = "2GiB", processes: bool = True
+) -> tuple[Client, LocalCluster | None]:
     """Connect to `scheduler`, or start a LocalCluster of `workers` single-threaded workers."""
     from distributed import Client, LocalCluster
 
@@ -297,7 +301,7 @@ def run_batch(
     if workers < 1:
         raise Ephys2txError(f"--workers must be at least 1, got {workers}")
     t0 = time.perf_counter()
-    client, cluster = _client(workers, scheduler, memory_limit, processes)
+    client, cluster = dask_client(workers, scheduler, memory_limit, processes)
     results: dict[int, dict] = {}
     client.run(_warm_up)
     t_submit = time.perf_counter()

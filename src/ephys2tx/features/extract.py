@@ -452,19 +452,23 @@ def _adapt_ratios(spikes: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+# the scalar families measured on long-square sweeps
+LONG_SQUARE_FAMILIES = (
+    "subthreshold",
+    "rheobase_fi",
+    "ap_rheo",
+    "firing_hero",
+    "ap_hero",
+    "adaptation",
+)
+
+
 def long_square_scalars(pa: ProtocolAnalysis) -> tuple[dict[str, float], dict[str, str]]:
     """Subthreshold, rheobase/f-I, rheobase AP, hero and adaptation features; reasons by family."""
     out: dict[str, float] = {}
     why: dict[str, str] = {}
     if pa.features is None:
-        for fam in (
-            "subthreshold",
-            "rheobase_fi",
-            "ap_rheo",
-            "firing_hero",
-            "ap_hero",
-            "adaptation",
-        ):
+        for fam in LONG_SQUARE_FAMILIES:
             why[fam] = pa.reason or "no long-square analysis"
         return out, why
     f = pa.features
@@ -617,14 +621,7 @@ def scalar_features(analysis: CellAnalysis) -> tuple[dict[str, float], dict[str,
 
 def _families_of(fn: Callable) -> tuple[str, ...]:
     return {
-        long_square_scalars: (
-            "subthreshold",
-            "rheobase_fi",
-            "ap_rheo",
-            "firing_hero",
-            "ap_hero",
-            "adaptation",
-        ),
+        long_square_scalars: LONG_SQUARE_FAMILIES,
         short_square_scalars: ("ap_short_square",),
         ramp_scalars: ("ap_ramp",),
         chirp_scalars: ("chirp",),

@@ -1,7 +1,8 @@
 """Saved models: the fitted estimator plus what a user needs to trust and reuse it.
 
 A model directory holds `model.joblib` (the fitted estimator) and `model.json` (kind,
-species, label, classes, feature list, family declaration, package version, metrics).
+species, label, classes, feature list, family declaration, package version; for networks
+also the standardization statistics and parameters).
 """
 
 from __future__ import annotations
@@ -37,6 +38,27 @@ class ModelCard:
     extra: dict = field(default_factory=dict)
 
 
+def card_for(model, kind: str, species: str, label: str, n_train_cells: int, **extra) -> ModelCard:
+    """The card of a fitted model; classes, features and (networks) scaling come from it."""
+    if hasattr(model, "used_features"):  # the BiLSTM and transfer estimators
+        features = model.used_features()
+        params = model.get_params(deep=False)
+        simple = (int, float, str, bool, type(None), list, tuple)
+        params = {k: v for k, v in params.items() if isinstance(v, simple)}
+        extra = {**model.card_extra(), **extra, "params": params}
+    else:
+        features = [str(c) for c in model.feature_names_in_]
+    return ModelCard(
+        kind=kind,
+        species=species,
+        label=label,
+        classes=[str(c) for c in model.classes_],
+        features=features,
+        n_train_cells=n_train_cells,
+        extra=extra,
+    )
+
+
 def families_of(features: list[str]) -> dict[str, list[str]]:
     """The family declaration restricted to a model's features."""
     out: dict[str, list[str]] = {}
@@ -60,7 +82,7 @@ def save_model(model_dir: str | Path, estimator, card: ModelCard) -> Path:
     return model_dir
 
 
-def load_model(model_dir: str | Path):
+def load_model(model_dir: str | Path) -> tuple[object, ModelCard]:
     """Return (estimator, card); a missing or incomplete directory is a clear error."""
     model_dir = Path(model_dir)
     if not (model_dir / META_FILE).is_file() or not (model_dir / MODEL_FILE).is_file():

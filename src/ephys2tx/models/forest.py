@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import RandomForestClassifier
@@ -13,7 +14,9 @@ from ..representations.family_spca import FamilySPCA
 INPUTS = ("raw", "spca")
 
 
-def make_forest(seed: int = 0, inputs: str = "raw", n_estimators: int = 500, n_jobs: int = -1):
+def make_forest(
+    seed: int = 0, inputs: str = "raw", n_estimators: int = 500, n_jobs: int = -1
+) -> RandomForestClassifier | Pipeline:
     """Class-balanced forest; scikit-learn's trees take NaN, so missing values stay missing.
 
     Settings were chosen on donor-grouped folds of seed 100 (human), not on the reported
@@ -41,15 +44,15 @@ class PooledSpeciesForest(ClassifierMixin, BaseEstimator):
         self.source_labels = source_labels
         self.seed = seed
 
-    def fit(self, X: pd.DataFrame, y):
+    def fit(self, X: pd.DataFrame, y) -> PooledSpeciesForest:
         pooled = pd.concat([X, self.source.reindex(columns=X.columns)], ignore_index=True)
         labels = list(y) + list(self.source_labels)
         self.forest_ = clone(make_forest(self.seed)).fit(pooled, labels)
         self.classes_ = self.forest_.classes_
         return self
 
-    def predict_proba(self, X: pd.DataFrame):
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         return self.forest_.predict_proba(X)
 
-    def predict(self, X: pd.DataFrame):
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.forest_.predict(X)

@@ -22,6 +22,15 @@ class Embedding:
     families: list[str]
     n_dropped: int  # cells lacking one of the used families
 
+    def summary(self) -> dict:
+        """Separation and coverage, as written to results and silhouette files."""
+        return {
+            "silhouette": self.silhouette,
+            "families": self.families,
+            "n_cells": len(self.coords),
+            "n_dropped_incomplete": self.n_dropped,
+        }
+
 
 def embed_cells(
     cells: pd.DataFrame,
