@@ -18,7 +18,7 @@ import pandas as pd
 from ephys2tx.datasets.cells import build_cells
 from ephys2tx.evaluation import LEARNING_CURVE_FRACTIONS
 from ephys2tx.evaluation.crossval import CVResult
-from ephys2tx.evaluation.folds import make_folds
+from ephys2tx.evaluation.folds import PROTOCOLS, make_folds
 from ephys2tx.evaluation.transfer_study import (
     StudyResult,
     run_transfer_study,
@@ -39,6 +39,9 @@ def main() -> None:
     parser.add_argument("--fractions", default=",".join(f"{f:g}" for f in LEARNING_CURVE_FRACTIONS))
     parser.add_argument("--variants", default="", help="only these variants (comma-separated)")
     parser.add_argument("--seed", type=int, default=0, help="fold seed (0 = the reported folds)")
+    parser.add_argument(
+        "--protocol", choices=PROTOCOLS, default="grouped", help="seed = the study's random folds"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-transfer"))
     parser.add_argument(
         "--merge",
@@ -55,7 +58,7 @@ def main() -> None:
     mouse, _ = build_cells("mouse")
     folds = make_folds(
         human["label"].to_numpy(), human["donor"].to_numpy(), "human",
-        n_repeats=args.repeats, seed=args.seed,
+        args.protocol, n_repeats=args.repeats, seed=args.seed,
     )  # fmt: skip
     methods = tuple(m for m in args.methods.split(",") if m)
     variants, features = study_variants(human, mouse, methods, args.members, seed=0)
@@ -78,7 +81,7 @@ def main() -> None:
     )  # fmt: skip
     for name, att in study.attention.items():
         att.to_csv(saved / f"attention_{name}.csv", index=False)
-    context = {"protocol": "grouped", "n_repeats": args.repeats, "n_members": args.members}
+    context = {"protocol": args.protocol, "n_repeats": args.repeats, "n_members": args.members}
     print_study(study, args.out, context)
     print(f"total {time.perf_counter() - start:.0f} s for {len(folds)} folds")
 

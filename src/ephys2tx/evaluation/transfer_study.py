@@ -175,10 +175,11 @@ def plot_learning_curve(curve: pd.DataFrame, path: str | Path, title: str = "") 
     for i, variant in enumerate(variants):
         part = curve[curve["variant"] == variant].sort_values("fraction")
         x = part["fraction"].to_numpy() * (1 + 0.012 * (i - len(variants) / 2))  # dodge
+        mean, low, high = (part[c].to_numpy() for c in ("mean", "ci95_low", "ci95_high"))
         ax.errorbar(
             x,
-            part["mean"],
-            yerr=[part["mean"] - part["ci95_low"], part["ci95_high"] - part["mean"]],
+            mean,
+            yerr=[mean - low, high - mean],
             marker="o",
             capsize=3,
             label=variant,
