@@ -193,3 +193,22 @@ def test_demo_report_in_headless_chromium(demo_run, tmp_path):
     out, _, _ = demo_run
     probe = check_report(ensure_chromium(), out, tmp_path, "demo_report.png")
     assert {"data", "forest", "sequence"} <= {t["section"] for t in probe["tables"]}
+
+
+def test_sequence_results_keep_both_protocols_apart():
+    from ephys2tx.reproduce import _sequence_results
+
+    def step(f1: float, where: str) -> dict:
+        score = {"macro_f1": {"mean": f1}, "title": "transfer_align"}
+        return {
+            "scores": {"transfer_align": score},
+            "paired": {f"transfer_align − bilstm_human @ 100%{where}": {"mean": 0.01}},
+            "figures": [],
+            "learning_curve": [],
+        }
+
+    merged = _sequence_results({}, step(0.8, ""), step(0.7, ", seed protocol"))
+    scores = merged["scores"]
+    assert scores["transfer_transfer_align"]["macro_f1"]["mean"] == 0.8
+    assert scores["transfer_seed_transfer_align"]["macro_f1"]["mean"] == 0.7
+    assert len(merged["paired"]) == 2

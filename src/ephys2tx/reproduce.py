@@ -280,15 +280,18 @@ class Study:
             brief["figure"] = png.name
         return brief
 
-    def transfer(self) -> dict:
+    def transfer(self, protocol: str = "grouped") -> dict:
+        """The transfer study: a learning curve on donor-grouped folds, or (`seed`) the
+        study's random folds with all training cells, to set beside its table."""
         from .evaluation.folds import cell_folds
         from .evaluation.transfer_study import run_transfer_study, study_variants, write_study
 
         s = self.settings
         human, mouse = self.cells("human"), self.cells("mouse")
-        folds = cell_folds(
-            human, "label", "human", "grouped", s.network_folds, s.transfer_repeats, s.seed
-        )
+        grouped = protocol == "grouped"
+        repeats = s.transfer_repeats if grouped else s.network_seed_repeats
+        fractions = s.transfer_fractions if grouped else (1.0,)
+        folds = cell_folds(human, "label", "human", protocol, s.network_folds, repeats, s.seed)
         variants, features = study_variants(
             human, mouse, s.transfer_methods, s.bilstm_members, s.seed
         )
@@ -296,15 +299,12 @@ class Study:
             if hasattr(model, "max_epochs"):
                 model.set_params(max_epochs=s.bilstm_max_epochs)
         study = run_transfer_study(
-            human, variants, folds, s.transfer_fractions, "label", features, s.seed,
-            n_jobs=self.n_jobs,
-        )  # fmt: skip
-        out = self.out / "transfer"
-        summary = write_study(
-            study,
-            out,
-            {"protocol": "grouped", "n_folds": s.network_folds, "n_repeats": s.transfer_repeats},
+            human, variants, folds, fractions, "label", features, s.seed, n_jobs=self.n_jobs
         )
+        name = "transfer" if grouped else f"transfer_{protocol}"
+        out = self.out / name
+        context = {"protocol": protocol, "n_folds": s.network_folds, "n_repeats": repeats}
+        summary = write_study(study, out, context)
         figures = []
         for source, caption in [
             (
@@ -316,25 +316,26 @@ class Study:
                 for n in study.attention
             ],
         ]:
-            if (out / source).is_file():
-                (out / source).replace(self.figures / f"transfer_{source}")
-                figures.append((f"transfer_{source}", caption))
-        top = max(s.transfer_fractions)
+            if grouped and (out / source).is_file():  # one share of donors: no curve to draw
+                (out / source).replace(self.figures / f"{name}_{source}")
+                figures.append((f"{name}_{source}", caption))
+        top = max(fractions)
         scores = {
-            name: {
+            variant: {
                 **_metrics_brief(
-                    result.summary(model=name, species="human", label="label", protocol="grouped")
+                    result.summary(model=variant, species="human", label="label", protocol=protocol)
                 ),
-                "title": f"{name} (human 4-class, all training donors)",
+                "title": f"{variant} (human 4-class, all training donors)",
                 "reference": {"bilstm_human": "transfer_human_only"}.get(
-                    name, "transfer_best" if name.startswith("transfer") else ""
+                    variant, "transfer_best" if variant.startswith("transfer") else ""
                 ),
             }
-            for (name, fraction), result in study.results.items()
+            for (variant, fraction), result in study.results.items()
             if fraction == top
         }
+        where = "" if grouped else f", {protocol} protocol"
         paired = {
-            f"{row['variant']} − {row['reference']} @ {row['fraction']:.0%}": {
+            f"{row['variant']} − {row['reference']} @ {row['fraction']:.0%}{where}": {
                 "mean": row["mean_diff"],
                 "ci95": [row["ci95_low"], row["ci95_high"]],
                 "n": row["n"],
@@ -385,15 +386,22 @@ def _classes(label: str) -> str:
     return "5-class" if label == "label5" else "4-class"
 
 
-def _sequence_results(bilstm: dict, transfer: dict) -> dict:
+def _sequence_results(bilstm: dict, transfer: dict, transfer_seed: dict | None) -> dict:
     notes = [
         "The transfer study refits every variant at every share of human training donors on "
         "the same donor-grouped human folds; mouse cells are only ever training data. Paired "
         "differences are fold by fold against the human-only BiLSTM, with a t-interval over folds.",
+        "The study's protocol (random folds, cells of one donor on both sides) is run with all "
+        "training cells, so its figures can be set beside the study's table.",
     ]
+    seed = transfer_seed or {"scores": {}, "paired": {}}
     return {
-        "scores": {**bilstm, **{f"transfer_{k}": v for k, v in transfer["scores"].items()}},
-        "paired": transfer["paired"],
+        "scores": {
+            **bilstm,
+            **{f"transfer_{k}": v for k, v in transfer["scores"].items()},
+            **{f"transfer_seed_{k}": v for k, v in seed["scores"].items()},
+        },
+        "paired": {**transfer["paired"], **seed["paired"]},
         "figures": [
             (v["figure"], f"{v['title']}: mean attention per family and true class")
             for v in bilstm.values()
@@ -408,8 +416,7 @@ def _sequence_results(bilstm: dict, transfer: dict) -> dict:
 BILSTM_RUNS = [  # species, label, protocol, also in --quick
     ("mouse", "label5", "grouped", True),
     ("mouse", "label5", "seed", False),
-    ("human", "label", "seed", False),
-]
+]  # the human seed-protocol BiLSTM is the human-only variant of the seed transfer step
 
 
 def reproduce(
@@ -452,7 +459,8 @@ def reproduce(
         for sp, lab, pro, in_quick in BILSTM_RUNS
         if in_quick or not quick
     }
-    results["sequence"] = _sequence_results(bilstm, run("transfer", study.transfer))
+    transfer_seed = None if quick else run("transfer_seed", lambda: study.transfer("seed"))
+    results["sequence"] = _sequence_results(bilstm, run("transfer", study.transfer), transfer_seed)
     results["models"] = run("models", study.save_models)
     tmp = study.out / ".results.json.part"
     tmp.write_text(json.dumps(results, indent=2, default=float))
