@@ -1,0 +1,211 @@
+"""The hierarchical reference model: subclass, then t-type, consistent across levels.
+
+P(t-type) = P(subclass) x P(t-type | subclass), so the t-type distribution sums to the
+subclass distribution by construction. P(subclass) comes from its own model (the strongest
+one we found); P(t-type | subclass) from one classifier per subclass or from a flat t-type
+model renormalized within each subclass. Which is which was chosen on seed-100 folds
+(`benchmarks/select_reference.py`); the defaults are that choice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier
+
+from ..datasets.taxonomy import LEVELS, Taxonomy
+from ..errors import Ephys2txError
+from .forest import make_forest
+
+BASE_MODELS = ("rf", "hgb", "rf+hgb")
+SUBCLASS_MODELS = (*BASE_MODELS, "leaf-sum")
+T_TYPE_MODELS = ("per-subclass", "flat")
+# A derived input: 1 for cultured human slices, 0 for acute, NaN when unknown.
+CONDITION_FEATURE = "condition_culture"
+
+
+def make_base(kind: str, seed: int = 0, n_jobs: int = 1, n_estimators: int = 300):
+    """A class-balanced classifier that takes NaN: forest, gradient boosting, or both averaged."""
+    if kind == "rf":
+        return make_forest(seed, "raw", n_estimators=n_estimators, n_jobs=n_jobs)
+    if kind == "hgb":
+        return HistGradientBoostingClassifier(
+            class_weight="balanced", early_stopping=False, random_state=seed
+        )
+    if kind == "rf+hgb":
+        return VotingClassifier(
+            [
+                ("rf", make_base("rf", seed, n_jobs, n_estimators)),
+                ("hgb", make_base("hgb", seed)),
+            ],
+            voting="soft",
+        )
+    raise Ephys2txError(f"unknown base model {kind!r}; choose one of: {', '.join(BASE_MODELS)}")
+
+
+def model_inputs(cells: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """The model's input columns; the derived condition input is computed when asked for."""
+    X = cells.reindex(columns=[f for f in features if f != CONDITION_FEATURE])
+    if CONDITION_FEATURE in features:
+        condition = cells["condition"] if "condition" in cells else pd.Series(np.nan, cells.index)
+        X[CONDITION_FEATURE] = condition.map({"culture": 1.0, "acute": 0.0}).astype(float)
+    return X[features]
+
+
+def _aligned(proba: np.ndarray, seen: list, columns: list[str]) -> np.ndarray:
+    """Probabilities over `columns`; a class not seen in training gets 0."""
+    out = np.zeros((proba.shape[0], len(columns)))
+    index = {c: i for i, c in enumerate(columns)}
+    for j, cls in enumerate(seen):
+        out[:, index[str(cls)]] = proba[:, j]
+    return out
+
+
+class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
+    """Subclass then t-type; `fit(X, leaves)` where leaves are `Taxonomy` leaf labels.
+
+    `classes_` are the taxonomy's leaves and `predict_proba` their distribution, so it
+    cross-validates like any classifier; `predict_proba_levels` gives both levels.
+    """
+
+    def __init__(
+        self,
+        taxonomy: Taxonomy | None = None,
+        subclass_model: str = "rf+hgb",
+        t_type_model: str = "per-subclass",
+        t_type_estimator: str = "rf",
+        seed: int = 0,
+        n_jobs: int = 1,
+        n_estimators: int = 300,
+    ):
+        self.taxonomy = taxonomy
+        self.subclass_model = subclass_model
+        self.t_type_model = t_type_model
+        self.t_type_estimator = t_type_estimator
+        self.seed = seed
+        self.n_jobs = n_jobs
+        self.n_estimators = n_estimators
+
+    def _base(self, kind: str):
+        return make_base(kind, self.seed, self.n_jobs, self.n_estimators)
+
+    def fit(self, X: pd.DataFrame, y) -> HierarchicalClassifier:
+        tax = self.taxonomy
+        if tax is None:
+            raise Ephys2txError("HierarchicalClassifier needs a taxonomy (build_taxonomy)")
+        if self.subclass_model not in SUBCLASS_MODELS or self.t_type_model not in T_TYPE_MODELS:
+            raise Ephys2txError(
+                f"unknown setting: subclass_model one of {SUBCLASS_MODELS}, "
+                f"t_type_model one of {T_TYPE_MODELS}"
+            )
+        leaves = np.asarray(y, dtype=object)
+        unknown = sorted(set(leaves) - set(tax.parent))
+        if unknown:
+            raise Ephys2txError(f"labels outside the taxonomy: {', '.join(unknown[:5])}")
+        subclass = np.array([tax.parent[leaf] for leaf in leaves], dtype=object)
+        self.subclasses_ = list(tax.subclasses)
+        self.classes_ = np.array(tax.leaves, dtype=object)
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.subclass_estimator_ = None
+        if self.subclass_model != "leaf-sum":
+            self.subclass_estimator_ = clone(self._base(self.subclass_model)).fit(X, subclass)
+        self.flat_estimator_ = None
+        self.per_subclass_ = {}
+        if self.t_type_model == "flat" or self.subclass_model == "leaf-sum":
+            self.flat_estimator_ = clone(self._base(self.t_type_estimator)).fit(X, leaves)
+        if self.t_type_model == "per-subclass":
+            for s in self.subclasses_:
+                mask = subclass == s
+                seen = np.unique(leaves[mask])
+                if len(seen) > 1:
+                    model = clone(self._base(self.t_type_estimator))
+                    self.per_subclass_[s] = model.fit(X[mask], leaves[mask])
+                elif len(seen) == 1:
+                    self.per_subclass_[s] = str(seen[0])  # one leaf: certain given s
+        return self
+
+    def _leaf_given_subclass(self, X: pd.DataFrame) -> np.ndarray:
+        leaves = [str(c) for c in self.classes_]
+        parent = self.taxonomy.parent
+        out = np.zeros((len(X), len(leaves)))
+        if self.t_type_model == "flat":
+            flat = _aligned(
+                self.flat_estimator_.predict_proba(X), self.flat_estimator_.classes_, leaves
+            )
+            for s in self.subclasses_:
+                cols = [i for i, leaf in enumerate(leaves) if parent[leaf] == s]
+                total = flat[:, cols].sum(axis=1, keepdims=True)
+                # no mass on this subclass's leaves: the cell stays at subclass level
+                fallback = np.array([leaves[i] == s for i in cols], float)[None, :]
+                out[:, cols] = np.where(
+                    total > 0, flat[:, cols] / np.maximum(total, 1e-300), fallback
+                )
+            return out
+        for s in self.subclasses_:
+            model = self.per_subclass_.get(s)
+            if model is None:  # subclass absent from training: its own leaf
+                out[:, leaves.index(s)] = 1.0
+            elif isinstance(model, str):
+                out[:, leaves.index(model)] = 1.0
+            else:
+                out += _aligned(model.predict_proba(X), model.classes_, leaves)
+        return out
+
+    def predict_proba_levels(self, X: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """{'subclass': cells x subclasses, 't_type': cells x leaves}; rows sum to 1 and the
+        t-type columns of a subclass sum to its subclass probability."""
+        X = X[list(self.feature_names_in_)]
+        leaves = [str(c) for c in self.classes_]
+        parent = self.taxonomy.parent
+        if self.subclass_model == "leaf-sum" and self.t_type_model == "flat":
+            leaf_p = _aligned(
+                self.flat_estimator_.predict_proba(X), self.flat_estimator_.classes_, leaves
+            )
+        else:
+            if self.subclass_estimator_ is not None:
+                est = self.subclass_estimator_
+                sub_p = _aligned(est.predict_proba(X), est.classes_, self.subclasses_)
+            else:
+                flat = _aligned(
+                    self.flat_estimator_.predict_proba(X), self.flat_estimator_.classes_, leaves
+                )
+                sub_p = sum_to_subclass(flat, leaves, parent, self.subclasses_)
+            owner = [self.subclasses_.index(parent[leaf]) for leaf in leaves]
+            leaf_p = sub_p[:, owner] * self._leaf_given_subclass(X)
+        sub_p = sum_to_subclass(leaf_p, leaves, parent, self.subclasses_)
+        index = X.index
+        return {
+            LEVELS[0]: pd.DataFrame(sub_p, index=index, columns=self.subclasses_),
+            LEVELS[1]: pd.DataFrame(leaf_p, index=index, columns=leaves),
+        }
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """The leaf (t-type level) distribution, columns = `classes_`."""
+        return self.predict_proba_levels(X)[LEVELS[1]].to_numpy()
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+def sum_to_subclass(
+    leaf_p: np.ndarray, leaves: list[str], parent: dict[str, str], subclasses: list[str]
+) -> np.ndarray:
+    """Sum a leaf distribution up the tree to its subclasses."""
+    out = np.zeros((leaf_p.shape[0], len(subclasses)))
+    for j, leaf in enumerate(leaves):
+        out[:, subclasses.index(parent[leaf])] += leaf_p[:, j]
+    return out
+
+
+def hierarchical_argmax(
+    leaf_p: np.ndarray, leaves: list[str], taxonomy: Taxonomy
+) -> tuple[np.ndarray, np.ndarray]:
+    """Level by level, as MapMyCells does: the most probable subclass, then its most
+    probable leaf. Returns (subclass, leaf) per cell."""
+    subclasses = list(taxonomy.subclasses)
+    sub_p = sum_to_subclass(leaf_p, leaves, taxonomy.parent, subclasses)
+    best_sub = np.asarray(subclasses, dtype=object)[sub_p.argmax(axis=1)]
+    owner = np.array([taxonomy.parent[leaf] for leaf in leaves], dtype=object)
+    masked = np.where(owner[None, :] == best_sub[:, None], leaf_p, -1.0)
+    return best_sub, np.asarray(leaves, dtype=object)[masked.argmax(axis=1)]
