@@ -25,9 +25,9 @@ app.add_typer(evaluate_app, name="evaluate")
 
 
 def _register() -> None:
-    from .commands import data, demo, extract, recordings, sequence, study, synth
+    from .commands import data, demo, extract, recordings, reference, sequence, study, synth
 
-    for group in (data, recordings, synth, extract, sequence, study, demo):
+    for group in (data, recordings, synth, extract, sequence, reference, study, demo):
         group.register(app, train_app, evaluate_app)
 
 

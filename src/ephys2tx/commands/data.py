@@ -145,11 +145,16 @@ def _cells_from_inputs(inputs: list[Path], features_dir: Path):
 
 
 def predict(
-    model_dir: Annotated[Path, typer.Argument(help="A directory written by `ephys2tx train`.")],
-    inputs: Annotated[
-        list[Path],
-        typer.Argument(help="Cell tables (.parquet/.csv), recordings (.nwb/.abf) or folders."),
+    model_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="A directory written by `ephys2tx train` (with --species: a cell input)."
+        ),
     ],
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Cell tables (.parquet/.csv), recordings (.nwb/.abf) or folders."),
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="CSV of predictions.")] = Path(
         "predictions.csv"
     ),
@@ -160,14 +165,34 @@ def predict(
             help="Where extracted features of recordings go (default: next to --out).",
         ),
     ] = None,
+    species: Annotated[
+        str | None,
+        typer.Option(
+            "--species", help="No MODEL_DIR: use the cached reference model of a species."
+        ),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Reference models: full distribution per level.")
+    ] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="Reference models: set level.")] = 0.1,
+    data_dir: DataDir = None,
+    mirror: Mirror = None,
 ) -> None:
-    """Predict subclasses with a probability per class, for tables or raw recordings."""
-    from ..models.bundle import load_model, predict_table
+    """Predict subclasses with a probability per class, for tables or raw recordings.
 
+    `predict --species human|mouse CELLS...` needs no model: it uses the reference model
+    (subclass and t-type), trained from the public tables on first use and cached."""
+    from ..models.bundle import load_model, predict_table
+    from .reference import resolve_predict_model, write_mapping
+
+    model_dir, inputs = resolve_predict_model(model_dir, inputs or [], species, data_dir, mirror)
     estimator, card = load_model(model_dir)
     table = _cells_from_inputs(inputs, features_dir or out.with_name(out.stem + "_features"))
-    predictions = predict_table(estimator, card, table)
-    measured = table[card.features].notna().mean(axis=1)
+    if card.kind == "reference":
+        predictions = write_mapping(estimator, card, table, alpha, json_out)
+    else:
+        predictions = predict_table(estimator, card, table)
+    measured = table.reindex(columns=card.features).notna().mean(axis=1)
     for sid, share in zip(table["specimen_id"], measured, strict=True):
         if share < 0.5:  # e.g. a rig protocol without short squares or ramps
             console.print(

@@ -8,11 +8,18 @@ Macro-F1 averages over the t-types present in each fold's test cells.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from ..datasets.taxonomy import LEVELS, Taxonomy
+from ..models.conformal import MondrianConformal
+from ..models.mapping import nest_sets
+from ..models.reference import hierarchical_argmax, model_inputs, sum_to_subclass
+from .crossval import cross_validate
+from .folds import Fold
 from .metrics import mean_ci
 
 
@@ -36,7 +43,7 @@ def fold_level_scores(true_leaf, pred_subclass, pred_leaf, taxonomy: Taxonomy) -
             "t_type_accuracy": accuracy_score(t, p),
             "t_type_macro_f1": f1_score(t, p, labels=present, average="macro", zero_division=0),
             "t_type_balanced_accuracy": float(np.mean([np.mean(p[t == c] == c) for c in present])),
-            "subclass_right_when_t_type_wrong": float(
+            "t_type_errors_with_right_subclass": float(
                 np.mean(true_sub[resolved][wrong] == pred_sub[resolved][wrong])
             )
             if wrong.any()
@@ -64,3 +71,126 @@ def summarize_levels(scores: pd.DataFrame) -> dict:
         values = scores[column].dropna()
         out[level][column[len(level) + 1 :]] = mean_ci(values, bounds=(0, 1))
     return out
+
+
+@dataclass
+class ReferenceEvaluation:
+    """Out-of-fold predictions of the reference model with both levels, and its metrics."""
+
+    predictions: pd.DataFrame  # repeat, fold, specimen_id, true, subclass, t_type, sets, p_<leaf>
+    scores: pd.DataFrame  # one row per (repeat, fold)
+    metrics: dict
+    taxonomy: Taxonomy
+
+
+def _split_conformal_sets(
+    predictions: pd.DataFrame, leaves: list[str], taxonomy: Taxonomy, alpha: float
+) -> pd.DataFrame:
+    """Sets of each test fold calibrated on the other folds' out-of-fold scores (same
+    repeat): calibration and test cells never share a donor, as for a deployed model
+    calibrated on its training cells' out-of-fold scores."""
+    subclasses = list(taxonomy.subclasses)
+    parent = taxonomy.parent
+    out = []
+    for _, rep in predictions.groupby("repeat", sort=True):
+        leaf_p = rep[[f"p_{leaf}" for leaf in leaves]].to_numpy()
+        sub_p = sum_to_subclass(leaf_p, leaves, parent, subclasses)
+        true_leaf = rep["true"].astype(str).to_numpy()
+        true_sub = np.array([parent[t] for t in true_leaf])
+        part = rep[["repeat", "fold", "specimen_id"]].copy()
+        sub_in, leaf_in, sub_size, leaf_size, emptied = (np.zeros(len(rep)) for _ in range(5))
+        for fold in rep["fold"].unique():
+            test = (rep["fold"] == fold).to_numpy()
+            cal_sub = MondrianConformal.fit(sub_p[~test], true_sub[~test], subclasses)
+            cal_leaf = MondrianConformal.fit(leaf_p[~test], true_leaf[~test], leaves)
+            sub_mask = cal_sub.set_mask(sub_p[test], alpha)
+            leaf_mask = cal_leaf.set_mask(leaf_p[test], alpha)
+            nested, empty = nest_sets(sub_mask, leaf_mask, subclasses, leaves, taxonomy)
+            rows = np.arange(test.sum())
+            sub_idx = [subclasses.index(s) for s in true_sub[test]]
+            leaf_idx = [leaves.index(t) for t in true_leaf[test]]
+            sub_in[test] = sub_mask[rows, sub_idx]
+            leaf_in[test] = nested[rows, leaf_idx]
+            sub_size[test] = sub_mask.sum(axis=1)
+            leaf_size[test] = nested.sum(axis=1)
+            emptied[test] = empty
+        part["subclass_covered"] = sub_in.astype(bool)
+        part["t_type_covered"] = leaf_in.astype(bool)
+        part["subclass_set_size"] = sub_size.astype(int)
+        part["t_type_set_size"] = leaf_size.astype(int)
+        part["t_type_set_emptied"] = emptied.astype(bool)
+        out.append(part)
+    return pd.concat(out)
+
+
+def evaluate_reference(
+    estimator,
+    cells: pd.DataFrame,
+    label: str,
+    folds: list[Fold],
+    features: list[str],
+    taxonomy: Taxonomy,
+    alpha: float = 0.1,
+    n_jobs: int = 1,
+    progress=True,
+) -> ReferenceEvaluation:
+    """Cross-validate a hierarchical model on `folds` (leaf labels from the taxonomy) and
+    score both levels, plus conformal coverage and set size per level at `alpha`."""
+    table = cells.copy()
+    table["_leaf"] = taxonomy.leaf_labels(table["t_type"], table[label])
+    X = model_inputs(table, features)
+    table = pd.concat([table[["specimen_id", "donor", "_leaf"]], X], axis=1)
+    result = cross_validate(
+        estimator, table, "_leaf", folds, features, progress=progress,
+        description="cross-validating the reference model", n_jobs=n_jobs,
+    )  # fmt: skip
+    predictions = result.predictions
+    leaves = list(taxonomy.leaves)
+    for leaf in leaves:  # leaves absent from every training fold
+        predictions[f"p_{leaf}"] = predictions.get(f"p_{leaf}", 0.0)
+    leaf_p = predictions[[f"p_{leaf}" for leaf in leaves]].to_numpy()
+    predictions["subclass"], predictions["t_type"] = hierarchical_argmax(leaf_p, leaves, taxonomy)
+    sets = _split_conformal_sets(predictions, leaves, taxonomy, alpha)
+    predictions = predictions.merge(sets, on=["repeat", "fold", "specimen_id"], how="left")
+    scores = level_scores(predictions, taxonomy)
+    set_scores = predictions.groupby(["repeat", "fold"], sort=True)[
+        ["subclass_covered", "t_type_covered", "subclass_set_size", "t_type_set_size"]
+    ].mean()
+    metrics = summarize_levels(scores)
+    for level in LEVELS:
+        metrics[level]["coverage"] = mean_ci(set_scores[f"{level}_covered"], bounds=(0, 1))
+        sizes = set_scores[f"{level}_set_size"]
+        metrics[level]["mean_set_size"] = mean_ci(sizes, bounds=(0, len(leaves)))
+    metrics["alpha"] = alpha
+    metrics["t_type_set_emptied_share"] = float(predictions["t_type_set_emptied"].mean())
+    metrics["per_t_type"] = per_t_type_f1(predictions, taxonomy, cells, label)
+    return ReferenceEvaluation(predictions, scores, metrics, taxonomy)
+
+
+def per_t_type_f1(
+    predictions: pd.DataFrame, taxonomy: Taxonomy, cells: pd.DataFrame, label: str
+) -> list[dict]:
+    """F1 of each learned t-type (pooled over folds, mean over repeats) and its cell count."""
+    leaves = taxonomy.t_types
+    rows = []
+    for leaf in leaves:
+        f1s = [
+            f1_score(rep["true"] == leaf, rep["t_type"] == leaf, zero_division=0)
+            for _, rep in predictions.groupby("repeat")
+        ]
+        rows.append(
+            {
+                "t_type": leaf,
+                "subclass": taxonomy.parent[leaf],
+                "n_cells": int(taxonomy.n_cells.get(leaf, 0)),
+                "f1": float(np.mean(f1s)),
+            }
+        )
+    return rows
+
+
+def t_type_confusion(predictions: pd.DataFrame, taxonomy: Taxonomy) -> pd.DataFrame:
+    """Counts of true leaf (rows) by predicted leaf (columns), in tree order, all repeats."""
+    leaves = taxonomy.leaves
+    counts = pd.crosstab(predictions["true"], predictions["t_type"])
+    return counts.reindex(index=leaves, columns=leaves, fill_value=0)

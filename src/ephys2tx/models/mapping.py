@@ -20,6 +20,10 @@ import pandas as pd
 
 from .. import __version__
 from ..datasets.taxonomy import LEVELS, Taxonomy
+from ..errors import Ephys2txError
+from .bundle import ModelCard
+from .conformal import MondrianConformal, check_alpha
+from .reference import CONDITION_FEATURE, model_inputs
 
 SET_SEPARATOR = "|"
 STAYS_AT_SUBCLASS = "t-type set empty inside the subclass set: stays at subclass level"
@@ -203,3 +207,42 @@ def map_cells(
         "results": results,
     }
     return Mapping(table, payload)
+
+
+def reference_features(card: ModelCard) -> list[str]:
+    """The columns a cell table must carry for a reference model (derived inputs excluded)."""
+    return [f for f in card.features if f != CONDITION_FEATURE]
+
+
+def predict_mapping(estimator, card: ModelCard, cells: pd.DataFrame, alpha: float = 0.1) -> Mapping:
+    """Map a cell table with a saved reference model: per-level probabilities, then sets."""
+    missing = [f for f in reference_features(card) if f not in cells.columns]
+    if missing:
+        raise Ephys2txError(
+            f"the cell table lacks {len(missing)} feature(s) the model needs: "
+            f"{', '.join(missing[:8])}; add them as columns (NaN where unmeasured)"
+        )
+    taxonomy = Taxonomy.from_dict(card.extra["taxonomy"])
+    levels = estimator.predict_proba_levels(model_inputs(cells, card.features))
+    sets = None
+    stored = card.extra.get("conformal") or {}
+    if all(level in stored for level in LEVELS):
+        alpha = check_alpha(alpha)
+        sets = {}
+        for level in LEVELS:
+            conformal = MondrianConformal.from_dict(stored[level])
+            proba = levels[level][conformal.classes].to_numpy()
+            mask = conformal.set_mask(proba, alpha)
+            order = [conformal.classes.index(c) for c in levels[level].columns]
+            sets[level] = mask[:, order]
+    metadata = {
+        "model": card.kind,
+        "species": card.species,
+        "n_train_cells": card.n_train_cells,
+        "model_version": card.version,
+        "calibrated": sets is not None,
+        **{k: card.extra[k] for k in ("settings", "data_sha256") if k in card.extra},
+    }
+    return map_cells(
+        cells["specimen_id"].to_numpy(), levels, taxonomy, sets, alpha if sets else None, metadata
+    )

@@ -9,16 +9,20 @@ model renormalized within each subclass. Which is which was chosen on seed-100 f
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier
 
-from ..datasets.taxonomy import LEVELS, Taxonomy
+from ..datasets.labels import DEFAULT_LABEL
+from ..datasets.taxonomy import LEVELS, Taxonomy, build_taxonomy
 from ..errors import Ephys2txError
+from .conformal import MondrianConformal, out_of_fold_proba
 from .forest import make_forest
 
-BASE_MODELS = ("rf", "hgb", "rf+hgb")
+BASE_MODELS = ("rf", "hgb", "rf+hgb", "hgb-u")
 SUBCLASS_MODELS = (*BASE_MODELS, "leaf-sum")
 T_TYPE_MODELS = ("per-subclass", "flat")
 # A derived input: 1 for cultured human slices, 0 for acute, NaN when unknown.
@@ -33,6 +37,8 @@ def make_base(kind: str, seed: int = 0, n_jobs: int = 1, n_estimators: int = 300
         return HistGradientBoostingClassifier(
             class_weight="balanced", early_stopping=False, random_state=seed
         )
+    if kind == "hgb-u":  # no class weights: favours accuracy over macro-F1
+        return HistGradientBoostingClassifier(early_stopping=False, random_state=seed)
     if kind == "rf+hgb":
         return VotingClassifier(
             [
@@ -209,3 +215,47 @@ def hierarchical_argmax(
     owner = np.array([taxonomy.parent[leaf] for leaf in leaves], dtype=object)
     masked = np.where(owner[None, :] == best_sub[:, None], leaf_p, -1.0)
     return best_sub, np.asarray(leaves, dtype=object)[masked.argmax(axis=1)]
+
+
+@dataclass
+class ReferenceFit:
+    """A fitted reference model, its taxonomy, and its per-level conformal calibration."""
+
+    model: HierarchicalClassifier
+    taxonomy: Taxonomy
+    features: list[str]
+    calibration: dict[str, MondrianConformal] = field(default_factory=dict)
+
+
+def fit_reference(
+    cells: pd.DataFrame,
+    species: str,
+    features: list[str],
+    cv=None,
+    settings: dict | None = None,
+    seed: int = 0,
+    n_jobs: int = 1,
+    homology: dict[str, list[str]] | None = None,
+) -> ReferenceFit:
+    """Build the taxonomy, fit the hierarchical model on all cells and, given a donor-grouped
+    splitter `cv`, calibrate conformal sets per level on out-of-fold probabilities."""
+    label = DEFAULT_LABEL[species]
+    cells = cells[cells[label].notna()].reset_index(drop=True)
+    taxonomy = build_taxonomy(cells, species, homology=homology)
+    leaves = taxonomy.leaf_labels(cells["t_type"], cells[label]).to_numpy(dtype=object)
+    X = model_inputs(cells, features)
+    # folds run in parallel with one-core models; the final fit uses n_jobs inside the forest
+    model = HierarchicalClassifier(taxonomy, seed=seed, n_jobs=1, **(settings or {}))
+    calibration = {}
+    if cv is not None:
+        oof = out_of_fold_proba(model, X, leaves, cells["donor"].to_numpy(), cv, n_jobs=n_jobs)
+        order = [sorted(taxonomy.leaves).index(leaf) for leaf in taxonomy.leaves]
+        leaf_p = oof[:, order]
+        subclasses = list(taxonomy.subclasses)
+        sub_p = sum_to_subclass(leaf_p, taxonomy.leaves, taxonomy.parent, subclasses)
+        calibration = {
+            "subclass": MondrianConformal.fit(sub_p, cells[label].astype(str), subclasses),
+            "t_type": MondrianConformal.fit(leaf_p, leaves.astype(str), taxonomy.leaves),
+        }
+    model.set_params(n_jobs=n_jobs).fit(X, leaves)
+    return ReferenceFit(model, taxonomy, list(features), calibration)

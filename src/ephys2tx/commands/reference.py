@@ -1,0 +1,126 @@
+"""Commands of the hierarchical reference model: `train reference`, `evaluate reference`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import DataDir, ExcludeIds, Folds, Jobs, Mirror, Repeats, Seed, Species, console
+
+Alpha = Annotated[float, typer.Option("--alpha", help="Conformal miscoverage level (0-1).")]
+
+
+def train_reference_cmd(
+    species: Species,
+    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    exclude_ids: ExcludeIds = None,
+    seed: Seed = 0,
+    jobs: Jobs = -1,
+    data_dir: DataDir = None,
+    mirror: Mirror = None,
+) -> None:
+    """Train the hierarchical reference model (subclass, then t-type) with conformal sets."""
+    from ..datasets.cells import check_species, read_id_list
+    from ..models.bundle import save_model
+    from ..reference import reference_cells, train_reference
+
+    species = check_species(species)
+    exclude = read_id_list(exclude_ids) if exclude_ids is not None else None
+    cells = reference_cells(species, data_dir, mirror, exclude)
+    with console.status(f"training and calibrating the reference model on {len(cells)} cells"):
+        fit, card = train_reference(species, cells, data_dir, mirror, seed=seed, n_jobs=jobs)
+    save_model(out, fit.model, card)
+    tax = fit.taxonomy
+    console.print(
+        f"saved the {species} reference model ({len(tax.subclasses)} subclasses, "
+        f"{len(tax.t_types)} t-types with >= {tax.min_cells} cells) to {out}"
+    )
+
+
+def evaluate_reference_cmd(
+    species: Species,
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    repeats: Repeats = 3,
+    folds: Folds = 5,
+    alpha: Alpha = 0.1,
+    seed: Seed = 0,
+    jobs: Jobs = 1,
+    data_dir: DataDir = None,
+    mirror: Mirror = None,
+) -> None:
+    """Cross-validate the reference model per level on donor-grouped folds, with figures."""
+    from ..datasets.cells import check_species
+    from ..models.conformal import check_alpha
+    from ..reference import evaluate_reference_model, write_reference_evaluation
+
+    species = check_species(species)
+    check_alpha(alpha)
+    result = evaluate_reference_model(
+        species, folds, repeats, seed, alpha, jobs, data_dir=data_dir, mirror=mirror
+    )
+    write_reference_evaluation(out, result, species)
+    m = result.metrics
+    for level in ("subclass", "t_type"):
+        s = m[level]
+        console.print(
+            f"{species} {level}: accuracy {s['accuracy']['mean']:.3f}, macro-F1 "
+            f"{s['macro_f1']['mean']:.3f} ± {s['macro_f1']['sd']:.3f}, balanced accuracy "
+            f"{s['balanced_accuracy']['mean']:.3f}; coverage {s['coverage']['mean']:.3f} at "
+            f"alpha {alpha}, mean set size {s['mean_set_size']['mean']:.2f}"
+        )
+    wrong = m["t_type"]["errors_with_right_subclass"]["mean"]
+    console.print(f"t-type wrong but subclass right: {wrong:.3f}; wrote {out}/metrics.json")
+
+
+def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
+    """Add this group's commands to the CLI."""
+    train_app.command("reference")(train_reference_cmd)
+    evaluate_app.command("reference")(evaluate_reference_cmd)
+
+
+def resolve_predict_model(
+    model_dir: Path, inputs: list[Path], species: str | None, data_dir=None, mirror=None
+) -> tuple[Path, list[Path]]:
+    """`predict MODEL_DIR CELLS...` as before; with `--species`, the first argument is a cell
+    input too and the model is the species' cached reference model (trained if absent)."""
+    from ..datasets.cells import check_species
+    from ..errors import Ephys2txError
+    from ..models.bundle import META_FILE
+    from ..reference import cached_reference
+
+    if species is None:
+        if not inputs:
+            raise Ephys2txError(
+                "give cells to predict after MODEL_DIR, or use `predict --species human|mouse "
+                "CELLS... --out F` for the reference model"
+            )
+        return model_dir, inputs
+    if (model_dir / META_FILE).is_file():
+        raise Ephys2txError(
+            f"{model_dir} is a model directory: give either MODEL_DIR or --species, not both"
+        )
+    target = cached_reference(check_species(species), data_dir, mirror, say=console.print)
+    return target, [model_dir, *inputs]
+
+
+def write_mapping(estimator, card, table, alpha: float, json_out: Path | None):
+    """The MapMyCells-style table of a reference model; `--json` gets the full distribution."""
+    from ..models.mapping import predict_mapping
+
+    mapping = predict_mapping(estimator, card, table, alpha)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = json_out.with_name(f".{json_out.name}.part")
+        tmp.write_text(json.dumps(mapping.json, indent=1, default=_plain))
+        tmp.replace(json_out)
+        console.print(f"wrote the per-level distributions of {len(table)} cells to {json_out}")
+    return mapping.table
+
+
+def _plain(value):
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value)}")

@@ -1,0 +1,207 @@
+"""The reference model out of the box: trained from the public tables on first use, cached
+in the data directory, keyed by the data checksums, the settings and the package version.
+
+No weights are downloaded: the model is fitted here from the pinned public tables (after
+`ephys2tx fetch`, or read from a mirror) and reused while those stay the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from . import __version__
+from .datasets.cells import build_cells, check_species, usable_features
+from .datasets.fetch import data_path, resolve_data_dir, sha256_of
+from .datasets.labels import DEFAULT_LABEL
+from .datasets.sources import DATA_FILES
+from .datasets.taxonomy import HOMOLOGY_FILE, build_taxonomy, homology_links, read_homology
+from .evaluation.folds import cell_folds, donor_kfold
+from .evaluation.hierarchy import ReferenceEvaluation, evaluate_reference, t_type_confusion
+from .models.bundle import ModelCard, card_for, load_model, save_model
+from .models.reference import (
+    CONDITION_FEATURE,
+    HierarchicalClassifier,
+    ReferenceFit,
+    fit_reference,
+)
+from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
+
+CACHE_FOLDER = "reference-models"
+# The folders of the data directory each species' cell table is built from.
+SPECIES_SOURCES = {"mouse": ("mouse_gouwens2020/",), "human": ("human_lee2023/",)}
+# The settings chosen on seed-100 folds (benchmarks/select_reference.py; README).
+DEFAULT_SETTINGS: dict[str, dict] = {
+    "mouse": {
+        "subclass_model": "rf+hgb",
+        "t_type_model": "per-subclass",
+        "t_type_estimator": "hgb",
+    },
+    "human": {
+        "subclass_model": "rf+hgb",
+        "t_type_model": "per-subclass",
+        "t_type_estimator": "hgb",
+    },
+}
+EXTRA_INPUTS: dict[str, list[str]] = {"mouse": [], "human": [CONDITION_FEATURE]}
+# Wall time of a first-use fit on 2 cores (measured by benchmarks/bench_reference.py).
+FIRST_USE_SECONDS = {"mouse": 90, "human": 30}
+CALIBRATION_FOLDS = 5
+
+
+def data_files(species: str) -> list[str]:
+    """The pinned files a species' reference model is trained from."""
+    prefixes = SPECIES_SOURCES[check_species(species)]
+    names = [n for n in DATA_FILES if n.startswith(prefixes)]
+    return sorted(n for n in names if n.endswith(".csv")) + [HOMOLOGY_FILE]
+
+
+def data_checksums(species: str, data_dir=None, mirror=None) -> dict[str, str]:
+    """sha256 of each local data file used (fetched from the mirror when absent)."""
+    return {name: sha256_of(data_path(name, data_dir, mirror)) for name in data_files(species)}
+
+
+def cache_key(species: str, checksums: dict[str, str], settings: dict | None = None) -> str:
+    """Key of a cached model: data checksums, settings and package version."""
+    payload = {
+        "species": species,
+        "data": checksums,
+        "settings": settings if settings is not None else DEFAULT_SETTINGS[species],
+        "version": __version__,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def reference_cells(
+    species: str, data_dir=None, mirror=None, exclude: set[int] | None = None
+) -> pd.DataFrame:
+    """A species' labelled cells (minus excluded specimens), as the reference model sees them."""
+    cells, _ = build_cells(species, data_dir, mirror)
+    cells = cells[cells[DEFAULT_LABEL[species]].notna()]
+    if exclude:
+        cells = cells[~cells["specimen_id"].isin(exclude)]
+    return cells.reset_index(drop=True)
+
+
+def train_reference(
+    species: str,
+    cells: pd.DataFrame,
+    data_dir=None,
+    mirror=None,
+    settings: dict | None = None,
+    seed: int = 0,
+    n_jobs: int = 1,
+) -> tuple[ReferenceFit, ModelCard]:
+    """Fit and calibrate a reference model on `cells`; return it with its model card."""
+    settings = settings if settings is not None else DEFAULT_SETTINGS[species]
+    features = usable_features(cells) + EXTRA_INPUTS[species]
+    t_types = sorted(cells["t_type"].dropna().unique())
+    links = homology_links(read_homology(data_dir, mirror), species, t_types)
+    cv = donor_kfold(CALIBRATION_FOLDS, seed)
+    fit = fit_reference(cells, species, features, cv, settings, seed, n_jobs, homology=links)
+    taxonomy = fit.taxonomy
+    card = card_for(
+        fit.model,
+        "reference",
+        species,
+        DEFAULT_LABEL[species],
+        len(cells),
+        seed=seed,
+        settings=settings,
+        taxonomy=taxonomy.to_dict(),
+        leaves=taxonomy.leaves,
+        conformal={level: c.to_dict() for level, c in fit.calibration.items()},
+        data_sha256=data_checksums(species, data_dir, mirror),
+    )
+    card.classes = list(taxonomy.subclasses)
+    return fit, card
+
+
+def cached_reference(
+    species: str,
+    data_dir=None,
+    mirror=None,
+    say: Callable[[str], None] = print,
+    n_jobs: int = -1,
+) -> Path:
+    """The cached reference model directory of a species, trained now if absent or stale."""
+    checksums = data_checksums(species, data_dir, mirror)
+    key = cache_key(species, checksums)
+    root = resolve_data_dir(data_dir) / CACHE_FOLDER
+    target = root / f"{species}-{key[:16]}"
+    if target.is_dir():
+        load_model(target)  # an incomplete directory raises a clear error
+        say(f"using the cached {species} reference model in {target}")
+        return target
+    say(
+        f"training the {species} reference model on first use (about "
+        f"{FIRST_USE_SECONDS[species]} s); cached in {target}"
+    )
+    start = time.perf_counter()
+    cells = reference_cells(species, data_dir, mirror)
+    fit, card = train_reference(species, cells, data_dir, mirror, n_jobs=n_jobs)
+    card.extra["train_seconds"] = round(time.perf_counter() - start, 1)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{species}-", dir=root))
+    try:
+        save_model(tmp, fit.model, card)
+        for stale in root.glob(f"{species}-*"):  # older data or version: replaced
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def evaluate_reference_model(
+    species: str,
+    n_folds: int = 5,
+    n_repeats: int = 3,
+    seed: int = 0,
+    alpha: float = 0.1,
+    n_jobs: int = 1,
+    settings: dict | None = None,
+    data_dir=None,
+    mirror=None,
+) -> ReferenceEvaluation:
+    """The reference model on the shared donor-grouped folds of a species (both levels)."""
+    cells = reference_cells(species, data_dir, mirror)
+    label = DEFAULT_LABEL[species]
+    taxonomy = build_taxonomy(cells, species)
+    features = usable_features(cells) + EXTRA_INPUTS[species]
+    settings = settings if settings is not None else DEFAULT_SETTINGS[species]
+    model = HierarchicalClassifier(taxonomy, seed=seed, n_jobs=1, **settings)
+    folds = cell_folds(cells, label, species, "grouped", n_folds, n_repeats, seed)
+    result = evaluate_reference(model, cells, label, folds, features, taxonomy, alpha, n_jobs)
+    result.metrics.update(
+        species=species, label=label, seed=seed, n_folds=n_folds, n_repeats=n_repeats,
+        n_cells=len(cells), n_donors=int(cells["donor"].nunique()), settings=settings,
+        n_t_types=len(taxonomy.t_types), min_cells_per_t_type=taxonomy.min_cells,
+    )  # fmt: skip
+    return result
+
+
+def write_reference_evaluation(out: Path, result: ReferenceEvaluation, species: str) -> Path:
+    """metrics.json, predictions.csv, fold_scores.csv and the two figures in `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
+    result.predictions.to_csv(out / "predictions.csv", index=False)
+    result.scores.to_csv(out / "fold_scores.csv", index=False)
+    m = result.metrics["t_type"]
+    title = (
+        f"{species} t-types (donor-grouped {result.metrics['n_folds']}x"
+        f"{result.metrics['n_repeats']}): accuracy {m['accuracy']['mean']:.3f}, "
+        f"macro-F1 {m['macro_f1']['mean']:.3f}"
+    )
+    counts = t_type_confusion(result.predictions, result.taxonomy)
+    t_type_confusion_png(counts, result.taxonomy, out / "t_type_confusion.png", title)
+    t_type_f1_png(result.metrics["per_t_type"], out / "t_type_f1_vs_cells.png", title)
+    return out

@@ -1,0 +1,172 @@
+"""The hierarchical reference model: level consistency, nested sets, the out-of-the-box
+cache (reuse and invalidation) and both `predict` forms, on real human cells."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ephys2tx import reference
+from ephys2tx.cli import app
+from ephys2tx.datasets.cells import usable_features
+from ephys2tx.datasets.taxonomy import build_taxonomy
+from ephys2tx.models.mapping import map_cells
+from ephys2tx.models.reference import (
+    CONDITION_FEATURE,
+    HierarchicalClassifier,
+    model_inputs,
+    sum_to_subclass,
+)
+
+# Light settings so that a test trains in seconds; the defaults are measured in benchmarks/.
+LIGHT = {
+    "subclass_model": "rf",
+    "t_type_model": "flat",
+    "t_type_estimator": "rf",
+    "n_estimators": 25,
+}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"subclass_model": "rf", "t_type_model": "per-subclass", "t_type_estimator": "rf"},
+        {"subclass_model": "rf+hgb", "t_type_model": "flat", "t_type_estimator": "rf"},
+        {"subclass_model": "leaf-sum", "t_type_model": "flat", "t_type_estimator": "rf"},
+    ],
+)
+def test_t_type_distribution_sums_to_the_subclass_distribution(human_cells, settings):
+    tax = build_taxonomy(human_cells, "human")
+    leaves = tax.leaf_labels(human_cells["t_type"], human_cells["label"])
+    features = usable_features(human_cells) + [CONDITION_FEATURE]
+    X = model_inputs(human_cells, features)
+    train = human_cells.index % 4 != 0
+    model = HierarchicalClassifier(tax, n_estimators=25, **settings)
+    model.fit(X[train], leaves[train])
+    levels = model.predict_proba_levels(X[~train])
+    sub, leaf = levels["subclass"].to_numpy(), levels["t_type"].to_numpy()
+    assert np.allclose(sub.sum(axis=1), 1) and np.allclose(leaf.sum(axis=1), 1)
+    summed = sum_to_subclass(leaf, list(levels["t_type"].columns), tax.parent, list(tax.subclasses))
+    assert np.allclose(summed, sub)
+    assert list(levels["t_type"].columns) == tax.leaves
+    # the model learned something: subclass accuracy well above the 0.25 of chance
+    truth = human_cells.loc[~train, "label"].to_numpy()
+    assert (levels["subclass"].idxmax(axis=1).to_numpy() == truth).mean() > 0.6
+
+
+def test_t_type_set_lies_inside_the_subclass_set():
+    tax = build_taxonomy(
+        pd.DataFrame(
+            {
+                "t_type": ["Sst A"] * 10 + ["Sst B"] * 10 + ["Vip C"] * 10,
+                "label": ["Sst"] * 20 + ["Vip"] * 10,
+            }
+        ),
+        "human",
+    )
+    leaves = tax.leaves  # Sst, Sst A, Sst B, Vip, Vip C
+    sub = pd.DataFrame([[0.7, 0.3], [0.6, 0.4]], columns=["Sst", "Vip"])
+    leaf = pd.DataFrame([[0.0, 0.5, 0.2, 0.0, 0.3], [0.0, 0.3, 0.3, 0.0, 0.4]], columns=leaves)
+    sets = {
+        "subclass": np.array([[True, False], [True, False]]),
+        "t_type": np.array([[False, True, False, False, True], [False, False, False, False, True]]),
+    }
+    mapping = map_cells([1, 2], {"subclass": sub, "t_type": leaf}, tax, sets, alpha=0.1)
+    table = mapping.table
+    assert table.loc[0, "t_type_set"] == "Sst A"  # Vip C dropped: Vip not in the subclass set
+    assert table.loc[0, "most_specific"] == "Sst A"
+    assert table.loc[1, "t_type_set"] == ""  # emptied: the cell stays at subclass level
+    assert table.loc[1, "most_specific"] == "Sst"
+    assert table.loc[1, "most_specific_level"] == "subclass"
+    assert "stays at subclass level" in mapping.json["results"][1]["t_type"]["note"]
+    assert table.loc[0, "predicted"] == "Sst" and table.loc[0, "p_Sst"] == 0.7
+
+
+@pytest.fixture
+def light_reference(monkeypatch, tmp_path):
+    """A data directory of its own and light settings, so the first use trains in seconds."""
+    monkeypatch.setitem(reference.DEFAULT_SETTINGS, "human", LIGHT)
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("EPHYS2TX_DATA_DIR", str(data_dir))
+    return data_dir
+
+
+def test_cache_is_reused_and_invalidated(light_reference, monkeypatch):
+    said: list[str] = []
+    first = reference.cached_reference("human", say=said.append, n_jobs=1)
+    assert "on first use" in said[-1] and str(first) in said[-1]
+    card = json.loads((first / "model.json").read_text())
+    assert card["kind"] == "reference" and set(card["extra"]["conformal"]) == {"subclass", "t_type"}
+    assert card["extra"]["taxonomy"]["min_cells"] == 10
+    stamp = (first / "model.joblib").stat().st_mtime_ns
+    again = reference.cached_reference("human", say=said.append, n_jobs=1)
+    assert again == first and "using the cached" in said[-1]
+    assert (first / "model.joblib").stat().st_mtime_ns == stamp  # not retrained
+
+    # a changed data file: a new key, a retrained model, the stale one removed
+    table = light_reference / "human_lee2023" / "LeeDalley_manuscript_metadata_v2.csv"
+    with open(table, "a") as handle:
+        handle.write("\n")
+    changed = reference.cached_reference("human", say=said.append, n_jobs=1)
+    assert changed != first and "on first use" in said[-1]
+    assert not first.exists()
+
+    # a new package version: retrained too
+    monkeypatch.setattr(reference, "__version__", "999.0")
+    bumped = reference.cached_reference("human", say=said.append, n_jobs=1)
+    assert bumped != changed and "on first use" in said[-1]
+
+
+def test_both_predict_forms(light_reference, human_cells, tmp_path):
+    cells = tmp_path / "cells.csv"
+    human_cells.head(40).to_csv(cells, index=False)
+    runner = CliRunner()
+    out = tmp_path / "pred.csv"
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--species",
+            "human",
+            str(cells),
+            "--out",
+            str(out),
+            "--json",
+            str(out) + ".json",
+        ],
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    table = pd.read_csv(out)
+    for column in (
+        "predicted", "p_Pvalb", "subclass", "subclass_probability", "subclass_runner_up",
+        "subclass_set", "t_type", "t_type_probability", "t_type_runner_up", "t_type_set",
+        "most_specific",
+    ):  # fmt: skip
+        assert column in table.columns
+    assert len(table) == 40
+    assert (table["predicted"] == human_cells.head(40)["label"].to_numpy()).mean() > 0.6
+    payload = json.loads((tmp_path / "pred.csv.json").read_text())
+    record = payload["results"][0]
+    assert set(record) >= {"cell_id", "subclass", "t_type", "most_specific"}
+    assert abs(sum(record["t_type"]["distribution"].values()) - 1) < 1e-6
+    assert payload["metadata"]["species"] == "human"
+
+    # the existing form, MODEL_DIR CELLS, on the cached reference model and on a forest
+    model_dir = next((light_reference / reference.CACHE_FOLDER).iterdir())
+    out2 = tmp_path / "pred2.csv"
+    result = runner.invoke(app, ["predict", str(model_dir), str(cells), "--out", str(out2)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert pd.read_csv(out2)["t_type"].equals(table["t_type"])
+    rf_dir = tmp_path / "rf"
+    result = runner.invoke(app, ["train", "rf", "--species", "human", "--out", str(rf_dir)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["predict", str(rf_dir), str(cells), "--out", str(out2)])
+    assert result.exit_code == 0 and "t_type" not in pd.read_csv(out2).columns
+
+    # both a model directory and --species: a clear error
+    result = runner.invoke(app, ["predict", "--species", "human", str(rf_dir), str(cells)])
+    assert result.exit_code != 0 and "not both" in str(result.exception)
