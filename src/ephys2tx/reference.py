@@ -42,12 +42,12 @@ DEFAULT_SETTINGS: dict[str, dict] = {
     "mouse": {
         "subclass_model": "rf+hgb",
         "t_type_model": "per-subclass",
-        "t_type_estimator": "hgb",
+        "t_type_estimator": "rf+hgb",
     },
     "human": {
         "subclass_model": "rf+hgb",
         "t_type_model": "per-subclass",
-        "t_type_estimator": "hgb",
+        "t_type_estimator": "rf+hgb",
     },
 }
 EXTRA_INPUTS: dict[str, list[str]] = {"mouse": [], "human": [CONDITION_FEATURE]}
