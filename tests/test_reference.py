@@ -62,13 +62,14 @@ def test_t_type_set_lies_inside_the_subclass_set():
     tax = build_taxonomy(
         pd.DataFrame(
             {
-                "t_type": ["Sst A"] * 10 + ["Sst B"] * 10 + ["Vip C"] * 10,
-                "label": ["Sst"] * 20 + ["Vip"] * 10,
+                "t_type": ["Sst A"] * 10 + ["Sst B"] * 10 + ["Vip C"] * 10 + ["Sst r", "Vip r"],
+                "label": ["Sst"] * 20 + ["Vip"] * 10 + ["Sst", "Vip"],
             }
         ),
         "human",
     )
-    leaves = tax.leaves  # Sst, Sst A, Sst B, Vip, Vip C
+    leaves = tax.leaves
+    assert leaves == ["Sst", "Sst A", "Sst B", "Vip", "Vip C"]  # rare `r` types: subclass level
     sub = pd.DataFrame([[0.7, 0.3], [0.6, 0.4]], columns=["Sst", "Vip"])
     leaf = pd.DataFrame([[0.0, 0.5, 0.2, 0.0, 0.3], [0.0, 0.3, 0.3, 0.0, 0.4]], columns=leaves)
     sets = {

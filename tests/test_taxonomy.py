@@ -37,6 +37,7 @@ def test_rare_t_types_stay_at_subclass_level():
     assert set(leaves[cells["t_type"] == "Sst Chodl"]) == {"Sst Chodl"}
     assert not tax.is_resolved("Sst") and tax.is_resolved("Vip A")
     assert tax.children("Sst") == ["Sst", "Sst Chodl"]
+    assert tax.children("Vip") == ["Vip A"]  # no rare Vip t-type: no subclass-level leaf
     assert Taxonomy.from_dict(tax.to_dict()) == tax
 
 

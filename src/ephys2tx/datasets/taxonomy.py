@@ -39,6 +39,7 @@ class Taxonomy:
     species: str
     subclasses: tuple[str, ...]
     parent: dict[str, str]  # leaf -> subclass; a subclass-level leaf is its own parent
+    # (present only where the subclass has cells of rare t-types)
     n_cells: dict[str, int] = field(default_factory=dict)  # t-type -> cells it was built from
     min_cells: int = MIN_TTYPE_CELLS
     homology: dict[str, list[str]] = field(default_factory=dict)  # t-type -> homologous types
@@ -104,8 +105,10 @@ def build_taxonomy(
     subclass_of = table.groupby("t_type")[label].agg(lambda s: s.mode().iloc[0])
     counts = table.groupby("t_type").size()
     subclasses = tuple(sorted(table[label].unique()))
-    parent = {s: s for s in subclasses}
-    parent.update({t: subclass_of[t] for t, n in counts.items() if n >= min_cells})
+    learned = {t: subclass_of[t] for t, n in counts.items() if n >= min_cells}
+    # a subclass-level leaf exists where some cells of the subclass have a rare t-type
+    parent = {s: s for s in subclasses if s in set(subclass_of[counts.index[counts < min_cells]])}
+    parent.update(learned)
     links = {t: v for t, v in (homology or {}).items() if t in parent}
     return Taxonomy(
         species=species,

@@ -141,7 +141,8 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
             raise Ephys2txError(f"labels outside the taxonomy: {', '.join(unknown[:5])}")
         subclass = np.array([tax.parent[leaf] for leaf in leaves], dtype=object)
         self.subclasses_ = list(tax.subclasses)
-        self.classes_ = np.array(tax.leaves, dtype=object)
+        seen = set(leaves)  # leaves without training cells get no column
+        self.classes_ = np.array([leaf for leaf in tax.leaves if leaf in seen], dtype=object)
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.subclass_estimator_ = None
         if self.subclass_model != "leaf-sum":
@@ -171,17 +172,19 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
             )
             for s in self.subclasses_:
                 cols = [i for i, leaf in enumerate(leaves) if parent[leaf] == s]
+                if not cols:
+                    continue
                 total = flat[:, cols].sum(axis=1, keepdims=True)
-                # no mass on this subclass's leaves: the cell stays at subclass level
-                fallback = np.array([leaves[i] == s for i in cols], float)[None, :]
+                # no mass on this subclass's leaves: spread evenly over them
+                fallback = np.full((1, len(cols)), 1.0 / len(cols))
                 out[:, cols] = np.where(
                     total > 0, flat[:, cols] / np.maximum(total, 1e-300), fallback
                 )
             return out
         for s in self.subclasses_:
             model = self.per_subclass_.get(s)
-            if model is None:  # subclass absent from training: its own leaf
-                out[:, leaves.index(s)] = 1.0
+            if model is None:  # subclass absent from training: no leaf, no mass
+                continue
             elif isinstance(model, str):
                 out[:, leaves.index(model)] = 1.0
             else:
