@@ -52,7 +52,7 @@ DEFAULT_SETTINGS: dict[str, dict] = {
 }
 EXTRA_INPUTS: dict[str, list[str]] = {"mouse": [], "human": [CONDITION_FEATURE]}
 # Wall time of a first-use fit on 2 cores (measured by benchmarks/bench_reference.py).
-FIRST_USE_SECONDS = {"mouse": 90, "human": 30}
+FIRST_USE_SECONDS = {"mouse": 60, "human": 30}
 CALIBRATION_FOLDS = 5
 
 

@@ -7,6 +7,7 @@ with; a rerun with the same settings reuses it, so an interrupted run resumes.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -22,6 +23,9 @@ from .datasets.labels import DEFAULT_LABEL
 from .evaluation import LEARNING_CURVE_FRACTIONS
 
 console = Console(stderr=True)
+
+
+REFERENCE_ALPHA = 0.1  # conformal level of the reference model's sets in the report
 
 
 @dataclass(frozen=True)
@@ -349,6 +353,37 @@ class Study:
             "learning_curve": summary["learning_curve"],
         }
 
+    def reference(self, species: str) -> dict:
+        """The hierarchical reference model per level on the shared folds, with its figures."""
+        from .reference import evaluate_reference_model, write_reference_evaluation
+
+        s = self.settings
+        result = evaluate_reference_model(
+            species, s.folds, s.repeats, s.seed, REFERENCE_ALPHA, self.n_jobs,
+            data_dir=self.data_dir, mirror=self.mirror,
+        )  # fmt: skip
+        target = write_reference_evaluation(self.out / "reference" / species, result, species)
+        figures = []
+        for name, caption in (
+            ("t_type_confusion", "t-type confusion matrix grouped by subclass"),
+            ("t_type_f1_vs_cells", "t-type F1 against the t-type's number of cells"),
+        ):
+            copy = self.figures / f"reference_{species}_{name}.png"
+            shutil.copyfile(target / f"{name}.png", copy)
+            figures.append((copy.name, f"{species} reference model: {caption}"))
+        m = result.metrics
+        keep = ("accuracy", "macro_f1", "balanced_accuracy", "coverage", "mean_set_size")
+        levels = {
+            level: {k: {"mean": m[level][k]["mean"], "sd": m[level][k]["sd"]} for k in keep}
+            for level in ("subclass", "t_type")
+        }
+        wrong = m["t_type"]["errors_with_right_subclass"]["mean"]
+        return {
+            "species": species, "n_cells": m["n_cells"], "n_t_types": m["n_t_types"],
+            "n_folds": m["n_folds"], "n_repeats": m["n_repeats"], "alpha": m["alpha"],
+            "levels": levels, "t_type_errors_with_right_subclass": wrong, "figures": figures,
+        }  # fmt: skip
+
     def save_models(self) -> dict:
         from .models.bundle import card_for, save_model
         from .models.forest import make_forest
@@ -461,6 +496,9 @@ def reproduce(
     }
     transfer_seed = None if quick else run("transfer_seed", lambda: study.transfer("seed"))
     results["sequence"] = _sequence_results(bilstm, run("transfer", study.transfer), transfer_seed)
+    results["reference"] = {
+        sp: run(f"reference_{sp}", lambda sp=sp: study.reference(sp)) for sp in ("mouse", "human")
+    }
     results["models"] = run("models", study.save_models)
     tmp = study.out / ".results.json.part"
     tmp.write_text(json.dumps(results, indent=2, default=float))

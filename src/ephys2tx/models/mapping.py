@@ -8,12 +8,14 @@ chosen subclass, level by level as MapMyCells maps), its probability (the t-type
 unconditional, so t-type probabilities sum to their subclass's), the runner-up, and the
 conformal set. The t-type set lies inside the subclass set: t-types whose subclass is not
 in the subclass set are dropped, and when none is left the cell stays at subclass level
-(`t_type_set` empty). `most_specific` is the deepest node whose level set holds one node.
+(`t_type_set` empty). Each level's set is calibrated at alpha / 2, so the nested t-type set
+covers the true t-type with probability >= 1 - alpha (the subclass set with >= 1 - alpha/2).
+`most_specific` is the deepest node whose level set holds one node.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -29,13 +31,10 @@ SET_SEPARATOR = "|"
 STAYS_AT_SUBCLASS = "t-type set empty inside the subclass set: stays at subclass level"
 
 
-@dataclass
-class LevelSets:
-    """Conformal sets of every cell at one level: (n, k) mask, columns = the level's nodes."""
-
-    mask: np.ndarray
-    alpha: float
-    notes: list[str] = field(default_factory=list)
+def level_alpha(alpha: float) -> float:
+    """Each level's conformal level: alpha split evenly over the levels (Bonferroni), so the
+    nested t-type set, which needs both levels to cover, still covers with >= 1 - alpha."""
+    return alpha / len(LEVELS)
 
 
 def nest_sets(
@@ -232,7 +231,7 @@ def predict_mapping(estimator, card: ModelCard, cells: pd.DataFrame, alpha: floa
         for level in LEVELS:
             conformal = MondrianConformal.from_dict(stored[level])
             proba = levels[level][conformal.classes].to_numpy()
-            mask = conformal.set_mask(proba, alpha)
+            mask = conformal.set_mask(proba, level_alpha(alpha))
             order = [conformal.classes.index(c) for c in levels[level].columns]
             sets[level] = mask[:, order]
     metadata = {
