@@ -193,6 +193,56 @@ def _sequence_section(results: dict, figures: Path, synthetic: bool) -> str:
     )
 
 
+def _reference_section(results: dict, figures: Path) -> str:
+    """The hierarchical reference model: per-level scores, conformal sets, t-type figures."""
+    ref = results.get("reference")
+    if not ref:
+        return ""
+    rows, images = [], []
+    for species, r in ref.items():
+        for level, m in r["levels"].items():
+            key = f"reference.{species}.levels.{level}"
+            rows.append(
+                f"<tr><td>{html.escape(species)}</td><td>{level.replace('_', '-')}</td>"
+                + "".join(
+                    _num(m[k]["mean"], f"{key}.{k}.mean", 2 if k == "mean_set_size" else 3)
+                    for k in (
+                        "accuracy",
+                        "macro_f1",
+                        "balanced_accuracy",
+                        "coverage",
+                        "mean_set_size",
+                    )
+                )
+                + "</tr>"
+            )
+        images.extend(_img(figures / f, cap) for f, cap in r.get("figures", []))
+    any_ref = next(iter(ref.values()))
+    note = (
+        f"Donor-grouped {any_ref['n_folds']} folds x {any_ref['n_repeats']} repeats. t-type "
+        "scores count cells of t-types with >= 10 cells; rarer ones stay at subclass level. "
+        f"Conformal sets at alpha {any_ref['alpha']} (each level at alpha/2, so the nested "
+        "t-type set covers with >= 1 - alpha), calibrated on other folds' out-of-fold scores."
+    )
+    return (
+        "<h2 id='reference'>5. Hierarchical reference model: subclass, then t-type</h2>"
+        f"<p class='note'>{html.escape(note)}</p>"
+        + _table(
+            [
+                "species",
+                "level",
+                "accuracy",
+                "macro-F1",
+                "balanced accuracy",
+                "coverage",
+                "mean set size",
+            ],
+            rows,
+        )  # fmt: skip
+        + "".join(images)
+    )
+
+
 def render_report(
     results: dict,
     figures: Path,
@@ -224,6 +274,7 @@ def render_report(
     if "forest" in results:
         body.append(_forest_section(results, figures, synthetic))
     body.append(_sequence_section(results, figures, synthetic))
+    body.append(_reference_section(results, figures))
     if synthetic:
         body.append(
             "<h2 id='protocol'>About these cells</h2><p>Conductance-based model cells written as "
