@@ -37,16 +37,17 @@ from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
 CACHE_FOLDER = "reference-models"
 # The folders of the data directory each species' cell table is built from.
 SPECIES_SOURCES = {"mouse": ("mouse_gouwens2020/",), "human": ("human_lee2023/",)}
-# The settings chosen on seed-100 folds (benchmarks/select_reference.py; README).
+# The settings chosen on seed-100 folds (benchmarks/select_subclass.py for the subclass
+# average, benchmarks/select_reference.py for the t-type level; README "Reference model").
 DEFAULT_SETTINGS: dict[str, dict] = {
     "mouse": {
-        "subclass_model": "rf+hgb",
+        "subclass_model": "rf+hgb+logreg",
         "t_type_model": "per-subclass",
         "t_type_estimator": "rf+hgb",
     },
     "human": {
-        "subclass_model": "rf+hgb",
-        "t_type_model": "per-subclass",
+        "subclass_model": "rf+hgb-slow+logreg",
+        "t_type_model": "flat",
         "t_type_estimator": "rf+hgb",
     },
 }

@@ -3,8 +3,8 @@
 Pure computation: both are built from the per-level probabilities and (when the model was
 calibrated) the per-level conformal sets; the CLI only writes them.
 
-Per level: `assignment` (subclass: the most probable; t-type: the most probable leaf of the
-chosen subclass, level by level as MapMyCells maps), its probability (the t-type's is
+Per level: `assignment` (subclass: the most probable; t-type: the most probable learned
+t-type of the chosen subclass, level by level as MapMyCells maps; `hierarchical_argmax`), its probability (the t-type's is
 unconditional, so t-type probabilities sum to their subclass's), the runner-up, and the
 conformal set. The t-type set lies inside the subclass set: t-types whose subclass is not
 in the subclass set are dropped, and when none is left the cell stays at subclass level
@@ -25,7 +25,7 @@ from ..datasets.taxonomy import LEVELS, Taxonomy
 from ..errors import Ephys2txError
 from .bundle import ModelCard
 from .conformal import MondrianConformal, check_alpha
-from .reference import CONDITION_FEATURE, model_inputs
+from .reference import CONDITION_FEATURE, hierarchical_argmax, model_inputs
 
 SET_SEPARATOR = "|"
 STAYS_AT_SUBCLASS = "t-type set empty inside the subclass set: stays at subclass level"
@@ -93,11 +93,8 @@ def map_cells(
     leaf_names = np.asarray(leaves, dtype=object)
     n = len(sub_p)
 
-    best_sub = sub_names[sub_p.argmax(axis=1)]
-    owner = np.array([taxonomy.parent[leaf] for leaf in leaves], dtype=object)
-    in_best = owner[None, :] == best_sub[:, None]
-    best_leaf_idx = np.where(in_best, leaf_p, -1.0).argmax(axis=1)
-    best_leaf = leaf_names[best_leaf_idx]
+    best_sub, best_leaf = hierarchical_argmax(leaf_p, leaves, taxonomy)
+    best_leaf_idx = np.array([leaves.index(leaf) for leaf in best_leaf], dtype=int)
 
     sub_rank, sub_rank_p = _ranked(sub_p, sub_names)
     # runner-up t-type: the most probable other leaf

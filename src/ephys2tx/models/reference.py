@@ -15,7 +15,10 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from ..datasets.labels import DEFAULT_LABEL
 from ..datasets.taxonomy import LEVELS, Taxonomy, build_taxonomy
@@ -23,8 +26,7 @@ from ..errors import Ephys2txError
 from .conformal import MondrianConformal, out_of_fold_proba
 from .forest import make_forest
 
-BASE_MODELS = ("rf", "hgb", "rf+hgb", "hgb-u")
-SUBCLASS_MODELS = (*BASE_MODELS, "leaf-sum")
+BASE_MODELS = ("rf", "hgb", "hgb-u", "hgb-slow", "logreg")
 T_TYPE_MODELS = ("per-subclass", "flat")
 # A derived input: 1 for cultured human slices, 0 for acute, NaN when unknown.
 CONDITION_FEATURE = "condition_culture"
@@ -60,24 +62,36 @@ class QuantileBins(TransformerMixin, BaseEstimator):
 
 
 def make_base(kind: str, seed: int = 0, n_jobs: int = 1, n_estimators: int = 300):
-    """A class-balanced classifier that takes NaN: forest, gradient boosting, or both averaged."""
+    """A class-balanced classifier that takes NaN; `a+b` averages the probabilities of a and b.
+
+    rf: the forest; hgb: gradient boosting (hgb-slow: smaller steps, more of them; hgb-u:
+    no class weights); logreg: logistic regression on median-imputed, standardized inputs
+    with missing-value indicators.
+    """
+    if "+" in kind:
+        parts = kind.split("+")
+        members = [
+            (f"{p}{i}", make_base(p, seed, n_jobs, n_estimators)) for i, p in enumerate(parts)
+        ]
+        return VotingClassifier(members, voting="soft")
     if kind == "rf":
         return make_forest(seed, "raw", n_estimators=n_estimators, n_jobs=n_jobs)
-    if kind in ("hgb", "hgb-u"):  # hgb-u: no class weights, favours accuracy over macro-F1
-        weights = "balanced" if kind == "hgb" else None
+    if kind in ("hgb", "hgb-u", "hgb-slow"):
+        weights = None if kind == "hgb-u" else "balanced"
+        steps = {"learning_rate": 0.05, "max_iter": 200} if kind == "hgb-slow" else {}
         hgb = HistGradientBoostingClassifier(
-            class_weight=weights, early_stopping=False, random_state=seed
+            class_weight=weights, early_stopping=False, random_state=seed, **steps
         )
         return make_pipeline(QuantileBins(), hgb)
-    if kind == "rf+hgb":
-        return VotingClassifier(
-            [
-                ("rf", make_base("rf", seed, n_jobs, n_estimators)),
-                ("hgb", make_base("hgb", seed)),
-            ],
-            voting="soft",
+    if kind == "logreg":
+        return make_pipeline(
+            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            StandardScaler(),
+            LogisticRegression(C=0.1, class_weight="balanced", max_iter=2000),
         )
-    raise Ephys2txError(f"unknown base model {kind!r}; choose one of: {', '.join(BASE_MODELS)}")
+    raise Ephys2txError(
+        f"unknown base model {kind!r}; choose from {', '.join(BASE_MODELS)} joined by +"
+    )
 
 
 def model_inputs(cells: pd.DataFrame, features: list[str]) -> pd.DataFrame:
@@ -130,11 +144,8 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
         tax = self.taxonomy
         if tax is None:
             raise Ephys2txError("HierarchicalClassifier needs a taxonomy (build_taxonomy)")
-        if self.subclass_model not in SUBCLASS_MODELS or self.t_type_model not in T_TYPE_MODELS:
-            raise Ephys2txError(
-                f"unknown setting: subclass_model one of {SUBCLASS_MODELS}, "
-                f"t_type_model one of {T_TYPE_MODELS}"
-            )
+        if self.t_type_model not in T_TYPE_MODELS:
+            raise Ephys2txError(f"unknown t_type_model; choose one of {', '.join(T_TYPE_MODELS)}")
         leaves = np.asarray(y, dtype=object)
         unknown = sorted(set(leaves) - set(tax.parent))
         if unknown:
@@ -238,16 +249,21 @@ def sum_to_subclass(
 
 
 def hierarchical_argmax(
-    leaf_p: np.ndarray, leaves: list[str], taxonomy: Taxonomy
+    leaf_p: np.ndarray, leaves: list[str], taxonomy: Taxonomy, learned_first: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Level by level, as MapMyCells does: the most probable subclass, then its most
-    probable leaf. Returns (subclass, leaf) per cell."""
+    probable leaf. With `learned_first`, a learned t-type of that subclass is preferred to
+    its subclass-level leaf (rare t-types), which is chosen only when the subclass has no
+    learned t-type. Returns (subclass, leaf) per cell."""
     subclasses = list(taxonomy.subclasses)
     sub_p = sum_to_subclass(leaf_p, leaves, taxonomy.parent, subclasses)
     best_sub = np.asarray(subclasses, dtype=object)[sub_p.argmax(axis=1)]
     owner = np.array([taxonomy.parent[leaf] for leaf in leaves], dtype=object)
-    masked = np.where(owner[None, :] == best_sub[:, None], leaf_p, -1.0)
-    return best_sub, np.asarray(leaves, dtype=object)[masked.argmax(axis=1)]
+    score = np.where(owner[None, :] == best_sub[:, None], leaf_p, -2.0)
+    if learned_first:
+        unresolved = np.array([not taxonomy.is_resolved(leaf) for leaf in leaves])
+        score = score - 1.0 * unresolved[None, :]  # below every learned leaf of the subclass
+    return best_sub, np.asarray(leaves, dtype=object)[score.argmax(axis=1)]
 
 
 @dataclass
