@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from . import __version__
 from .datasets.cells import build_cells, check_species, usable_features
@@ -106,7 +107,10 @@ def train_reference(
     t_types = sorted(cells["t_type"].dropna().unique())
     links = homology_links(read_homology(data_dir, mirror), species, t_types)
     cv = donor_kfold(CALIBRATION_FOLDS, seed)
-    fit = fit_reference(cells, species, features, cv, settings, seed, n_jobs, homology=links)
+    # one BLAS/OpenMP thread per process: folds run in parallel processes, and on 2 shared
+    # cores nested threads oversubscribe (a first use took 3.5x longer without this limit)
+    with threadpool_limits(limits=1):
+        fit = fit_reference(cells, species, features, cv, settings, seed, n_jobs, homology=links)
     taxonomy = fit.taxonomy
     card = card_for(
         fit.model,
