@@ -120,10 +120,10 @@ def main() -> None:
                 leaf_p = sp[:, owner] * cond
                 pred_sub, pred_leaf = hierarchical_argmax(leaf_p, leaves, tax)
                 scores = fold_level_scores(leaf[te], pred_sub, pred_leaf, tax)
-                _, any_leaf = hierarchical_argmax(leaf_p, leaves, tax, learned_first=False)
+                _, learned = hierarchical_argmax(leaf_p, leaves, tax, learned_first=True)
                 resolved = np.array([tax.is_resolved(t) for t in leaf[te]])
-                scores["t_type_accuracy_any_leaf"] = float(
-                    np.mean(any_leaf[resolved] == leaf[te][resolved])
+                scores["t_type_accuracy_learned_first"] = float(
+                    np.mean(learned[resolved] == leaf[te][resolved])
                 )
                 rows.append({"subclass_model": sname, "t_type_model": cname, **scores})
         print(
@@ -135,7 +135,7 @@ def main() -> None:
         "subclass_macro_f1",
         "t_type_accuracy",
         "t_type_macro_f1",
-        "t_type_accuracy_any_leaf",
+        "t_type_accuracy_learned_first",
     ]
     print(
         f"{species}: seed-{args.seed} donor-grouped 5x{args.repeats}, {len(cells)} cells, {len(tax.t_types)} t-types"

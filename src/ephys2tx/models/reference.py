@@ -249,12 +249,14 @@ def sum_to_subclass(
 
 
 def hierarchical_argmax(
-    leaf_p: np.ndarray, leaves: list[str], taxonomy: Taxonomy, learned_first: bool = True
+    leaf_p: np.ndarray, leaves: list[str], taxonomy: Taxonomy, learned_first: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Level by level, as MapMyCells does: the most probable subclass, then its most
-    probable leaf. With `learned_first`, a learned t-type of that subclass is preferred to
-    its subclass-level leaf (rare t-types), which is chosen only when the subclass has no
-    learned t-type. Returns (subclass, leaf) per cell."""
+    probable leaf, which may be its subclass-level leaf (the cell is most likely of a rarer
+    t-type). `learned_first` prefers any learned t-type of that subclass instead: it scores
+    about 0.02 higher t-type accuracy on human seed-100 folds, but then reports e.g. a Vip
+    t-type at p = 0.04 while the rarer Vip types hold 0.84, so it is off by default.
+    Returns (subclass, leaf) per cell."""
     subclasses = list(taxonomy.subclasses)
     sub_p = sum_to_subclass(leaf_p, leaves, taxonomy.parent, subclasses)
     best_sub = np.asarray(subclasses, dtype=object)[sub_p.argmax(axis=1)]
