@@ -190,6 +190,8 @@ def predict(
     table = _cells_from_inputs(inputs, features_dir or out.with_name(out.stem + "_features"))
     if card.kind == "reference":
         predictions = write_mapping(estimator, card, table, alpha, json_out)
+    elif json_out is not None:
+        raise Ephys2txError("--json needs a reference model (`predict --species ...`)")
     else:
         predictions = predict_table(estimator, card, table)
     measured = table.reindex(columns=card.features).notna().mean(axis=1)

@@ -29,8 +29,8 @@ def t_type_confusion_png(
             continue
         color = CLASS_COLORS.get(subclass, "grey")
         ax.add_patch(plt.Rectangle((start - 0.5, start - 0.5), n, n, fill=False, lw=1.5, ec=color))
-        ax.text(-1.0, start + n / 2 - 0.5, subclass, ha="right", va="center", color=color,
-                fontsize=9, fontweight="bold", transform=ax.transData)  # fmt: skip
+        ax.text(start + n / 2 - 0.5, -0.8, subclass, ha="center", va="bottom", color=color,
+                fontsize=9, fontweight="bold", clip_on=False)  # fmt: skip
         start += n
     names = [f"{leaf} *" if not taxonomy.is_resolved(leaf) else leaf for leaf in leaves]
     fontsize = 7 if len(leaves) <= 30 else 5
@@ -40,7 +40,7 @@ def t_type_confusion_png(
     ax.set_ylabel("true t-type")
     fig.colorbar(image, ax=ax, fraction=0.03, label="share of the true t-type's cells")
     note = "* = rarer t-types kept at subclass level"
-    ax.set_title(f"{title}\n{note}".strip(), fontsize=10)
+    ax.set_title(f"{title}\n{note}".strip(), fontsize=10, pad=18)
     return _save(fig, path)
 
 
