@@ -11,19 +11,22 @@ from rich.progress import track
 from rich.table import Table
 
 from ..datasets.cells import build_cells, read_cell_table, usable_features, write_cell_table
-from ..datasets.fetch import fetch_all, resolve_data_dir, resolve_mirror
+from ..datasets.fetch import fetch_all, local_state, resolve_data_dir, resolve_mirror
 from ..datasets.sources import DATA_FILES
 from ..errors import Ephys2txError
 from .common import (
+    AllowUnknownIds,
     DataDir,
     ExcludeIds,
     Folds,
     Labels,
     Mirror,
+    Overwrite,
     Protocol,
     Repeats,
     Seed,
     Species,
+    check_out_dir,
     console,
     print_f1,
     training_cells,
@@ -37,8 +40,10 @@ def fetch(data_dir: DataDir = None, mirror: Mirror = None) -> None:
     console.print(f"fetching {len(DATA_FILES)} files from {source} into {root}")
     names = list(DATA_FILES)
     for name in track(names, description="fetching", console=console, transient=True):
+        altered = local_state(DATA_FILES[name], root) == "altered"
         fetch_all(root, resolve_mirror(mirror), [name])
-        console.print(f"  [green]ok[/] {name}")
+        note = " (the local copy had been changed: replaced by the pinned file)" if altered else ""
+        console.print(f"  [green]ok[/] {name}{note}")
 
 
 def cells(
@@ -101,12 +106,15 @@ def train_rf(
     seed: Seed = 0,
     data_dir: DataDir = None,
     mirror: Mirror = None,
+    allow_unknown_ids: AllowUnknownIds = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Train the class-balanced random forest on all cells of a species and save it."""
     from ..models.bundle import card_for, save_model
     from ..models.forest import make_forest
 
-    table, label = training_cells(species, labels, exclude_ids, data_dir, mirror)
+    check_out_dir(out, overwrite)
+    table, label = training_cells(species, labels, exclude_ids, data_dir, mirror, allow_unknown_ids)
     features = usable_features(table)
     model = make_forest(seed, inputs)
     with console.status(f"training forest on {len(table)} {species} cells"):

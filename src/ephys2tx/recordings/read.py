@@ -109,15 +109,24 @@ def read_recording(path: str | Path) -> Recording:
 
 
 def recording_files(folder: str | Path) -> list[Path]:
-    """The .abf / .nwb files in a folder (sorted); an error when there are none."""
+    """The .abf / .nwb files in a folder and its subfolders (sorted); an error when none.
+
+    Hidden files and folders (name starting with a dot) are skipped.
+    """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise Ephys2txError(f"{folder}: not a folder; check the path")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.is_file()
+    )
     if not files:
         raise Ephys2txError(
-            f"{folder}: no .abf or .nwb recordings in this folder; point to the folder "
-            "holding your recordings"
+            f"{folder}: no .abf or .nwb recordings in this folder or its subfolders; point to "
+            "the folder holding your recordings"
         )
     return files
 
