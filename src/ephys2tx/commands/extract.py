@@ -77,7 +77,7 @@ def _extract(
         raise Ephys2txError("--workers and --scheduler exclude each other; give one of them")
     files, found = _expand(paths)
     for line in found:
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)
     if not files:
         raise Ephys2txError(
             "no recordings to extract; pass .abf/.nwb files or folders holding them"
@@ -86,9 +86,13 @@ def _extract(
         files, out, workers=workers, scheduler=scheduler, species=species, memory_limit=memory_limit
     )
     for note in result.warnings:
-        console.print(f"[yellow]warning[/] {note}", highlight=False)
+        console.print(f"[yellow]warning[/] {note}", highlight=False, soft_wrap=True)
     for row in result.errors.head(10).itertuples(index=False):
-        console.print(f"[yellow]no cell[/] {row.file} ({row.stage}): {row.reason}", highlight=False)
+        console.print(
+            f"[yellow]no cell[/] {row.file} ({row.stage}): {row.reason}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if len(result.errors) > 10:
         console.print(f"... and {len(result.errors) - 10} more in {out / ERRORS_FILE}")
     n_ok = int((result.cells["status"] == "ok").sum()) if len(result.cells) else 0
@@ -97,6 +101,7 @@ def _extract(
         f"{len(result.errors)} errors in {result.seconds:.1f} s -> {out / CELLS_FILE}, "
         f"{out / FV_FILE}, {out / ERRORS_FILE}",
         highlight=False,
+        soft_wrap=True,
     )
     if result.cells.empty:
         raise Ephys2txError(

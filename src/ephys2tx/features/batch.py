@@ -8,6 +8,7 @@ file becomes a row of `errors.csv` and the batch goes on. Outputs in the output 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import pickle
@@ -302,8 +303,10 @@ def write_outputs(out_dir: Path, cells: pd.DataFrame, fv: dict, errors: pd.DataF
         for name in (FV_FILE, ERRORS_FILE, CELLS_FILE):
             os.replace(staging / name, out_dir / name)
     except OSError as exc:
+        full = exc.errno == errno.ENOSPC
         raise Ephys2txError(
-            f"cannot write the outputs to {out_dir} ({_one_line(exc)}); nothing was written "
+            f"cannot write the outputs to {out_dir} "
+            f"({'no space left on the device' if full else _one_line(exc)}); nothing was written "
             "(earlier outputs are unchanged): free space or choose another --out"
         ) from exc
     finally:

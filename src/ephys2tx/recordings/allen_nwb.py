@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import Ephys2txError
+from ..errors import Ephys2txError, NoCurrentClampSweeps
 from .sweeps import (
     LONG_SQUARE,
     OTHER,
@@ -232,7 +232,7 @@ def read_allen_nwb(path: str | Path) -> Recording:
         if not isinstance(name, str) or name == UNKNOWN_NAME:
             uncoded.append(sweeps[-1])
     if not sweeps and voltage_clamp:
-        raise Ephys2txError(
+        raise NoCurrentClampSweeps(
             f"{path}: no current-clamp sweeps (all {len(voltage_clamp)} are voltage clamp); "
             "ephys2tx needs current-clamp recordings"
         )

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import Ephys2txError
+from ..errors import Ephys2txError, NoCurrentClampSweeps
 from .assemble import one_line
 from .sweeps import Recording
 
@@ -62,6 +62,8 @@ def _read_nwb_any(path: Path) -> Recording:
 
         try:
             return read_allen_nwb(path)
+        except NoCurrentClampSweeps:  # read fine, and all voltage clamp: nothing to fall back to
+            raise
         except Exception as allen_error:  # noqa: BLE001 - fall back to the generic reader
             log.info("Allen reader failed on %s (%s); trying the NWB 2 reader", path, allen_error)
             try:
