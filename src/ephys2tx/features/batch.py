@@ -131,6 +131,7 @@ def process_file(
                 cached = pickle.load(fh)
             if cached.get("cache_version") == CACHE_VERSION:
                 hit = {**cached, "file": str(path), "cached": True, "peak_rss_mb": _peak_rss_mb()}
+                hit["worker_pid"] = os.getpid()
                 if species:
                     hit["meta"] = {**hit["meta"], "species": species}
                 return hit
@@ -165,6 +166,7 @@ def process_file(
     except OSError as exc:  # e.g. a full disk: the result stands, it is just not cached
         result["cache_error"] = _one_line(exc)
     result["peak_rss_mb"] = _peak_rss_mb()
+    result["worker_pid"] = os.getpid()
     return result
 
 
@@ -191,6 +193,7 @@ class BatchResult:
     extract_cpu_seconds: float  # the same in CPU time of the worker processes
     peak_rss_mb: float  # highest peak RSS seen in any worker process
     warnings: list[str] = field(default_factory=list)  # duplicate names or contents, cache
+    peak_rss_mb_by_worker: dict[int, float] = field(default_factory=dict)  # worker pid -> MB
 
 
 def cell_ids(
@@ -483,4 +486,14 @@ def run_batch(
         ),
         peak_rss_mb=max((r.get("peak_rss_mb") or 0.0) for r in ordered),
         warnings=notes,
+        peak_rss_mb_by_worker=_peaks_by_worker(ordered),
     )
+
+
+def _peaks_by_worker(results: Sequence[dict]) -> dict[int, float]:
+    """Highest peak RSS reported by each worker process (a restarted worker is a new pid)."""
+    peaks: dict[int, float] = {}
+    for r in results:
+        if (pid := r.get("worker_pid")) is not None:
+            peaks[pid] = max(peaks.get(pid, 0.0), r.get("peak_rss_mb") or 0.0)
+    return peaks
