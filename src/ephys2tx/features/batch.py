@@ -1,9 +1,11 @@
 """Extract many recordings on Dask: per-file cache keyed by content hash, errors table, outputs.
 
 Each file becomes one task: hash -> cached result, or read -> one-pass extraction -> cache
-(written atomically, so a killed run resumes without recomputing finished files). A broken
-file becomes a row of `errors.csv` and the batch goes on. Outputs in the output folder:
-`cells.parquet`, `feature_vectors.h5` (IPFX layout + mask) and `errors.csv`.
+(written atomically, so a killed run resumes without recomputing finished files). Cell ids
+come from the files' current names, never from the cache. A file that gives no cell becomes
+a row of `errors.csv` and the batch goes on. Outputs in the output folder, written as one
+set: `cells.parquet` (with `file` and `sha256`), `feature_vectors.h5` (IPFX layout + mask)
+and `errors.csv`.
 """
 
 from __future__ import annotations
@@ -122,6 +124,8 @@ def process_file(
     base = {"file": str(path), "cached": False, "error": None}
     try:
         digest = file_sha256(path)
+    except FileNotFoundError:
+        return {**base, "sha256": None, "error": ("read", "file not found; check the path")}
     except OSError as exc:
         return {**base, "sha256": None, "error": ("read", f"cannot read file: {exc}")}
     cache_file = Path(cache_dir) / f"{digest}.pkl"
