@@ -58,6 +58,8 @@ CELLS_FILE, FV_FILE, ERRORS_FILE, CACHE_DIR = (
     "cache",
 )
 
+STAGING_PREFIX = ".writing-"  # temporary folder of an output set being written
+
 Reader = Callable[[Path], Recording]
 Extractor = Callable[[Recording], "CellFeatures"]
 
@@ -296,7 +298,9 @@ def write_outputs(out_dir: Path, cells: pd.DataFrame, fv: dict, errors: pd.DataF
     they were.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".writing-"))
+    for stale in out_dir.glob(f"{STAGING_PREFIX}*"):  # left by a run killed while writing
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=STAGING_PREFIX))
     try:
         cells.to_parquet(staging / CELLS_FILE, index=False)
         write_feature_vectors(
