@@ -11,7 +11,7 @@ from rich.progress import track
 from rich.table import Table
 
 from ..datasets.cells import build_cells, read_cell_table, usable_features, write_cell_table
-from ..datasets.fetch import fetch_all, local_state, resolve_data_dir, resolve_mirror
+from ..datasets.fetch import fetch_all, resolve_data_dir, resolve_mirror
 from ..datasets.sources import DATA_FILES
 from ..errors import Ephys2txError
 from .common import (
@@ -35,14 +35,15 @@ from .common import (
 
 def fetch(data_dir: DataDir = None, mirror: Mirror = None) -> None:
     """Download the pinned public tables (or copy them from a mirror) and verify sha256."""
+    from ..datasets.fetch import REPAIRED_NOTE, altered_files
+
     root = resolve_data_dir(data_dir)
     source = resolve_mirror(mirror) or "raw.githubusercontent.com (pinned commits)"
     console.print(f"fetching {len(DATA_FILES)} files from {source} into {root}")
     names = list(DATA_FILES)
     for name in track(names, description="fetching", console=console, transient=True):
-        altered = local_state(DATA_FILES[name], root) == "altered"
+        note = f" ({REPAIRED_NOTE})" if altered_files(root, [name]) else ""
         fetch_all(root, resolve_mirror(mirror), [name])
-        note = " (the local copy had been changed: replaced by the pinned file)" if altered else ""
         console.print(f"  [green]ok[/] {name}{note}")
 
 

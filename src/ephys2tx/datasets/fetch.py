@@ -113,6 +113,15 @@ def local_state(entry: DataFile, data_dir: Path) -> str:
     return "ok"
 
 
+REPAIRED_NOTE = "the local copy had been changed: replaced by the pinned file"
+
+
+def altered_files(data_dir: Path, names: Iterable[str] | None = None) -> list[str]:
+    """Pinned files present in `data_dir` whose bytes are no longer the pinned ones."""
+    chosen = list(names) if names is not None else list(DATA_FILES)
+    return [n for n in chosen if local_state(DATA_FILES[n], data_dir) == "altered"]
+
+
 def fetch_file(entry: DataFile, data_dir: Path, mirror: str | None = None) -> Path:
     """Put one pinned file into `data_dir`, verified; a verified existing copy is reused."""
     target = data_dir / entry.name
