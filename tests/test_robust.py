@@ -170,6 +170,18 @@ def test_extract_reads_subfolders_and_fails_when_nothing_extracted(tmp_path):
     assert errors["file"].tolist() == [str(tmp_path / "nope.abf")]
 
 
+def test_inspect_lists_recordings_in_subfolders(tmp_path):
+    from typer.testing import CliRunner
+
+    from ephys2tx.cli import app
+
+    (tmp_path / "day2").mkdir()
+    shutil.copy(ABF, tmp_path / "day2" / "a.abf")
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "day2/a.abf" in result.output and "long_square x17" in result.output
+
+
 def _other_only_reader(path: Path):
     """A readable cell with no sweep any feature family can use."""
     from ephys2tx.recordings.sweeps import OTHER, Recording, Sweep
