@@ -298,6 +298,17 @@ def test_malformed_csv_cell_tables(tmp_path, content, words):
     assert "\n" not in str(err.value)
 
 
+def test_cli_predict_on_a_comma_decimal_table_is_one_line(tmp_path):
+    from ephys2tx.models.bundle import ModelCard, save_model
+
+    model = tmp_path / "model"  # read before the table; the table's error comes first
+    save_model(model, {"stand-in": "estimator"}, ModelCard("rf-raw", "human", "label", [], []))
+    table = tmp_path / "cells.csv"
+    table.write_text('specimen_id,tau,rheobase_i\n1,0.01,50\n2,"0,02",70\n')
+    res = run_cli("predict", model, table, "--out", tmp_path / "p.csv")
+    assert_one_line_error(res, "`tau`", "line 3", "'0,02'", "decimal point")
+
+
 def test_corrupt_parquet_and_missing_values_stay_nan(tmp_path):
     from ephys2tx.datasets.cells import read_cell_table
 
