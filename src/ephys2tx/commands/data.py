@@ -143,6 +143,8 @@ def _cells_from_inputs(inputs: list[Path], features_dir: Path):
             tables.append(read_cell_table(path))
     if recordings:
         batch = run_batch(recordings, features_dir)
+        for note in batch.warnings:  # e.g. two recordings of one name: ids named apart
+            console.print(f"[yellow]warning[/] {note}")
         for row in batch.errors.itertuples(index=False):
             console.print(f"[yellow]skipped[/] {row.file}: {row.reason}")
         if len(batch.cells):
