@@ -4,6 +4,7 @@ cache (reuse and invalidation) and both `predict` forms, on real human cells."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,8 @@ from typer.testing import CliRunner
 from ephys2tx import reference
 from ephys2tx.cli import app
 from ephys2tx.datasets.cells import usable_features
+from ephys2tx.datasets.fetch import sha256_of
+from ephys2tx.datasets.sources import DATA_FILES
 from ephys2tx.datasets.taxonomy import build_taxonomy
 from ephys2tx.models.mapping import map_cells
 from ephys2tx.models.reference import (
@@ -108,10 +111,13 @@ def test_cache_is_reused_and_invalidated(light_reference, monkeypatch):
     assert again == first and "using the cached" in said[-1]
     assert (first / "model.joblib").stat().st_mtime_ns == stamp  # not retrained
 
-    # a changed data file: a new key, a retrained model, the stale one removed
-    table = light_reference / "human_lee2023" / "LeeDalley_manuscript_metadata_v2.csv"
-    with open(table, "a") as handle:
+    # a changed data file (a new pinned release: file and pin change together): a new key,
+    # a retrained model, the stale one removed
+    name = "human_lee2023/LeeDalley_manuscript_metadata_v2.csv"
+    with open(light_reference / name, "a") as handle:
         handle.write("\n")
+    new_pin = sha256_of(light_reference / name)
+    monkeypatch.setitem(DATA_FILES, name, replace(DATA_FILES[name], sha256=new_pin))
     changed = reference.cached_reference("human", say=said.append, n_jobs=1)
     assert changed != first and "on first use" in said[-1]
     assert not first.exists()
