@@ -30,6 +30,8 @@ def train_reference_cmd(
     species = check_species(species)
     exclude = read_id_list(exclude_ids) if exclude_ids is not None else None
     cells = reference_cells(species, data_dir, mirror, exclude)
+    if exclude:
+        console.print(f"left out the listed specimens: {len(cells)} {species} cells remain")
     with console.status(f"training and calibrating the reference model on {len(cells)} cells"):
         fit, card = train_reference(species, cells, data_dir, mirror, seed=seed, n_jobs=jobs)
     save_model(out, fit.model, card)
