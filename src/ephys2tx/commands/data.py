@@ -14,6 +14,7 @@ from ..datasets.cells import build_cells, read_cell_table, usable_features, writ
 from ..datasets.fetch import fetch_all, resolve_data_dir, resolve_mirror
 from ..datasets.sources import DATA_FILES
 from ..errors import Ephys2txError
+from .calibration import Calibrate
 from .common import (
     DataDir,
     ExcludeIds,
@@ -98,6 +99,7 @@ def train_rf(
     labels: Labels = None,
     exclude_ids: ExcludeIds = None,
     inputs: Annotated[str, typer.Option("--inputs", help="raw or spca features.")] = "raw",
+    calibrate: Calibrate = True,
     seed: Seed = 0,
     data_dir: DataDir = None,
     mirror: Mirror = None,
@@ -105,6 +107,7 @@ def train_rf(
     """Train the class-balanced random forest on all cells of a species and save it."""
     from ..models.bundle import card_for, save_model
     from ..models.forest import make_forest
+    from .calibration import store_trust
 
     table, label = training_cells(species, labels, exclude_ids, data_dir, mirror)
     features = usable_features(table)
@@ -113,6 +116,10 @@ def train_rf(
         model.fit(table[features], table[label].to_numpy())
     card = card_for(model, f"rf-{inputs}", species, label, len(table), seed=seed)
     save_model(out, model, card)
+    store_trust(
+        out, make_forest(seed, inputs), model, table, label, species, features,
+        calibrate, seed, data_dir, mirror,
+    )  # fmt: skip
     console.print(f"saved {card.kind} model ({len(features)} features) to {out}")
 
 
@@ -160,28 +167,50 @@ def predict(
             help="Where extracted features of recordings go (default: next to --out).",
         ),
     ] = None,
+    alpha: Annotated[
+        float,
+        typer.Option("--alpha", help="Miss rate of the prediction sets, in (0, 1)."),
+    ] = 0.1,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit with status 1 when every cell is flagged.")
+    ] = False,
 ) -> None:
-    """Predict subclasses with a probability per class, for tables or raw recordings."""
-    from ..models.bundle import load_model, predict_table
+    """Predict subclasses with probabilities, a conformal set, flags and novelty per cell."""
+    from ..models.conformal import check_alpha
+    from ..models.trusted import TrustedModel
 
-    estimator, card = load_model(model_dir)
+    check_alpha(alpha)
+    model = TrustedModel.load(model_dir)
+    card = model.card
     table = _cells_from_inputs(inputs, features_dir or out.with_name(out.stem + "_features"))
-    predictions = predict_table(estimator, card, table)
-    measured = table[card.features].notna().mean(axis=1)
-    for sid, share in zip(table["specimen_id"], measured, strict=True):
-        if share < 0.5:  # e.g. a rig protocol without short squares or ramps
-            console.print(
-                f"[yellow]note[/] {sid}: only {share:.0%} of the model's features measured"
-            )
+    predictions, missing = model.predict_table(table, alpha)
+    if missing:
+        flags = sorted({f for fl in predictions["flags"] for f in fl.split("; ") if f})
+        console.print(
+            f"[yellow]warning[/] the input lacks {len(missing)} model column(s), treated as "
+            f"unmeasured (NaN): {', '.join(missing)}; flags raised: {', '.join(flags) or 'none'}"
+        )
+    if model.conformal is None:
+        console.print("[yellow]warning[/] no stored calibration: no prediction sets")
     out.parent.mkdir(parents=True, exist_ok=True)
-    predictions.to_csv(out, index=False)
+    tmp = out.with_name(f".{out.name}.part")
+    predictions.to_csv(tmp, index=False)
+    tmp.replace(out)
     shown = Table(title=f"{card.kind} ({card.species}, {card.label}) predictions")
-    for column in predictions.columns:
+    columns = ["specimen_id", "predicted", "prediction_set", "confident", "novelty", "flags"]
+    for column in columns:
         shown.add_column(column)
-    for row in predictions.head(20).itertuples(index=False):
+    for row in predictions[columns].head(20).itertuples(index=False):
         shown.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row))
     console.print(shown)
-    console.print(f"wrote {len(predictions)} predictions to {out}")
+    n_flagged = int((predictions["flags"] != "").sum())
+    console.print(
+        f"wrote {len(predictions)} predictions to {out} (alpha {alpha:g}): "
+        f"{int(predictions['confident'].sum())} confident, {n_flagged} flagged"
+    )
+    if strict and len(predictions) and n_flagged == len(predictions):
+        console.print("[red]error[/] --strict: every cell is flagged")
+        raise typer.Exit(1)
 
 
 def evaluate_rf(

@@ -10,6 +10,7 @@ import typer
 from ..errors import Ephys2txError
 from ..evaluation import LEARNING_CURVE_FRACTIONS
 from ..models import TRANSFER_METHODS
+from .calibration import Calibrate
 from .common import (
     DataDir,
     ExcludeIds,
@@ -39,6 +40,7 @@ def train_bilstm(
     labels: Labels = None,
     exclude_ids: ExcludeIds = None,
     members: Members = 3,
+    calibrate: Calibrate = True,
     seed: Seed = 0,
     data_dir: DataDir = None,
     mirror: Mirror = None,
@@ -46,6 +48,7 @@ def train_bilstm(
     """Train the attention BiLSTM over feature families on all cells of a species."""
     from ..models.bilstm import BiLSTMClassifier
     from ..models.bundle import card_for, save_model
+    from .calibration import store_trust
 
     table, label = training_cells(species, labels, exclude_ids, data_dir, mirror)
     model = BiLSTMClassifier(n_members=members, random_state=seed)
@@ -53,6 +56,10 @@ def train_bilstm(
         model.fit(table, table[label].to_numpy())
     card = card_for(model, "bilstm", species, label, len(table))
     save_model(out, model, card)
+    unfitted = BiLSTMClassifier(n_members=members, random_state=seed)
+    store_trust(
+        out, unfitted, model, table, label, species, None, calibrate, seed, data_dir, mirror
+    )
     console.print(f"saved bilstm model ({len(card.features)} features) to {out}")
 
 
@@ -61,6 +68,7 @@ def train_transfer(
     method: Method = "finetune",
     exclude_ids: ExcludeIds = None,
     members: Members = 3,
+    calibrate: Calibrate = True,
     seed: Seed = 0,
     data_dir: DataDir = None,
     mirror: Mirror = None,
@@ -68,6 +76,7 @@ def train_transfer(
     """Train a human classifier that learns from all mouse cells too (aligned 4 classes)."""
     from ..models.bundle import card_for, save_model
     from ..models.transfer import make_transfer
+    from .calibration import store_trust
 
     if method not in TRANSFER_METHODS:
         raise Ephys2txError(
@@ -83,6 +92,10 @@ def train_transfer(
         method=method, n_source_cells=len(mouse),
     )  # fmt: skip
     save_model(out, model, card)
+    unfitted = make_transfer(mouse, method, n_members=members, random_state=seed)
+    store_trust(
+        out, unfitted, model, human, label, "human", None, calibrate, seed, data_dir, mirror
+    )
     console.print(f"saved transfer-{method} model ({len(card.features)} features) to {out}")
 
 

@@ -18,11 +18,10 @@ import pandas as pd
 from rich.progress import Progress
 from sklearn.base import clone
 
-from ..models.bundle import families_of
 from ..models.calibration import Temperature
 from ..models.conformal import MondrianConformal, out_of_fold_proba
-from ..models.species import SpeciesFingerprint
-from ..models.trust import TrustReference, assess
+from ..models.trust import assess
+from ..models.trusted import fit_trust_reference
 from .crossval import CVResult, cross_validate
 from .folds import Fold, donor_kfold
 
@@ -45,23 +44,6 @@ def model_features(model, features: list[str] | None) -> list[str]:
     if features is not None:
         return list(features)
     return [str(c) for c in model.feature_names_in_]
-
-
-def fit_trust_reference(
-    model,
-    cells: pd.DataFrame,
-    features: list[str],
-    species: str,
-    other: dict[str, pd.DataFrame] | None = None,
-    seed: int = 0,
-) -> TrustReference:
-    """Ranges, families, novelty reference and (with `other` species' cells) fingerprint."""
-    fingerprint = None
-    if other:
-        fingerprint = SpeciesFingerprint.fit({species: cells, **other}, features, seed)
-    return TrustReference.fit(
-        cells, features, families_of(features), species, cells["donor"].to_numpy(), fingerprint
-    )
 
 
 def _trust_on_fold(
@@ -88,9 +70,7 @@ def _trust_on_fold(
     classes_sorted = sorted(set(y_train))
     temperature = Temperature.fit(oof, y_train, classes_sorted) if scaling else Temperature()
     conformal = MondrianConformal.fit(temperature.apply(oof), y_train, classes_sorted)
-    reference = fit_trust_reference(
-        model, train, model_features(model, features), species, other, seed
-    )
+    reference = fit_trust_reference(train, model_features(model, features), species, other, seed)
     test = cells.iloc[fold.test]
     proba = model.predict_proba(X_test)
     classes = [str(c) for c in model.classes_]
