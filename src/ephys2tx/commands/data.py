@@ -185,10 +185,13 @@ def predict(
     table = _cells_from_inputs(inputs, features_dir or out.with_name(out.stem + "_features"))
     predictions, missing = model.predict_table(table, alpha)
     if missing:
-        flags = sorted({f for fl in predictions["flags"] for f in fl.split("; ") if f})
+        raised = predictions["flags"].str.split("; ").explode()
+        raised = raised[raised.str.startswith(("few_features", "missing_family:"))]
+        counts = ", ".join(f"{k} ({v} cells)" for k, v in raised.value_counts().items())
         console.print(
             f"[yellow]warning[/] the input lacks {len(missing)} model column(s), treated as "
-            f"unmeasured (NaN): {', '.join(missing)}; flags raised: {', '.join(flags) or 'none'}"
+            f"unmeasured (NaN): {', '.join(missing)}; flags: {counts or 'none raised'}",
+            soft_wrap=True,
         )
     if model.conformal is None:
         console.print("[yellow]warning[/] no stored calibration: no prediction sets")

@@ -98,8 +98,8 @@ class TrustReference:
         }
         mismatch = np.zeros(len(X), bool)
         if "species" in cells.columns:
-            named = cells["species"].astype("string").str.lower().to_numpy()
-            mismatch |= pd.notna(named) & (named != self.species)
+            named = cells["species"].astype("string").str.lower()
+            mismatch |= (named.notna() & (named != self.species)).fillna(False).to_numpy(bool)
         if self.fingerprint is not None:
             mismatch |= self.fingerprint.mismatch(cells, self.species)
         novel = self.novelty.is_novel(novelty)
