@@ -24,6 +24,37 @@ Calibrate = Annotated[
     ),
 ]
 
+TrustOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust/--no-trust",
+        help="Also measure coverage, set size, confident calls and ECE, with the calibration "
+        "nested in each outer training fold (5 more fits per fold).",
+    ),
+]
+Alpha = Annotated[
+    float, typer.Option("--alpha", help="Miss rate of the prediction sets, in (0, 1).")
+]
+
+
+def other_species(species: str, data_dir=None, mirror=None) -> dict[str, pd.DataFrame]:
+    """The public cells of every other species (for the species fingerprint)."""
+    return {s: build_cells(s, data_dir, mirror)[0] for s in SPECIES if s != species}
+
+
+def print_trust(summary: dict, out: Path) -> None:
+    """One line: coverage, set size, confident calls and ECE of a nested evaluation."""
+    per_class = ", ".join(f"{k} {v:.2f}" for k, v in summary["coverage_per_class"].items())
+    acc = summary["confident_accuracy"]
+    console.print(
+        f"alpha {summary['alpha']:g}: coverage {summary['coverage']:.3f} ({per_class}); "
+        f"mean set size {summary['mean_set_size']:.2f}; confident "
+        f"{summary['share_confident']:.1%} of cells, accuracy "
+        f"{'n/a' if acc is None else f'{acc:.3f}'}; ECE {summary['ece']:.3f} "
+        f"(unscaled {summary['ece_unscaled']:.3f}); wrote {out}/trust.json",
+        soft_wrap=True,
+    )
+
 
 def store_trust(
     out: Path,
@@ -43,8 +74,9 @@ def store_trust(
     `estimator` is the unfitted model (refitted on inner folds), `model` the fitted one;
     `features` are the columns the estimator takes (None: the whole table)."""
     used = model.used_features() if hasattr(model, "used_features") else list(features)
-    others = {s: build_cells(s, data_dir, mirror)[0] for s in SPECIES if s != species}
-    reference = fit_trust_reference(cells, used, species, others, seed)
+    reference = fit_trust_reference(
+        cells, used, species, other_species(species, data_dir, mirror), seed
+    )
     calibration = None
     if calibrate:
         X = cells[features] if features is not None else cells

@@ -14,7 +14,7 @@ from ..datasets.cells import build_cells, read_cell_table, usable_features, writ
 from ..datasets.fetch import fetch_all, resolve_data_dir, resolve_mirror
 from ..datasets.sources import DATA_FILES
 from ..errors import Ephys2txError
-from .calibration import Calibrate
+from .calibration import Alpha, Calibrate, TrustOption, other_species, print_trust
 from .common import (
     DataDir,
     ExcludeIds,
@@ -167,10 +167,7 @@ def predict(
             help="Where extracted features of recordings go (default: next to --out).",
         ),
     ] = None,
-    alpha: Annotated[
-        float,
-        typer.Option("--alpha", help="Miss rate of the prediction sets, in (0, 1)."),
-    ] = 0.1,
+    alpha: Alpha = 0.1,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit with status 1 when every cell is flagged.")
     ] = False,
@@ -224,12 +221,15 @@ def evaluate_rf(
     repeats: Repeats = 3,
     folds: Folds = 5,
     inputs: Annotated[str, typer.Option("--inputs", help="raw, spca or both.")] = "both",
+    trust: TrustOption = True,
+    alpha: Alpha = 0.1,
     seed: Seed = 0,
     data_dir: DataDir = None,
     mirror: Mirror = None,
 ) -> None:
     """Cross-validate the forest on raw features and on sPCA components (same folds)."""
-    from ..evaluation.run import evaluate, write_evaluation
+    from ..evaluation.run import evaluate, write_evaluation, write_trust
+    from ..models.conformal import check_alpha
     from ..models.forest import INPUTS, make_forest
 
     table, label = training_cells(species, labels, data_dir=data_dir, mirror=mirror)
@@ -237,6 +237,8 @@ def evaluate_rf(
     chosen = INPUTS if inputs == "both" else (inputs,)
     if any(i not in INPUTS for i in chosen):
         raise Ephys2txError(f"unknown --inputs {inputs!r}; choose raw, spca or both")
+    check_alpha(alpha)
+    nested = {"alpha": alpha, "other": other_species(species, data_dir, mirror)} if trust else None
     for kind in chosen:
         result, metrics = evaluate(
             make_forest(seed, kind),
@@ -249,11 +251,15 @@ def evaluate_rf(
             repeats,
             seed,
             description=f"forest ({kind})",
+            trust=nested if kind == "raw" else None,  # sPCA refits per inner fold: too slow
             model=f"rf-{kind}",
         )
         target = out if len(chosen) == 1 else out / kind
         write_evaluation(target, result, metrics, f"{species} {label}: forest on {kind}")
         print_f1(f"rf-{kind}", species, label, protocol, metrics, target)
+        if result.trust is not None:
+            summary = write_trust(target, result.trust, f"{species} forest")
+            print_trust(summary, target)
 
 
 def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
