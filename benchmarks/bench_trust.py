@@ -98,9 +98,11 @@ def novel_part(cells: dict, repeats: int, runs: list) -> None:
         measured = rows["novelty"].notna().to_numpy()
         auroc_novelty = roc_auc_score(is_novel[measured], rows["novelty"][measured])
         auroc_conf = roc_auc_score(is_novel, 1 - rows["p_max"])
+        auroc_cred = roc_auc_score(is_novel, 1 - rows["credibility"])
         print(f"\n{species}: {novel} left out ({is_novel.sum()} test rows; "
               f"{time.perf_counter() - start:.0f} s)")  # fmt: skip
-        print(f"  AUROC novelty {auroc_novelty:.3f}; AUROC 1 - top probability {auroc_conf:.3f}")
+        print(f"  AUROC novelty {auroc_novelty:.3f}; AUROC 1 - top probability {auroc_conf:.3f}; "
+              f"AUROC 1 - largest conformal p-value {auroc_cred:.3f}")  # fmt: skip
         print(f"  {novel} cells called confidently {rows['confident'][is_novel].mean():.1%} "
               f"(flagged novel {rows['flags'][is_novel].str.contains('novel').mean():.1%}); "
               f"in-distribution cells confident {known['confident'].mean():.1%}, "

@@ -92,6 +92,7 @@ def _trust_on_fold(
             "p_max": proba.max(axis=1),
             "p_max_raw": raw.max(axis=1),
             "temperature": temperature.temperature,
+            "credibility": conformal.p_values(proba).max(axis=1),  # largest class p-value
             "prediction_set": ["|".join(r.prediction_set) for r in records],
             "set_size": [len(r.prediction_set) for r in records],
             "covered": [t in r.prediction_set for t, r in zip(true, records, strict=True)],
