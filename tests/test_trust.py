@@ -199,3 +199,15 @@ def test_reference_without_fingerprint_still_flags_by_species_column():
     )
     flags = ref.flags(cells.head(3).assign(species=["human", "Mouse", None]))
     assert ["species_mismatch" in f for f in flags] == [False, True, False]
+
+
+def test_nested_trust_runs_for_a_network_reading_the_whole_table(human_cells):
+    from ephys2tx.models.bilstm import BiLSTMClassifier
+
+    small = pd.concat([g.head(40) for _, g in human_cells.groupby("label")], ignore_index=True)
+    folds = grouped_folds(small["label"].to_numpy(), small["donor"].to_numpy(), 3, 1, 0)
+    tiny = BiLSTMClassifier(width=8, hidden=8, max_epochs=4, patience=2, batch_size=32)
+    ev = evaluate_trust(tiny, small, "label", folds, "human", None, inner_folds=3, progress=False)
+    assert len(ev.cells) == len(small)
+    assert ev.cells["prediction_set"].str.len().gt(0).all()
+    assert 0.6 <= ev.summary["coverage"] <= 1.0
