@@ -18,7 +18,13 @@ from rich.console import Console
 
 from . import __version__
 from .datasets.cells import build_cells, usable_features, write_cell_table
-from .datasets.fetch import fetch_all, resolve_data_dir, resolve_mirror
+from .datasets.fetch import (
+    REPAIRED_NOTE,
+    altered_files,
+    fetch_all,
+    resolve_data_dir,
+    resolve_mirror,
+)
 from .datasets.labels import DEFAULT_LABEL
 from .evaluation import LEARNING_CURVE_FRACTIONS
 from .evaluation.trust import evaluate_trust
@@ -145,7 +151,10 @@ class Study:
 
     # --- steps -------------------------------------------------------------------------
     def data(self) -> dict:
+        altered = altered_files(self.data_dir)
         fetch_all(self.data_dir, self.mirror)
+        for name in altered:
+            console.print(f"[yellow]{name}[/]: {REPAIRED_NOTE}")
         result = {}
         for species in ("mouse", "human"):
             table, report = build_cells(species, self.data_dir, self.mirror)
