@@ -25,6 +25,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from .. import __version__
 from ..errors import Ephys2txError
 from .bundle import ModelCard, align_features, families_of, load_model, proba_table
 from .calibration import Temperature
@@ -78,6 +79,7 @@ def save_trust(
         payload = {
             "conformal": conformal.to_dict(),
             "temperature": temperature.temperature,
+            "version": __version__,
             **details,
         }
         _atomic(model_dir / CALIBRATION_FILE, lambda p: p.write_text(json.dumps(payload)))
