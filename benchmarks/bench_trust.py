@@ -137,7 +137,7 @@ def trusted_model(table: pd.DataFrame, label: str, species: str, other: dict) ->
         make_forest(0), table[features], table[label].to_numpy(), table["donor"].to_numpy(),
         donor_kfold(5, 0),
     )  # fmt: skip
-    reference = fit_trust_reference(table, features, species, other)
+    reference = fit_trust_reference(table, features, species, other, model=model)
     card = ModelCard("rf-raw", species, label, list(model.classes_), features)
     return TrustedModel(model, card, *calibration, reference)
 

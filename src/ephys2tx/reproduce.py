@@ -424,7 +424,9 @@ class Study:
                 table["donor"].to_numpy(),
                 donor_kfold(self.settings.folds, self.settings.seed),
             )
-            reference = fit_trust_reference(table, features, species, others, self.settings.seed)
+            reference = fit_trust_reference(
+                table, features, species, others, self.settings.seed, model
+            )
             save_trust(target, reference, calibration, folds=self.settings.folds)
             saved[f"rf-{species}"] = str(target.relative_to(self.out))
         return saved

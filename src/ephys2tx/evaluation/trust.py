@@ -70,7 +70,9 @@ def _trust_on_fold(
     classes_sorted = sorted(set(y_train))
     temperature = Temperature.fit(oof, y_train, classes_sorted) if scaling else Temperature()
     conformal = MondrianConformal.fit(temperature.apply(oof), y_train, classes_sorted)
-    reference = fit_trust_reference(train, model_features(model, features), species, other, seed)
+    reference = fit_trust_reference(
+        train, model_features(model, features), species, other, seed, model
+    )
     test = cells.iloc[fold.test]
     proba = model.predict_proba(X_test)
     classes = [str(c) for c in model.classes_]

@@ -63,6 +63,7 @@ class TrustReference:
         species: str,
         groups: ArrayLike,
         fingerprint: SpeciesFingerprint | None = None,
+        weights: ArrayLike | None = None,
     ) -> TrustReference:
         """Summarize the reference cells (one row each, columns include `features`)."""
         X = cells[features].to_numpy(float)
@@ -81,7 +82,7 @@ class TrustReference:
             high=hi + RANGE_MARGIN * width,
             required_families=required,
             min_measured=int(np.ceil(FEW_FEATURES_SHARE * np.median(measured))),
-            novelty=NoveltyReference.fit(X, groups, features),
+            novelty=NoveltyReference.fit(X, groups, features, weights=weights),
             fingerprint=fingerprint,
         )
 
