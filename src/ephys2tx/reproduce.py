@@ -27,7 +27,6 @@ from .datasets.fetch import (
 )
 from .datasets.labels import DEFAULT_LABEL
 from .evaluation import LEARNING_CURVE_FRACTIONS
-from .evaluation.trust import evaluate_trust
 
 console = Console(stderr=True)
 
@@ -212,6 +211,7 @@ class Study:
         """How far to trust a call: the forest with calibration nested in each outer fold."""
         from .evaluation.folds import cell_folds
         from .evaluation.run import write_trust
+        from .evaluation.trust import evaluate_trust
         from .models.forest import make_forest
 
         table = self.cells(species)
