@@ -197,8 +197,9 @@ def test_reference_without_fingerprint_still_flags_by_species_column():
     ref = TrustReference.fit(
         cells, FEATURES, FAMILIES, "human", cells["donor"].to_numpy(), fingerprint=None
     )
-    flags = ref.flags(cells.head(3).assign(species=["human", "Mouse", None]))
-    assert ["species_mismatch" in f for f in flags] == [False, True, False]
+    names = ["human", "Mouse", None, "Homo sapiens", "Mus musculus", "Rattus norvegicus"]
+    flags = ref.flags(cells.head(6).assign(species=names))
+    assert ["species_mismatch" in f for f in flags] == [False, True, False, False, True, True]
 
 
 def test_nested_trust_runs_for_a_network_reading_the_whole_table(human_cells):
