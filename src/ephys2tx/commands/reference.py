@@ -126,3 +126,19 @@ def _plain(value):
     if hasattr(value, "item"):
         return value.item()
     raise TypeError(f"not JSON serializable: {type(value)}")
+
+
+def is_reference_model(model_dir: Path) -> bool:
+    """True for a directory written by `train reference` or the reference cache."""
+    from ..models.bundle import META_FILE
+
+    meta = model_dir / META_FILE
+    return meta.is_file() and json.loads(meta.read_text()).get("kind") == "reference"
+
+
+def predict_reference(model_dir: Path, table, alpha: float, json_out: Path | None):
+    """The MapMyCells-style predictions of a reference model directory, and its card."""
+    from ..models.bundle import load_model
+
+    estimator, card = load_model(model_dir)
+    return write_mapping(estimator, card, table, alpha, json_out), card
