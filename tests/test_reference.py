@@ -151,10 +151,14 @@ def test_both_predict_forms(light_reference, human_cells, tmp_path):
     for column in (
         "predicted", "p_Pvalb", "subclass", "subclass_probability", "subclass_runner_up",
         "subclass_set", "t_type", "t_type_probability", "t_type_runner_up", "t_type_set",
-        "most_specific",
+        "most_specific", "prediction_set", "confident", "novelty", "flags",
     ):  # fmt: skip
         assert column in table.columns
     assert len(table) == 40
+    # the trust columns of the reference model: the subclass set is the prediction set
+    assert table["prediction_set"].equals(table["subclass_set"])
+    single = table["subclass_set"].str.count(r"\|") == 0
+    assert (table["confident"] <= single).all() and table["novelty"].between(0, 1).all()
     assert (table["predicted"] == human_cells.head(40)["label"].to_numpy()).mean() > 0.6
     payload = json.loads((tmp_path / "pred.csv.json").read_text())
     record = payload["results"][0]
@@ -174,6 +178,22 @@ def test_both_predict_forms(light_reference, human_cells, tmp_path):
     result = runner.invoke(app, ["predict", str(rf_dir), str(cells), "--out", str(out2)])
     assert result.exit_code == 0 and "t_type" not in pd.read_csv(out2).columns
 
+    # a partial table with one family in the wrong unit: missing columns are NaN with one
+    # warning line, the scaled cells are flagged and never confident
+    broken = human_cells.head(10).drop(columns=["tau", "input_resistance"])
+    broken["upstroke_downstroke_ratio_hero"] *= 1000
+    broken.to_csv(tmp_path / "broken.csv", index=False)
+    result = runner.invoke(app, ["predict", str(model_dir), str(tmp_path / "broken.csv"),
+                                 "--out", str(out2)])  # fmt: skip
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "lacks 2 model column(s)" in " ".join(result.output.split())
+    flagged = pd.read_csv(out2, keep_default_na=False)
+    scaled = broken["upstroke_downstroke_ratio_hero"].notna().to_numpy()  # NaN x 1000 is NaN
+    assert scaled.sum() >= 5
+    hit = flagged["flags"].str.contains("out_of_range:upstroke_downstroke_ratio_hero")
+    assert hit[scaled].all()
+    assert not flagged["confident"].any()
+
     # both a model directory and --species: a clear error
     result = runner.invoke(app, ["predict", "--species", "human", str(rf_dir), str(cells)])
     assert result.exit_code != 0 and "not both" in str(result.exception)
@@ -190,7 +210,7 @@ def test_evaluate_reference_scores_both_levels_and_reports(light_reference, tmp_
     # honest scores: subclass far above chance (0.25), t-types above chance (1/22)
     assert levels["subclass"]["macro_f1"]["mean"] > 0.6
     assert 0.1 < levels["t_type"]["accuracy"]["mean"] < levels["subclass"]["accuracy"]["mean"]
-    # nested t-type sets at alpha 0.1 (each level at alpha/2): coverage near 0.9 or above
+    # nested t-type sets at alpha 0.1 (t-type level at alpha/2): coverage near 0.9
     assert levels["t_type"]["coverage"]["mean"] > 0.8
     assert levels["subclass"]["mean_set_size"]["mean"] <= levels["t_type"]["mean_set_size"]["mean"]
     for name, _ in brief["figures"]:

@@ -15,11 +15,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from . import __version__
-from .datasets.cells import build_cells, check_species, usable_features
+from .datasets.cells import build_cells, check_species, other_species_cells, usable_features
 from .datasets.fetch import data_path, resolve_data_dir, sha256_of
 from .datasets.labels import DEFAULT_LABEL
 from .datasets.sources import DATA_FILES
@@ -27,12 +28,14 @@ from .datasets.taxonomy import HOMOLOGY_FILE, build_taxonomy, homology_links, re
 from .evaluation.folds import cell_folds, donor_kfold
 from .evaluation.hierarchy import ReferenceEvaluation, evaluate_reference, t_type_confusion
 from .models.bundle import ModelCard, card_for, load_model, save_model
+from .models.mapping import reference_features
 from .models.reference import (
     CONDITION_FEATURE,
     HierarchicalClassifier,
     ReferenceFit,
     fit_reference,
 )
+from .models.trusted import fit_trust_reference, save_trust
 from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
 
 CACHE_FOLDER = "reference-models"
@@ -129,6 +132,33 @@ def train_reference(
     return fit, card
 
 
+def save_reference(
+    model_dir: Path, fit: ReferenceFit, card: ModelCard, cells: pd.DataFrame, seed: int = 0,
+    data_dir=None, mirror=None,
+) -> Path:  # fmt: skip
+    """Write the model and what `predict` needs for flags and novelty (as for every model)."""
+    save_model(model_dir, fit.model, card)
+    features = reference_features(card)
+    other = other_species_cells(card.species, data_dir, mirror)
+    weights = novelty_weights(fit.model, features)
+    reference = fit_trust_reference(cells, features, card.species, other, seed, weights=weights)
+    save_trust(model_dir, reference)
+    return model_dir
+
+
+def novelty_weights(model: HierarchicalClassifier, features: list[str]) -> np.ndarray | None:
+    """Impurity importances (mean 1) of the forest inside the subclass average, over
+    `features`, for the novelty distance; None when the average holds no forest."""
+    est = model.subclass_estimator_
+    members = [est] if hasattr(est, "feature_importances_") else getattr(est, "estimators_", [])
+    forest = next((m for m in members if hasattr(m, "feature_importances_")), None)
+    if forest is None:
+        return None
+    importance = dict(zip(forest.feature_names_in_, forest.feature_importances_, strict=True))
+    w = np.array([importance.get(f, 0.0) for f in features])
+    return w / w.sum() * len(features)
+
+
 def cached_reference(
     species: str,
     data_dir=None,
@@ -156,7 +186,7 @@ def cached_reference(
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{species}-", dir=root))
     try:
-        save_model(tmp, fit.model, card)
+        save_reference(tmp, fit, card, cells, data_dir=data_dir, mirror=mirror)
         for stale in root.glob(f"{species}-*"):  # older data or version: replaced
             shutil.rmtree(stale, ignore_errors=True)
         tmp.rename(target)

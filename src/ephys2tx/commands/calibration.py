@@ -9,7 +9,7 @@ import pandas as pd
 import typer
 from sklearn.base import clone
 
-from ..datasets.cells import SPECIES, build_cells
+from ..datasets.cells import other_species_cells
 from ..evaluation.folds import donor_kfold
 from ..models.trusted import fit_calibration, fit_trust_reference, save_trust
 from .common import console
@@ -35,11 +35,6 @@ TrustOption = Annotated[
 Alpha = Annotated[
     float, typer.Option("--alpha", help="Miss rate of the prediction sets, in (0, 1).")
 ]
-
-
-def other_species(species: str, data_dir=None, mirror=None) -> dict[str, pd.DataFrame]:
-    """The public cells of every other species (for the species fingerprint)."""
-    return {s: build_cells(s, data_dir, mirror)[0] for s in SPECIES if s != species}
 
 
 def print_trust(summary: dict, out: Path) -> None:
@@ -75,7 +70,7 @@ def store_trust(
     `features` are the columns the estimator takes (None: the whole table)."""
     used = model.used_features() if hasattr(model, "used_features") else list(features)
     reference = fit_trust_reference(
-        cells, used, species, other_species(species, data_dir, mirror), seed, model
+        cells, used, species, other_species_cells(species, data_dir, mirror), seed, model
     )
     calibration = None
     if calibrate:

@@ -10,11 +10,17 @@ import typer
 from rich.progress import track
 from rich.table import Table
 
-from ..datasets.cells import build_cells, read_cell_table, usable_features, write_cell_table
+from ..datasets.cells import (
+    build_cells,
+    other_species_cells,
+    read_cell_table,
+    usable_features,
+    write_cell_table,
+)
 from ..datasets.fetch import fetch_all, resolve_data_dir, resolve_mirror
 from ..datasets.sources import DATA_FILES
 from ..errors import Ephys2txError
-from .calibration import Alpha, Calibrate, TrustOption, other_species, print_trust
+from .calibration import Alpha, Calibrate, TrustOption, print_trust
 from .common import (
     AllowUnknownIds,
     DataDir,
@@ -211,9 +217,9 @@ def predict(
     model_dir, inputs = resolve_predict_model(model_dir, inputs or [], species, data_dir, mirror)
     if is_reference_model(model_dir):
         table = _cells_from_inputs(inputs, features_dir or out.with_name(out.stem + "_features"))
-        predictions, card = predict_reference(model_dir, table, alpha, json_out)
+        predictions, missing, card = predict_reference(model_dir, table, alpha, json_out)
         columns = ["specimen_id", "subclass", "subclass_set", "t_type", "t_type_set"]
-        columns.append("most_specific")
+        columns += ["most_specific", "confident", "flags"]
     else:
         if json_out is not None:
             raise Ephys2txError("--json needs a reference model (`predict --species ...`)")
@@ -221,18 +227,18 @@ def predict(
         card = model.card
         table = _cells_from_inputs(inputs, features_dir or out.with_name(out.stem + "_features"))
         predictions, missing = model.predict_table(table, alpha)
-        if missing:
-            raised = predictions["flags"].str.split("; ").explode()
-            raised = raised[raised.str.startswith(("few_features", "missing_family:"))]
-            counts = ", ".join(f"{k} ({v} cells)" for k, v in raised.value_counts().items())
-            console.print(
-                f"[yellow]warning[/] the input lacks {len(missing)} model column(s), treated as "
-                f"unmeasured (NaN): {', '.join(missing)}; flags: {counts or 'none raised'}",
-                soft_wrap=True,
-            )
         if model.conformal is None:
             console.print("[yellow]warning[/] no stored calibration: no prediction sets")
         columns = ["specimen_id", "predicted", "prediction_set", "confident", "novelty", "flags"]
+    if missing:
+        raised = predictions["flags"].str.split("; ").explode()
+        raised = raised[raised.str.startswith(("few_features", "missing_family:"))]
+        counts = ", ".join(f"{k} ({v} cells)" for k, v in raised.value_counts().items())
+        console.print(
+            f"[yellow]warning[/] the input lacks {len(missing)} model column(s), treated as "
+            f"unmeasured (NaN): {', '.join(missing)}; flags: {counts or 'none raised'}",
+            soft_wrap=True,
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.part")
     predictions.to_csv(tmp, index=False)
@@ -243,9 +249,6 @@ def predict(
     for row in predictions[columns].head(20).itertuples(index=False):
         shown.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row))
     console.print(shown)
-    if "flags" not in predictions:  # a reference model: sets per level, no trust flags
-        console.print(f"wrote {len(predictions)} predictions to {out} (alpha {alpha:g})")
-        return
     n_flagged = int((predictions["flags"] != "").sum())
     console.print(
         f"wrote {len(predictions)} predictions to {out} (alpha {alpha:g}): "
@@ -281,7 +284,9 @@ def evaluate_rf(
     if any(i not in INPUTS for i in chosen):
         raise Ephys2txError(f"unknown --inputs {inputs!r}; choose raw, spca or both")
     check_alpha(alpha)
-    nested = {"alpha": alpha, "other": other_species(species, data_dir, mirror)} if trust else None
+    nested = (
+        {"alpha": alpha, "other": other_species_cells(species, data_dir, mirror)} if trust else None
+    )
     for kind in chosen:
         result, metrics = evaluate(
             make_forest(seed, kind),

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 
 from .common import DataDir, ExcludeIds, Folds, Jobs, Mirror, Repeats, Seed, Species, console
@@ -24,8 +25,7 @@ def train_reference_cmd(
 ) -> None:
     """Train the hierarchical reference model (subclass, then t-type) with conformal sets."""
     from ..datasets.cells import check_species, read_id_list
-    from ..models.bundle import save_model
-    from ..reference import reference_cells, train_reference
+    from ..reference import reference_cells, save_reference, train_reference
 
     species = check_species(species)
     exclude = read_id_list(exclude_ids) if exclude_ids is not None else None
@@ -34,7 +34,7 @@ def train_reference_cmd(
         console.print(f"left out the listed specimens: {len(cells)} {species} cells remain")
     with console.status(f"training and calibrating the reference model on {len(cells)} cells"):
         fit, card = train_reference(species, cells, data_dir, mirror, seed=seed, n_jobs=jobs)
-    save_model(out, fit.model, card)
+    save_reference(out, fit, card, cells, seed, data_dir, mirror)
     tax = fit.taxonomy
     console.print(
         f"saved the {species} reference model ({len(tax.subclasses)} subclasses, "
@@ -137,8 +137,22 @@ def is_reference_model(model_dir: Path) -> bool:
 
 
 def predict_reference(model_dir: Path, table, alpha: float, json_out: Path | None):
-    """The MapMyCells-style predictions of a reference model directory, and its card."""
-    from ..models.bundle import load_model
+    """MapMyCells-style predictions of a reference model directory with the trust columns
+    (the subclass set is the prediction set); also the model columns the table lacked."""
+    from ..models.bundle import align_features, load_model
+    from ..models.mapping import reference_features
+    from ..models.trusted import load_reference, trust_table
 
     estimator, card = load_model(model_dir)
-    return write_mapping(estimator, card, table, alpha, json_out), card
+    mapping = write_mapping(estimator, card, table, alpha, json_out)
+    _, missing = align_features(table, reference_features(card))
+    classes = list(card.classes)
+    proba = mapping[[f"p_{c}" for c in classes]].to_numpy()
+    sets = [s.split("|") if s else [] for s in mapping["subclass_set"]]
+    calibrated = mapping["subclass_set"].astype(bool).any()
+    trust = trust_table(
+        table, proba, classes, sets if calibrated else None, load_reference(model_dir)
+    )
+    at = mapping.columns.get_loc(f"p_{classes[-1]}") + 1
+    predictions = pd.concat([mapping.iloc[:, :at], trust, mapping.iloc[:, at:]], axis=1)
+    return predictions, missing, card

@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
+from ..datasets.cells import other_species_cells
 from ..errors import Ephys2txError
 from ..evaluation import LEARNING_CURVE_FRACTIONS
 from ..models import TRANSFER_METHODS
-from .calibration import Alpha, Calibrate, other_species, print_trust
+from .calibration import Alpha, Calibrate, print_trust
 from .common import (
     AllowUnknownIds,
     DataDir,
@@ -254,7 +255,7 @@ def _nested_trust(
 
     evaluation = evaluate_trust(
         model, table, label, fold_list, species, None, check_alpha(alpha),
-        other_species(species, data_dir, mirror), seed=seed, n_jobs=jobs,
+        other_species_cells(species, data_dir, mirror), seed=seed, n_jobs=jobs,
     )  # fmt: skip
     print_trust(write_trust(out, evaluation, f"{species} {type(model).__name__}"), out)
 

@@ -166,6 +166,13 @@ def build_cells(
     return builder(data_dir, mirror)
 
 
+def other_species_cells(
+    species: str, data_dir: str | Path | None = None, mirror: str | None = None
+) -> dict[str, pd.DataFrame]:
+    """The public cells of every species but `species` (e.g. for the species fingerprint)."""
+    return {s: build_cells(s, data_dir, mirror)[0] for s in SPECIES if s != check_species(species)}
+
+
 def read_cell_table(path: str | Path) -> pd.DataFrame:
     """Read a Parquet or CSV cell table; a missing, unreadable or malformed one is a clear error.
 

@@ -103,8 +103,8 @@ def _split_conformal_sets(
             test = (rep["fold"] == fold).to_numpy()
             cal_sub = MondrianConformal.fit(sub_p[~test], true_sub[~test], subclasses)
             cal_leaf = MondrianConformal.fit(leaf_p[~test], true_leaf[~test], leaves)
-            sub_mask = cal_sub.set_mask(sub_p[test], level_alpha(alpha))
-            leaf_mask = cal_leaf.set_mask(leaf_p[test], level_alpha(alpha))
+            sub_mask = cal_sub.set_mask(sub_p[test], level_alpha(alpha, "subclass"))
+            leaf_mask = cal_leaf.set_mask(leaf_p[test], level_alpha(alpha, "t_type"))
             nested, empty = nest_sets(sub_mask, leaf_mask, subclasses, leaves, taxonomy)
             rows = np.arange(test.sum())
             sub_idx = [subclasses.index(s) for s in true_sub[test]]

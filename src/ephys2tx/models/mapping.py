@@ -8,8 +8,10 @@ t-type of the chosen subclass, level by level as MapMyCells maps; `hierarchical_
 unconditional, so t-type probabilities sum to their subclass's), the runner-up, and the
 conformal set. The t-type set lies inside the subclass set: t-types whose subclass is not
 in the subclass set are dropped, and when none is left the cell stays at subclass level
-(`t_type_set` empty). Each level's set is calibrated at alpha / 2, so the nested t-type set
-covers the true t-type with probability >= 1 - alpha (the subclass set with >= 1 - alpha/2).
+(`t_type_set` empty). The subclass set is calibrated at alpha (it is also the trust
+columns' `prediction_set`), the t-type set at alpha / 2 before nesting, so the nested t-type
+set covers the true t-type with probability >= 1 - 1.5 alpha by the union bound (measured:
+0.895 for human at alpha 0.1, README).
 `most_specific` is the deepest node whose level set holds one node.
 """
 
@@ -22,8 +24,7 @@ import pandas as pd
 
 from .. import __version__
 from ..datasets.taxonomy import LEVELS, Taxonomy
-from ..errors import Ephys2txError
-from .bundle import ModelCard
+from .bundle import ModelCard, align_features
 from .conformal import MondrianConformal, check_alpha
 from .reference import CONDITION_FEATURE, hierarchical_argmax, model_inputs
 
@@ -31,10 +32,14 @@ SET_SEPARATOR = "|"
 STAYS_AT_SUBCLASS = "t-type set empty inside the subclass set: stays at subclass level"
 
 
-def level_alpha(alpha: float) -> float:
-    """Each level's conformal level: alpha split evenly over the levels (Bonferroni), so the
-    nested t-type set, which needs both levels to cover, still covers with >= 1 - alpha."""
-    return alpha / len(LEVELS)
+def level_alpha(alpha: float, level: str) -> float:
+    """A level's conformal level: alpha for the subclass, alpha / 2 for the t-type.
+
+    Why: with both at alpha the nested t-type set covered 0.863 of human cells at alpha 0.1
+    (seed-0 5x3), with both at alpha / 2 the subclass sets grew to 2.20 classes; this split
+    keeps the subclass set at its own alpha (0.905, 1.67 classes) and the t-type set at 0.895.
+    """
+    return alpha if level == "subclass" else alpha / 2
 
 
 def nest_sets(
@@ -211,13 +216,10 @@ def reference_features(card: ModelCard) -> list[str]:
 
 
 def predict_mapping(estimator, card: ModelCard, cells: pd.DataFrame, alpha: float = 0.1) -> Mapping:
-    """Map a cell table with a saved reference model: per-level probabilities, then sets."""
-    missing = [f for f in reference_features(card) if f not in cells.columns]
-    if missing:
-        raise Ephys2txError(
-            f"the cell table lacks {len(missing)} feature(s) the model needs: "
-            f"{', '.join(missing[:8])}; add them as columns (NaN where unmeasured)"
-        )
+    """Map a cell table with a saved reference model: per-level probabilities, then sets.
+
+    Model columns the table lacks count as unmeasured (NaN), as for every model."""
+    align_features(cells, reference_features(card))  # none of them: a clear error
     taxonomy = Taxonomy.from_dict(card.extra["taxonomy"])
     levels = estimator.predict_proba_levels(model_inputs(cells, card.features))
     sets = None
@@ -228,7 +230,7 @@ def predict_mapping(estimator, card: ModelCard, cells: pd.DataFrame, alpha: floa
         for level in LEVELS:
             conformal = MondrianConformal.from_dict(stored[level])
             proba = levels[level][conformal.classes].to_numpy()
-            mask = conformal.set_mask(proba, level_alpha(alpha))
+            mask = conformal.set_mask(proba, level_alpha(alpha, level))
             order = [conformal.classes.index(c) for c in levels[level].columns]
             sets[level] = mask[:, order]
     metadata = {

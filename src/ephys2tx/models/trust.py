@@ -86,6 +86,14 @@ class TrustReference:
             fingerprint=fingerprint,
         )
 
+    def assess_cells(self, cells: pd.DataFrame) -> tuple[np.ndarray, list[list[str]]]:
+        """Novelty and flags of each cell of a table (model columns it lacks count as NaN)."""
+        table = cells.reindex(columns=self.features)
+        if "species" in cells.columns:
+            table["species"] = cells["species"].to_numpy()
+        novelty = self.novelty.novelty(table[self.features])
+        return novelty, self.flags(table, novelty)
+
     def flags(self, cells: pd.DataFrame, novelty: np.ndarray | None = None) -> list[list[str]]:
         """The flags of each cell (a table with the model's feature columns, NaN allowed)."""
         X = cells.reindex(columns=self.features).to_numpy(float)

@@ -66,14 +66,17 @@ def fit_trust_reference(
     other: dict[str, pd.DataFrame] | None = None,
     seed: int = 0,
     model=None,
+    weights: np.ndarray | None = None,
 ) -> TrustReference:
     """Ranges, families, novelty reference and (given other species' cells) fingerprint.
 
-    `model` (fitted) supplies the novelty distance's feature weights where it has them."""
+    The novelty distance's feature weights are `weights`, else those of `model` (fitted)
+    where it has them."""
     fingerprint = None
     if other:
         fingerprint = SpeciesFingerprint.fit({species: cells, **other}, features, seed)
-    weights = feature_weights(model, features) if model is not None else None
+    if weights is None and model is not None:
+        weights = feature_weights(model, features)
     return TrustReference.fit(
         cells, features, families_of(features), species, cells["donor"].to_numpy(),
         fingerprint, weights,
@@ -204,18 +207,29 @@ class TrustedModel:
         Columns: specimen_id, predicted, p_<Class>, prediction_set, confident, novelty,
         flags. Without stored calibration the set is empty and no call is confident."""
         alpha = check_alpha(alpha)
-        X, missing = align_features(cells, self.card.features)
+        _, missing = align_features(cells, self.card.features)
         proba = self.predict_proba(cells)
         out = proba_table(cells["specimen_id"].to_numpy(), proba, self.classes)
-        n = len(cells)
-        if self.reference is not None:
-            table = X.copy()
-            if "species" in cells.columns:
-                table["species"] = cells["species"].to_numpy()
-            novelty = self.reference.novelty.novelty(table.reindex(columns=self.reference.features))
-            flags = self.reference.flags(table, novelty)
-        else:
-            novelty, flags = np.full(n, np.nan), [[] for _ in range(n)]
-        sets = self._sets(proba, alpha) if self.conformal is not None else [[] for _ in range(n)]
-        records = assess(out["specimen_id"], proba, self.classes, sets, flags, novelty)
-        return pd.concat([out, trust_columns(records)], axis=1), missing
+        sets = self._sets(proba, alpha) if self.conformal is not None else None
+        trust = trust_table(cells, proba, self.classes, sets, self.reference)
+        return pd.concat([out, trust], axis=1), missing
+
+
+def trust_table(
+    cells: pd.DataFrame,
+    proba: np.ndarray,
+    classes: list[str],
+    sets: list[list[str]] | None,
+    reference: TrustReference | None,
+) -> pd.DataFrame:
+    """prediction_set, confident, novelty and flags of each cell, given its class
+    probabilities and conformal sets (None: uncalibrated, so empty sets and nothing
+    confident); without a stored reference there is no novelty and no flag."""
+    n = len(cells)
+    if reference is not None:
+        novelty, flags = reference.assess_cells(cells)
+    else:
+        novelty, flags = np.full(n, np.nan), [[] for _ in range(n)]
+    sets = sets if sets is not None else [[] for _ in range(n)]
+    records = assess(cells["specimen_id"].to_numpy(), proba, classes, sets, flags, novelty)
+    return trust_columns(records)

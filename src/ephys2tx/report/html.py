@@ -221,8 +221,9 @@ def _reference_section(results: dict, figures: Path) -> str:
     note = (
         f"Donor-grouped {any_ref['n_folds']} folds x {any_ref['n_repeats']} repeats. t-type "
         "scores count cells of t-types with >= 10 cells; rarer ones stay at subclass level. "
-        f"Conformal sets at alpha {any_ref['alpha']} (each level at alpha/2, so the nested "
-        "t-type set covers with >= 1 - alpha), calibrated on other folds' out-of-fold scores."
+        f"Conformal sets at alpha {any_ref['alpha']}: the subclass set at alpha, the t-type set at "
+        "alpha/2 before it is nested inside the subclass set (so it covers with >= 1 - 1.5 "
+        "alpha), calibrated on other folds' out-of-fold scores."
     )
     return (
         "<h2 id='reference'>6. Hierarchical reference model: subclass, then t-type</h2>"
