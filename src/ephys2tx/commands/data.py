@@ -160,6 +160,10 @@ def predict(
             help="Where extracted features of recordings go (default: next to --out).",
         ),
     ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Also write a per-cell HTML report (one card per cell)."),
+    ] = None,
 ) -> None:
     """Predict subclasses with a probability per class, for tables or raw recordings."""
     from ..models.bundle import load_model, predict_table
@@ -182,6 +186,11 @@ def predict(
         shown.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row))
     console.print(shown)
     console.print(f"wrote {len(predictions)} predictions to {out}")
+    if report is not None:
+        from .cell_report import write_predict_report
+
+        write_predict_report(report, card, table, predictions)
+        console.print(f"wrote the per-cell report to {report}")
 
 
 def evaluate_rf(
