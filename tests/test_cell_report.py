@@ -157,8 +157,10 @@ def test_missing_trust_columns_are_not_available(case):
 def test_every_flag_code_has_its_sentence():
     assert set(FLAG_SENTENCES) == {code.split(":")[0] for code in FLAG_CODES}
     assert "AP shape at the hero sweep" in flag_sentence("missing_family:ap_hero")
-    assert flag_sentence("out_of_range:tau").startswith("tau lies far outside")
+    assert flag_sentence("out_of_range:tau").startswith("tau lies far beyond")
     assert "no description" in flag_sentence("made_up")
+    with_value = flag_sentence("out_of_range:tau", {"tau": 17.2})
+    assert with_value.startswith("tau = 17.2 s lies far beyond")
 
 
 def _page(tmp_path, cards, name="cells.html"):
@@ -175,7 +177,7 @@ def test_page_has_one_card_per_cell_and_the_flag_sentences(tmp_path, cards):
     for card in cards:
         assert f"data-specimen='{card.specimen_id}'" in page
     for code in FLAG_CODES:
-        assert html.escape(flag_sentence(code)) in page
+        assert html.escape(flag_sentence(code, cards[0].features)) in page
     assert page.count("<li data-flag=") == len(FLAG_CODES)
     assert page.count("No flag raised.") == len(cards) - 1
     # self-contained: no address to fetch, every image inlined

@@ -104,7 +104,7 @@ def _flags(card: CellCard) -> str:
         parts.append("<p>No flag raised.</p>")
     else:
         items = "".join(
-            f"<li data-flag='{_e(code)}'><code>{_e(code)}</code>: {_e(flag_sentence(code))}</li>"
+            f"<li data-flag='{_e(code)}'><code>{_e(code)}</code>: {_e(flag_sentence(code, card.features))}</li>"
             for code in card.flags
         )
         parts.append(f"<ul class='flags'>{items}</ul>")

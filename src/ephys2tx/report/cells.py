@@ -94,24 +94,27 @@ class CellCard:
 FLAG_SENTENCES = {
     "few_features": "Too few of the model's features were measured for a reliable call.",
     "missing_family": "No feature of the family “{detail}” was measured (protocol not run, "
-    "or its analysis failed), so the call rests on the other families.",
-    "out_of_range": "{detail} lies far outside the range of the training cells: check its "
-    "unit and the recording.",
+    "or its analysis failed), although most of the model's reference cells have it.",
+    "out_of_range": "{detail} lies far beyond the range of the model's reference cells: "
+    "check its unit and the recording.",
     "species_mismatch": "The cell's species (its table, recording metadata or feature "
     "distribution) disagrees with the species the model was trained on.",
-    "novel": "The cell is less typical than 95% of the model's reference cells: it may be a "
-    "type, area or rig the model has not seen.",
+    "novel": "Its novelty is above the level only 5% of the model's reference cells reach: "
+    "it may be a type, area or rig the model has not seen.",
 }
 
 
-def flag_sentence(code: str) -> str:
-    """A fixed sentence per flag code; `name:detail` codes fill in their detail."""
+def flag_sentence(code: str, values: Mapping[str, float] | None = None) -> str:
+    """A fixed sentence per flag code; `name:detail` codes fill in their detail (and, given
+    the cell's values, an out-of-range feature's value)."""
     name, _, detail = code.partition(":")
     template = FLAG_SENTENCES.get(name)
     if template is None:
         return f"Flag “{code}” (no description for this code)."
     if name == "missing_family" and detail in FAMILIES:
         detail = FAMILIES[detail].title
+    if name == "out_of_range" and values and np.isfinite(values.get(detail, np.nan)):
+        detail = f"{detail} = {values[detail]:.4g} {FEATURE_UNITS.get(detail, '')}".rstrip()
     return template.format(detail=detail)
 
 
