@@ -15,6 +15,8 @@ mirror (cycled), so the page carries a sweep figure per cell as a batch of recor
 from __future__ import annotations
 
 import argparse
+import html
+import json
 import os
 import re
 import subprocess
@@ -98,9 +100,6 @@ def load_timing(page: Path, workdir: Path) -> dict:
          probed.as_uri()],
         check=True, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    import html
-    import json
-
     found = re.search(r'<pre id="timing">(.*?)</pre>', done.stdout, re.S)
     return json.loads(html.unescape(found.group(1))) if found else {}
 
@@ -156,13 +155,18 @@ def main() -> None:
         lazy_t, eager_t = load_timing(page, tmp), load_timing(eager, tmp)
     print(f"cells: {len(cards)} (held-out donors {len(held)}, reference cells {len(reference)})")
     print(
-        f"build cards: {built:.2f} s; draw + write page: {drawn:.1f} s ({drawn / len(cards) * 1000:.0f} ms per card)"
+        f"build cards: {built:.2f} s; draw + write page: {drawn:.1f} s wall, {drawn_cpu:.1f} s CPU "
+        f"({drawn_cpu / len(cards) * 1000:.0f} ms CPU per card)"
     )
     print(f"page size: {size / 1e6:.2f} MB ({size / len(cards) / 1e3:.1f} kB per card)")
     print(
         f"chromium --dump-dom wall time: empty page {baseline:.2f} s, report {lazy_s:.2f} s (cards closed, images decoded on opening), same page with every image eager {eager_s:.2f} s"
     )
-    print(f"navigation timing (ms): lazy {lazy_t}, eager {eager_t}")
+    for name, t in (("cards closed", lazy_t), ("every image eager", eager_t)):
+        print(
+            f"navigation timing, {name}: DOMContentLoaded {t['dom']:.0f} ms, load event "
+            f"{t['load']:.0f} ms, {t['decoded']} images decoded at load"
+        )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from test_report_browser import artifacts_dir, ensure_chromium, screenshot
 
 from ephys2tx.datasets.cells import usable_features
 from ephys2tx.errors import Ephys2txError
-from ephys2tx.report.cell_page import write_cell_report
+from ephys2tx.report.cell_page import render_card, write_cell_report
 from ephys2tx.report.cells import FLAG_SENTENCES, build_cards, flag_sentence
 
 FSI = RECORDINGS / "abf" / "2019_07_24_0055_fsi.abf"
@@ -125,6 +125,10 @@ def test_a_feature_the_cell_lacks_is_never_shown(case, cards):
     again = build_cards(case["pred"], new, case["features"], case["reference"], "label")
     assert dropped not in [c.name for c in again[0].comparisons]
     assert again[0].neighbours is None  # no neighbour search given
+    new.loc[1, case["features"]] = np.nan  # nothing measured: probabilities, no features
+    blank = build_cards(case["pred"], new, case["features"], case["reference"], "label")[1]
+    assert blank.n_measured == 0 and blank.comparisons == []
+    assert "none of the model's features is measured" in render_card(blank, 1)
 
 
 def test_neighbours_are_the_reference_rows(case, cards):

@@ -124,7 +124,12 @@ def _flags(card: CellCard) -> str:
 def _features(card: CellCard) -> str:
     head = "<h4>Most telling features</h4>"
     if not card.comparisons:
-        return head + "<p class='na'>No reference cells to compare with.</p>"
+        why = (
+            "none of the model's features is measured"
+            if not card.n_measured
+            else ("no reference cells to compare with")
+        )
+        return head + f"<p class='na'>Not drawn: {why}.</p>"
     classes = (card.predicted, card.runner_up)
     alt = f"{card.specimen_id}: features against {classes[0]} and {classes[1]}"
     listed = ", ".join(
