@@ -29,13 +29,14 @@ PAIR_COLORS = ("#D93137", "#4C72B0")  # fallback for classes without a subclass 
 
 
 def png_bytes(fig) -> bytes:
-    """The figure as a palette PNG (about a third of the RGBA size, same look)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
+    """The figure as a 64-colour palette PNG (about a third of the RGBA size, same look)."""
+    fig.set_dpi(DPI)
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
     plt.close(fig)
-    image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
     out = io.BytesIO()
-    image.quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(out, "PNG", optimize=True)
+    image = Image.fromarray(np.ascontiguousarray(rgb))
+    image.quantize(colors=64, method=Image.Quantize.FASTOCTREE).save(out, "PNG", optimize=True)
     return out.getvalue()
 
 
