@@ -200,12 +200,12 @@ def test_page_says_what_is_not_available(tmp_path, case):
     assert page.count("Nearest reference cells: not available for this model.") == len(cards)
 
 
-# Opens every card after the load event, waits for every image to decode, then reports.
+# Opens every card while the page is parsed (so the load event waits for every image), then
+# reports what the browser shows once it has loaded.
 PROBE = """<script>
-window.addEventListener('load', async () => {
-  setAll(true);
-  await new Promise(r => setTimeout(r, 50));
-  await Promise.all([...document.images].map(i => i.decode().catch(() => null)));
+setAll(true);
+document.querySelectorAll('details.card').forEach(showImages);
+window.addEventListener('load', () => {
   const probe = {
     cards: document.querySelectorAll('details.card').length,
     open: document.querySelectorAll('details.card[open]').length,
@@ -251,6 +251,7 @@ def test_cell_report_in_headless_chromium(tmp_path, case, cards):
     assert len(probe["images"]) == len(cards) + 1  # the first card also has its sweeps
     assert all(i["width"] > 100 for i in probe["images"]), probe["images"]
     assert probe["bars"] == len(cards) * len(case["classes"])
+    assert probe["flags"] == FLAG_CODES
     opened = tmp_path / "opened.html"
     opened.write_text(page.replace("<details class='card'", "<details open class='card'"))
     png = screenshot(browser, opened, artifacts_dir() / "cell_report.png", tmp_path)
