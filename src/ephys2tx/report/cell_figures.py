@@ -110,7 +110,9 @@ def features_png(comparisons: list[FeatureComparison], classes: tuple[str, str])
     return png_bytes(fig)
 
 
-def envelope(t: np.ndarray, v: np.ndarray, points: int = MAX_TRACE_POINTS):
+def envelope(
+    t: np.ndarray, v: np.ndarray, points: int = MAX_TRACE_POINTS
+) -> tuple[np.ndarray, np.ndarray]:
     """Min and max of each of `points // 2` bins: spikes survive, the line stays light."""
     bins = points // 2
     if len(v) <= points:
