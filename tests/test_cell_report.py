@@ -213,6 +213,9 @@ window.addEventListener('load', () => {
     flags: [...document.querySelectorAll('li[data-flag]')].map(e => e.dataset.flag),
     bars: document.querySelectorAll('.bar').length,
   };
+  showOnly('flagged');
+  const shown = s => [...document.querySelectorAll(s)].filter(e => e.style.display !== 'none');
+  probe.flagged_shown = [shown('details.card').length, shown('table.summary tr[data-cell]').length];
   const pre = document.createElement('pre');
   pre.id = 'cell-probe';
   pre.textContent = JSON.stringify(probe);
@@ -252,6 +255,7 @@ def test_cell_report_in_headless_chromium(tmp_path, case, cards):
     assert all(i["width"] > 100 for i in probe["images"]), probe["images"]
     assert probe["bars"] == len(cards) * len(case["classes"])
     assert probe["flags"] == FLAG_CODES
+    assert probe["flagged_shown"] == [1, 1]  # the filter keeps the one flagged cell
     opened = tmp_path / "opened.html"
     opened.write_text(page.replace("<details class='card'", "<details open class='card'"))
     png = screenshot(browser, opened, artifacts_dir() / "cell_report.png", tmp_path)

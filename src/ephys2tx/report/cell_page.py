@@ -41,7 +41,8 @@ ul.flags{margin:.3em 0;padding-left:1.2em;font-size:.9em}ul.flags code{color:#b3
 img.fig{display:block;max-width:100%}h4{margin:.5em 0 .3em}
 """
 
-# Opens a card's images on first opening; "open all" / "close all" for a quick look.
+# Opens a card's images on first opening; "open all" / "close all" for a quick look; shows
+# only the cells that are flagged or not confident.
 SCRIPT = """
 <script>
 function showImages(card){card.querySelectorAll('img[data-src]').forEach(function(img){
@@ -49,7 +50,11 @@ function showImages(card){card.querySelectorAll('img[data-src]').forEach(functio
 document.querySelectorAll('details.card').forEach(function(card){
   card.addEventListener('toggle',function(){if(card.open)showImages(card);});
   if(card.open)showImages(card);});
-function setAll(open){document.querySelectorAll('details.card').forEach(function(c){c.open=open;});}
+function setAll(open){document.querySelectorAll('details.card').forEach(function(c){
+  if(c.style.display!=='none')c.open=open;});}
+function showOnly(kind){document.querySelectorAll('[data-cell]').forEach(function(e){
+  var keep=kind==='all'||(kind==='flagged'&&e.dataset.flagged==='1')||
+    (kind==='unsure'&&e.dataset.confident!=='1');e.style.display=keep?'':'none';});}
 </script>
 """
 
@@ -179,10 +184,16 @@ def _summary_line(card: CellCard) -> str:
     return " · ".join(bits)
 
 
+def _marks(card: CellCard) -> str:
+    """Attributes the page's filter reads."""
+    return f"data-cell data-flagged='{int(bool(card.flags))}' data-confident='{int(bool(card.confident))}'"
+
+
 def render_card(card: CellCard, index: int) -> str:
     """One card as a closed <details> element."""
     return (
-        f"<details class='card' id='cell-{index}' data-specimen='{_e(card.specimen_id)}' "
+        f"<details class='card' id='cell-{index}' {_marks(card)} "
+        f"data-specimen='{_e(card.specimen_id)}' "
         f"data-predicted='{_e(card.predicted)}'><summary>{_summary_line(card)}</summary>"
         f"<div class='grid'><div>{_bars(card)}</div><div>{_flags(card)}</div></div>"
         f"<div class='grid'><div>{_features(card)}</div>"
@@ -204,7 +215,7 @@ def _summary_table(cards: Sequence[CellCard]) -> str:
             f"{card.novelty:.2f}" if card.novelty is not None else "—",
             _e("; ".join(card.flags)) if card.flags is not None else "—",
         ]
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        rows.append(f"<tr {_marks(card)}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     head = "".join(
         f"<th>{h}</th>"
         for h in ("cell", "predicted", "p", "prediction set", "confident", "novelty", "flags")
@@ -227,6 +238,18 @@ def _missing_banner(cards: Sequence[CellCard]) -> str:
     )
 
 
+def _filter(cards: Sequence[CellCard]) -> str:
+    if not cards or all(c.confident is None and c.flags is None for c in cards):
+        return ""
+    flagged = sum(bool(c.flags) for c in cards)
+    unsure = sum(not c.confident for c in cards)
+    return (
+        "<p class='note'>Show: <button onclick=\"showOnly('all')\">all cells</button> "
+        f"<button onclick=\"showOnly('unsure')\">not confident ({unsure})</button> "
+        f"<button onclick=\"showOnly('flagged')\">flagged ({flagged})</button></p>"
+    )
+
+
 def render_cell_report(
     cards: Sequence[CellCard],
     title: str,
@@ -240,6 +263,7 @@ def render_cell_report(
         f"<p class='note'>{info}</p>",
         _missing_banner(cards),
         f"<h2 id='summary'>Summary ({len(cards)} cells)</h2>",
+        _filter(cards),
         _summary_table(cards),
         "<h2 id='cells'>Cells</h2><p class='note'>Click a cell to open its card. "
         "<button onclick='setAll(true)'>open all</button> "
