@@ -276,6 +276,7 @@ def test_key_sweeps_are_the_ones_the_features_come_from():
 
 
 def test_predict_report_on_a_real_recording(tmp_path, case):
+    from ephys2tx.commands.calibration import store_trust
     from ephys2tx.models.bundle import card_for, save_model
     from ephys2tx.models.forest import make_forest
 
@@ -283,6 +284,8 @@ def test_predict_report_on_a_real_recording(tmp_path, case):
     forest = make_forest(0, n_estimators=60, n_jobs=1).fit(reference[features], reference["label"])
     model = tmp_path / "model"
     save_model(model, forest, card_for(forest, "rf-raw", "human", "label", len(reference)))
+    unfitted = make_forest(0, n_estimators=60, n_jobs=1)
+    store_trust(model, unfitted, forest, reference, "label", "human", features)
     report = tmp_path / "out" / "cells.html"
     done = subprocess.run(
         [sys.executable, "-m", "ephys2tx.cli", "predict", str(model), str(FSI),
@@ -290,9 +293,33 @@ def test_predict_report_on_a_real_recording(tmp_path, case):
         capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    predictions = pd.read_csv(tmp_path / "out" / "preds.csv", keep_default_na=False)
     page = report.read_text(encoding="utf-8")
     assert page.count("<details class='card'") == 1
     assert "data-specimen='2019_07_24_0055_fsi'" in page
     assert "rheobase and hero sweeps" in page  # the sweeps figure's alt text
-    assert "Not available for this model: prediction sets, flags, novelty" in page
+    assert "Mondrian conformal, alpha 0.1" in page
+    shown_set = " | ".join(predictions["prediction_set"][0].split("|"))
+    assert f"<b data-key='set'>{html.escape(shown_set)}</b>" in page
+    flags = [f for f in predictions["flags"][0].split("; ") if f]
+    assert flags  # long squares only: the short-square and ramp families are missing
+    for code in flags:
+        assert html.escape(flag_sentence(code, {})) in page or code.startswith("out_of_range")
+    assert "Not available for this model: nearest reference cells" in page
     assert not re.search(r"https?://", page)
+
+
+def test_an_uncalibrated_model_leaves_its_columns_out(case):
+    from ephys2tx.commands.cell_report import available_columns
+    from ephys2tx.models.bundle import card_for
+    from ephys2tx.models.forest import make_forest
+    from ephys2tx.models.trusted import TrustedModel
+
+    reference, features = case["reference"], case["features"]
+    forest = make_forest(0, n_estimators=10, n_jobs=1).fit(reference[features], reference["label"])
+    bare = TrustedModel(forest, card_for(forest, "rf-raw", "human", "label", len(reference)))
+    predictions, _ = bare.predict_table(case["new"])
+    kept = available_columns(bare, predictions)
+    assert not {"prediction_set", "confident", "novelty", "flags"} & set(kept.columns)
+    cards = build_cards(kept, case["new"], features)
+    assert all(c.prediction_set is None and c.flags is None for c in cards)

@@ -85,8 +85,13 @@ def test_evaluate_train_predict_roundtrip(tmp_path):
     preds = tmp_path / "preds.csv"
     run_cli("predict", model, table, "--out", preds)
     got = pd.read_csv(preds)
-    assert list(got.columns) == ["specimen_id", "predicted", "p_Lamp5", "p_Pvalb", "p_Sst", "p_Vip"]
+    assert list(got.columns) == [
+        "specimen_id", "predicted", "p_Lamp5", "p_Pvalb", "p_Sst", "p_Vip",
+        "prediction_set", "confident", "novelty", "flags",
+    ]  # fmt: skip
     assert np.allclose(got.filter(like="p_").sum(axis=1), 1)
+    for name in ("calibration.json", "reference.npz", "species.joblib"):
+        assert (model / name).is_file()
     held_out = got.head(100)
     accuracy = (held_out["predicted"].to_numpy() == cells["label"].head(100).to_numpy()).mean()
     assert accuracy > 0.6  # cells the model never saw
@@ -171,10 +176,19 @@ def test_predict_from_real_recordings(tmp_path, human_model):
 
 def test_table_without_needed_columns(tmp_path, human_model):
     model = human_model
-    bad = tmp_path / "bad.csv"
-    pd.DataFrame({"specimen_id": [1, 2], "tau": [0.01, 0.02]}).to_csv(bad, index=False)
-    result = run_cli("predict", model, bad, check=False)
-    assert result.returncode == 2 and "lacks 92 feature(s)" in result.stderr
+    partial = tmp_path / "partial.csv"
+    pd.DataFrame({"specimen_id": [1, 2], "tau": [0.01, 0.02]}).to_csv(partial, index=False)
+    out = tmp_path / "p.csv"
+    result = run_cli("predict", model, partial, "--out", out, "--strict", check=False)
+    warning = [line for line in result.stderr.splitlines() if "lacks 92 model column" in line]
+    assert len(warning) == 1 and "few_features (2 cells)" in warning[0]
+    got = pd.read_csv(out)
+    assert got["flags"].str.contains("few_features").all() and not got["confident"].any()
+    assert result.returncode == 1  # --strict: every cell is flagged
+    none = tmp_path / "none.csv"
+    pd.DataFrame({"specimen_id": [1], "foo": [0.1]}).to_csv(none, index=False)
+    result = run_cli("predict", model, none, check=False)
+    assert result.returncode == 2 and "none of the model's 93 features" in result.stderr
     nocol = tmp_path / "nocol.csv"
     pd.DataFrame({"tau": [0.01]}).to_csv(nocol, index=False)
     assert "no `specimen_id` column" in run_cli("predict", model, nocol, check=False).stderr

@@ -252,6 +252,27 @@ def small_report(tmp_path_factory) -> Path:
             "paired": {"transfer − bilstm_human": {"mean": -0.0217, "ci95": [-0.1, 0.05], "n": 5}},
         },
     }
+    from ephys2tx.report.figures import accuracy_called_png, reliability_png
+
+    bins = pd.DataFrame({"confidence": [0.35, 0.55, 0.85], "accuracy": [0.4, 0.6, 0.9]})
+    curve = pd.DataFrame({"share_called": [0.5, 1.0], "accuracy": [0.95, 0.84]})
+    results["trust"] = {
+        "human_label": {
+            "title": "forest, human 4-class",
+            "alpha": 0.1,
+            "coverage": 0.90123,
+            "coverage_per_class": dict.fromkeys(labels, 0.9),
+            "mean_set_size": 1.8765,
+            "share_confident": 0.2612,
+            "confident_accuracy": 0.9345,
+            "ece": 0.0549,
+            "ece_unscaled": 0.1853,
+            "figures": [
+                [reliability_png({"rf": bins}, figures / "rel.png").name, "reliability"],
+                [accuracy_called_png({"rf": curve}, figures / "acc.png").name, "called"],
+            ],
+        }
+    }
     (out / "results.json").write_text(json.dumps(results))
     write_report(results, out, synthetic=True)
     return out
@@ -260,7 +281,9 @@ def small_report(tmp_path_factory) -> Path:
 def test_report_in_headless_chromium(small_report, tmp_path):
     browser = ensure_chromium()
     probe = check_report(browser, small_report, tmp_path, "report.png")
-    assert len(probe["images"]) - 1 == 4  # 2 confusion matrices, UMAP, importance
+    # 2 confusion matrices, UMAP, importance, reliability, accuracy against share called
+    assert len(probe["images"]) - 1 == 6
+    assert "How far to trust a call" in (small_report / "report.html").read_text()
     sections = {t["section"] for t in probe["tables"]}
     assert {"data", "embedding", "forest", "sequence"} <= sections
     assert all(t["rows"] >= 2 for t in probe["tables"])  # a header row and data

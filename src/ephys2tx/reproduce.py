@@ -7,6 +7,7 @@ with; a rerun with the same settings reuses it, so an interrupted run resumes.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,6 +21,7 @@ from .datasets.cells import build_cells, usable_features, write_cell_table
 from .datasets.fetch import fetch_all, resolve_data_dir, resolve_mirror
 from .datasets.labels import DEFAULT_LABEL
 from .evaluation import LEARNING_CURVE_FRACTIONS
+from .evaluation.trust import evaluate_trust
 
 console = Console(stderr=True)
 
@@ -197,6 +199,42 @@ class Study:
         (self.out / "rf" / name / "confusion_matrix.png").replace(figure)
         return {**_metrics_brief(metrics), "figure": figure.name}
 
+    def trust(self, species: str, label: str, alpha: float = 0.1) -> dict:
+        """How far to trust a call: the forest with calibration nested in each outer fold."""
+        from .evaluation.folds import cell_folds
+        from .evaluation.run import write_trust
+        from .models.forest import make_forest
+
+        table = self.cells(species)
+        table = table[table[label].notna()].reset_index(drop=True)
+        s = self.settings
+        folds = cell_folds(table, label, species, "grouped", s.folds, s.repeats, s.seed)
+        others = {sp: self.cells(sp) for sp in ("mouse", "human") if sp != species}
+        evaluation = evaluate_trust(
+            make_forest(s.seed, n_estimators=s.forest_trees), table, label, folds, species,
+            usable_features(table), alpha, others, seed=s.seed,
+            description=f"forest {species} {label}, nested calibration",
+        )  # fmt: skip
+        name = f"trust_{species}_{label}"
+        title = f"forest, {species} {_classes(label)}"
+        summary = write_trust(self.out / "trust" / name, evaluation, title)
+        figures = []
+        for source, caption in [
+            ("reliability.png", f"{title}: accuracy against top-class probability, out of fold"),
+            ("accuracy_vs_called.png", f"{title}: accuracy of the calls made, surest first"),
+        ]:
+            target = self.figures / f"{name}_{source}"
+            shutil.copyfile(self.out / "trust" / name / source, target)
+            figures.append((target.name, caption))
+        keep = ("reliability", "accuracy_by_share_called")
+        return {
+            **{k: v for k, v in summary.items() if k not in keep},
+            "title": title,
+            "n_folds": s.folds,
+            "n_repeats": s.repeats,
+            "figures": figures,
+        }
+
     def forest_importance(self, species: str) -> dict:
         from .evaluation.folds import cell_folds
         from .evaluation.importance import family_permutation_importance
@@ -350,8 +388,10 @@ class Study:
         }
 
     def save_models(self) -> dict:
+        from .evaluation.folds import donor_kfold
         from .models.bundle import card_for, save_model
         from .models.forest import make_forest
+        from .models.trusted import fit_calibration, fit_trust_reference, save_trust
 
         saved = {}
         for species in ("mouse", "human"):
@@ -367,6 +407,16 @@ class Study:
             )  # fmt: skip
             target = self.out / "models" / f"rf-{species}"
             save_model(target, model, card)
+            others = {sp: self.cells(sp) for sp in ("mouse", "human") if sp != species}
+            calibration = fit_calibration(
+                make_forest(self.settings.seed, n_estimators=self.settings.forest_trees),
+                table[features],
+                table[label].to_numpy(),
+                table["donor"].to_numpy(),
+                donor_kfold(self.settings.folds, self.settings.seed),
+            )
+            reference = fit_trust_reference(table, features, species, others, self.settings.seed)
+            save_trust(target, reference, calibration, folds=self.settings.folds)
             saved[f"rf-{species}"] = str(target.relative_to(self.out))
         return saved
 
@@ -379,6 +429,12 @@ FOREST_RUNS = [  # species, label, inputs, protocol, also in --quick
     ("human", "label", "spca", "grouped", True),
     ("mouse", "label5", "raw", "seed", False),
     ("human", "label", "raw", "seed", True),
+]
+
+
+TRUST_RUNS = [  # species, label, also in --quick
+    ("human", "label", True),
+    ("mouse", "label5", False),
 ]
 
 
@@ -447,6 +503,11 @@ def reproduce(
             f"rf_{sp}_{lab}_{inp}_{pro}", lambda a=(sp, lab, inp, pro): study.forest(*a)
         )
         for sp, lab, inp, pro, in_quick in FOREST_RUNS
+        if in_quick or not quick
+    }
+    results["trust"] = {
+        f"{sp}_{lab}": run(f"trust_{sp}_{lab}", lambda a=(sp, lab): study.trust(*a))
+        for sp, lab, in_quick in TRUST_RUNS
         if in_quick or not quick
     }
     results["forest_importance"] = {

@@ -9,6 +9,7 @@ import pandas as pd
 
 from ..errors import Ephys2txError
 from ..models.bundle import ModelCard
+from ..models.trusted import TrustedModel
 from ..recordings.read import SUFFIXES as RECORDING_SUFFIXES
 from ..recordings.sweeps import Sweep
 from .common import console, training_cells
@@ -48,8 +49,11 @@ def recording_sweeps(table: pd.DataFrame) -> dict[int, tuple[dict[str, Sweep], s
     return out
 
 
-def model_info(card: ModelCard, reference: pd.DataFrame | None) -> dict[str, object]:
+def model_info(
+    model: TrustedModel, reference: pd.DataFrame | None, alpha: float
+) -> dict[str, object]:
     """What the page header says about the model."""
+    card = model.card
     info: dict[str, object] = {
         "model": card.kind,
         "species": card.species,
@@ -57,6 +61,9 @@ def model_info(card: ModelCard, reference: pd.DataFrame | None) -> dict[str, obj
         "features": len(card.features),
         "trained on": f"{card.n_train_cells} cells",
         "ephys2tx": card.version,
+        "prediction sets": f"Mondrian conformal, alpha {alpha:g}"
+        if model.conformal is not None
+        else "none (no stored calibration)",
     }
     info["reference cells"] = (
         f"{len(reference)} labelled public {card.species} cells"
@@ -66,11 +73,24 @@ def model_info(card: ModelCard, reference: pd.DataFrame | None) -> dict[str, obj
     return info
 
 
+def available_columns(model: TrustedModel, predictions: pd.DataFrame) -> pd.DataFrame:
+    """The predictions without the columns this model cannot fill (no calibration: no sets
+    or confident calls; no reference: no novelty or flags), so the page says "not available"
+    instead of showing empty sets."""
+    absent = []
+    if model.conformal is None:
+        absent += ["prediction_set", "confident"]
+    if model.reference is None:
+        absent += ["novelty", "flags"]
+    return predictions.drop(columns=absent, errors="ignore")
+
+
 def write_predict_report(
     path: Path,
-    card: ModelCard,
+    model: TrustedModel,
     table: pd.DataFrame,
     predictions: pd.DataFrame,
+    alpha: float,
     neighbour_indices: np.ndarray | None = None,
     neighbour_distances: np.ndarray | None = None,
 ) -> Path:
@@ -78,13 +98,14 @@ def write_predict_report(
     from ..report.cell_page import write_cell_report
     from ..report.cells import build_cards
 
+    card = model.card
     reference = reference_cells(card)
     if reference is None:
         neighbour_indices = neighbour_distances = None
     with console.status("reading rheobase and hero sweeps of the recordings"):
         sweeps = recording_sweeps(table)
     cards = build_cards(
-        predictions,
+        available_columns(model, predictions),
         table,
         card.features,
         reference,
@@ -94,4 +115,5 @@ def write_predict_report(
         sweeps,
     )
     title = f"ephys2tx {card.kind} ({card.species}): {len(cards)} cell(s)"
-    return write_cell_report(path, cards, title, model_info(card, reference), progress=True)
+    info = model_info(model, reference, alpha)
+    return write_cell_report(path, cards, title, info, progress=True)

@@ -14,6 +14,7 @@ from ..datasets.cells import build_cells, read_cell_table, usable_features, writ
 from ..datasets.fetch import fetch_all, resolve_data_dir, resolve_mirror
 from ..datasets.sources import DATA_FILES
 from ..errors import Ephys2txError
+from .calibration import Alpha, Calibrate, TrustOption, other_species, print_trust
 from .common import (
     DataDir,
     ExcludeIds,
@@ -98,6 +99,7 @@ def train_rf(
     labels: Labels = None,
     exclude_ids: ExcludeIds = None,
     inputs: Annotated[str, typer.Option("--inputs", help="raw or spca features.")] = "raw",
+    calibrate: Calibrate = True,
     seed: Seed = 0,
     data_dir: DataDir = None,
     mirror: Mirror = None,
@@ -105,6 +107,7 @@ def train_rf(
     """Train the class-balanced random forest on all cells of a species and save it."""
     from ..models.bundle import card_for, save_model
     from ..models.forest import make_forest
+    from .calibration import store_trust
 
     table, label = training_cells(species, labels, exclude_ids, data_dir, mirror)
     features = usable_features(table)
@@ -113,6 +116,10 @@ def train_rf(
         model.fit(table[features], table[label].to_numpy())
     card = card_for(model, f"rf-{inputs}", species, label, len(table), seed=seed)
     save_model(out, model, card)
+    store_trust(
+        out, make_forest(seed, inputs), model, table, label, species, features,
+        calibrate, seed, data_dir, mirror,
+    )  # fmt: skip
     console.print(f"saved {card.kind} model ({len(features)} features) to {out}")
 
 
@@ -160,37 +167,59 @@ def predict(
             help="Where extracted features of recordings go (default: next to --out).",
         ),
     ] = None,
+    alpha: Alpha = 0.1,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit with status 1 when every cell is flagged.")
+    ] = False,
     report: Annotated[
         Path | None,
         typer.Option("--report", help="Also write a per-cell HTML report (one card per cell)."),
     ] = None,
 ) -> None:
-    """Predict subclasses with a probability per class, for tables or raw recordings."""
-    from ..models.bundle import load_model, predict_table
+    """Predict subclasses with probabilities, a conformal set, flags and novelty per cell."""
+    from ..models.conformal import check_alpha
+    from ..models.trusted import TrustedModel
 
-    estimator, card = load_model(model_dir)
+    check_alpha(alpha)
+    model = TrustedModel.load(model_dir)
+    card = model.card
     table = _cells_from_inputs(inputs, features_dir or out.with_name(out.stem + "_features"))
-    predictions = predict_table(estimator, card, table)
-    measured = table[card.features].notna().mean(axis=1)
-    for sid, share in zip(table["specimen_id"], measured, strict=True):
-        if share < 0.5:  # e.g. a rig protocol without short squares or ramps
-            console.print(
-                f"[yellow]note[/] {sid}: only {share:.0%} of the model's features measured"
-            )
+    predictions, missing = model.predict_table(table, alpha)
+    if missing:
+        raised = predictions["flags"].str.split("; ").explode()
+        raised = raised[raised.str.startswith(("few_features", "missing_family:"))]
+        counts = ", ".join(f"{k} ({v} cells)" for k, v in raised.value_counts().items())
+        console.print(
+            f"[yellow]warning[/] the input lacks {len(missing)} model column(s), treated as "
+            f"unmeasured (NaN): {', '.join(missing)}; flags: {counts or 'none raised'}",
+            soft_wrap=True,
+        )
+    if model.conformal is None:
+        console.print("[yellow]warning[/] no stored calibration: no prediction sets")
     out.parent.mkdir(parents=True, exist_ok=True)
-    predictions.to_csv(out, index=False)
+    tmp = out.with_name(f".{out.name}.part")
+    predictions.to_csv(tmp, index=False)
+    tmp.replace(out)
     shown = Table(title=f"{card.kind} ({card.species}, {card.label}) predictions")
-    for column in predictions.columns:
+    columns = ["specimen_id", "predicted", "prediction_set", "confident", "novelty", "flags"]
+    for column in columns:
         shown.add_column(column)
-    for row in predictions.head(20).itertuples(index=False):
+    for row in predictions[columns].head(20).itertuples(index=False):
         shown.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row))
     console.print(shown)
-    console.print(f"wrote {len(predictions)} predictions to {out}")
+    n_flagged = int((predictions["flags"] != "").sum())
+    console.print(
+        f"wrote {len(predictions)} predictions to {out} (alpha {alpha:g}): "
+        f"{int(predictions['confident'].sum())} confident, {n_flagged} flagged"
+    )
     if report is not None:
         from .cell_report import write_predict_report
 
-        write_predict_report(report, card, table, predictions)
+        write_predict_report(report, model, table, predictions, alpha)
         console.print(f"wrote the per-cell report to {report}")
+    if strict and len(predictions) and n_flagged == len(predictions):
+        console.print("[red]error[/] --strict: every cell is flagged")
+        raise typer.Exit(1)
 
 
 def evaluate_rf(
@@ -201,12 +230,15 @@ def evaluate_rf(
     repeats: Repeats = 3,
     folds: Folds = 5,
     inputs: Annotated[str, typer.Option("--inputs", help="raw, spca or both.")] = "both",
+    trust: TrustOption = True,
+    alpha: Alpha = 0.1,
     seed: Seed = 0,
     data_dir: DataDir = None,
     mirror: Mirror = None,
 ) -> None:
     """Cross-validate the forest on raw features and on sPCA components (same folds)."""
-    from ..evaluation.run import evaluate, write_evaluation
+    from ..evaluation.run import evaluate, write_evaluation, write_trust
+    from ..models.conformal import check_alpha
     from ..models.forest import INPUTS, make_forest
 
     table, label = training_cells(species, labels, data_dir=data_dir, mirror=mirror)
@@ -214,6 +246,8 @@ def evaluate_rf(
     chosen = INPUTS if inputs == "both" else (inputs,)
     if any(i not in INPUTS for i in chosen):
         raise Ephys2txError(f"unknown --inputs {inputs!r}; choose raw, spca or both")
+    check_alpha(alpha)
+    nested = {"alpha": alpha, "other": other_species(species, data_dir, mirror)} if trust else None
     for kind in chosen:
         result, metrics = evaluate(
             make_forest(seed, kind),
@@ -226,11 +260,15 @@ def evaluate_rf(
             repeats,
             seed,
             description=f"forest ({kind})",
+            trust=nested if kind == "raw" else None,  # sPCA refits per inner fold: too slow
             model=f"rf-{kind}",
         )
         target = out if len(chosen) == 1 else out / kind
         write_evaluation(target, result, metrics, f"{species} {label}: forest on {kind}")
         print_f1(f"rf-{kind}", species, label, protocol, metrics, target)
+        if result.trust is not None:
+            summary = write_trust(target, result.trust, f"{species} forest")
+            print_trust(summary, target)
 
 
 def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer) -> None:

@@ -10,6 +10,7 @@ import typer
 from ..errors import Ephys2txError
 from ..evaluation import LEARNING_CURVE_FRACTIONS
 from ..models import TRANSFER_METHODS
+from .calibration import Alpha, Calibrate, other_species, print_trust
 from .common import (
     DataDir,
     ExcludeIds,
@@ -30,6 +31,14 @@ Out = Annotated[Path, typer.Option("--out", help="Output directory.")]
 Members = Annotated[
     int, typer.Option("--members", help="Networks averaged, each early-stopped on other donors.")
 ]
+NestedTrust = Annotated[
+    bool,
+    typer.Option(
+        "--trust/--no-trust",
+        help="Also measure coverage, set size, confident calls and ECE with calibration nested "
+        "in each outer fold (refits the networks: 6x the time).",
+    ),
+]
 Method = Annotated[str, typer.Option("--method", help=", ".join(TRANSFER_METHODS) + ".")]
 
 
@@ -39,6 +48,7 @@ def train_bilstm(
     labels: Labels = None,
     exclude_ids: ExcludeIds = None,
     members: Members = 3,
+    calibrate: Calibrate = True,
     seed: Seed = 0,
     data_dir: DataDir = None,
     mirror: Mirror = None,
@@ -46,6 +56,7 @@ def train_bilstm(
     """Train the attention BiLSTM over feature families on all cells of a species."""
     from ..models.bilstm import BiLSTMClassifier
     from ..models.bundle import card_for, save_model
+    from .calibration import store_trust
 
     table, label = training_cells(species, labels, exclude_ids, data_dir, mirror)
     model = BiLSTMClassifier(n_members=members, random_state=seed)
@@ -53,6 +64,10 @@ def train_bilstm(
         model.fit(table, table[label].to_numpy())
     card = card_for(model, "bilstm", species, label, len(table))
     save_model(out, model, card)
+    unfitted = BiLSTMClassifier(n_members=members, random_state=seed)
+    store_trust(
+        out, unfitted, model, table, label, species, None, calibrate, seed, data_dir, mirror
+    )
     console.print(f"saved bilstm model ({len(card.features)} features) to {out}")
 
 
@@ -61,6 +76,7 @@ def train_transfer(
     method: Method = "finetune",
     exclude_ids: ExcludeIds = None,
     members: Members = 3,
+    calibrate: Calibrate = True,
     seed: Seed = 0,
     data_dir: DataDir = None,
     mirror: Mirror = None,
@@ -68,6 +84,7 @@ def train_transfer(
     """Train a human classifier that learns from all mouse cells too (aligned 4 classes)."""
     from ..models.bundle import card_for, save_model
     from ..models.transfer import make_transfer
+    from .calibration import store_trust
 
     if method not in TRANSFER_METHODS:
         raise Ephys2txError(
@@ -83,6 +100,10 @@ def train_transfer(
         method=method, n_source_cells=len(mouse),
     )  # fmt: skip
     save_model(out, model, card)
+    unfitted = make_transfer(mouse, method, n_members=members, random_state=seed)
+    store_trust(
+        out, unfitted, model, human, label, "human", None, calibrate, seed, data_dir, mirror
+    )
     console.print(f"saved transfer-{method} model ({len(card.features)} features) to {out}")
 
 
@@ -95,6 +116,8 @@ def evaluate_bilstm(
     folds: Folds = 5,
     members: Members = 3,
     jobs: Jobs = -1,
+    trust: NestedTrust = False,
+    alpha: Alpha = 0.1,
     seed: Seed = 0,
     data_dir: DataDir = None,
     mirror: Mirror = None,
@@ -132,6 +155,10 @@ def evaluate_bilstm(
     by_class.to_csv(out / "attention_by_class.csv")
     plot_attention(by_class, out / "attention_by_class.png", f"{species} {label}: BiLSTM attention")
     print_f1("bilstm", species, label, protocol, metrics, out)
+    if trust:
+        _nested_trust(
+            model, table, label, fold_list, species, alpha, jobs, seed, out, data_dir, mirror
+        )
 
 
 def evaluate_transfer(
@@ -147,6 +174,8 @@ def evaluate_transfer(
     folds: Folds = 5,
     members: Members = 3,
     jobs: Jobs = -1,
+    trust: NestedTrust = False,
+    alpha: Alpha = 0.1,
     importance: Annotated[
         bool, typer.Option(help="Forest permutation importance per family (slow).")
     ] = True,
@@ -192,10 +221,30 @@ def evaluate_transfer(
     for name in [f"transfer_{m}" for m in methods]:
         metrics = study.results[(name, max(shares))].summary()
         print_f1(name, "human", label, protocol, metrics, out / name)
+    if trust:  # each transfer method with all training donors, calibration nested
+        for name in [f"transfer_{m}" for m in methods]:
+            _nested_trust(
+                variants[name], human, label, fold_list, "human", alpha, jobs, seed,
+                out / name, data_dir, mirror,
+            )  # fmt: skip
     paired = study.paired()
     if not paired.empty:
         console.print(paired.round(4).to_string(index=False))
     console.print(f"wrote {out}/study.json, learning_curve.png, paired_differences.csv")
+
+
+def _nested_trust(
+    model, table, label, fold_list, species, alpha, jobs, seed, out: Path, data_dir, mirror
+) -> None:
+    from ..evaluation.run import write_trust
+    from ..evaluation.trust import evaluate_trust
+    from ..models.conformal import check_alpha
+
+    evaluation = evaluate_trust(
+        model, table, label, fold_list, species, None, check_alpha(alpha),
+        other_species(species, data_dir, mirror), seed=seed, n_jobs=jobs,
+    )  # fmt: skip
+    print_trust(write_trust(out, evaluation, f"{species} {type(model).__name__}"), out)
 
 
 def _forest_importance(human, label, features, fold_list, seed, study, out: Path) -> None:

@@ -23,6 +23,7 @@ class CVResult:
     predictions: pd.DataFrame
     classes: list[str]
     fold_outputs: list = field(default_factory=list)  # what `on_fold` returned, fold by fold
+    trust: object = None  # a TrustEvaluation when calibration was nested (evaluation.trust)
 
     @property
     def scores(self) -> pd.DataFrame:

@@ -30,6 +30,11 @@ class Fold:
     test: np.ndarray
 
 
+def donor_kfold(n_folds: int = 5, seed: int = 0) -> StratifiedGroupKFold:
+    """One repeat of the fold rule as a scikit-learn splitter: `split(X, y, groups=donors)`."""
+    return StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+
+
 def grouped_folds(
     y: np.ndarray, groups: np.ndarray, n_folds: int = 5, n_repeats: int = 3, seed: int = 0
 ) -> list[Fold]:
@@ -41,7 +46,7 @@ def grouped_folds(
         )
     folds = []
     for repeat in range(n_repeats):
-        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed + repeat)
+        splitter = donor_kfold(n_folds, seed + repeat)
         for k, (train, test) in enumerate(splitter.split(np.zeros(len(y)), y, groups)):
             folds.append(Fold(repeat, k, train, test))
     return folds

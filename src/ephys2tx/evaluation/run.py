@@ -23,11 +23,26 @@ def evaluate(
     n_repeats: int = 3,
     seed: int = 0,
     description: str = "cross-validating",
+    trust: dict | None = None,
     **context,
 ) -> tuple[CVResult, dict]:
-    """Cross-validate on the shared folds; return the predictions and the metrics dict."""
+    """Cross-validate on the shared folds; return the predictions and the metrics dict.
+
+    With `trust` (keyword arguments of `evaluate_trust`, e.g. alpha and other species'
+    cells), calibration is nested in each outer fold and the `TrustEvaluation` is kept
+    in the result's `trust` attribute."""
     folds = cell_folds(cells, label, species, protocol, n_folds, n_repeats, seed)
-    result = cross_validate(estimator, cells, label, folds, features, description=description)
+    if trust is None:
+        result = cross_validate(estimator, cells, label, folds, features, description=description)
+    else:
+        from .trust import evaluate_trust
+
+        evaluation = evaluate_trust(
+            estimator, cells, label, folds, species, features, seed=seed,
+            description=description, **trust,
+        )  # fmt: skip
+        result = evaluation.cv
+        result.trust = evaluation
     metrics = result.summary(
         species=species,
         label=label,
@@ -49,3 +64,24 @@ def write_evaluation(out_dir: str | Path, result: CVResult, metrics: dict, title
     result.scores.to_csv(out / "fold_scores.csv", index=False)
     confusion_matrix_png(metrics, out / "confusion_matrix.png", title)
     return out
+
+
+def write_trust(out_dir: str | Path, evaluation, title: str) -> dict:
+    """trust.json, trust_cells.csv, reliability.png and accuracy_vs_called.png in `out_dir`."""
+    from ..report.figures import accuracy_called_png, reliability_png
+    from .trust import accuracy_by_share_called, reliability_table
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    evaluation.cells.to_csv(out / "trust_cells.csv", index=False)
+    bins = reliability_table(evaluation.cells)
+    curve = accuracy_by_share_called(evaluation.cells)
+    summary = {
+        **evaluation.summary,
+        "reliability": bins.to_dict(orient="records"),
+        "accuracy_by_share_called": curve.to_dict(orient="records"),
+    }
+    (out / "trust.json").write_text(json.dumps(summary, indent=2))
+    reliability_png({title: bins}, out / "reliability.png", f"{title}: reliability")
+    accuracy_called_png({title: curve}, out / "accuracy_vs_called.png", title)
+    return summary

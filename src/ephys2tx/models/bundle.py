@@ -94,25 +94,30 @@ def load_model(model_dir: str | Path) -> tuple[object, ModelCard]:
     return joblib.load(model_dir / MODEL_FILE), card
 
 
-def check_features(cells: pd.DataFrame, card: ModelCard) -> None:
-    """A table must carry every feature column the model was trained on (values may be NaN)."""
-    missing = [f for f in card.features if f not in cells.columns]
-    if missing:
-        shown = ", ".join(missing[:8]) + (
-            f" and {len(missing) - 8} more" if len(missing) > 8 else ""
-        )
+def align_features(cells: pd.DataFrame, features: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """The model's feature columns of a table, and those it lacks (they become NaN: unmeasured).
+
+    A table with none of the model's features is an error: nothing could be predicted."""
+    missing = [f for f in features if f not in cells.columns]
+    if len(missing) == len(features):
+        shown = ", ".join(features[:5]) + (" ..." if len(features) > 5 else "")
         raise Ephys2txError(
-            f"the cell table lacks {len(missing)} feature(s) the model needs: {shown}; "
-            "add them as columns (NaN where unmeasured)"
+            f"the cell table has none of the model's {len(features)} features ({shown}); "
+            "give a table with canonical IPFX feature columns, e.g. from `ephys2tx extract`"
         )
+    return cells.reindex(columns=features), missing
 
 
 def predict_table(estimator, card: ModelCard, cells: pd.DataFrame) -> pd.DataFrame:
-    """specimen_id, predicted, then p_<Class> per class."""
-    check_features(cells, card)
-    proba = estimator.predict_proba(cells[card.features])
-    classes = list(estimator.classes_)
-    out = pd.DataFrame({"specimen_id": cells["specimen_id"].to_numpy()})
+    """specimen_id, predicted, then p_<Class> per class (missing columns count as NaN)."""
+    X, _ = align_features(cells, card.features)
+    proba = estimator.predict_proba(X)
+    return proba_table(cells["specimen_id"].to_numpy(), proba, list(estimator.classes_))
+
+
+def proba_table(specimen_ids, proba: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """specimen_id, predicted (most probable class), then p_<Class> per class."""
+    out = pd.DataFrame({"specimen_id": specimen_ids})
     out["predicted"] = np.asarray(classes)[proba.argmax(axis=1)]
     for i, cls in enumerate(classes):
         out[f"p_{cls}"] = proba[:, i]

@@ -113,7 +113,9 @@ def _flags(card: CellCard) -> str:
             for code in card.flags
         )
         parts.append(f"<ul class='flags'>{items}</ul>")
-    if card.novelty is None:
+    if card.novelty is None and card.flags is not None:  # the model has a reference
+        parts.append("<p class='na'>Novelty: none (no feature of the model measured).</p>")
+    elif card.novelty is None:
         parts.append("<p class='na'>Novelty: not available for this model.</p>")
     else:
         parts.append(

@@ -87,3 +87,31 @@ def family_importance_png(importance: pd.DataFrame, path: str | Path, title: str
     ax.set_xlabel("drop in macro-F1 when the family is permuted")
     ax.set_title(title, fontsize=10)
     return _save(fig, path)
+
+
+def reliability_png(bins: dict[str, pd.DataFrame], path: str | Path, title: str = "") -> Path:
+    """Reliability diagram: accuracy against mean top probability per bin, one line per model."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot([0, 1], [0, 1], color="#999", lw=1, ls="--", label="perfectly calibrated")
+    for name, table in bins.items():
+        ax.plot(table["confidence"], table["accuracy"], marker="o", label=name)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean top-class probability in bin")
+    ax.set_ylabel("accuracy in bin")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    return _save(fig, path)
+
+
+def accuracy_called_png(curves: dict[str, pd.DataFrame], path: str | Path, title: str = "") -> Path:
+    """Accuracy of the calls made against the share of cells called (surest cells first)."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    for name, curve in curves.items():
+        ax.plot(curve["share_called"], curve["accuracy"], marker=".", label=name)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of cells called (highest probability first)")
+    ax.set_ylabel("accuracy of the calls made")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower left")
+    return _save(fig, path)

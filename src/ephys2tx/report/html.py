@@ -193,6 +193,57 @@ def _sequence_section(results: dict, figures: Path, synthetic: bool) -> str:
     )
 
 
+def _trust_section(results: dict, figures: Path) -> str:
+    """How far to trust a call: coverage, set size, confident calls, ECE (nested calibration)."""
+    trust = results.get("trust")
+    if not trust:
+        return ""
+    rows, images = [], []
+    for key, t in trust.items():
+        k = f"trust.{key}"
+        classes = ", ".join(f"{c} {v:.2f}" for c, v in t["coverage_per_class"].items())
+        acc = t["confident_accuracy"]
+        rows.append(
+            f"<tr><td>{html.escape(t.get('title', key))}</td>"
+            + _num(t["coverage"], f"{k}.coverage")
+            + f"<td class='note'>{html.escape(classes)}</td>"
+            + _num(t["mean_set_size"], f"{k}.mean_set_size", 2)
+            + _num(t["share_confident"], f"{k}.share_confident")
+            + (_num(acc, f"{k}.confident_accuracy") if acc is not None else "<td>—</td>")
+            + _num(t["ece"], f"{k}.ece")
+            + _num(t["ece_unscaled"], f"{k}.ece_unscaled")
+            + "</tr>"
+        )
+        images += [_img(figures / f, cap) for f, cap in t.get("figures", [])]
+    alpha = next(iter(trust.values()))["alpha"]
+    return (
+        "<h2 id='trust'>5. How far to trust a call</h2>"
+        f"<p class='note'>Prediction sets at alpha = {alpha:g} (Mondrian conformal: each class "
+        "calibrated on its own cells) should hold the true class of at least "
+        f"{1 - alpha:.0%} of the cells of every class. A call is <em>confident</em> when its set "
+        "holds one class and no flag is raised (few features, missing family, value out of "
+        "range, species mismatch, novel cell). The calibration, novelty reference and "
+        "temperature are fitted inside each outer training fold from donor-grouped "
+        "out-of-fold scores, so the test cells never shape them. ECE: expected calibration "
+        "error of the top-class probability, 10 bins, after temperature scaling "
+        "(unscaled: the forest's own probabilities).</p>"
+        + _table(
+            [
+                "model",
+                "coverage",
+                "coverage per class",
+                "mean set size",
+                "confident",
+                "accuracy of confident calls",
+                "ECE",
+                "ECE unscaled",
+            ],
+            rows,
+        )
+        + "".join(images)
+    )
+
+
 def render_report(
     results: dict,
     figures: Path,
@@ -224,6 +275,7 @@ def render_report(
     if "forest" in results:
         body.append(_forest_section(results, figures, synthetic))
     body.append(_sequence_section(results, figures, synthetic))
+    body.append(_trust_section(results, figures))
     if synthetic:
         body.append(
             "<h2 id='protocol'>About these cells</h2><p>Conductance-based model cells written as "

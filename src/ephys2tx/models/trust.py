@@ -1,0 +1,166 @@
+"""How far to trust each call: prediction sets, flags and novelty, as typed per-cell records.
+
+Pure computation: `TrustReference.fit` summarizes a model's training cells (ranges, family
+coverage, novelty reference, species fingerprint); `assess` turns probabilities plus that
+reference plus a Mondrian conformal calibration into one `CellTrust` per cell.
+
+Flags (fixed vocabulary, joined by "; " in tables):
+- `few_features`: fewer than half as many of the model's features measured as the
+  median reference cell has;
+- `missing_family:<name>`: no feature of a family that most (>= 50%) reference cells have;
+- `out_of_range:<feature>`: a value beyond the reference range [min, max] by more than
+  `RANGE_MARGIN` times its width (catches unit errors);
+- `species_mismatch`: the table's `species` column names another species than the
+  model's, or the species fingerprint (`models/species.py`) finds the cell closer to
+  the other species' public cells;
+- `novel`: novelty above the threshold that flags 5% of reference cells (`models/novelty.py`).
+`confident` is true only when the prediction set holds one class and no flag is raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+
+from .novelty import NoveltyReference
+from .species import SpeciesFingerprint
+
+RANGE_MARGIN = 0.25
+FEW_FEATURES_SHARE = 0.5
+FAMILY_REQUIRED_SHARE = 0.5
+FLAG_VOCABULARY = (
+    "few_features",
+    "missing_family:<name>",
+    "out_of_range:<feature>",
+    "species_mismatch",
+    "novel",
+)
+
+
+@dataclass
+class TrustReference:
+    """What flags and novelty need from a model's training (reference) cells."""
+
+    species: str
+    features: list[str]
+    low: np.ndarray  # (d,) lowest accepted value per feature (range minus margin)
+    high: np.ndarray  # (d,) highest accepted value per feature
+    required_families: dict[str, list[str]]  # families most reference cells measure
+    min_measured: int  # fewer measured features than this raises `few_features`
+    novelty: NoveltyReference
+    fingerprint: SpeciesFingerprint | None = None
+
+    @classmethod
+    def fit(
+        cls,
+        cells: pd.DataFrame,
+        features: list[str],
+        families: dict[str, list[str]],
+        species: str,
+        groups: ArrayLike,
+        fingerprint: SpeciesFingerprint | None = None,
+    ) -> TrustReference:
+        """Summarize the reference cells (one row each, columns include `features`)."""
+        X = cells[features].to_numpy(float)
+        lo, hi = np.nanmin(X, axis=0), np.nanmax(X, axis=0)
+        width = np.where(hi > lo, hi - lo, np.abs(hi) + 1e-12)
+        required = {
+            name: cols
+            for name, cols in families.items()
+            if cells[cols].notna().any(axis=1).mean() >= FAMILY_REQUIRED_SHARE
+        }
+        measured = np.isfinite(X).sum(axis=1)
+        return cls(
+            species=species,
+            features=list(features),
+            low=lo - RANGE_MARGIN * width,
+            high=hi + RANGE_MARGIN * width,
+            required_families=required,
+            min_measured=int(np.ceil(FEW_FEATURES_SHARE * np.median(measured))),
+            novelty=NoveltyReference.fit(X, groups, features),
+            fingerprint=fingerprint,
+        )
+
+    def flags(self, cells: pd.DataFrame, novelty: np.ndarray | None = None) -> list[list[str]]:
+        """The flags of each cell (a table with the model's feature columns, NaN allowed)."""
+        X = cells.reindex(columns=self.features).to_numpy(float)
+        if novelty is None:
+            novelty = self.novelty.novelty(X)
+        measured = np.isfinite(X)
+        outside = (X < self.low) | (X > self.high)
+        family_missing = {
+            name: ~cells.reindex(columns=cols).notna().any(axis=1).to_numpy()
+            for name, cols in self.required_families.items()
+        }
+        mismatch = np.zeros(len(X), bool)
+        if "species" in cells.columns:
+            named = cells["species"].astype("string").str.lower()
+            mismatch |= (named.notna() & (named != self.species)).fillna(False).to_numpy(bool)
+        if self.fingerprint is not None:
+            mismatch |= self.fingerprint.mismatch(cells, self.species)
+        novel = self.novelty.is_novel(novelty)
+        out = []
+        for i in range(len(X)):
+            flags = []
+            if measured[i].sum() < self.min_measured:
+                flags.append("few_features")
+            flags += [f"missing_family:{n}" for n, miss in family_missing.items() if miss[i]]
+            flags += [f"out_of_range:{self.features[j]}" for j in np.flatnonzero(outside[i])]
+            if mismatch[i]:
+                flags.append("species_mismatch")
+            if novel[i]:
+                flags.append("novel")
+            out.append(flags)
+        return out
+
+
+@dataclass
+class CellTrust:
+    """One cell's call and how far to trust it."""
+
+    specimen_id: object
+    predicted: str
+    prediction_set: list[str]  # most probable first
+    confident: bool
+    novelty: float  # NaN when nothing is measured
+    flags: list[str] = field(default_factory=list)
+
+
+def assess(
+    specimen_ids: Sequence,
+    proba: np.ndarray,
+    classes: Sequence[str],
+    sets: list[list[str]],
+    flags: list[list[str]],
+    novelty: np.ndarray,
+) -> list[CellTrust]:
+    """Combine probabilities, conformal sets, flags and novelty into per-cell records."""
+    classes = list(classes)
+    top = np.asarray(classes)[np.asarray(proba).argmax(axis=1)]
+    return [
+        CellTrust(
+            specimen_id=sid,
+            predicted=str(top[i]),
+            prediction_set=list(sets[i]),
+            confident=len(sets[i]) == 1 and not flags[i],
+            novelty=float(novelty[i]),
+            flags=list(flags[i]),
+        )
+        for i, sid in enumerate(specimen_ids)
+    ]
+
+
+def trust_columns(records: list[CellTrust]) -> pd.DataFrame:
+    """prediction_set ("|"), confident, novelty and flags ("; ") columns of a predictions table."""
+    return pd.DataFrame(
+        {
+            "prediction_set": ["|".join(r.prediction_set) for r in records],
+            "confident": [r.confident for r in records],
+            "novelty": [r.novelty for r in records],
+            "flags": ["; ".join(r.flags) for r in records],
+        }
+    )

@@ -1,0 +1,205 @@
+"""A saved model with what it takes to trust its calls: calibration, reference, fingerprint.
+
+Beside `model.joblib` and `model.json` a model directory holds
+- `calibration.json`: the Mondrian conformal scores (donor-grouped out of fold) and the
+  temperature fitted on the same out-of-fold probabilities;
+- `reference.npz`: ranges, families, few-feature threshold and the novelty reference of
+  the training cells;
+- `species.joblib`: the species fingerprint (mouse vs human public cells).
+
+```python
+from ephys2tx.models.trusted import TrustedModel
+model = TrustedModel.load("results/models/rf-human")
+table, missing = model.predict_table(cells, alpha=0.1)   # predicted, p_*, sets, flags
+sets = model.predict_set(cells, alpha=0.05)              # [["Pvalb"], ["Sst", "Vip"], ...]
+```
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from ..errors import Ephys2txError
+from .bundle import ModelCard, align_features, families_of, load_model, proba_table
+from .calibration import Temperature
+from .conformal import MondrianConformal, check_alpha, out_of_fold_proba
+from .novelty import NoveltyReference
+from .species import SpeciesFingerprint
+from .trust import TrustReference, assess, trust_columns
+
+CALIBRATION_FILE = "calibration.json"
+REFERENCE_FILE = "reference.npz"
+SPECIES_FILE = "species.joblib"
+
+
+def fit_calibration(
+    estimator, X: pd.DataFrame, y, groups, cv, n_jobs: int = 1
+) -> tuple[MondrianConformal, Temperature]:
+    """Temperature and Mondrian scores from one set of donor-grouped out-of-fold probabilities."""
+    y = np.asarray(y).astype(str)
+    classes = sorted(set(y))
+    oof = out_of_fold_proba(estimator, X, y, groups, cv, n_jobs)
+    temperature = Temperature.fit(oof, y, classes)
+    return MondrianConformal.fit(temperature.apply(oof), y, classes), temperature
+
+
+def fit_trust_reference(
+    cells: pd.DataFrame,
+    features: list[str],
+    species: str,
+    other: dict[str, pd.DataFrame] | None = None,
+    seed: int = 0,
+) -> TrustReference:
+    """Ranges, families, novelty reference and (given other species' cells) fingerprint."""
+    fingerprint = None
+    if other:
+        fingerprint = SpeciesFingerprint.fit({species: cells, **other}, features, seed)
+    return TrustReference.fit(
+        cells, features, families_of(features), species, cells["donor"].to_numpy(), fingerprint
+    )
+
+
+def save_trust(
+    model_dir: str | Path,
+    reference: TrustReference,
+    calibration: tuple[MondrianConformal, Temperature] | None = None,
+    **details,
+) -> None:
+    """Write the calibration (if any), the reference and the fingerprint; each atomically."""
+    model_dir = Path(model_dir)
+    if calibration is not None:
+        conformal, temperature = calibration
+        payload = {
+            "conformal": conformal.to_dict(),
+            "temperature": temperature.temperature,
+            **details,
+        }
+        _atomic(model_dir / CALIBRATION_FILE, lambda p: p.write_text(json.dumps(payload)))
+    meta = {
+        "species": reference.species,
+        "features": reference.features,
+        "required_families": reference.required_families,
+        "min_measured": reference.min_measured,
+    }
+    arrays = {
+        **{f"novelty_{k}": v for k, v in reference.novelty.to_arrays().items()},
+        "low": reference.low,
+        "high": reference.high,
+        "meta": np.asarray(json.dumps(meta)),
+    }
+
+    def write_npz(path: Path) -> None:
+        with open(path, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    _atomic(model_dir / REFERENCE_FILE, write_npz)
+    if reference.fingerprint is not None:
+        _atomic(model_dir / SPECIES_FILE, lambda p: joblib.dump(reference.fingerprint, p))
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    write(tmp)
+    tmp.replace(path)
+
+
+def load_reference(model_dir: Path) -> TrustReference | None:
+    """The stored reference, or None for a model saved before references existed."""
+    if not (model_dir / REFERENCE_FILE).is_file():
+        return None
+    with np.load(model_dir / REFERENCE_FILE) as a:
+        meta = json.loads(str(a["meta"]))
+        novelty = NoveltyReference.from_arrays(
+            {k[len("novelty_") :]: a[k] for k in a.files if k.startswith("novelty_")}
+        )
+        low, high = a["low"], a["high"]
+    fingerprint = None
+    if (model_dir / SPECIES_FILE).is_file():
+        fingerprint = joblib.load(model_dir / SPECIES_FILE)
+        if not isinstance(fingerprint, SpeciesFingerprint):
+            raise Ephys2txError(f"{model_dir / SPECIES_FILE} is not a species fingerprint")
+    return TrustReference(
+        species=meta["species"],
+        features=meta["features"],
+        low=low,
+        high=high,
+        required_families=meta["required_families"],
+        min_measured=int(meta["min_measured"]),
+        novelty=novelty,
+        fingerprint=fingerprint,
+    )
+
+
+@dataclass
+class TrustedModel:
+    """Estimator + card + calibration + reference: probabilities, sets, flags and novelty."""
+
+    estimator: object
+    card: ModelCard
+    conformal: MondrianConformal | None = None
+    temperature: Temperature | None = None
+    reference: TrustReference | None = None
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> TrustedModel:
+        """Read a model directory written by `ephys2tx train`."""
+        model_dir = Path(model_dir)
+        estimator, card = load_model(model_dir)
+        conformal = temperature = None
+        if (model_dir / CALIBRATION_FILE).is_file():
+            stored = json.loads((model_dir / CALIBRATION_FILE).read_text())
+            conformal = MondrianConformal.from_dict(stored["conformal"])
+            temperature = Temperature(float(stored.get("temperature", 1.0)))
+        return cls(estimator, card, conformal, temperature, load_reference(model_dir))
+
+    @property
+    def classes(self) -> list[str]:
+        return [str(c) for c in self.estimator.classes_]
+
+    def predict_proba(self, cells: pd.DataFrame) -> np.ndarray:
+        """Class probabilities (columns = `classes`), temperature-scaled when calibrated."""
+        X, _ = align_features(cells, self.card.features)
+        proba = np.asarray(self.estimator.predict_proba(X), float)
+        return self.temperature.apply(proba) if self.temperature is not None else proba
+
+    def predict_set(self, cells: pd.DataFrame, alpha: float = 0.1) -> list[list[str]]:
+        """Conformal prediction set of each cell at level alpha, most probable first."""
+        return self._sets(self.predict_proba(cells), check_alpha(alpha))
+
+    def _sets(self, proba: np.ndarray, alpha: float) -> list[list[str]]:
+        if self.conformal is None:
+            raise Ephys2txError(
+                "this model has no stored calibration; retrain it without --no-calibrate"
+            )
+        order = [self.classes.index(c) for c in self.conformal.classes]
+        return self.conformal.predict_set(proba[:, order], alpha)
+
+    def predict_table(
+        self, cells: pd.DataFrame, alpha: float = 0.1
+    ) -> tuple[pd.DataFrame, list[str]]:
+        """The predictions table and the model columns the input lacked (treated as NaN).
+
+        Columns: specimen_id, predicted, p_<Class>, prediction_set, confident, novelty,
+        flags. Without stored calibration the set is empty and no call is confident."""
+        alpha = check_alpha(alpha)
+        X, missing = align_features(cells, self.card.features)
+        proba = self.predict_proba(cells)
+        out = proba_table(cells["specimen_id"].to_numpy(), proba, self.classes)
+        n = len(cells)
+        if self.reference is not None:
+            table = X.copy()
+            if "species" in cells.columns:
+                table["species"] = cells["species"].to_numpy()
+            novelty = self.reference.novelty.novelty(table.reindex(columns=self.reference.features))
+            flags = self.reference.flags(table, novelty)
+        else:
+            novelty, flags = np.full(n, np.nan), [[] for _ in range(n)]
+        sets = self._sets(proba, alpha) if self.conformal is not None else [[] for _ in range(n)]
+        records = assess(out["specimen_id"], proba, self.classes, sets, flags, novelty)
+        return pd.concat([out, trust_columns(records)], axis=1), missing
