@@ -276,16 +276,20 @@ def test_key_sweeps_are_the_ones_the_features_come_from():
 
 
 def test_predict_report_on_a_real_recording(tmp_path, case):
-    from ephys2tx.commands.calibration import store_trust
+    from ephys2tx.evaluation.folds import donor_kfold
     from ephys2tx.models.bundle import card_for, save_model
     from ephys2tx.models.forest import make_forest
+    from ephys2tx.models.trusted import fit_calibration, fit_trust_reference, save_trust
 
     reference, features = case["reference"], case["features"]
     forest = make_forest(0, n_estimators=60, n_jobs=1).fit(reference[features], reference["label"])
     model = tmp_path / "model"
     save_model(model, forest, card_for(forest, "rf-raw", "human", "label", len(reference)))
+    # calibration and reference as `train` stores them, without the species fingerprint
     unfitted = make_forest(0, n_estimators=60, n_jobs=1)
-    store_trust(model, unfitted, forest, reference, "label", "human", features)
+    y, donors = reference["label"].to_numpy(), reference["donor"].to_numpy()
+    calibration = fit_calibration(unfitted, reference[features], y, donors, donor_kfold(5, 0))
+    save_trust(model, fit_trust_reference(reference, features, "human"), calibration)
     report = tmp_path / "out" / "cells.html"
     done = subprocess.run(
         [sys.executable, "-m", "ephys2tx.cli", "predict", str(model), str(FSI),
