@@ -196,7 +196,9 @@ def test_page_says_what_is_not_available(tmp_path, case):
     plain = case["pred"][["specimen_id", "predicted", *[f"p_{c}" for c in case["classes"]]]]
     cards = build_cards(plain, case["new"], case["features"], case["reference"], "label")
     _, page = _page(tmp_path, cards)
-    assert "Not available for this model: prediction sets, flags, novelty, nearest" in page
+    banner = re.search(r"<div class='banner'>(.*?)</div>", page).group(1)
+    for part in ("prediction sets", "flags", "novelty", "nearest reference cells"):
+        assert f"{part} (needs" in banner
     assert page.count("Nearest reference cells: not available for this model.") == len(cards)
 
 
@@ -309,7 +311,7 @@ def test_predict_report_on_a_real_recording(tmp_path, case):
     assert flags  # long squares only: the short-square and ramp families are missing
     for code in flags:
         assert html.escape(flag_sentence(code, {})) in page or code.startswith("out_of_range")
-    assert "Not available for this model: nearest reference cells" in page
+    assert "Not available for this model: nearest reference cells (needs" in page
     assert not re.search(r"https?://", page)
 
 

@@ -58,11 +58,12 @@ function showOnly(kind){document.querySelectorAll('[data-cell]').forEach(functio
 </script>
 """
 
+# part of a card -> (its name, what a model needs to give it)
 MISSING_PARTS = {
-    "prediction_set": "prediction sets",
-    "flags": "flags",
-    "novelty": "novelty",
-    "neighbours": "nearest reference cells",
+    "prediction_set": ("prediction sets", "a model trained with calibration (the default)"),
+    "flags": ("flags", "the reference summary `train` stores beside the model"),
+    "novelty": ("novelty", "the reference summary `train` stores beside the model"),
+    "neighbours": ("nearest reference cells", "a neighbour search over the reference cells"),
 }
 
 
@@ -227,16 +228,15 @@ def _summary_table(cards: Sequence[CellCard]) -> str:
 
 def _missing_banner(cards: Sequence[CellCard]) -> str:
     missing = [
-        words
-        for attr, words in MISSING_PARTS.items()
+        f"{words} (needs {needs})"
+        for attr, (words, needs) in MISSING_PARTS.items()
         if cards and all(getattr(c, attr) is None for c in cards)
     ]
     if not missing:
         return ""
     return (
-        f"<div class='banner'>Not available for this model: {_e(', '.join(missing))}. "
-        "They need a model trained with calibration (`ephys2tx train ...`); the cards show "
-        "what the model gives.</div>"
+        f"<div class='banner'>Not available for this model: {_e('; '.join(missing))}. "
+        "The cards show what the model gives.</div>"
     )
 
 
