@@ -67,9 +67,14 @@ def features_png(comparisons: list[FeatureComparison], classes: tuple[str, str])
     """Strips of the two classes' reference cells per feature, the cell's value as ◆."""
     k = len(comparisons)
     height = 0.5 * k + 0.85
-    fig, ax = plt.subplots(figsize=(5.4, height))
-    # fixed margins (inches) instead of tight_layout, which costs more than the drawing
-    fig.subplots_adjust(left=1.75 / 5.4, right=0.97, bottom=0.5 / height, top=1 - 0.3 / height)
+    # margins in inches instead of tight_layout (which costs more than the drawing): the
+    # left one fits the longest feature name at 7 pt, the plot keeps its width
+    left = 0.25 + 0.058 * max((len(c.name) for c in comparisons), default=10)
+    width = left + 3.6
+    fig, ax = plt.subplots(figsize=(width, height))
+    fig.subplots_adjust(
+        left=left / width, right=1 - 0.15 / width, bottom=0.5 / height, top=1 - 0.3 / height
+    )
     rng = np.random.default_rng(0)
     labels = []
     for row, comp in enumerate(comparisons):
@@ -141,7 +146,7 @@ def sweeps_png(sweeps: dict[str, Sweep]) -> bytes:
     fig, axes = plt.subplots(
         1, len(panels), figsize=(2.7 * len(panels), 1.9), sharey=True, squeeze=False
     )
-    fig.subplots_adjust(left=0.5 / (2.7 * len(panels)), right=0.98, bottom=0.24, top=0.88)
+    fig.subplots_adjust(left=0.62 / (2.7 * len(panels)), right=0.98, bottom=0.24, top=0.88)
     for ax, (name, sweep) in zip(axes[0], panels, strict=True):
         if sweep.stim_start is not None and sweep.stim_end is not None:
             ax.axvspan(sweep.stim_start, sweep.stim_end, color="#e8e8e8", lw=0, zorder=0)
