@@ -119,7 +119,7 @@ def flag_sentence(code: str, values: Mapping[str, float] | None = None) -> str:
 
 
 # --- reading the prediction columns -------------------------------------------------------
-def _split(value, separator: str) -> list[str] | None:
+def _split(value, separator: str) -> list[str]:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return []
     if isinstance(value, list | tuple | np.ndarray):
@@ -251,7 +251,7 @@ def build_cards(
 
     `predictions` is the table `predict` writes: specimen_id, predicted, p_<Class>, and,
     when the model is calibrated, prediction_set ("|"-joined), confident, novelty and
-    flags (";"-joined); a column that is absent leaves its part of the card None.
+    flags ("; "-joined); a column that is absent leaves its part of the card None.
     `reference` is the model's reference cell table (specimen_id, donor, t_type, subclass,
     the `label` column and the features); `neighbour_indices`/`neighbour_distances`
     (cells x k) point into its rows. `sweeps` maps a row number to its sweeps to draw
