@@ -28,7 +28,8 @@ def main() -> None:
             start = time.perf_counter()
             subprocess.run(
                 [sys.executable, "-m", "ephys2tx.cli", "evaluate", "rf", "--species", species,
-                 "--labels", label, "--inputs", "both", "--folds", "5", "--repeats", "3", "--out", str(out)],
+                 "--labels", label, "--inputs", "both", "--folds", "5", "--repeats", "3", "--no-trust",
+                 "--out", str(out)],
                 check=True,
             )  # fmt: skip
             seconds = time.perf_counter() - start

@@ -40,3 +40,38 @@ def human_cells(_data_mirror):
     from ephys2tx.datasets.cells import build_cells
 
     return build_cells("human")[0]
+
+
+def small_synthetic_cell(subclass: str, seed: int, cell_id: str):
+    """A SYNTHETIC Allen-protocol mouse cell cut to its long squares and two short squares.
+
+    Smaller (about 7 MB as NWB) and quicker to extract than the full protocol (no ramp),
+    yet every step-based feature family is there.
+    """
+    import numpy as np
+
+    from ephys2tx.recordings.sweeps import LONG_SQUARE, SHORT_SQUARE
+    from ephys2tx.recordings.synth import simulate_cell
+
+    rec = simulate_cell(subclass, "mouse", np.random.default_rng(seed), cell_id=cell_id)
+    shorts = [s for s in rec.sweeps if s.stimulus_type == SHORT_SQUARE][-2:]
+    rec.sweeps = [s for s in rec.sweeps if s.stimulus_type == LONG_SQUARE] + shorts
+    return rec
+
+
+@pytest.fixture(scope="session")
+def synthetic_recordings():
+    """Three small synthetic cells (Pvalb, Sst, Vip), simulated once per test session."""
+    return [
+        small_synthetic_cell(sub, seed, f"syn{sub}")
+        for seed, sub in enumerate(("Pvalb", "Sst", "Vip"), start=21)
+    ]
+
+
+@pytest.fixture(scope="session")
+def synthetic_nwb(synthetic_recordings, tmp_path_factory):
+    """One small synthetic Allen NWB file (read-only: copy it before changing it)."""
+    from ephys2tx.recordings.allen_nwb import write_allen_nwb
+
+    folder = tmp_path_factory.mktemp("synthetic_nwb")
+    return write_allen_nwb(folder / "cellA.nwb", synthetic_recordings[0], "SYNTHETIC test cell")

@@ -72,6 +72,11 @@ def test_evaluate_train_predict_roundtrip(tmp_path):
     assert 0.6 < metrics["macro_f1"]["mean"] <= 1.0
     assert sum(map(sum, metrics["confusion_matrix"]["counts"])) == 702
     assert (out / "confusion_matrix.png").stat().st_size > 1000
+    trust = json.loads((out / "trust.json").read_text())  # calibration nested in each fold
+    assert 0.85 <= trust["coverage"] <= 0.96 and 1 <= trust["mean_set_size"] <= 4
+    assert set(trust["coverage_per_class"]) == {"Lamp5", "Pvalb", "Sst", "Vip"}
+    assert trust["ece"] < trust["ece_unscaled"]  # the temperature helps the forest
+    assert (out / "reliability.png").stat().st_size > 1000
 
     table = tmp_path / "human.parquet"
     run_cli("cells", "human", "--out", table)

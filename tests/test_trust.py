@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -197,5 +198,35 @@ def test_reference_without_fingerprint_still_flags_by_species_column():
     ref = TrustReference.fit(
         cells, FEATURES, FAMILIES, "human", cells["donor"].to_numpy(), fingerprint=None
     )
-    flags = ref.flags(cells.head(3).assign(species=["human", "Mouse", None]))
-    assert ["species_mismatch" in f for f in flags] == [False, True, False]
+    names = ["human", "Mouse", None, "Homo sapiens", "Mus musculus", "Rattus norvegicus"]
+    flags = ref.flags(cells.head(6).assign(species=names))
+    assert ["species_mismatch" in f for f in flags] == [False, True, False, False, True, True]
+
+
+def test_nested_trust_runs_for_a_network_reading_the_whole_table(human_cells):
+    from ephys2tx.models.bilstm import BiLSTMClassifier
+
+    small = pd.concat([g.head(40) for _, g in human_cells.groupby("label")], ignore_index=True)
+    folds = grouped_folds(small["label"].to_numpy(), small["donor"].to_numpy(), 3, 1, 0)
+    tiny = BiLSTMClassifier(width=8, hidden=8, max_epochs=4, patience=2, batch_size=32)
+    ev = evaluate_trust(tiny, small, "label", folds, "human", None, inner_folds=3, progress=False)
+    assert len(ev.cells) == len(small)
+    assert ev.cells["prediction_set"].str.len().gt(0).all()
+    assert 0.6 <= ev.summary["coverage"] <= 1.0
+
+
+def test_train_stores_calibration_for_a_network(human_cells, tmp_path):
+    from ephys2tx.commands.calibration import store_trust
+    from ephys2tx.models.bilstm import BiLSTMClassifier
+    from ephys2tx.models.bundle import card_for
+
+    small = pd.concat([g.head(40) for _, g in human_cells.groupby("label")], ignore_index=True)
+    tiny = BiLSTMClassifier(width=8, hidden=8, max_epochs=4, patience=2, batch_size=32)
+    fitted = clone(tiny).fit(small, small["label"].to_numpy())
+    save_model(tmp_path, fitted, card_for(fitted, "bilstm", "human", "label", len(small)))
+    store_trust(tmp_path, tiny, fitted, small, "label", "human", None, calibrate=True)
+    model = TrustedModel.load(tmp_path)
+    assert len(model.conformal.scores) == len(small)  # every training cell scored once
+    assert model.reference.features == fitted.used_features()
+    table, missing = model.predict_table(small.head(20))
+    assert missing == [] and table["prediction_set"].str.len().gt(0).all()

@@ -7,3 +7,7 @@ class Ephys2txError(Exception):
 
 class DataFileMissing(Ephys2txError):
     """A pinned data file is not in the data directory."""
+
+
+class NoCurrentClampSweeps(Ephys2txError):
+    """A readable recording whose sweeps are all voltage clamp: a final answer, not a retry."""

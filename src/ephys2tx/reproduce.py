@@ -18,10 +18,15 @@ from rich.console import Console
 
 from . import __version__
 from .datasets.cells import build_cells, usable_features, write_cell_table
-from .datasets.fetch import fetch_all, resolve_data_dir, resolve_mirror
+from .datasets.fetch import (
+    REPAIRED_NOTE,
+    altered_files,
+    fetch_all,
+    resolve_data_dir,
+    resolve_mirror,
+)
 from .datasets.labels import DEFAULT_LABEL
 from .evaluation import LEARNING_CURVE_FRACTIONS
-from .evaluation.trust import evaluate_trust
 
 console = Console(stderr=True)
 
@@ -145,7 +150,10 @@ class Study:
 
     # --- steps -------------------------------------------------------------------------
     def data(self) -> dict:
+        altered = altered_files(self.data_dir)
         fetch_all(self.data_dir, self.mirror)
+        for name in altered:
+            console.print(f"[yellow]{name}[/]: {REPAIRED_NOTE}")
         result = {}
         for species in ("mouse", "human"):
             table, report = build_cells(species, self.data_dir, self.mirror)
@@ -203,6 +211,7 @@ class Study:
         """How far to trust a call: the forest with calibration nested in each outer fold."""
         from .evaluation.folds import cell_folds
         from .evaluation.run import write_trust
+        from .evaluation.trust import evaluate_trust
         from .models.forest import make_forest
 
         table = self.cells(species)
@@ -415,7 +424,9 @@ class Study:
                 table["donor"].to_numpy(),
                 donor_kfold(self.settings.folds, self.settings.seed),
             )
-            reference = fit_trust_reference(table, features, species, others, self.settings.seed)
+            reference = fit_trust_reference(
+                table, features, species, others, self.settings.seed, model
+            )
             save_trust(target, reference, calibration, folds=self.settings.folds)
             saved[f"rf-{species}"] = str(target.relative_to(self.out))
         return saved

@@ -75,7 +75,7 @@ def store_trust(
     `features` are the columns the estimator takes (None: the whole table)."""
     used = model.used_features() if hasattr(model, "used_features") else list(features)
     reference = fit_trust_reference(
-        cells, used, species, other_species(species, data_dir, mirror), seed
+        cells, used, species, other_species(species, data_dir, mirror), seed, model
     )
     calibration = None
     if calibrate:

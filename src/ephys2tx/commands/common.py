@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -32,8 +33,18 @@ Labels = Annotated[
 ]
 ExcludeIds = Annotated[
     Path | None,
-    typer.Option("--exclude-ids", help="CSV of specimen ids to leave out of training."),
+    typer.Option(
+        "--exclude-ids",
+        help="Specimen ids to leave out of training: one per line, or a specimen_id column.",
+    ),
 ]
+AllowUnknownIds = Annotated[
+    bool,
+    typer.Option(
+        "--allow-unknown-ids", help="Go on when --exclude-ids lists ids that match no cell."
+    ),
+]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a model already in --out.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
 Protocol = Annotated[
     str,
@@ -55,6 +66,7 @@ def training_cells(
     exclude_ids: Path | None = None,
     data_dir: Path | None = None,
     mirror: str | None = None,
+    allow_unknown_ids: bool = False,
 ) -> tuple[pd.DataFrame, str]:
     """A species' harmonized cells that carry the chosen label, minus excluded specimens."""
     species = check_species(species)
@@ -62,15 +74,61 @@ def training_cells(
     cells, _ = build_cells(species, data_dir, mirror)
     cells = cells[cells[label].notna()].reset_index(drop=True)
     if exclude_ids is not None:
-        excluded = read_id_list(exclude_ids)
-        before = len(cells)
-        cells = cells[~cells["specimen_id"].isin(excluded)].reset_index(drop=True)
-        console.print(f"left out {before - len(cells)} of {len(excluded)} listed specimens")
-        if cells.empty:
-            raise Ephys2txError(
-                f"--exclude-ids {exclude_ids} leaves no {species} cells to train on"
-            )
+        (cells,) = exclude_specimens([cells], exclude_ids, allow_unknown_ids)
     return cells, label
+
+
+def exclude_specimens(
+    tables: list[pd.DataFrame], exclude_ids: Path, allow_unknown_ids: bool = False
+) -> list[pd.DataFrame]:
+    """Drop listed specimens from every table; ids matching no table are an error by default.
+
+    Prints how many ids were read and how many matched, so a misread list is seen at once.
+    """
+    listed = read_id_list(exclude_ids)
+    wanted = set(listed)
+    present = set().union(*(set(t["specimen_id"].astype("int64")) for t in tables))
+    unknown = sorted(wanted - present)
+    console.print(
+        f"--exclude-ids {exclude_ids}: read {len(listed)} ids ({len(wanted)} distinct), "
+        f"{len(wanted) - len(unknown)} match training cells"
+    )
+    if unknown and not allow_unknown_ids:
+        shown = ", ".join(map(str, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
+        raise Ephys2txError(
+            f"--exclude-ids {exclude_ids}: {len(unknown)} id(s) match no training cell ({shown}); "
+            "fix the list, or pass --allow-unknown-ids to ignore them"
+        )
+    out = []
+    for table in tables:
+        kept = table[~table["specimen_id"].astype("int64").isin(wanted)].reset_index(drop=True)
+        console.print(
+            f"left out {len(table) - len(kept)} of {len(table)} {', '.join(table['species'].unique())}"
+            " cells"
+        )
+        if kept.empty:
+            raise Ephys2txError(f"--exclude-ids {exclude_ids} leaves no cells to train on")
+        out.append(kept)
+    return out
+
+
+def check_out_dir(out: Path, overwrite: bool = False) -> None:
+    """Refuse, before any training, an --out that is a file or already holds a model."""
+    from ..models.bundle import META_FILE, MODEL_FILE
+
+    if out.exists() and not out.is_dir():
+        raise Ephys2txError(f"--out {out} is an existing file; give a folder for the model")
+    if out.is_dir() and not overwrite:
+        if (out / META_FILE).exists() or (out / MODEL_FILE).exists():
+            raise Ephys2txError(
+                f"--out {out} already holds a model; pass --overwrite to replace it, "
+                "or choose another folder"
+            )
+    existing = next(p for p in [out, *out.parents] if p.exists())
+    if not existing.is_dir():
+        raise Ephys2txError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK):
+        raise Ephys2txError(f"--out {out}: cannot write in {existing}; choose another folder")
 
 
 def print_f1(model: str, species: str, label: str, protocol: str, metrics: dict, out: Path) -> None:

@@ -16,15 +16,18 @@ from ..datasets.sources import DATA_FILES
 from ..errors import Ephys2txError
 from .calibration import Alpha, Calibrate, TrustOption, other_species, print_trust
 from .common import (
+    AllowUnknownIds,
     DataDir,
     ExcludeIds,
     Folds,
     Labels,
     Mirror,
+    Overwrite,
     Protocol,
     Repeats,
     Seed,
     Species,
+    check_out_dir,
     console,
     print_f1,
     training_cells,
@@ -33,13 +36,16 @@ from .common import (
 
 def fetch(data_dir: DataDir = None, mirror: Mirror = None) -> None:
     """Download the pinned public tables (or copy them from a mirror) and verify sha256."""
+    from ..datasets.fetch import REPAIRED_NOTE, altered_files
+
     root = resolve_data_dir(data_dir)
     source = resolve_mirror(mirror) or "raw.githubusercontent.com (pinned commits)"
     console.print(f"fetching {len(DATA_FILES)} files from {source} into {root}")
     names = list(DATA_FILES)
     for name in track(names, description="fetching", console=console, transient=True):
+        note = f" ({REPAIRED_NOTE})" if altered_files(root, [name]) else ""
         fetch_all(root, resolve_mirror(mirror), [name])
-        console.print(f"  [green]ok[/] {name}")
+        console.print(f"  [green]ok[/] {name}{note}")
 
 
 def cells(
@@ -103,13 +109,16 @@ def train_rf(
     seed: Seed = 0,
     data_dir: DataDir = None,
     mirror: Mirror = None,
+    allow_unknown_ids: AllowUnknownIds = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Train the class-balanced random forest on all cells of a species and save it."""
     from ..models.bundle import card_for, save_model
     from ..models.forest import make_forest
     from .calibration import store_trust
 
-    table, label = training_cells(species, labels, exclude_ids, data_dir, mirror)
+    check_out_dir(out, overwrite)
+    table, label = training_cells(species, labels, exclude_ids, data_dir, mirror, allow_unknown_ids)
     features = usable_features(table)
     model = make_forest(seed, inputs)
     with console.status(f"training forest on {len(table)} {species} cells"):
@@ -141,6 +150,8 @@ def _cells_from_inputs(inputs: list[Path], features_dir: Path):
             tables.append(read_cell_table(path))
     if recordings:
         batch = run_batch(recordings, features_dir)
+        for note in batch.warnings:  # e.g. two recordings of one name: ids named apart
+            console.print(f"[yellow]warning[/] {note}")
         for row in batch.errors.itertuples(index=False):
             console.print(f"[yellow]skipped[/] {row.file}: {row.reason}")
         if len(batch.cells):

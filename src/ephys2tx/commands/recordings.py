@@ -103,17 +103,19 @@ def _folder_table(folder: Path):
     from ..errors import Ephys2txError
     from ..recordings.read import read_folder
 
+    folder = folder.expanduser()
     table = Table(title=str(folder))
     for name in ("file", "sweeps", "stimuli", "problem"):
         table.add_column(name)
     for path, result in read_folder(folder):
+        name = str(path.relative_to(folder))  # subfolders are read too
         if isinstance(result, Ephys2txError):
-            table.add_row(path.name, "-", "-", str(result).removeprefix(f"{path}: "))
+            table.add_row(name, "-", "-", str(result).removeprefix(f"{path}: "))
             continue
         kinds = Counter(s.stimulus_type for s in result.sweeps)
         dropped = len(result.metadata.get("dropped_sweeps", []))
         table.add_row(
-            path.name,
+            name,
             str(len(result.sweeps)),
             ", ".join(f"{k} x{n}" for k, n in kinds.most_common()),
             f"{dropped} sweeps skipped" if dropped else "",

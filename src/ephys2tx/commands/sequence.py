@@ -12,17 +12,21 @@ from ..evaluation import LEARNING_CURVE_FRACTIONS
 from ..models import TRANSFER_METHODS
 from .calibration import Alpha, Calibrate, other_species, print_trust
 from .common import (
+    AllowUnknownIds,
     DataDir,
     ExcludeIds,
     Folds,
     Jobs,
     Labels,
     Mirror,
+    Overwrite,
     Protocol,
     Repeats,
     Seed,
     Species,
+    check_out_dir,
     console,
+    exclude_specimens,
     print_f1,
     training_cells,
 )
@@ -52,13 +56,16 @@ def train_bilstm(
     seed: Seed = 0,
     data_dir: DataDir = None,
     mirror: Mirror = None,
+    allow_unknown_ids: AllowUnknownIds = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Train the attention BiLSTM over feature families on all cells of a species."""
     from ..models.bilstm import BiLSTMClassifier
     from ..models.bundle import card_for, save_model
     from .calibration import store_trust
 
-    table, label = training_cells(species, labels, exclude_ids, data_dir, mirror)
+    check_out_dir(out, overwrite)
+    table, label = training_cells(species, labels, exclude_ids, data_dir, mirror, allow_unknown_ids)
     model = BiLSTMClassifier(n_members=members, random_state=seed)
     with console.status(f"training BiLSTM on {len(table)} {species} cells"):
         model.fit(table, table[label].to_numpy())
@@ -80,6 +87,8 @@ def train_transfer(
     seed: Seed = 0,
     data_dir: DataDir = None,
     mirror: Mirror = None,
+    allow_unknown_ids: AllowUnknownIds = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Train a human classifier that learns from all mouse cells too (aligned 4 classes)."""
     from ..models.bundle import card_for, save_model
@@ -90,8 +99,11 @@ def train_transfer(
         raise Ephys2txError(
             f"unknown --method {method!r}; choose one of: {', '.join(TRANSFER_METHODS)}"
         )
-    human, label = training_cells("human", "label", exclude_ids, data_dir, mirror)
-    mouse, _ = training_cells("mouse", "label", exclude_ids, data_dir, mirror)
+    check_out_dir(out, overwrite)
+    human, label = training_cells("human", "label", data_dir=data_dir, mirror=mirror)
+    mouse, _ = training_cells("mouse", "label", data_dir=data_dir, mirror=mirror)
+    if exclude_ids is not None:  # one list for both species: an id may be of either
+        human, mouse = exclude_specimens([human, mouse], exclude_ids, allow_unknown_ids)
     model = make_transfer(mouse, method, n_members=members, random_state=seed)
     with console.status(f"pretraining on {len(mouse)} mouse, training on {len(human)} human"):
         model.fit(human, human[label].to_numpy())

@@ -167,23 +167,75 @@ def build_cells(
 
 
 def read_cell_table(path: str | Path) -> pd.DataFrame:
-    """Read a Parquet or CSV cell table, with a clear error for a missing or unknown file."""
+    """Read a Parquet or CSV cell table; a missing, unreadable or malformed one is a clear error.
+
+    Feature columns must be numbers or empty: a text value, a comma decimal or ±inf is
+    reported with its column and row, never turned into a silent NaN.
+    """
     path = Path(path)
     if not path.is_file():
         raise Ephys2txError(
             f"cell table {path} not found; write one with `ephys2tx cells SPECIES --out FILE`"
         )
-    if path.suffix == ".parquet":
-        table = pd.read_parquet(path)
-    elif path.suffix in (".csv", ".tsv"):
-        table = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", low_memory=False)
-    else:
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".csv", ".tsv"):
         raise Ephys2txError(f"cell table {path} must be .parquet or .csv")
+    try:
+        if suffix == ".parquet":
+            table = pd.read_parquet(path)
+        else:
+            table = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", low_memory=False)
+    except pd.errors.EmptyDataError as exc:
+        raise Ephys2txError(
+            f"cell table {path} is empty; give a table with one row per cell"
+        ) from exc
+    except Exception as exc:  # pyarrow / parser errors: a damaged or mislabelled file
+        first = " ".join(str(exc).split())[:160]
+        raise Ephys2txError(
+            f"cannot read cell table {path} ({type(exc).__name__}: {first}); the file is damaged "
+            f"or not a {suffix[1:]} file: write it again"
+        ) from exc
     if "specimen_id" not in table.columns:
         raise Ephys2txError(
             f"cell table {path} has no `specimen_id` column; add one (one row per cell)"
         )
+    if table.empty:
+        raise Ephys2txError(f"cell table {path} has no rows; give one row per cell")
+    for column in [c for c in SCALAR_FEATURES if c in table.columns]:
+        table[column] = _numeric_column(
+            table[column], column, path, row_offset=2 if suffix != ".parquet" else 1
+        )
     return table
+
+
+def _numeric_column(values: pd.Series, column: str, path: Path, row_offset: int) -> pd.Series:
+    """A feature column as floats; the first bad value is an error with its row (CSV line)."""
+    where = "line" if row_offset == 2 else "row"
+    if values.dtype == bool or not (
+        pd.api.types.is_numeric_dtype(values) or values.dtype == object or values.dtype == "string"
+    ):
+        raise Ephys2txError(
+            f"cell table {path}: column `{column}` holds {values.dtype} values, not numbers"
+        )
+    numbers = pd.to_numeric(values, errors="coerce").astype(float)
+    bad = numbers.isna() & values.notna() & (values.astype(str).str.strip() != "")
+    if bad.any():
+        k = int(np.flatnonzero(bad.to_numpy())[0])
+        text = str(values.iloc[k])
+        hint = " (use a decimal point, not a comma)" if "," in text else ""
+        raise Ephys2txError(
+            f"cell table {path}: column `{column}`, {where} {k + row_offset} holds {text!r}, "
+            f"not a number{hint}; fix it or leave the cell empty for a missing value "
+            f"({int(bad.sum())} such value(s) in this column)"
+        )
+    infinite = np.isinf(numbers.to_numpy())
+    if infinite.any():
+        k = int(np.flatnonzero(infinite)[0])
+        raise Ephys2txError(
+            f"cell table {path}: column `{column}`, {where} {k + row_offset} is "
+            f"{numbers.iloc[k]}; a feature must be finite: leave the cell empty for a missing value"
+        )
+    return numbers
 
 
 def write_cell_table(cells: pd.DataFrame, path: str | Path) -> Path:
@@ -211,18 +263,58 @@ def usable_features(cells: pd.DataFrame, min_coverage: float = FEATURE_MIN_COVER
     return [f for f in SCALAR_FEATURES if f in cells and cells[f].notna().mean() >= min_coverage]
 
 
-def read_id_list(path: str | Path) -> set[int]:
-    """Specimen ids from a CSV's `specimen_id` column, or its first column."""
+def read_id_list(path: str | Path) -> list[int]:
+    """Specimen ids from a headerless list (one per line) or a CSV's `specimen_id` column.
+
+    A first line that is not an integer is a header; then the `specimen_id` column is used,
+    else the first. A malformed id is an error naming its line, never silently dropped.
+    """
+    import csv
+
     path = Path(path)
     if not path.is_file():
         raise Ephys2txError(
-            f"exclusion list {path} not found; give a CSV with a specimen_id column"
+            f"exclusion list {path} not found; give a file of specimen ids (one per line)"
         )
-    table = pd.read_csv(path)
-    column = "specimen_id" if "specimen_id" in table.columns else table.columns[0]
-    ids = pd.to_numeric(table[column], errors="coerce").dropna().astype("int64")
-    if ids.empty:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Ephys2txError(f"cannot read exclusion list {path} ({exc}); give a text file") from exc
+    rows = [(n, row) for n, row in enumerate(csv.reader(text.splitlines()), 1) if any(row)]
+    if not rows:
         raise Ephys2txError(
-            f"exclusion list {path} lists no specimen ids; put them in a `specimen_id` column"
+            f"exclusion list {path} is empty; put one specimen id per line (or a `specimen_id` "
+            "column), or drop --exclude-ids"
         )
-    return set(ids.tolist())
+    column = 0
+    first = [c.strip() for c in rows[0][1]]
+    if not _is_int(first[0]):
+        names = [c.lower() for c in first]
+        column = names.index("specimen_id") if "specimen_id" in names else 0
+        rows = rows[1:]
+    ids, bad = [], []
+    for n, row in rows:
+        value = row[column].strip() if column < len(row) else ""
+        if _is_int(value):
+            ids.append(int(value))
+        else:
+            bad.append((n, value))
+    if bad:
+        line, value = bad[0]
+        raise Ephys2txError(
+            f"exclusion list {path}: {len(bad)} malformed specimen id(s), e.g. {value!r} on line "
+            f"{line}; specimen ids are integers"
+        )
+    if not ids:
+        raise Ephys2txError(
+            f"exclusion list {path} lists no specimen ids under its header; one id per line"
+        )
+    return ids
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True

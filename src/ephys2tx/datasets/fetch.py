@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -19,6 +20,8 @@ from .sources import DATA_FILES, DataFile
 DATA_DIR_ENV = "EPHYS2TX_DATA_DIR"
 MIRROR_ENV = "EPHYS2TX_MIRROR"
 FETCH_HINT = "run `ephys2tx fetch` (add `--mirror DIR_OR_URL` when offline)"
+# Size and mtime of every verified file, so reads re-hash a file only when it has changed.
+STAMPS_FILE = ".ephys2tx-verified.json"
 
 
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
@@ -69,10 +72,60 @@ def _copy_to(source: str, target: Path) -> None:
         ) from exc
 
 
+def _stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _read_stamps(data_dir: Path) -> dict[str, list[int]]:
+    try:
+        stamps = json.loads((data_dir / STAMPS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return stamps if isinstance(stamps, dict) else {}
+
+
+def _record_stamp(data_dir: Path, name: str, path: Path) -> None:
+    """Remember that `path` was verified at its current size and mtime (best effort)."""
+    stamps = _read_stamps(data_dir)
+    stamps[name] = _stamp(path)
+    tmp = data_dir / f"{STAMPS_FILE}.{os.getpid()}.part"
+    try:
+        tmp.write_text(json.dumps(stamps, indent=1, sort_keys=True))
+        os.replace(tmp, data_dir / STAMPS_FILE)
+    except OSError:  # a read-only data directory: verification just repeats next time
+        tmp.unlink(missing_ok=True)
+
+
+def local_state(entry: DataFile, data_dir: Path) -> str:
+    """`missing`, `ok` or `altered` (present, but not the pinned bytes) for one data file.
+
+    Re-hashes only when the size or mtime differs from the last verification.
+    """
+    target = data_dir / entry.name
+    if not target.is_file():
+        return "missing"
+    if _read_stamps(data_dir).get(entry.name) == _stamp(target):
+        return "ok"
+    if sha256_of(target) != entry.sha256:
+        return "altered"
+    _record_stamp(data_dir, entry.name, target)
+    return "ok"
+
+
+REPAIRED_NOTE = "the local copy had been changed: replaced by the pinned file"
+
+
+def altered_files(data_dir: Path, names: Iterable[str] | None = None) -> list[str]:
+    """Pinned files present in `data_dir` whose bytes are no longer the pinned ones."""
+    chosen = list(names) if names is not None else list(DATA_FILES)
+    return [n for n in chosen if local_state(DATA_FILES[n], data_dir) == "altered"]
+
+
 def fetch_file(entry: DataFile, data_dir: Path, mirror: str | None = None) -> Path:
     """Put one pinned file into `data_dir`, verified; a verified existing copy is reused."""
     target = data_dir / entry.name
-    if target.is_file() and sha256_of(target) == entry.sha256:
+    if local_state(entry, data_dir) == "ok":
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(
@@ -91,6 +144,7 @@ def fetch_file(entry: DataFile, data_dir: Path, mirror: str | None = None) -> Pa
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+    _record_stamp(data_dir, entry.name, target)
     return target
 
 
@@ -112,11 +166,20 @@ def fetch_all(
 
 
 def data_path(name: str, data_dir: str | Path | None = None, mirror: str | None = None) -> Path:
-    """Local path of a pinned file, fetching it from a configured mirror when it is absent."""
+    """Local path of a pinned file, fetching it from a configured mirror when it is absent.
+
+    A file that differs from its pinned sha256 (edited after fetch) is an error, not used.
+    """
     root = resolve_data_dir(data_dir)
     target = root / name
-    if target.is_file():
+    state = local_state(DATA_FILES[name], root)
+    if state == "ok":
         return target
+    if state == "altered":
+        raise Ephys2txError(
+            f"data file {target} was changed after it was fetched (its sha256 is no longer the "
+            f"pinned one); run `ephys2tx fetch` to restore it"
+        )
     mirror = resolve_mirror(mirror)
     if mirror is not None:
         return fetch_file(DATA_FILES[name], root, mirror)

@@ -70,7 +70,9 @@ def _trust_on_fold(
     classes_sorted = sorted(set(y_train))
     temperature = Temperature.fit(oof, y_train, classes_sorted) if scaling else Temperature()
     conformal = MondrianConformal.fit(temperature.apply(oof), y_train, classes_sorted)
-    reference = fit_trust_reference(train, model_features(model, features), species, other, seed)
+    reference = fit_trust_reference(
+        train, model_features(model, features), species, other, seed, model
+    )
     test = cells.iloc[fold.test]
     proba = model.predict_proba(X_test)
     classes = [str(c) for c in model.classes_]
@@ -92,6 +94,7 @@ def _trust_on_fold(
             "p_max": proba.max(axis=1),
             "p_max_raw": raw.max(axis=1),
             "temperature": temperature.temperature,
+            "credibility": conformal.p_values(proba).max(axis=1),  # largest class p-value
             "prediction_set": ["|".join(r.prediction_set) for r in records],
             "set_size": [len(r.prediction_set) for r in records],
             "covered": [t in r.prediction_set for t, r in zip(true, records, strict=True)],

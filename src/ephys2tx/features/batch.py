@@ -1,22 +1,26 @@
 """Extract many recordings on Dask: per-file cache keyed by content hash, errors table, outputs.
 
 Each file becomes one task: hash -> cached result, or read -> one-pass extraction -> cache
-(written atomically, so a killed run resumes without recomputing finished files). A broken
-file becomes a row of `errors.csv` and the batch goes on. Outputs in the output folder:
-`cells.parquet`, `feature_vectors.h5` (IPFX layout + mask) and `errors.csv`.
+(written atomically, so a killed run resumes without recomputing finished files). Cell ids
+come from the files' current names, never from the cache. A file that gives no cell becomes
+a row of `errors.csv` and the batch goes on. Outputs in the output folder, written as one
+set: `cells.parquet` (with `file` and `sha256`), `feature_vectors.h5` (IPFX layout + mask)
+and `errors.csv`.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import pickle
 import resource
+import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,6 +57,8 @@ CELLS_FILE, FV_FILE, ERRORS_FILE, CACHE_DIR = (
     "errors.csv",
     "cache",
 )
+
+STAGING_PREFIX = ".writing-"  # temporary folder of an output set being written
 
 Reader = Callable[[Path], Recording]
 Extractor = Callable[[Recording], "CellFeatures"]
@@ -120,6 +126,8 @@ def process_file(
     base = {"file": str(path), "cached": False, "error": None}
     try:
         digest = file_sha256(path)
+    except FileNotFoundError:
+        return {**base, "sha256": None, "error": ("read", "file not found; check the path")}
     except OSError as exc:
         return {**base, "sha256": None, "error": ("read", f"cannot read file: {exc}")}
     cache_file = Path(cache_dir) / f"{digest}.pkl"
@@ -128,7 +136,11 @@ def process_file(
             with open(cache_file, "rb") as fh:
                 cached = pickle.load(fh)
             if cached.get("cache_version") == CACHE_VERSION:
-                return {**cached, "file": str(path), "cached": True, "peak_rss_mb": _peak_rss_mb()}
+                hit = {**cached, "file": str(path), "cached": True, "peak_rss_mb": _peak_rss_mb()}
+                hit["worker_pid"] = os.getpid()
+                if species:
+                    hit["meta"] = {**hit["meta"], "species": species}
+                return hit
         except Exception:  # a corrupt cache entry is recomputed, not fatal
             pass
     result = {**base, "sha256": digest}
@@ -155,8 +167,12 @@ def process_file(
         extract_seconds=t_done - t_read,
         extract_cpu_seconds=cpu_done - cpu_read,  # insensitive to other load on the machine
     )
-    _atomic_pickle(result, cache_file)
+    try:
+        _atomic_pickle(result, cache_file)
+    except OSError as exc:  # e.g. a full disk: the result stands, it is just not cached
+        result["cache_error"] = _one_line(exc)
     result["peak_rss_mb"] = _peak_rss_mb()
+    result["worker_pid"] = os.getpid()
     return result
 
 
@@ -182,18 +198,80 @@ class BatchResult:
     extract_seconds: float  # summed over files computed in this run (feature extraction only)
     extract_cpu_seconds: float  # the same in CPU time of the worker processes
     peak_rss_mb: float  # highest peak RSS seen in any worker process
+    warnings: list[str] = field(default_factory=list)  # duplicate names or contents, cache
+    peak_rss_mb_by_worker: dict[int, float] = field(default_factory=dict)  # worker pid -> MB
+
+
+def cell_ids(
+    files: Sequence[str | Path], digests: Sequence[str | None]
+) -> tuple[list[str], list[str]]:
+    """Specimen ids from the current file names, made unique; warnings for duplicates.
+
+    An id is the file's stem. Files sharing a stem (in different folders) get their folder
+    name in front, else a short content hash, else a counter. Files with identical contents
+    keep their own names, with a warning.
+    """
+    paths = [Path(f) for f in files]
+    ids = [p.stem for p in paths]
+    notes: list[str] = []
+    by_stem: dict[str, list[int]] = {}
+    for k, stem in enumerate(ids):
+        by_stem.setdefault(stem, []).append(k)
+    for stem, members in by_stem.items():
+        if len(members) < 2:
+            continue
+        candidates = (
+            [f"{paths[k].parent.name}_{stem}" for k in members],
+            [f"{stem}_{(digests[k] or '')[:8]}" for k in members],
+            [f"{stem}_{n}" for n in range(1, len(members) + 1)],
+        )
+        names = next(
+            (c for c in candidates if len(set(c)) == len(c) and not set(c) & set(ids)),
+            candidates[-1],
+        )
+        for k, name in zip(members, names, strict=True):
+            ids[k] = name
+        notes.append(
+            f"{len(members)} files are named {stem!r}: their ids are "
+            + ", ".join(f"{ids[k]} ({paths[k]})" for k in members)
+        )
+    by_digest: dict[str, list[int]] = {}
+    for k, digest in enumerate(digests):
+        if digest:
+            by_digest.setdefault(digest, []).append(k)
+    for members in by_digest.values():
+        if len(members) > 1:
+            notes.append(
+                "identical contents under different names: "
+                + ", ".join(f"{paths[k]} (id {ids[k]})" for k in members)
+            )
+    return ids, notes
 
 
 def collect(results: Sequence[dict]) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
-    """Results (in input order) -> cell table, vector arrays (+mask, reasons) and errors."""
-    good = [r for r in results if r.get("error") is None]
+    """Results (in input order) -> cell table, vector arrays (+mask, reasons) and errors.
+
+    A file that gives no usable cell (read or extraction error, or no feature family at all)
+    is a row of the errors table with its reason, not a row of the cell table.
+    """
+    errors_rows = []
+    good = []
+    for r in results:
+        if r.get("error") is not None:
+            errors_rows.append((r["file"], *r["error"]))
+        elif r.get("status") == "failed":
+            errors_rows.append(
+                (r["file"], "extract", f"no feature could be measured: {r['reason']}")
+            )
+        else:
+            good.append(r)
     rows = []
     for r in good:
         row = dict(r["meta"])
         row.update(r["scalars"])
-        row.update(status=r["status"], reason=r["reason"], file=r["file"])
+        row.update(status=r["status"], reason=r["reason"], file=r["file"], sha256=r["sha256"])
         rows.append(row)
-    columns = list(ID_COLUMNS) + SCALAR_FEATURES + ["status", "reason", "file"]
+    columns = list(ID_COLUMNS) + SCALAR_FEATURES + ["status", "reason", "file", "sha256"]
     cells = pd.DataFrame(rows, columns=columns)
     for c in SCALAR_FEATURES:
         cells[c] = cells[c].astype(float)
@@ -208,25 +286,74 @@ def collect(results: Sequence[dict]) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
         [[r["family_status"][f] != "missing" for f in fams] for r in good], bool
     ).reshape(len(good), len(fams))
     reasons = [[r["family_reason"].get(f, "") for f in fams] for r in good]
-    errors = pd.DataFrame(
-        [(r["file"], *r["error"]) for r in results if r.get("error") is not None],
-        columns=ERROR_COLUMNS,
-    )
+    errors = pd.DataFrame(errors_rows, columns=ERROR_COLUMNS)
     return cells, {"vectors": vectors, "mask": mask, "reasons": reasons}, errors
 
 
 def write_outputs(out_dir: Path, cells: pd.DataFrame, fv: dict, errors: pd.DataFrame) -> None:
-    """cells.parquet, feature_vectors.h5 and errors.csv, each written atomically."""
+    """cells.parquet, feature_vectors.h5 and errors.csv as one set: all new ones, or the old.
+
+    All three are written into a temporary folder beside the targets, then moved into place;
+    a failure (e.g. a full disk) removes the temporary folder and leaves earlier outputs as
+    they were.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / (CELLS_FILE + ".tmp")
-    cells.to_parquet(tmp, index=False)
-    os.replace(tmp, out_dir / CELLS_FILE)
-    write_feature_vectors(
-        out_dir / FV_FILE, list(cells["specimen_id"]), fv["vectors"], fv["mask"], fv["reasons"]
-    )
-    tmp = out_dir / (ERRORS_FILE + ".tmp")
-    errors.to_csv(tmp, index=False)
-    os.replace(tmp, out_dir / ERRORS_FILE)
+    for stale in out_dir.glob(f"{STAGING_PREFIX}*"):  # left by a run killed while writing
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=STAGING_PREFIX))
+    try:
+        cells.to_parquet(staging / CELLS_FILE, index=False)
+        write_feature_vectors(
+            staging / FV_FILE,
+            list(cells["specimen_id"]),
+            fv["vectors"],
+            fv["mask"],
+            fv["reasons"],
+        )
+        errors.to_csv(staging / ERRORS_FILE, index=False)
+        for name in (FV_FILE, ERRORS_FILE, CELLS_FILE):
+            os.replace(staging / name, out_dir / name)
+    except OSError as exc:
+        full = exc.errno == errno.ENOSPC
+        raise Ephys2txError(
+            f"cannot write the outputs to {out_dir} "
+            f"({'no space left on the device' if full else _one_line(exc)}); nothing was written "
+            "(earlier outputs are unchanged): free space or choose another --out"
+        ) from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_out_folder(out_dir: Path) -> None:
+    """The output folder must be a writable folder (created if absent), checked up front."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise Ephys2txError(f"--out {out_dir} is an existing file; give a folder for the outputs")
+    try:
+        (out_dir / CACHE_DIR).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise Ephys2txError(
+            f"cannot write to --out {out_dir} ({exc.strerror or _one_line(exc)}); "
+            "choose a writable folder"
+        ) from exc
+
+
+def check_memory_limit(memory_limit: str) -> str:
+    """A Dask memory size such as 2GiB or 4GB (or `auto`), checked before a cluster starts."""
+    from dask.utils import parse_bytes
+
+    if str(memory_limit).strip().lower() == "auto":
+        return "auto"
+    try:
+        size = parse_bytes(str(memory_limit))
+    except (ValueError, TypeError):
+        size = 0
+    if size <= 0:
+        raise Ephys2txError(
+            f"--memory-limit {memory_limit!r} is not a memory size; give one such as 2GiB or 4GB"
+        )
+    return str(memory_limit)
 
 
 def _size_priority(path: Path) -> int:
@@ -294,12 +421,14 @@ def run_batch(
 
     out_dir = Path(out_dir)
     cache_dir = out_dir / CACHE_DIR
-    cache_dir.mkdir(parents=True, exist_ok=True)
     paths = [Path(p) for p in paths]
     if not paths:
         raise Ephys2txError("no recording files given; pass .abf/.nwb files or a folder")
     if workers < 1:
         raise Ephys2txError(f"--workers must be at least 1, got {workers}")
+    if scheduler is None:
+        memory_limit = check_memory_limit(memory_limit)
+    check_out_folder(out_dir)
     t0 = time.perf_counter()
     client, cluster = dask_client(workers, scheduler, memory_limit, processes)
     results: dict[int, dict] = {}
@@ -342,6 +471,12 @@ def run_batch(
         if cluster is not None:
             cluster.close()
     ordered = [results[k] for k in range(len(paths))]
+    ids, notes = cell_ids([r["file"] for r in ordered], [r.get("sha256") for r in ordered])
+    for r, cell_id in zip(ordered, ids, strict=True):
+        if r.get("error") is None:  # the id comes from the file's current name, never the cache
+            r["meta"] = {**r["meta"], "specimen_id": cell_id}
+    if failed := [r for r in ordered if r.get("cache_error")]:
+        notes.append(f"{len(failed)} result(s) not cached: {failed[0]['cache_error']}")
     cells, fv, errors = collect(ordered)
     write_outputs(out_dir, cells, fv, errors)
     return BatchResult(
@@ -358,4 +493,15 @@ def run_batch(
             r.get("extract_cpu_seconds", 0.0) for r in ordered if not r.get("cached")
         ),
         peak_rss_mb=max((r.get("peak_rss_mb") or 0.0) for r in ordered),
+        warnings=notes,
+        peak_rss_mb_by_worker=_peaks_by_worker(ordered),
     )
+
+
+def _peaks_by_worker(results: Sequence[dict]) -> dict[int, float]:
+    """Highest peak RSS reported by each worker process (a restarted worker is a new pid)."""
+    peaks: dict[int, float] = {}
+    for r in results:
+        if (pid := r.get("worker_pid")) is not None:
+            peaks[pid] = max(peaks.get(pid, 0.0), r.get("peak_rss_mb") or 0.0)
+    return peaks

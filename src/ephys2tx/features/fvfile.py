@@ -8,6 +8,7 @@ zeros. Files without a mask (e.g. IPFX's own) are read with mask = "row has a fi
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,8 +75,10 @@ def write_feature_vectors(
             if n
             else (np.zeros((0, len(families)), bool))
         )
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as h5:
+    # Built in memory, then written with plain file I/O: HDF5 itself may crash the process
+    # (not raise) when the disk fills while it writes, and a Python OSError is what we need.
+    image = io.BytesIO()
+    with h5py.File(image, "w") as h5:
         ids_arr = _ids_array(list(ids))
         if ids_arr.dtype == object:
             h5.create_dataset(IDS, data=ids_arr, dtype=h5py.string_dtype())
@@ -91,7 +94,14 @@ def write_feature_vectors(
                 REASONS, data=text.reshape(n, len(families)), dtype=h5py.string_dtype()
             )
             r.attrs["families"] = families
-    os.replace(tmp, path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(image.getbuffer())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -1,7 +1,9 @@
 """Novelty of a cell against a model's reference cells: k-nearest-neighbour typicality.
 
-Method. Features are robust-scaled with the reference cells' median and IQR/1.349 and
-clipped to +-10. The distance between two cells is scikit-learn's NaN-aware Euclidean
+Method. Features are robust-scaled with the reference cells' median and IQR/1.349,
+clipped to +-10 and multiplied by a weight per feature: the model's impurity importance
+(times the number of features, so weights average 1) where the model has one (forests),
+else 1. So the distance counts what the model reads. The distance between two cells is scikit-learn's NaN-aware Euclidean
 distance (only coordinates measured in both cells count, scaled up to the full length).
 A cell's atypicality is its mean distance to its k = 20 nearest reference cells. Each
 reference cell gets its own atypicality leaving out every cell of its own donor (out of
@@ -10,8 +12,10 @@ fold). The novelty of a cell is the share of reference cells that are more typic
 gets NaN. The `novel` threshold is the 95th percentile of the reference cells' own
 out-of-fold novelty, so 5% of the reference cells are flagged.
 
-k and the global (not per-class) form were chosen on donor-grouped folds of seed 100 with
-a held-out class (mouse Sncg, human Lamp5): per-class distances scored lower there.
+k, the global (not per-class) form and the weights were chosen on donor-grouped folds of
+seed 100 with a held-out class (mouse Sncg, human Lamp5): per-class distances scored lower
+there, and importance weights lifted the AUROC of novelty from 0.72-0.75 to 0.85 (mouse)
+and from 0.63-0.66 to 0.66-0.69 (human).
 """
 
 from __future__ import annotations
@@ -38,10 +42,16 @@ class NoveltyReference:
     ref_dist: np.ndarray  # (n_ref,) sorted leave-own-donor-out kNN distances
     threshold: float  # novelty above this raises `novel`
     k: int = 20
+    weights: np.ndarray | None = None  # (d,) per-feature weight (None: all 1)
 
     @classmethod
     def fit(
-        cls, X: ArrayLike, groups: ArrayLike, features: Sequence[str], k: int = 20
+        cls,
+        X: ArrayLike,
+        groups: ArrayLike,
+        features: Sequence[str],
+        k: int = 20,
+        weights: ArrayLike | None = None,
     ) -> NoveltyReference:
         """Scale the reference cells and score each against the cells of other donors."""
         X = np.asarray(X, float)
@@ -51,15 +61,18 @@ class NoveltyReference:
         scale = (q75 - q25) / 1.349
         scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
         center = np.where(np.isfinite(center), center, 0.0)
-        cells = np.clip((X - center) / scale, -CLIP, CLIP)
-        ref = cls(list(features), center, scale, cells, np.zeros(0), 1.0, k)
+        w = None if weights is None else np.asarray(weights, float)
+        ref = cls(list(features), center, scale, np.zeros((0, len(center))), np.zeros(0), 1.0, k, w)
+        cells = ref._scaled(X)
+        ref.cells = cells
         own = ref._knn_distance(cells, groups)
         ref.ref_dist = np.sort(own[np.isfinite(own)])
         ref.threshold = float(np.quantile(ref._share_below(own), 1 - NOVEL_SHARE))
         return ref
 
     def _scaled(self, X: ArrayLike) -> np.ndarray:
-        return np.clip((np.asarray(X, float) - self.center) / self.scale, -CLIP, CLIP)
+        z = np.clip((np.asarray(X, float) - self.center) / self.scale, -CLIP, CLIP)
+        return z if self.weights is None else z * self.weights
 
     def _knn_distance(
         self, Z: np.ndarray, groups: np.ndarray | None = None, chunk: int = 512
@@ -100,6 +113,7 @@ class NoveltyReference:
             "ref_dist": self.ref_dist,
             "threshold": np.asarray(self.threshold),
             "k": np.asarray(self.k),
+            "weights": np.ones(len(self.center)) if self.weights is None else self.weights,
         }
 
     @classmethod
@@ -113,4 +127,5 @@ class NoveltyReference:
             ref_dist=np.asarray(a["ref_dist"], float),
             threshold=float(a["threshold"]),
             k=int(a["k"]),
+            weights=np.asarray(a["weights"], float) if "weights" in a else None,
         )

@@ -10,8 +10,8 @@ Flags (fixed vocabulary, joined by "; " in tables):
 - `missing_family:<name>`: no feature of a family that most (>= 50%) reference cells have;
 - `out_of_range:<feature>`: a value beyond the reference range [min, max] by more than
   `RANGE_MARGIN` times its width (catches unit errors);
-- `species_mismatch`: the table's `species` column names another species than the
-  model's, or the species fingerprint (`models/species.py`) finds the cell closer to
+- `species_mismatch`: the table's `species` column (or a recording's subject, e.g.
+  "Mus musculus") names another species than the model's, or the species fingerprint (`models/species.py`) finds the cell closer to
   the other species' public cells;
 - `novel`: novelty above the threshold that flags 5% of reference cells (`models/novelty.py`).
 `confident` is true only when the prediction set holds one class and no flag is raised.
@@ -63,6 +63,7 @@ class TrustReference:
         species: str,
         groups: ArrayLike,
         fingerprint: SpeciesFingerprint | None = None,
+        weights: ArrayLike | None = None,
     ) -> TrustReference:
         """Summarize the reference cells (one row each, columns include `features`)."""
         X = cells[features].to_numpy(float)
@@ -81,7 +82,7 @@ class TrustReference:
             high=hi + RANGE_MARGIN * width,
             required_families=required,
             min_measured=int(np.ceil(FEW_FEATURES_SHARE * np.median(measured))),
-            novelty=NoveltyReference.fit(X, groups, features),
+            novelty=NoveltyReference.fit(X, groups, features, weights=weights),
             fingerprint=fingerprint,
         )
 
@@ -98,8 +99,8 @@ class TrustReference:
         }
         mismatch = np.zeros(len(X), bool)
         if "species" in cells.columns:
-            named = cells["species"].astype("string").str.lower()
-            mismatch |= (named.notna() & (named != self.species)).fillna(False).to_numpy(bool)
+            named = np.array([species_name(v) for v in cells["species"]], dtype=object)
+            mismatch |= np.array([n is not None and n != self.species for n in named])
         if self.fingerprint is not None:
             mismatch |= self.fingerprint.mismatch(cells, self.species)
         novel = self.novelty.is_novel(novelty)
@@ -116,6 +117,21 @@ class TrustReference:
                 flags.append("novel")
             out.append(flags)
         return out
+
+
+def species_name(value) -> str | None:
+    """'mouse' or 'human' from a table or a recording's subject ('Mus musculus', 'Human');
+    other names come back lower-cased, and a missing value as None."""
+    if value is None or pd.isna(value):
+        return None
+    text = str(value).strip().lower()
+    if not text:
+        return None
+    if "mus musculus" in text or "mouse" in text:
+        return "mouse"
+    if "homo sapiens" in text or "human" in text:
+        return "human"
+    return text
 
 
 @dataclass

@@ -25,6 +25,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from .. import __version__
 from ..errors import Ephys2txError
 from .bundle import ModelCard, align_features, families_of, load_model, proba_table
 from .calibration import Temperature
@@ -49,20 +50,34 @@ def fit_calibration(
     return MondrianConformal.fit(temperature.apply(oof), y, classes), temperature
 
 
+def feature_weights(model, features: list[str]) -> np.ndarray | None:
+    """Impurity importances of a fitted forest (mean 1) for the novelty distance, else None."""
+    importances = getattr(model, "feature_importances_", None)
+    names = getattr(model, "feature_names_in_", None)
+    if importances is None or names is None or list(names) != list(features):
+        return None
+    return np.asarray(importances, float) * len(features)
+
+
 def fit_trust_reference(
     cells: pd.DataFrame,
     features: list[str],
     species: str,
     other: dict[str, pd.DataFrame] | None = None,
     seed: int = 0,
+    model=None,
 ) -> TrustReference:
-    """Ranges, families, novelty reference and (given other species' cells) fingerprint."""
+    """Ranges, families, novelty reference and (given other species' cells) fingerprint.
+
+    `model` (fitted) supplies the novelty distance's feature weights where it has them."""
     fingerprint = None
     if other:
         fingerprint = SpeciesFingerprint.fit({species: cells, **other}, features, seed)
+    weights = feature_weights(model, features) if model is not None else None
     return TrustReference.fit(
-        cells, features, families_of(features), species, cells["donor"].to_numpy(), fingerprint
-    )
+        cells, features, families_of(features), species, cells["donor"].to_numpy(),
+        fingerprint, weights,
+    )  # fmt: skip
 
 
 def save_trust(
@@ -78,6 +93,7 @@ def save_trust(
         payload = {
             "conformal": conformal.to_dict(),
             "temperature": temperature.temperature,
+            "version": __version__,
             **details,
         }
         _atomic(model_dir / CALIBRATION_FILE, lambda p: p.write_text(json.dumps(payload)))

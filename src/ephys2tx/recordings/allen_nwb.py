@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import Ephys2txError
+from ..errors import Ephys2txError, NoCurrentClampSweeps
 from .sweeps import (
     LONG_SQUARE,
     OTHER,
@@ -139,6 +139,9 @@ def _legacy_sweep_table():
     return table
 
 
+UNKNOWN_NAME = "Unknown"  # IPFX's stimulus name for a code outside its ontology
+
+
 def _stimulus_type(name: str | None) -> str:
     return _NAME_TO_TYPE.get(name or "", OTHER)
 
@@ -184,6 +187,8 @@ def read_allen_nwb(path: str | Path) -> Recording:
 
     species = _species_of(data_set)
     sweeps: list[Sweep] = []
+    voltage_clamp: list[int] = []
+    uncoded: list[Sweep] = []  # codes IPFX's ontology does not know
     for row in table.sort_values("sweep_number").itertuples(index=False):
         number = int(row.sweep_number)
         try:
@@ -194,19 +199,17 @@ def read_allen_nwb(path: str | Path) -> Recording:
             logging.getLogger(__name__).warning("%s: sweep %d unreadable: %s", path, number, exc)
             continue
         rate = float(data["sampling_rate"])
-        clamp = "voltage_clamp" if row.clamp_mode == "VoltageClamp" else "current_clamp"
-        # IPFX scales to mV/pA; in voltage clamp the stimulus is the voltage.
-        if clamp == "current_clamp":
-            voltage, current = data["response"], data["stimulus"]
-        else:
-            voltage, current = data["stimulus"], data["response"]
-        voltage = np.asarray(voltage, dtype=float)
-        current = np.asarray(current, dtype=float)
+        if row.clamp_mode == "VoltageClamp":  # features need current clamp: reported, not used
+            voltage_clamp.append(number)
+            continue
+        clamp = "current_clamp"
+        voltage = np.asarray(data["response"], dtype=float)  # IPFX scales to mV / pA
+        current = np.asarray(data["stimulus"], dtype=float)
         name = getattr(row, "stimulus_name", None)
         stim_type = _stimulus_type(name)
         start = end = None
         amplitude = float("nan")
-        if clamp == "current_clamp" and stim_type != TEST_PULSE:
+        if stim_type != TEST_PULSE:
             t = np.arange(len(current)) / rate
             finite = np.nan_to_num(current, nan=0.0)
             s_time, duration, amp, _, _ = get_stim_characteristics(finite, t, test_pulse=True)
@@ -226,15 +229,48 @@ def read_allen_nwb(path: str | Path) -> Recording:
                 clamp_mode=clamp,
             )
         )
+        if not isinstance(name, str) or name == UNKNOWN_NAME:
+            uncoded.append(sweeps[-1])
+    if not sweeps and voltage_clamp:
+        raise NoCurrentClampSweeps(
+            f"{path}: no current-clamp sweeps (all {len(voltage_clamp)} are voltage clamp); "
+            "ephys2tx needs current-clamp recordings"
+        )
     if not sweeps:
         raise Ephys2txError(f"{path}: IPFX listed sweeps but none could be read; file is damaged")
+    _classify_uncoded(uncoded)
     return Recording(
         source=path,
         cell_id=path.stem,
         sweeps=sweeps,
         species=species,
-        metadata={"reader": "ipfx", "format": "allen_nwb2"},
+        metadata={
+            "reader": "ipfx",
+            "format": "allen_nwb2",
+            "dropped_sweeps": [(n, "voltage clamp") for n in voltage_clamp],
+            "uncoded_sweeps": [s.sweep_number for s in uncoded],
+        },
     )
+
+
+def _classify_uncoded(sweeps: list[Sweep]) -> None:
+    """Sweeps whose code IPFX does not know: type, timing and amplitude from the command.
+
+    As for ABF and NWB 2 files, sweeps of one code, length and rate are classified together.
+    """
+    from collections import defaultdict
+
+    from .stimulus import classify_protocol
+
+    groups: dict[tuple, list[Sweep]] = defaultdict(list)
+    for s in sweeps:
+        groups[(s.stimulus_code, len(s.current), s.sampling_rate)].append(s)
+    for (_, _, rate), members in groups.items():
+        currents = [s.current for s in members]
+        for s, info in zip(members, classify_protocol(currents, rate), strict=True):
+            s.stimulus_type = info.stimulus_type
+            s.amplitude = round(info.amplitude, 3)
+            s.stim_start, s.stim_end = info.start, info.end
 
 
 def _reason(exc: Exception) -> str:

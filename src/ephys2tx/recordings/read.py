@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import Ephys2txError
+from ..errors import Ephys2txError, NoCurrentClampSweeps
 from .assemble import one_line
 from .sweeps import Recording
 
@@ -62,6 +62,8 @@ def _read_nwb_any(path: Path) -> Recording:
 
         try:
             return read_allen_nwb(path)
+        except NoCurrentClampSweeps:  # read fine, and all voltage clamp: nothing to fall back to
+            raise
         except Exception as allen_error:  # noqa: BLE001 - fall back to the generic reader
             log.info("Allen reader failed on %s (%s); trying the NWB 2 reader", path, allen_error)
             try:
@@ -109,15 +111,24 @@ def read_recording(path: str | Path) -> Recording:
 
 
 def recording_files(folder: str | Path) -> list[Path]:
-    """The .abf / .nwb files in a folder (sorted); an error when there are none."""
+    """The .abf / .nwb files in a folder and its subfolders (sorted); an error when none.
+
+    Hidden files and folders (name starting with a dot) are skipped.
+    """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise Ephys2txError(f"{folder}: not a folder; check the path")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.is_file()
+    )
     if not files:
         raise Ephys2txError(
-            f"{folder}: no .abf or .nwb recordings in this folder; point to the folder "
-            "holding your recordings"
+            f"{folder}: no .abf or .nwb recordings in this folder or its subfolders; point to "
+            "the folder holding your recordings"
         )
     return files
 

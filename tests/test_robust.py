@@ -1,0 +1,421 @@
+"""Bad and awkward inputs of issue 12: each gives the right cells or a one-line error."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import RECORDINGS, SHARED_DATA
+
+from ephys2tx.errors import Ephys2txError
+
+ABF = RECORDINGS / "abf" / "171116sh_0018.abf"
+
+
+def run_cli(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ephys2tx.cli", *map(str, args)], capture_output=True, text=True
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    for word in words:
+        assert word in errors[0], errors[0]
+
+
+def batch(files, out, **kw):
+    from ephys2tx.features.batch import run_batch
+
+    return run_batch(files, out, workers=1, processes=False, progress=False, **kw)
+
+
+# ------------------------------------------------------------------ 1. names from the cache
+
+
+def test_ids_come_from_the_current_path_never_the_cache(synthetic_nwb, tmp_path):
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    cell_a = data / "cellA.nwb"
+    shutil.copy(synthetic_nwb, cell_a)
+    first = batch([cell_a], out)
+    assert first.cells["specimen_id"].tolist() == ["cellA"]
+
+    cell_b = cell_a.rename(data / "cellB.nwb")  # rename and rerun: served from the cache
+    again = batch([cell_b], out)
+    assert again.n_cached == 1
+    assert again.cells["specimen_id"].tolist() == ["cellB"]
+    assert again.cells["file"].tolist() == [str(cell_b)]
+    assert again.cells["sha256"].tolist() == first.cells["sha256"].tolist()
+    assert len(again.cells["sha256"].iloc[0]) == 64
+
+    # a copy under another name, and a file of the same stem in a subfolder
+    shutil.copy(cell_b, data / "cellC.nwb")
+    (data / "sub").mkdir()
+    shutil.copy(cell_b, data / "sub" / "cellB.nwb")
+    files = [cell_b, data / "cellC.nwb", data / "sub" / "cellB.nwb"]
+    res = batch(files, out)
+    ids = res.cells["specimen_id"].tolist()
+    assert ids == ["data_cellB", "cellC", "sub_cellB"]
+    assert len(set(ids)) == 3
+    assert any("named 'cellB'" in w for w in res.warnings)
+    assert any("identical contents" in w for w in res.warnings)
+    written = pd.read_parquet(out / "cells.parquet")
+    assert written["specimen_id"].tolist() == ids
+    with h5py.File(out / "feature_vectors.h5") as h5:
+        assert [i.decode() for i in h5["ids"][()]] == ids
+
+
+def test_cell_ids_fall_back_to_hashes_and_counters():
+    from ephys2tx.features.batch import cell_ids
+
+    ids, notes = cell_ids(["a/x.abf", "b/x.abf", "c.abf"], ["1" * 64, "2" * 64, "3" * 64])
+    assert ids == ["a_x", "b_x", "c"] and len(notes) == 1
+    ids, _ = cell_ids(["a/x.abf", "a/x.nwb"], ["1" * 64, "2" * 64])  # same folder, same stem
+    assert ids == ["x_11111111", "x_22222222"]
+    ids, notes = cell_ids(["a/x.abf", "a/x.nwb"], ["1" * 64, "1" * 64])
+    assert ids == ["x_1", "x_2"] and len(notes) == 2
+
+
+# ------------------------------------------------------------------ 2. --exclude-ids
+
+
+def test_headerless_exclusion_list_is_read_whole(tmp_path, human_cells):
+    from ephys2tx.commands.common import training_cells
+
+    ids = human_cells["specimen_id"].head(5).tolist()
+    listing = tmp_path / "ids.txt"
+    listing.write_text("\n".join(map(str, ids)) + "\n")
+    cells, _ = training_cells("human", None, listing)
+    assert len(cells) == len(human_cells) - 5
+    assert not set(ids) & set(cells["specimen_id"])
+    # the same ids under a header, in a `specimen_id` column that is not the first
+    table = tmp_path / "ids.csv"
+    pd.DataFrame({"note": ["x"] * 5, "specimen_id": ids}).to_csv(table, index=False)
+    assert len(training_cells("human", None, table)[0]) == len(human_cells) - 5
+
+
+def test_unknown_malformed_and_empty_exclusion_lists(tmp_path, human_cells):
+    from ephys2tx.commands.common import training_cells
+
+    known = int(human_cells["specimen_id"].iloc[0])
+    unknown = tmp_path / "unknown.txt"
+    unknown.write_text(f"{known}\n123\n")
+    with pytest.raises(Ephys2txError, match="1 id.* match no training cell .*--allow-unknown-ids"):
+        training_cells("human", None, unknown)
+    cells, _ = training_cells("human", None, unknown, allow_unknown_ids=True)
+    assert len(cells) == len(human_cells) - 1
+    bad = tmp_path / "bad.txt"
+    bad.write_text(f"{known}\n12x4\n")
+    with pytest.raises(Ephys2txError, match="'12x4' on line 2"):
+        training_cells("human", None, bad)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(Ephys2txError, match="is empty"):
+        training_cells("human", None, empty)
+
+
+def test_one_exclusion_list_for_both_species_of_transfer(tmp_path):
+    from ephys2tx.commands.common import exclude_specimens
+
+    human = pd.DataFrame({"specimen_id": [1, 2, 3], "species": "human"})
+    mouse = pd.DataFrame({"specimen_id": [10, 20], "species": "mouse"})
+    listing = tmp_path / "ids.txt"
+    listing.write_text("2\n20\n")
+    h, m = exclude_specimens([human, mouse], listing)
+    assert h["specimen_id"].tolist() == [1, 3] and m["specimen_id"].tolist() == [10]
+
+
+def test_cli_empty_exclusion_list_is_one_line(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    res = run_cli(
+        "train", "rf", "--species", "human", "--exclude-ids", tmp_path / "empty.csv",
+        "--out", tmp_path / "m",
+    )  # fmt: skip
+    assert_one_line_error(res, "is empty")
+
+
+# ------------------------------------------------------------------ 3. extract hides failures
+
+
+def test_extract_reads_subfolders_and_fails_when_nothing_extracted(tmp_path):
+    data = tmp_path / "data"
+    (data / "day2").mkdir(parents=True)
+    shutil.copy(ABF, data / "a.abf")
+    shutil.copy(RECORDINGS / "abf" / "17o05028_ic_steps.abf", data / "day2" / "b.abf")
+    (data / "day2" / "broken.nwb").write_bytes(b"not an nwb file")
+    res = run_cli("extract", data, "--out", tmp_path / "out")
+    assert res.returncode == 0, res.stderr
+    assert f"3 recording(s): 1 in {data}, 2 in {data / 'day2'}" in res.stderr
+    cells = pd.read_parquet(tmp_path / "out" / "cells.parquet")
+    assert cells["specimen_id"].tolist() == ["a", "b"]
+    errors = pd.read_csv(tmp_path / "out" / "errors.csv")
+    assert errors["file"].tolist() == [str(data / "day2" / "broken.nwb")]
+
+    missing = run_cli("extract", tmp_path / "nope.abf", "--out", tmp_path / "out2")
+    assert_one_line_error(missing, "no cell could be extracted")
+    errors = pd.read_csv(tmp_path / "out2" / "errors.csv")
+    assert errors["file"].tolist() == [str(tmp_path / "nope.abf")]
+
+
+def test_inspect_lists_recordings_in_subfolders(tmp_path):
+    from typer.testing import CliRunner
+
+    from ephys2tx.cli import app
+
+    (tmp_path / "day2").mkdir()
+    shutil.copy(ABF, tmp_path / "day2" / "a.abf")
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "day2/a.abf" in result.output and "long_square x17" in result.output
+
+
+def _other_only_reader(path: Path):
+    """A readable cell with no sweep any feature family can use."""
+    from ephys2tx.recordings.sweeps import OTHER, Recording, Sweep
+
+    v = np.full(20_000, -70.0) + np.random.default_rng(0).normal(0, 0.1, 20_000)
+    return Recording(path, path.stem, [Sweep(0, v, np.zeros_like(v), 20_000.0, OTHER)])
+
+
+def test_a_cell_with_no_feature_is_an_error_row_not_a_cell(tmp_path):
+    path = tmp_path / "flat.abf"
+    path.write_bytes(b"stand-in")
+    res = batch([path], tmp_path / "out", reader=_other_only_reader)
+    assert res.cells.empty
+    assert res.errors["file"].tolist() == [str(path)]
+    assert res.errors["stage"].tolist() == ["extract"]
+    assert "long-square" in res.errors["reason"].iloc[0]
+
+
+def _altered_copy(source: Path, target: Path, acquisition: str, stimulus: str) -> Path:
+    shutil.copy(source, target)
+    with h5py.File(target, "a") as f:
+        for name in f["acquisition"]:
+            f["acquisition"][name].attrs["neurodata_type"] = acquisition
+        for name in f["stimulus/presentation"]:
+            f["stimulus/presentation"][name].attrs["neurodata_type"] = stimulus
+    return target
+
+
+def test_voltage_clamp_is_reported_as_such_by_inspect_and_extract(synthetic_nwb, tmp_path):
+    from ephys2tx.recordings.read import read_recording
+
+    vc = _altered_copy(
+        synthetic_nwb, tmp_path / "vc.nwb", "VoltageClampSeries", "VoltageClampStimulusSeries"
+    )
+    with pytest.raises(Ephys2txError, match="voltage clamp"):
+        read_recording(vc)
+    assert_one_line_error(run_cli("inspect", vc), "voltage clamp")
+    res = batch([vc], tmp_path / "out")
+    assert res.cells.empty and "voltage clamp" in res.errors["reason"].iloc[0]
+
+
+def test_uncoded_allen_sweeps_are_classified_from_the_command(
+    synthetic_recordings, synthetic_nwb, tmp_path
+):
+    from ephys2tx.features.extract import extract_features
+    from ephys2tx.recordings.allen_nwb import write_allen_nwb
+    from ephys2tx.recordings.read import read_recording
+
+    rec = synthetic_recordings[0]
+    coded = read_recording(synthetic_nwb)
+    uncoded_rec = type(rec)(rec.source, rec.cell_id, [s for s in rec.sweeps], rec.species)
+    uncoded_rec.sweeps = [type(s)(**{**s.__dict__, "stimulus_code": None}) for s in rec.sweeps]
+    path = write_allen_nwb(tmp_path / "uncoded.nwb", uncoded_rec, "no stimulus codes")
+    uncoded = read_recording(path)
+    assert [s.stimulus_code for s in uncoded.sweeps] == ["unknown"] * len(rec.sweeps)
+    assert [s.stimulus_type for s in uncoded.sweeps] == [s.stimulus_type for s in coded.sweeps]
+    assert [s.amplitude for s in uncoded.sweeps] == [s.amplitude for s in coded.sweeps]
+    a, b = extract_features(coded), extract_features(uncoded)
+    assert a.family_status == b.family_status
+    np.testing.assert_allclose(list(a.scalars.values()), list(b.scalars.values()))
+
+
+# ------------------------------------------------------------------ 4. one-line errors
+
+
+def test_extract_out_that_is_a_file_or_read_only(tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    assert_one_line_error(run_cli("extract", ABF, "--out", taken), "existing file")
+    assert_one_line_error(run_cli("extract", ABF, "--out", taken / "sub"), "cannot write")
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    mounted = False
+    if os.geteuid() == 0:  # root writes through permissions: use a read-only mount
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs",
+                                  str(read_only)], capture_output=True).returncode == 0  # fmt: skip
+        if not mounted:
+            pytest.skip("running as root without mount: cannot make a read-only folder")
+    else:
+        read_only.chmod(0o555)
+    try:
+        assert_one_line_error(run_cli("extract", ABF, "--out", read_only / "out"), "cannot write")
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(read_only)], check=True)
+        read_only.chmod(0o755)
+
+
+def test_memory_limit_that_is_not_a_size(tmp_path):
+    res = run_cli("extract", ABF, "--out", tmp_path / "o", "--memory-limit", "lots")
+    assert_one_line_error(res, "--memory-limit 'lots'", "2GiB")
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("specimen_id,tau\n1,0.01\n2,abc\n", ["`tau`", "line 3", "'abc'"]),
+        ('specimen_id,tau\n1,"0,01"\n', ["`tau`", "line 2", "decimal point"]),
+        ("specimen_id,tau\n1,0.01\n2,inf\n", ["`tau`", "line 3", "finite"]),
+        ("specimen_id,rheobase_i\n1,-inf\n", ["`rheobase_i`", "line 2", "finite"]),
+        ("specimen_id,tau\n", ["no rows"]),
+        ("", ["is empty"]),
+    ],
+)
+def test_malformed_csv_cell_tables(tmp_path, content, words):
+    from ephys2tx.datasets.cells import read_cell_table
+
+    path = tmp_path / "cells.csv"
+    path.write_text(content)
+    with pytest.raises(Ephys2txError) as err:
+        read_cell_table(path)
+    for word in words:
+        assert word in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_cli_predict_on_a_comma_decimal_table_is_one_line(tmp_path):
+    from ephys2tx.models.bundle import ModelCard, save_model
+
+    model = tmp_path / "model"  # read before the table; the table's error comes first
+    save_model(model, {"stand-in": "estimator"}, ModelCard("rf-raw", "human", "label", [], []))
+    table = tmp_path / "cells.csv"
+    table.write_text('specimen_id,tau,rheobase_i\n1,0.01,50\n2,"0,02",70\n')
+    res = run_cli("predict", model, table, "--out", tmp_path / "p.csv")
+    assert_one_line_error(res, "`tau`", "line 3", "'0,02'", "decimal point")
+
+
+def test_corrupt_parquet_and_missing_values_stay_nan(tmp_path):
+    from ephys2tx.datasets.cells import read_cell_table
+
+    good = tmp_path / "good.parquet"
+    pd.DataFrame({"specimen_id": [1, 2], "tau": [0.01, np.nan]}).to_parquet(good)
+    table = read_cell_table(good)
+    assert np.isnan(table["tau"].iloc[1])
+    corrupt = tmp_path / "corrupt.parquet"
+    corrupt.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    with pytest.raises(Ephys2txError, match="damaged"):
+        read_cell_table(corrupt)
+    csv = tmp_path / "ok.csv"
+    csv.write_text("specimen_id,tau\n1,0.01\n2,\n")
+    assert read_cell_table(csv)["tau"].isna().tolist() == [False, True]
+
+
+def test_train_refuses_a_file_or_a_model_before_training(tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    res = run_cli("train", "rf", "--species", "human", "--out", taken)
+    assert_one_line_error(res, "existing file")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_text(json.dumps({"kind": "rf"}))
+    res = run_cli("train", "bilstm", "--species", "human", "--out", model)
+    assert_one_line_error(res, "already holds a model", "--overwrite")
+    assert (model / "model.json").read_text() == json.dumps({"kind": "rf"})
+
+
+def test_check_out_dir_accepts_overwrite_and_new_folders(tmp_path):
+    from ephys2tx.commands.common import check_out_dir
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.joblib").write_bytes(b"")
+    with pytest.raises(Ephys2txError, match="--overwrite"):
+        check_out_dir(model)
+    check_out_dir(model, overwrite=True)
+    check_out_dir(tmp_path / "new" / "deeper")
+
+
+# ------------------------------------------------------------------ 5. full disk
+
+
+def test_a_failed_write_leaves_the_previous_output_set(synthetic_nwb, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    first = batch([synthetic_nwb], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert set(before) == {"cells.parquet", "feature_vectors.h5", "errors.csv"}
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)  # errors.csv is written last
+    renamed = tmp_path / "renamed.nwb"
+    shutil.copy(synthetic_nwb, renamed)
+    with pytest.raises(Ephys2txError, match="no space left") as err:
+        batch([renamed], out)
+    assert "nothing was written" in str(err.value)
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert after == before  # the old set, whole: no new cells.parquet beside an old errors.csv
+    assert sorted(p.name for p in out.iterdir()) == ["cache", *sorted(before)]
+    assert first.cells["specimen_id"].tolist() == ["cellA"]
+
+
+def test_full_disk_gives_one_line_and_no_outputs(tmp_path):
+    """A real 200 KB tmpfs as --out (root only): exit 2, one line, no half-written set."""
+    full = tmp_path / "full"
+    full.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = ["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(full)]
+    if subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        files = [
+            RECORDINGS / "abf" / name for name in ("171116sh_0019.abf", "2019_07_24_0055_fsi.abf")
+        ]
+        res = run_cli("extract", *files, "--out", full / "out")
+        assert_one_line_error(res, "no space left")
+        leftovers = {p.name for p in (full / "out").iterdir()}
+        assert leftovers <= {"cache"}, leftovers
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
+
+
+# ------------------------------------------------------------------ 6. altered data file
+
+
+def test_a_data_file_changed_after_fetch_is_refused_then_repaired(tmp_path):
+    from ephys2tx.datasets.fetch import data_path, fetch_file
+    from ephys2tx.datasets.sources import DATA_FILES
+
+    entry = DATA_FILES["homology/hodge_taxonomy.csv"]
+    target = fetch_file(entry, tmp_path, str(SHARED_DATA))
+    assert data_path(entry.name, tmp_path) == target
+    text = target.read_bytes()
+    k = text.index(b"1")
+    target.write_bytes(text[:k] + b"2" + text[k + 1 :])  # same size, one digit changed
+    with pytest.raises(Ephys2txError) as err:
+        data_path(entry.name, tmp_path)
+    assert "hodge_taxonomy.csv" in str(err.value) and "ephys2tx fetch" in str(err.value)
+    res = subprocess.run(
+        [sys.executable, "-m", "ephys2tx.cli", "fetch", "--data-dir", tmp_path],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "hodge_taxonomy.csv (the local copy had been changed" in " ".join(res.stderr.split())
+    assert data_path(entry.name, tmp_path).read_bytes() == text
