@@ -94,13 +94,23 @@ def write_predict_report(
     neighbour_indices: np.ndarray | None = None,
     neighbour_distances: np.ndarray | None = None,
 ) -> Path:
-    """Build one card per predicted cell and write the page atomically."""
+    """Build one card per predicted cell and write the page atomically.
+
+    `neighbour_indices` (cells x k) count rows of the model's training table, in the order
+    `training_cells` gives them; they are dropped when the reference cells differ.
+    """
     from ..report.cell_page import write_cell_report
     from ..report.cells import build_cards
 
     card = model.card
     reference = reference_cells(card)
-    if reference is None:
+    if neighbour_indices is not None and (
+        reference is None or len(reference) != card.n_train_cells
+    ):  # the indices count the model's training cells; these rows would not match
+        console.print(
+            "[yellow]note[/] nearest reference cells left out: the reference cells at hand "
+            "are not the cells the model was trained on"
+        )
         neighbour_indices = neighbour_distances = None
     with console.status("reading rheobase and hero sweeps of the recordings"):
         sweeps = recording_sweeps(table)
