@@ -204,6 +204,10 @@ def predict(
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit with status 1 when every cell is flagged.")
     ] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Also write a per-cell HTML report (one card per cell)."),
+    ] = None,
 ) -> None:
     """Predict subclasses with probabilities, a conformal set, flags and novelty per cell.
 
@@ -254,6 +258,11 @@ def predict(
         f"wrote {len(predictions)} predictions to {out} (alpha {alpha:g}): "
         f"{int(predictions['confident'].sum())} confident, {n_flagged} flagged"
     )
+    if report is not None:
+        from .cell_report import write_predict_report
+
+        write_predict_report(report, model, table, predictions, alpha)
+        console.print(f"wrote the per-cell report to {report}")
     if strict and len(predictions) and n_flagged == len(predictions):
         console.print("[red]error[/] --strict: every cell is flagged")
         raise typer.Exit(1)

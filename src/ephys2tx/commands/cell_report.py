@@ -1,0 +1,129 @@
+"""`predict --report`: gather what the per-cell cards need and write the page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import Ephys2txError
+from ..models.bundle import ModelCard
+from ..models.trusted import TrustedModel
+from ..recordings.read import SUFFIXES as RECORDING_SUFFIXES
+from ..recordings.sweeps import Sweep
+from .common import console, training_cells
+
+
+def reference_cells(card: ModelCard) -> pd.DataFrame | None:
+    """The labelled public cells of the model's species (None when they cannot be had).
+
+    Stopgap until the model directory carries its own reference cells: models trained with
+    --exclude-ids get their excluded cells back here, and synthetic models get none.
+    """
+    if card.extra.get("synthetic"):
+        return None
+    try:
+        cells, _ = training_cells(card.species, card.label)
+    except Ephys2txError as exc:
+        console.print(f"[yellow]note[/] report drawn without reference cells: {exc}")
+        return None
+    return cells
+
+
+def recording_sweeps(table: pd.DataFrame) -> dict[int, tuple[dict[str, Sweep], str | None]]:
+    """Rheobase and hero sweeps of every row that came from a recording still on disk."""
+    from ..features.key_sweeps import key_sweeps
+    from ..recordings.read import read_recording
+
+    out: dict[int, tuple[dict[str, Sweep], str | None]] = {}
+    if "file" not in table.columns:
+        return out
+    for row, name in enumerate(table["file"]):
+        if not isinstance(name, str) or Path(name).suffix.lower() not in RECORDING_SUFFIXES:
+            continue
+        try:
+            out[row] = key_sweeps(read_recording(name))
+        except Ephys2txError as exc:
+            out[row] = ({}, str(exc))
+    return out
+
+
+def model_info(
+    model: TrustedModel, reference: pd.DataFrame | None, alpha: float
+) -> dict[str, object]:
+    """What the page header says about the model."""
+    card = model.card
+    info: dict[str, object] = {
+        "model": card.kind,
+        "species": card.species,
+        "classes": ", ".join(card.classes),
+        "features": len(card.features),
+        "trained on": f"{card.n_train_cells} cells",
+        "ephys2tx": card.version,
+        "prediction sets": f"Mondrian conformal, alpha {alpha:g}"
+        if model.conformal is not None
+        else "none (no stored calibration)",
+    }
+    info["reference cells"] = (
+        f"{len(reference)} labelled public {card.species} cells"
+        if reference is not None
+        else "none"
+    )
+    return info
+
+
+def available_columns(model: TrustedModel, predictions: pd.DataFrame) -> pd.DataFrame:
+    """The predictions without the columns this model cannot fill (no calibration: no sets
+    or confident calls; no reference: no novelty or flags), so the page says "not available"
+    instead of showing empty sets."""
+    absent = []
+    if model.conformal is None:
+        absent += ["prediction_set", "confident"]
+    if model.reference is None:
+        absent += ["novelty", "flags"]
+    return predictions.drop(columns=absent, errors="ignore")
+
+
+def write_predict_report(
+    path: Path,
+    model: TrustedModel,
+    table: pd.DataFrame,
+    predictions: pd.DataFrame,
+    alpha: float,
+    neighbour_indices: np.ndarray | None = None,
+    neighbour_distances: np.ndarray | None = None,
+) -> Path:
+    """Build one card per predicted cell and write the page atomically.
+
+    `neighbour_indices` (cells x k) count rows of the model's training table, in the order
+    `training_cells` gives them; they are dropped when the reference cells differ.
+    """
+    from ..report.cell_page import write_cell_report
+    from ..report.cells import build_cards
+
+    card = model.card
+    reference = reference_cells(card)
+    if neighbour_indices is not None and (
+        reference is None or len(reference) != card.n_train_cells
+    ):  # the indices count the model's training cells; these rows would not match
+        console.print(
+            "[yellow]note[/] nearest reference cells left out: the reference cells at hand "
+            "are not the cells the model was trained on"
+        )
+        neighbour_indices = neighbour_distances = None
+    with console.status("reading rheobase and hero sweeps of the recordings"):
+        sweeps = recording_sweeps(table)
+    cards = build_cards(
+        available_columns(model, predictions),
+        table,
+        card.features,
+        reference,
+        card.label,
+        neighbour_indices,
+        neighbour_distances,
+        sweeps,
+    )
+    title = f"ephys2tx {card.kind} ({card.species}): {len(cards)} cell(s)"
+    info = model_info(model, reference, alpha)
+    return write_cell_report(path, cards, title, info, progress=True)
