@@ -194,6 +194,16 @@ def test_both_predict_forms(light_reference, human_cells, tmp_path):
     assert hit[scaled].all()
     assert not flagged["confident"].any()
 
+    # the per-cell report of the reference model: 5 nearest training cells per card
+    report = tmp_path / "cells.html"
+    result = runner.invoke(
+        app, ["predict", str(model_dir), str(cells), "--out", str(out2), "--report", str(report)]
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    page = report.read_text(encoding="utf-8")
+    assert page.count("<details class='card'") == 40
+    assert page.count("<table class='neighbours'>") == 40
+
     # both a model directory and --species: a clear error
     result = runner.invoke(app, ["predict", "--species", "human", str(rf_dir), str(cells)])
     assert result.exit_code != 0 and "not both" in str(result.exception)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..errors import Ephys2txError
@@ -85,23 +85,40 @@ def available_columns(model: TrustedModel, predictions: pd.DataFrame) -> pd.Data
     return predictions.drop(columns=absent, errors="ignore")
 
 
+def report_model(model_dir: Path) -> TrustedModel:
+    """The model as the report sees it; a reference model's subclass level counts."""
+    from ..models.bundle import load_model
+    from ..models.conformal import MondrianConformal
+    from ..models.mapping import reference_features
+    from ..models.trusted import load_reference
+
+    estimator, card = load_model(model_dir)
+    if card.kind != "reference":
+        return TrustedModel.load(model_dir)
+    stored = card.extra.get("conformal", {}).get("subclass")
+    conformal = MondrianConformal.from_dict(stored) if stored else None
+    card = replace(card, features=reference_features(card))  # measured inputs only
+    return TrustedModel(estimator, card, conformal, None, load_reference(model_dir))
+
+
 def write_predict_report(
-    path: Path,
-    model: TrustedModel,
-    table: pd.DataFrame,
-    predictions: pd.DataFrame,
-    alpha: float,
-    neighbour_indices: np.ndarray | None = None,
-    neighbour_distances: np.ndarray | None = None,
+    path: Path, model_dir: Path, table: pd.DataFrame, predictions: pd.DataFrame, alpha: float
 ) -> Path:
     """Build one card per predicted cell and write the page atomically.
 
-    `neighbour_indices` (cells x k) count rows of the model's training table, in the order
-    `training_cells` gives them; they are dropped when the reference cells differ.
+    The nearest reference cells come from the model's novelty reference, whose rows are the
+    model's training cells in the order `training_cells` gives them; they are left out when
+    the reference cells at hand differ (e.g. a model trained with --exclude-ids).
     """
     from ..report.cell_page import write_cell_report
     from ..report.cells import build_cards
 
+    model = report_model(model_dir)
+    neighbour_indices = neighbour_distances = None
+    if model.reference is not None:
+        novelty = model.reference.novelty
+        X = table.reindex(columns=novelty.features)
+        neighbour_indices, neighbour_distances = novelty.neighbours(X, k=5)
     card = model.card
     reference = reference_cells(card)
     if neighbour_indices is not None and (

@@ -261,7 +261,7 @@ def predict(
     if report is not None:
         from .cell_report import write_predict_report
 
-        write_predict_report(report, model, table, predictions, alpha)
+        write_predict_report(report, model_dir, table, predictions, alpha)
         console.print(f"wrote the per-cell report to {report}")
     if strict and len(predictions) and n_flagged == len(predictions):
         console.print("[red]error[/] --strict: every cell is flagged")

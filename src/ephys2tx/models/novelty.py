@@ -74,20 +74,36 @@ class NoveltyReference:
         z = np.clip((np.asarray(X, float) - self.center) / self.scale, -CLIP, CLIP)
         return z if self.weights is None else z * self.weights
 
-    def _knn_distance(
-        self, Z: np.ndarray, groups: np.ndarray | None = None, chunk: int = 512
-    ) -> np.ndarray:
-        """Mean distance to the k nearest reference cells (of other donors when `groups`)."""
-        out = np.full(len(Z), np.nan)
-        kk = min(self.k, len(self.cells) - 1 if groups is not None else len(self.cells))
+    def _distances(self, Z: np.ndarray, chunk: int = 512):
+        """(rows, distances to every reference cell) in chunks; inf where no feature is
+        measured in both cells."""
         for start in range(0, len(Z), chunk):
             rows = slice(start, start + chunk)
             d = nan_euclidean_distances(Z[rows], self.cells)
-            d[~np.isfinite(d)] = np.inf  # no feature measured in both cells
+            d[~np.isfinite(d)] = np.inf
+            yield rows, d
+
+    def _knn_distance(self, Z: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        """Mean distance to the k nearest reference cells (of other donors when `groups`)."""
+        out = np.full(len(Z), np.nan)
+        kk = min(self.k, len(self.cells) - 1 if groups is not None else len(self.cells))
+        for rows, d in self._distances(Z):
             if groups is not None:
                 d[groups[rows, None] == groups[None, :]] = np.inf
             out[rows] = np.partition(d, kk - 1, axis=1)[:, :kk].mean(axis=1)
         return out
+
+    def neighbours(self, X: ArrayLike, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """Row indices of the k nearest reference cells (in the order they were fitted) and
+        their distances, nearest first, in the novelty distance."""
+        Z = self._scaled(X)
+        k = min(k, len(self.cells))
+        idx = np.zeros((len(Z), k), dtype=int)
+        dist = np.zeros((len(Z), k))
+        for rows, d in self._distances(Z):
+            order = np.argsort(d, axis=1, kind="stable")[:, :k]
+            idx[rows], dist[rows] = order, np.take_along_axis(d, order, axis=1)
+        return idx, dist
 
     def _share_below(self, dist: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.ref_dist, dist, side="left") / max(len(self.ref_dist), 1)
