@@ -231,3 +231,13 @@ def test_evaluate_reference_scores_both_levels_and_reports(light_reference, tmp_
     )
     page = render_report({"reference": {"human": brief}}, study.figures)
     assert "reference.human.levels.t_type.coverage.mean" in page and "data:image/png" in page
+
+
+def test_train_reference_refuses_an_existing_model_before_training(tmp_path):
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    (model_dir / "model.json").write_text("{}")
+    result = CliRunner().invoke(
+        app, ["train", "reference", "--species", "human", "--out", str(model_dir)]
+    )
+    assert result.exit_code != 0 and "--overwrite" in str(result.exception)

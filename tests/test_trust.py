@@ -230,3 +230,24 @@ def test_train_stores_calibration_for_a_network(human_cells, tmp_path):
     assert model.reference.features == fitted.used_features()
     table, missing = model.predict_table(small.head(20))
     assert missing == [] and table["prediction_set"].str.len().gt(0).all()
+
+
+def test_retraining_without_calibration_removes_the_old_scores(trusted, tmp_path):
+    import shutil
+
+    out, _, cells = trusted
+    copy = tmp_path / "model"
+    shutil.copytree(out, copy)
+    save_trust(copy, fit_trust_reference(cells, FEATURES, "human"))  # --no-calibrate
+    assert TrustedModel.load(copy).conformal is None
+
+    # calibration scores of a model with other classes are refused, not used
+    save_trust(copy, fit_trust_reference(cells, FEATURES, "human"), fit_calibration(
+        logistic(), cells[FEATURES], cells["label"].replace("C", "Z"), cells["donor"],
+        donor_kfold(5, 0),
+    ))  # fmt: skip
+    with pytest.raises(Ephys2txError, match="belongs to another model"):
+        TrustedModel.load(copy)
+    (copy / "calibration.json").write_text("{not json")
+    with pytest.raises(Ephys2txError, match="damaged"):
+        TrustedModel.load(copy)

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from . import __version__
 from .datasets.cells import build_cells, check_species, other_species_cells, usable_features
-from .datasets.fetch import data_path, resolve_data_dir, sha256_of
+from .datasets.fetch import data_path, resolve_data_dir
 from .datasets.labels import DEFAULT_LABEL
 from .datasets.sources import DATA_FILES
 from .datasets.taxonomy import HOMOLOGY_FILE, build_taxonomy, homology_links, read_homology
@@ -35,7 +35,7 @@ from .models.reference import (
     ReferenceFit,
     fit_reference,
 )
-from .models.trusted import fit_trust_reference, save_trust
+from .models.trusted import CALIBRATION_FOLDS, fit_trust_reference, save_trust
 from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
 
 CACHE_FOLDER = "reference-models"
@@ -58,7 +58,6 @@ DEFAULT_SETTINGS: dict[str, dict] = {
 EXTRA_INPUTS: dict[str, list[str]] = {"mouse": [], "human": [CONDITION_FEATURE]}
 # Wall time of a first-use fit on 2 cores (measured by benchmarks/bench_reference.py).
 FIRST_USE_SECONDS = {"mouse": 60, "human": 30}
-CALIBRATION_FOLDS = 5
 
 
 def data_files(species: str) -> list[str]:
@@ -69,8 +68,11 @@ def data_files(species: str) -> list[str]:
 
 
 def data_checksums(species: str, data_dir=None, mirror=None) -> dict[str, str]:
-    """sha256 of each local data file used (fetched from the mirror when absent)."""
-    return {name: sha256_of(data_path(name, data_dir, mirror)) for name in data_files(species)}
+    """sha256 of each data file used: the pinned one, once `data_path` has checked the local
+    copy against it (fetched from the mirror when absent; an edited copy is refused)."""
+    for name in data_files(species):
+        data_path(name, data_dir, mirror)
+    return {name: DATA_FILES[name].sha256 for name in data_files(species)}
 
 
 def cache_key(species: str, checksums: dict[str, str], settings: dict | None = None) -> str:
@@ -188,8 +190,13 @@ def cached_reference(
     try:
         save_reference(tmp, fit, card, cells, data_dir=data_dir, mirror=mirror)
         for stale in root.glob(f"{species}-*"):  # older data or version: replaced
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp.rename(target)
+            if stale != target:
+                shutil.rmtree(stale, ignore_errors=True)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process cached the same model meanwhile: use that one
+            if not target.is_dir():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -11,10 +11,8 @@ from sklearn.base import clone
 
 from ..datasets.cells import other_species_cells
 from ..evaluation.folds import donor_kfold
-from ..models.trusted import fit_calibration, fit_trust_reference, save_trust
+from ..models.trusted import CALIBRATION_FOLDS, fit_calibration, fit_trust_reference, save_trust
 from .common import console
-
-CALIBRATION_FOLDS = 5
 
 Calibrate = Annotated[
     bool,

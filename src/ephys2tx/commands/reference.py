@@ -9,29 +9,40 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from .common import DataDir, ExcludeIds, Folds, Jobs, Mirror, Repeats, Seed, Species, console
-
-Alpha = Annotated[float, typer.Option("--alpha", help="Conformal miscoverage level (0-1).")]
+from .calibration import Alpha
+from .common import (
+    AllowUnknownIds,
+    DataDir,
+    ExcludeIds,
+    Folds,
+    Jobs,
+    Mirror,
+    Overwrite,
+    Repeats,
+    Seed,
+    Species,
+    check_out_dir,
+    console,
+    training_cells,
+)
 
 
 def train_reference_cmd(
     species: Species,
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
     exclude_ids: ExcludeIds = None,
+    allow_unknown_ids: AllowUnknownIds = False,
+    overwrite: Overwrite = False,
     seed: Seed = 0,
     jobs: Jobs = -1,
     data_dir: DataDir = None,
     mirror: Mirror = None,
 ) -> None:
     """Train the hierarchical reference model (subclass, then t-type) with conformal sets."""
-    from ..datasets.cells import check_species, read_id_list
-    from ..reference import reference_cells, save_reference, train_reference
+    from ..reference import save_reference, train_reference
 
-    species = check_species(species)
-    exclude = read_id_list(exclude_ids) if exclude_ids is not None else None
-    cells = reference_cells(species, data_dir, mirror, exclude)
-    if exclude:
-        console.print(f"left out the listed specimens: {len(cells)} {species} cells remain")
+    check_out_dir(out, overwrite)
+    cells, _ = training_cells(species, None, exclude_ids, data_dir, mirror, allow_unknown_ids)
     with console.status(f"training and calibrating the reference model on {len(cells)} cells"):
         fit, card = train_reference(species, cells, data_dir, mirror, seed=seed, n_jobs=jobs)
     save_reference(out, fit, card, cells, seed, data_dir, mirror)

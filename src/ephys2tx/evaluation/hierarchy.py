@@ -160,7 +160,8 @@ def evaluate_reference(
     for level in LEVELS:
         metrics[level]["coverage"] = mean_ci(set_scores[f"{level}_covered"], bounds=(0, 1))
         sizes = set_scores[f"{level}_set_size"]
-        metrics[level]["mean_set_size"] = mean_ci(sizes, bounds=(0, len(leaves)))
+        n_nodes = len(taxonomy.subclasses) if level == "subclass" else len(leaves)
+        metrics[level]["mean_set_size"] = mean_ci(sizes, bounds=(0, n_nodes))
     metrics["alpha"] = alpha
     metrics["t_type_set_emptied_share"] = float(predictions["t_type_set_emptied"].mean())
     metrics["per_t_type"] = per_t_type_f1(predictions, taxonomy, cells, label)

@@ -71,7 +71,7 @@ class MondrianConformal:
                 out[:, k] = 1.0
                 continue
             bins = np.full(len(alphas), cls, dtype=self.labels.dtype)
-            out[:, k] = cc.predict_p(alphas, bins, smoothing=False)[:, k]
+            out[:, k] = cc.predict_p(alphas[:, [k]], bins, smoothing=False)[:, 0]
         return out
 
     def set_mask(self, proba: np.ndarray, alpha: float = 0.1, keep_top: bool = True) -> np.ndarray:

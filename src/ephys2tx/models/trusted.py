@@ -35,6 +35,8 @@ from .species import SpeciesFingerprint
 from .trust import TrustReference, assess, trust_columns
 
 CALIBRATION_FILE = "calibration.json"
+# Donor-grouped folds of the out-of-fold scores that calibrate every saved model.
+CALIBRATION_FOLDS = 5
 REFERENCE_FILE = "reference.npz"
 SPECIES_FILE = "species.joblib"
 
@@ -89,9 +91,14 @@ def save_trust(
     calibration: tuple[MondrianConformal, Temperature] | None = None,
     **details,
 ) -> None:
-    """Write the calibration (if any), the reference and the fingerprint; each atomically."""
+    """Write the calibration (if any), the reference and the fingerprint; each atomically.
+
+    A calibration or fingerprint not given is removed, so a model retrained into the same
+    folder never inherits the scores of the model it replaced."""
     model_dir = Path(model_dir)
-    if calibration is not None:
+    if calibration is None:
+        (model_dir / CALIBRATION_FILE).unlink(missing_ok=True)
+    else:
         conformal, temperature = calibration
         payload = {
             "conformal": conformal.to_dict(),
@@ -120,6 +127,8 @@ def save_trust(
     _atomic(model_dir / REFERENCE_FILE, write_npz)
     if reference.fingerprint is not None:
         _atomic(model_dir / SPECIES_FILE, lambda p: joblib.dump(reference.fingerprint, p))
+    else:
+        (model_dir / SPECIES_FILE).unlink(missing_ok=True)
 
 
 def _atomic(path: Path, write) -> None:
@@ -172,9 +181,19 @@ class TrustedModel:
         estimator, card = load_model(model_dir)
         conformal = temperature = None
         if (model_dir / CALIBRATION_FILE).is_file():
-            stored = json.loads((model_dir / CALIBRATION_FILE).read_text())
-            conformal = MondrianConformal.from_dict(stored["conformal"])
-            temperature = Temperature(float(stored.get("temperature", 1.0)))
+            try:
+                stored = json.loads((model_dir / CALIBRATION_FILE).read_text())
+                conformal = MondrianConformal.from_dict(stored["conformal"])
+                temperature = Temperature(float(stored.get("temperature", 1.0)))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise Ephys2txError(
+                    f"{model_dir / CALIBRATION_FILE} is damaged ({exc}); retrain the model"
+                ) from exc
+            if sorted(conformal.classes) != sorted(str(c) for c in estimator.classes_):
+                raise Ephys2txError(
+                    f"{model_dir / CALIBRATION_FILE} belongs to another model (classes "
+                    f"{conformal.classes}); retrain the model"
+                )
         return cls(estimator, card, conformal, temperature, load_reference(model_dir))
 
     @property
