@@ -419,3 +419,17 @@ def test_a_data_file_changed_after_fetch_is_refused_then_repaired(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "hodge_taxonomy.csv (the local copy had been changed" in " ".join(res.stderr.split())
     assert data_path(entry.name, tmp_path).read_bytes() == text
+
+
+def test_in_process_workers_have_no_memory_limit_to_pause_on():
+    """An in-process worker's monitor measures the whole host process: with a limit it
+    paused once the test session passed 80% of it, and the batch waited forever."""
+    from ephys2tx.features.batch import dask_client
+
+    client, cluster = dask_client(1, None, "2GiB", processes=False)
+    try:
+        limits = [w.memory_manager.memory_limit for w in cluster.workers.values()]
+        assert limits and all(not limit for limit in limits)
+    finally:
+        client.close()
+        cluster.close()

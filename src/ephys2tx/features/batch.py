@@ -390,11 +390,14 @@ def dask_client(
     inherited = os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
     try:
         with dask.config.set(LOCAL_WORKER_CONFIG):
+            # In-process workers (processes=False, tests and notebooks) get no memory limit:
+            # their monitor measures the whole host process, and once that passes 80% of the
+            # limit it pauses the worker and the batch waits forever (seen in the test suite).
             cluster = LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,
                 processes=processes,
-                memory_limit=memory_limit,
+                memory_limit=memory_limit if processes else 0,
                 dashboard_address=None,
             )
     finally:
