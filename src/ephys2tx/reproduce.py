@@ -434,7 +434,7 @@ class Study:
         from .evaluation.folds import donor_kfold
         from .models.bundle import card_for, save_model
         from .models.forest import make_forest
-        from .models.trusted import fit_calibration, fit_trust_reference, save_trust
+        from .models.trusted import store_trust
 
         saved = {}
         for species in ("mouse", "human"):
@@ -451,17 +451,11 @@ class Study:
             target = self.out / "models" / f"rf-{species}"
             save_model(target, model, card)
             others = {sp: self.cells(sp) for sp in ("mouse", "human") if sp != species}
-            calibration = fit_calibration(
-                make_forest(self.settings.seed, n_estimators=self.settings.forest_trees),
-                table[features],
-                table[label].to_numpy(),
-                table["donor"].to_numpy(),
-                donor_kfold(self.settings.folds, self.settings.seed),
-            )
-            reference = fit_trust_reference(
-                table, features, species, others, self.settings.seed, model
-            )
-            save_trust(target, reference, calibration, folds=self.settings.folds)
+            store_trust(
+                target, make_forest(self.settings.seed, n_estimators=self.settings.forest_trees),
+                model, table, label, species, features, others,
+                donor_kfold(self.settings.folds, self.settings.seed), self.settings.seed,
+            )  # fmt: skip
             saved[f"rf-{species}"] = str(target.relative_to(self.out))
         return saved
 

@@ -7,11 +7,11 @@ from typing import Annotated
 
 import pandas as pd
 import typer
-from sklearn.base import clone
 
 from ..datasets.cells import other_species_cells
 from ..evaluation.folds import donor_kfold
-from ..models.trusted import CALIBRATION_FOLDS, fit_calibration, fit_trust_reference, save_trust
+from ..models.trusted import CALIBRATION_FOLDS
+from ..models.trusted import store_trust as fit_and_store
 from .common import console
 
 Calibrate = Annotated[
@@ -62,27 +62,16 @@ def store_trust(
     data_dir: Path | None = None,
     mirror: str | None = None,
 ) -> None:
-    """Write calibration (unless `calibrate` is off), reference and species fingerprint.
-
-    `estimator` is the unfitted model (refitted on inner folds), `model` the fitted one;
-    `features` are the columns the estimator takes (None: the whole table)."""
-    used = model.used_features() if hasattr(model, "used_features") else list(features)
-    reference = fit_trust_reference(
-        cells, used, species, other_species_cells(species, data_dir, mirror), seed, model
-    )
-    calibration = None
-    if calibrate:
-        X = cells[features] if features is not None else cells
-        with console.status(f"calibrating: {CALIBRATION_FOLDS} donor-grouped out-of-fold fits"):
-            calibration = fit_calibration(
-                clone(estimator),
-                X,
-                cells[label].to_numpy(),
-                cells["donor"].to_numpy(),
-                donor_kfold(CALIBRATION_FOLDS, seed),
-            )
+    """`models.trusted.store_trust` for `train`, with the other species' public cells and a
+    line saying what was stored."""
+    other = other_species_cells(species, data_dir, mirror)
+    cv = donor_kfold(CALIBRATION_FOLDS, seed) if calibrate else None
+    with console.status(f"storing trust: {CALIBRATION_FOLDS if calibrate else 0} calibration fits"):
+        calibration = fit_and_store(
+            out, estimator, model, cells, label, species, features, other, cv, seed
+        )
+    if calibration is not None:
         console.print(
             f"calibration stored: {len(calibration[0].scores)} out-of-fold scores, "
             f"temperature {calibration[1].temperature:.2f}"
         )
-    save_trust(out, reference, calibration, folds=CALIBRATION_FOLDS, seed=seed)

@@ -131,6 +131,39 @@ def save_trust(
         (model_dir / SPECIES_FILE).unlink(missing_ok=True)
 
 
+def store_trust(
+    out: str | Path,
+    estimator,
+    model,
+    cells: pd.DataFrame,
+    label: str,
+    species: str,
+    features: list[str] | None,
+    other: dict[str, pd.DataFrame] | None,
+    cv=None,
+    seed: int = 0,
+) -> tuple[MondrianConformal, Temperature] | None:
+    """Fit and write what `predict` needs beside a saved model: reference and fingerprint,
+    and, given a donor-grouped splitter `cv` (None: uncalibrated), the calibration from
+    out-of-fold fits.
+
+    `estimator` is the unfitted model (refitted per fold), `model` the fitted one;
+    `features` are the columns the estimator takes (None: the whole table)."""
+    from sklearn.base import clone
+
+    used = model.used_features() if hasattr(model, "used_features") else list(features)
+    reference = fit_trust_reference(cells, used, species, other, seed, model)
+    calibration = None
+    if cv is not None:
+        X = cells[features] if features is not None else cells
+        y, donors = cells[label].to_numpy(), cells["donor"].to_numpy()
+        calibration = fit_calibration(clone(estimator), X, y, donors, cv)
+        save_trust(out, reference, calibration, folds=cv.get_n_splits(), seed=seed)
+    else:
+        save_trust(out, reference, None, seed=seed)
+    return calibration
+
+
 def _atomic(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.part")
     write(tmp)
