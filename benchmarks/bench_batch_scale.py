@@ -8,7 +8,7 @@ shows up as a third worker process).
     .venv/bin/python benchmarks/bench_batch_scale.py [--cells 300] [--distinct 20]
         [--memory-limit 2GiB] [--workers 2]
 
-Files: `--distinct` SYNTHETIC cells with the full Allen protocol (`recordings.synth`), each
+Files: `--distinct` SYNTHETIC cells with the full Allen protocol (`synthetic`), each
 written once as Allen NWB and copied until there are `--cells` files; every copy gets its own
 NWB identifier, so contents and cache keys differ and every file is extracted.
 """
@@ -32,7 +32,7 @@ def make_files(n_cells: int, n_distinct: int, out: Path) -> list[Path]:
     import h5py
 
     from ephys2tx.recordings.allen_nwb import write_allen_nwb
-    from ephys2tx.recordings.synth import simulate_cell
+    from ephys2tx.synthetic import simulate_cell
 
     out.mkdir(parents=True, exist_ok=True)
     originals = []

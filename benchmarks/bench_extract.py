@@ -13,7 +13,7 @@ output folder (no cache hits); the best run counts, since the machine is shared.
     .venv/bin/python benchmarks/bench_extract.py [--cells 10] [--repeats 2] [--data DIR]
 
 Files: `--data DIR` (any .nwb/.abf folder), else a synthetic cohort written with
-`recordings.synth` (`write_cohort`, or `simulate_cell` + `write_allen_nwb`), else the simple
+`synthetic` (`write_cohort`, or `simulate_cell` + `write_allen_nwb`), else the simple
 simulated cells of tests/test_extract.py stored as pickles.
 """
 
@@ -44,14 +44,14 @@ def make_cohort(n_cells: int, out: Path) -> tuple[list[Path], object, str]:
     """Synthetic files for the benchmark: (paths, reader or None for the default, description)."""
     out.mkdir(parents=True, exist_ok=True)
     try:
-        from ephys2tx.recordings import synth
+        from ephys2tx import synthetic as synth
 
         if hasattr(synth, "write_cohort"):
             per_class = max(1, -(-n_cells // len(SUBCLASSES)))
             synth.write_cohort("mouse", per_class, out, 0)
             files = sorted(p for p in out.rglob("*") if p.suffix in (".nwb", ".abf"))[:n_cells]
             if files:
-                return files, None, f"recordings.synth.write_cohort (mouse, {len(files)} NWB)"
+                return files, None, f"synthetic.write_cohort (mouse, {len(files)} NWB)"
         from ephys2tx.recordings.allen_nwb import write_allen_nwb
 
         rng = np.random.default_rng(0)
@@ -60,7 +60,7 @@ def make_cohort(n_cells: int, out: Path) -> tuple[list[Path], object, str]:
             sub = SUBCLASSES[k % len(SUBCLASSES)]
             rec = synth.simulate_cell(sub, "mouse", rng, cell_id=f"syn{k:03d}")
             files.append(write_allen_nwb(out / f"syn{k:03d}.nwb", rec, "synthetic benchmark"))
-        return files, None, f"recordings.synth.simulate_cell + write_allen_nwb ({n_cells} NWB)"
+        return files, None, f"synthetic.simulate_cell + write_allen_nwb ({n_cells} NWB)"
     except Exception as exc:  # synthetic cohort not available: simple simulated cells
         print(f"(synthetic cohort unavailable: {type(exc).__name__}: {exc}; using test cells)")
     sys.path.insert(0, str(REPO / "tests"))

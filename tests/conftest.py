@@ -51,7 +51,7 @@ def small_synthetic_cell(subclass: str, seed: int, cell_id: str):
     import numpy as np
 
     from ephys2tx.recordings.sweeps import LONG_SQUARE, SHORT_SQUARE
-    from ephys2tx.recordings.synth import simulate_cell
+    from ephys2tx.synthetic import simulate_cell
 
     rec = simulate_cell(subclass, "mouse", np.random.default_rng(seed), cell_id=cell_id)
     shorts = [s for s in rec.sweeps if s.stimulus_type == SHORT_SQUARE][-2:]

@@ -463,7 +463,7 @@ def test_synthetic_allen_nwb_cell_through_reader_and_extractor(tmp_path):
     from ephys2tx.features.extract import extract_features
     from ephys2tx.recordings.allen_nwb import write_allen_nwb
     from ephys2tx.recordings.read import read_recording
-    from ephys2tx.recordings.synth import simulate_cell
+    from ephys2tx.synthetic import simulate_cell
 
     rec = simulate_cell("Sst", "mouse", np.random.default_rng(7), cell_id="synsst")
     path = write_allen_nwb(tmp_path / "synsst.nwb", rec, "synthetic test cell")

@@ -428,7 +428,7 @@ def test_protocol_context_ignores_a_varying_test_pulse():
 
 
 def test_allen_protocol_waveforms_from_the_synthetic_generator():
-    synth = pytest.importorskip("ephys2tx.recordings.synth")
+    synth = pytest.importorskip("ephys2tx.synthetic")
     rate = synth.SAMPLING_RATE
     cases = [
         (synth.long_square_current(150.0), LONG_SQUARE, 150.0, 1.02, 2.02),

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ephys2tx import synthetic as synth
 from ephys2tx.errors import Ephys2txError
-from ephys2tx.recordings import synth
 from ephys2tx.recordings.allen_nwb import read_allen_nwb
 from ephys2tx.recordings.sweeps import LONG_SQUARE, RAMP, SHORT_SQUARE
 

@@ -1,6 +1,6 @@
 """`ephys2tx demo`: the whole pipeline offline, on a SYNTHETIC cohort of both species.
 
-No network and no downloaded data: `recordings.synth` simulates Allen-protocol NWB files
+No network and no downloaded data: `synthetic` simulates Allen-protocol NWB files
 for mouse and human cells (a few per subclass, spread over synthetic donors), the real
 extraction path (`features.batch.run_batch`, the code `ephys2tx extract` runs, on a local
 Dask cluster) turns them into cell tables, and the study's own steps (`reproduce.Study`:
@@ -121,7 +121,7 @@ def synthesize(out: Path, settings: DemoSettings, cluster: _Cluster, progress: b
     """Both species' cohorts, simulated side by side on the Dask workers."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from .recordings.synth import SUBCLASSES, write_cohort
+    from .synthetic import SUBCLASSES, write_cohort
 
     for sp in SPECIES:  # a stale cohort must not count as progress or be extracted
         for old in [

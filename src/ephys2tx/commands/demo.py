@@ -31,7 +31,7 @@ def demo(
     (every section labelled SYNTHETIC) and trained models under OUT/models/.
     """
     from ..demo import demo as run
-    from ..recordings.synth import SYNTHETIC_NOTICE
+    from ..synthetic import SYNTHETIC_NOTICE
 
     console.print(f"[yellow]NOTE: {SYNTHETIC_NOTICE}[/]")
     results = run(out, n_per_class, seed, workers, transfer)

@@ -23,7 +23,7 @@ def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer
         Writes one IPFX-readable NWB file per cell and OUT/cohort.csv. These are model cells,
         not recordings: never mix them with real data without the `synthetic` column.
         """
-        from ..recordings.synth import SYNTHETIC_NOTICE, write_cohort
+        from ..synthetic import SYNTHETIC_NOTICE, write_cohort
 
         typer.secho(f"NOTE: {SYNTHETIC_NOTICE}", fg="yellow")
         table = write_cohort(species.lower(), n_per_class, out, seed=seed, jobs=jobs)

@@ -1,4 +1,8 @@
-"""Harmonized cell tables: one row per cell, canonical features, aligned labels, QC counts."""
+"""Harmonized cell tables: one row per cell, canonical features, aligned labels, QC counts.
+
+The table's columns and labels are declared in `ephys2tx.schema` (ID_COLUMNS, SPECIES and
+check_species are imported here for the callers that read them from this module).
+"""
 
 from __future__ import annotations
 
@@ -11,21 +15,10 @@ import pandas as pd
 
 from ..errors import Ephys2txError
 from ..features.families import SCALAR_FEATURES
+from ..schema import FEATURE_DTYPE, ID_COLUMNS, SPECIES, check_species
 from . import labels
 from .featuremap import EFEATURE, GOUWENS, map_mouse_features
 from .fetch import data_path
-
-SPECIES = ("mouse", "human")
-ID_COLUMNS = (
-    "specimen_id",
-    "species",
-    "donor",
-    "t_type",
-    "subclass",
-    "label",
-    "label5",
-    "condition",
-)
 
 
 @dataclass
@@ -52,12 +45,6 @@ class QCReport:
         }
 
 
-def check_species(species: str) -> str:
-    if species not in SPECIES:
-        raise Ephys2txError(f"unknown species {species!r}; choose one of: {', '.join(SPECIES)}")
-    return species
-
-
 def _read_csv(name: str, data_dir: str | Path | None, mirror: str | None) -> pd.DataFrame:
     return pd.read_csv(data_path(name, data_dir, mirror), low_memory=False)
 
@@ -75,7 +62,7 @@ def _finish(cells: pd.DataFrame, report: QCReport) -> pd.DataFrame:
     )
     report.n_kept = len(cells)
     cells = cells[list(ID_COLUMNS) + SCALAR_FEATURES].reset_index(drop=True)
-    cells[SCALAR_FEATURES] = cells[SCALAR_FEATURES].astype(float)
+    cells[SCALAR_FEATURES] = cells[SCALAR_FEATURES].astype(FEATURE_DTYPE)
     return cells
 
 

@@ -1,21 +1,31 @@
-"""The label map: native subclass names to the aligned 4-class and mouse 5-class labels."""
+"""The public sources' subclass names and how they map to the cell table's labels.
+
+The table's own label facts (classes, label columns, Sncg -> Vip) live in `ephys2tx.schema`;
+they are imported here for the callers that read them from this module.
+"""
 
 from __future__ import annotations
 
-from ..errors import Ephys2txError
+from ..schema import (
+    ALIGNED_CLASSES,
+    DEFAULT_LABEL,
+    LABEL_COLUMNS,
+    MOUSE_CLASSES,
+    MOUSE_TO_ALIGNED,
+    check_label,
+)
 
-ALIGNED_CLASSES: tuple[str, ...] = ("Lamp5", "Pvalb", "Sst", "Vip")
-MOUSE_CLASSES: tuple[str, ...] = ("Lamp5", "Pvalb", "Sncg", "Sst", "Vip")
+__all__ = [
+    "ALIGNED_CLASSES",
+    "DEFAULT_LABEL",
+    "HUMAN_TO_ALIGNED",
+    "LABEL_COLUMNS",
+    "MOUSE_CLASSES",
+    "MOUSE_EXCLUDED_SUBCLASSES",
+    "MOUSE_TO_ALIGNED",
+    "check_label",
+]
 
-# Mouse Sncg types are homologous to human VIP-subclass types (Hodge et al. 2019, the
-# `mouse_cl_for_color` column of hodge_taxonomy.csv); tests check this against the table.
-MOUSE_TO_ALIGNED: dict[str, str] = {
-    "Lamp5": "Lamp5",
-    "Pvalb": "Pvalb",
-    "Sncg": "Vip",
-    "Sst": "Sst",
-    "Vip": "Vip",
-}
 # Lee et al. 2023 `Revised_subclass_label`; LAMP5/PAX6/Other is the Lamp5-homologous group.
 HUMAN_TO_ALIGNED: dict[str, str] = {
     "LAMP5/PAX6/Other": "Lamp5",
@@ -25,15 +35,3 @@ HUMAN_TO_ALIGNED: dict[str, str] = {
 }
 # Mouse subclasses outside the four GABAergic groups studied; counted, then dropped.
 MOUSE_EXCLUDED_SUBCLASSES: tuple[str, ...] = ("Serpinf1", "Meis2", "L2/3")
-
-LABEL_COLUMNS: dict[str, tuple[str, ...]] = {"label": ALIGNED_CLASSES, "label5": MOUSE_CLASSES}
-DEFAULT_LABEL: dict[str, str] = {"mouse": "label5", "human": "label"}
-
-
-def check_label(species: str, label: str) -> str:
-    """A label column that exists for the species."""
-    if label not in LABEL_COLUMNS:
-        raise Ephys2txError(f"unknown label {label!r}; choose one of: {', '.join(LABEL_COLUMNS)}")
-    if species == "human" and label == "label5":
-        raise Ephys2txError("human cells have no 5-class label (no Sncg); use --labels label")
-    return label

@@ -27,16 +27,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..datasets.cells import ID_COLUMNS
 from ..errors import Ephys2txError
 from ..recordings.sweeps import Recording
+from ..schema import FEATURE_DTYPE, ID_COLUMNS
+from .analysis import FAILED, MISSING, CellFeatures
 from .families import SCALAR_FEATURES, VECTOR_FAMILIES
 from .fvfile import write_feature_vectors
 
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
-
-    from .extract import CellFeatures
 
 CONNECT_TIMEOUT = "20s"  # to reach an existing scheduler (--scheduler)
 # Local workers run without Dask's MALLOC_TRIM_THRESHOLD_=65536: setting it switches off
@@ -61,7 +60,7 @@ CELLS_FILE, FV_FILE, ERRORS_FILE, CACHE_DIR = (
 STAGING_PREFIX = ".writing-"  # temporary folder of an output set being written
 
 Reader = Callable[[Path], Recording]
-Extractor = Callable[[Recording], "CellFeatures"]
+Extractor = Callable[[Recording], CellFeatures]
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -259,7 +258,7 @@ def collect(results: Sequence[dict]) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     for r in results:
         if r.get("error") is not None:
             errors_rows.append((r["file"], *r["error"]))
-        elif r.get("status") == "failed":
+        elif r.get("status") == FAILED:
             errors_rows.append(
                 (r["file"], "extract", f"no feature could be measured: {r['reason']}")
             )
@@ -274,7 +273,7 @@ def collect(results: Sequence[dict]) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     columns = list(ID_COLUMNS) + SCALAR_FEATURES + ["status", "reason", "file", "sha256"]
     cells = pd.DataFrame(rows, columns=columns)
     for c in SCALAR_FEATURES:
-        cells[c] = cells[c].astype(float)
+        cells[c] = cells[c].astype(FEATURE_DTYPE)
     fams = [f.name for f in VECTOR_FAMILIES]
     vectors = {
         f.name: (
@@ -282,9 +281,9 @@ def collect(results: Sequence[dict]) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
         )
         for f in VECTOR_FAMILIES
     }
-    mask = np.array(
-        [[r["family_status"][f] != "missing" for f in fams] for r in good], bool
-    ).reshape(len(good), len(fams))
+    mask = np.array([[r["family_status"][f] != MISSING for f in fams] for r in good], bool).reshape(
+        len(good), len(fams)
+    )
     reasons = [[r["family_reason"].get(f, "") for f in fams] for r in good]
     errors = pd.DataFrame(errors_rows, columns=ERROR_COLUMNS)
     return cells, {"vectors": vectors, "mask": mask, "reasons": reasons}, errors

@@ -1,6 +1,6 @@
 """The rheobase and hero sweeps of a recording, picked exactly as the extraction picks them.
 
-Both come from IPFX's `LongSquareAnalysis` run by `extract.analyze_long_squares`: rheobase
+Both come from IPFX's `LongSquareAnalysis` run by `protocols.analyze_long_squares`: rheobase
 is the lowest-amplitude long square with a spike, hero the sweep IPFX chooses 39-61 pA
 above it (the one the `*_hero` features are measured on).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 
 from ..recordings.sweeps import Recording, Sweep
-from .extract import analyze_long_squares
+from .protocols import analyze_long_squares
 
 KEY_SWEEPS = ("rheobase", "hero")
 

@@ -10,17 +10,13 @@ fill a missing piece with zeros we use NaN and record why.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
 
 import numpy as np
 from ipfx import feature_vectors as fv
 
+from .analysis import MISSING, OK, PARTIAL, CellAnalysis, ProtocolAnalysis
 from .families import VECTOR_FAMILIES
 
-if TYPE_CHECKING:
-    from .extract import CellAnalysis, ProtocolAnalysis
-
-OK, PARTIAL, MISSING = "ok", "partial", "missing"
 LENGTHS = {f.name: f.length for f in VECTOR_FAMILIES}
 HYPERPOL_TARGETS = [-90, -70, -50, -30, -10]  # pA, IPFX step_subthresh
 SUPRA_TARGETS = np.arange(0, 120, 20)  # pA above rheobase, IPFX psth / inst_freq / spiking_*
