@@ -148,7 +148,7 @@ def test_every_vector_family_at_its_ipfx_length(full_features):
 
 
 def _ipfx_long_squares(rec: Recording):
-    from ephys2tx.features.extract import to_ipfx_sweep
+    from ephys2tx.features.protocols import to_ipfx_sweep
 
     sweeps = [s for s in rec.sweeps if s.stimulus_type == LONG_SQUARE]
     return sweeps, [to_ipfx_sweep(s) for s in sweeps]

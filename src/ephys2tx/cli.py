@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from .errors import Ephys2txError
+from .errors import Ephys2txError, one_line
 
 app = typer.Typer(
     help="Predict transcriptomic subclasses of cortical interneurons from electrophysiology.",
@@ -39,7 +39,7 @@ def main() -> None:
     try:
         app()
     except Ephys2txError as exc:
-        typer.secho(f"error: {exc}", err=True, fg="red")
+        typer.secho(f"error: {one_line(exc)}", err=True, fg="red")
         sys.exit(2)
 
 

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
-from rich.console import Console
 
 from . import __version__
+from .console import console
 from .datasets.cells import build_cells, usable_features, write_cell_table
 from .datasets.fetch import (
     REPAIRED_NOTE,
@@ -27,9 +27,6 @@ from .datasets.fetch import (
 )
 from .datasets.labels import DEFAULT_LABEL
 from .evaluation import LEARNING_CURVE_FRACTIONS
-
-console = Console(stderr=True)
-
 
 REFERENCE_ALPHA = 0.1  # conformal level of the reference model's sets in the report
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .errors import Ephys2txError
 
 SPECIES: tuple[str, ...] = ("mouse", "human")
+SPECIES_LATIN: dict[str, str] = {"mouse": "Mus musculus", "human": "Homo sapiens"}
 
 # Identity and label columns, in table order. `specimen_id` is the Allen integer id for
 # public cells and the recording's file name for extracted cells; `label` is the aligned
@@ -52,6 +53,15 @@ def check_species(species: str) -> str:
     if species not in SPECIES:
         raise Ephys2txError(f"unknown species {species!r}; choose one of: {', '.join(SPECIES)}")
     return species
+
+
+def species_from_text(text: object) -> str | None:
+    """'mouse' or 'human' from a free-text name ('Mus musculus', 'Human', 'mouse'), else None."""
+    name = str(text).strip().lower()
+    for species in SPECIES:
+        if species in name or SPECIES_LATIN[species].lower() in name:
+            return species
+    return None
 
 
 def check_label(species: str, label: str) -> str:

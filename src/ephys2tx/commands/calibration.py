@@ -10,6 +10,7 @@ import typer
 
 from ..datasets.cells import other_species_cells
 from ..evaluation.folds import donor_kfold
+from ..models.conformal import check_alpha
 from ..models.trusted import CALIBRATION_FOLDS
 from ..models.trusted import store_trust as fit_and_store
 from .common import console
@@ -31,7 +32,10 @@ TrustOption = Annotated[
     ),
 ]
 Alpha = Annotated[
-    float, typer.Option("--alpha", help="Miss rate of the prediction sets, in (0, 1).")
+    float,
+    typer.Option(
+        "--alpha", help="Miss rate of the prediction sets, in (0, 1).", callback=check_alpha
+    ),
 ]
 
 

@@ -1,4 +1,9 @@
-"""Options and helpers every command group shares."""
+"""Options and helpers every command group shares.
+
+Every command declares its options as `Annotated` aliases; those used by more than one
+command are declared here once, with the checks they need (a `callback` runs the check
+while the command line is parsed, so no command body repeats it).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,11 @@ from typing import Annotated
 
 import pandas as pd
 import typer
-from rich.console import Console
 
-from ..datasets.cells import build_cells, check_species, read_id_list
-from ..datasets.labels import DEFAULT_LABEL, check_label
+from ..console import console
+from ..datasets.cells import build_cells, read_id_list
 from ..errors import Ephys2txError
-
-console = Console(stderr=True)
+from ..schema import DEFAULT_LABEL, check_label, check_species
 
 DataDir = Annotated[
     Path | None,
@@ -26,7 +29,21 @@ Mirror = Annotated[
     str | None,
     typer.Option("--mirror", help="Local folder or base URL holding the same files (offline use)."),
 ]
-Species = Annotated[str, typer.Option("--species", help="mouse or human.")]
+
+
+def _check_species(value: str | None) -> str | None:
+    return None if value is None else check_species(value)
+
+
+Species = Annotated[str, typer.Option("--species", help="mouse or human.", callback=_check_species)]
+SpeciesArg = Annotated[str, typer.Argument(help="mouse or human", callback=_check_species)]
+FileSpecies = Annotated[
+    str | None,
+    typer.Option(
+        "--species", help="mouse or human (default: as the file says).", callback=_check_species
+    ),
+]
+OutDir = Annotated[Path, typer.Option("--out", help="Output directory.")]
 Labels = Annotated[
     str | None,
     typer.Option("--labels", help="label (aligned 4-class) or label5 (mouse 5-class)."),

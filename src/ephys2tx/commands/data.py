@@ -143,17 +143,12 @@ def _cells_from_inputs(inputs: list[Path], features_dir: Path):
     import pandas as pd
 
     from ..features.batch import run_batch
-    from ..recordings.read import SUFFIXES as RECORDING_SUFFIXES
-    from ..recordings.read import recording_files
+    from ..recordings.read import expand_recordings, is_recording_input
 
-    tables, recordings = [], []
-    for path in inputs:
-        if path.is_dir():
-            recordings.extend(recording_files(path))
-        elif path.suffix.lower() in RECORDING_SUFFIXES:
-            recordings.append(path)
-        else:
-            tables.append(read_cell_table(path))
+    tables = [read_cell_table(path) for path in inputs if not is_recording_input(path)]
+    recordings, found = expand_recordings(p for p in inputs if is_recording_input(p))
+    for line in found:
+        console.print(line, highlight=False, soft_wrap=True)
     if recordings:
         batch = run_batch(recordings, features_dir)
         for note in batch.warnings:  # e.g. two recordings of one name: ids named apart
@@ -164,7 +159,9 @@ def _cells_from_inputs(inputs: list[Path], features_dir: Path):
             tables.append(batch.cells)
         console.print(f"features of {len(batch.cells)} recording(s) in {features_dir}")
     if not tables:
-        raise Ephys2txError("no cells to predict: every recording failed extraction (see above)")
+        raise Ephys2txError(
+            "no cells to predict: no recording gave a cell and no cell table was given (see above)"
+        )
     return pd.concat(tables, ignore_index=True)
 
 

@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from ..console import console, stdout
 
-def _fetch_nwb(
-    dandiset: str = typer.Option(
-        ..., "--dandiset", help="000020 (mouse, Gouwens 2020) or 000636 (human, Lee 2023)."
-    ),
-    out: Path = typer.Option(..., "--out", help="Folder for the NWB files (dandiset layout)."),
-    limit: int | None = typer.Option(None, "--limit", help="Download only the first N files."),
-    version: str | None = typer.Option(
-        None, "--version", help="Dandiset version (default: latest published, else draft)."
-    ),
+Dandiset = Annotated[
+    str,
+    typer.Option("--dandiset", help="000020 (mouse, Gouwens 2020) or 000636 (human, Lee 2023)."),
+]
+NwbOut = Annotated[Path, typer.Option("--out", help="Folder for the NWB files (dandiset layout).")]
+Limit = Annotated[int | None, typer.Option("--limit", help="Download only the first N files.")]
+Version = Annotated[
+    str | None,
+    typer.Option("--version", help="Dandiset version (default: latest published, else draft)."),
+]
+RecordingPath = Annotated[
+    Path, typer.Argument(help="An .abf or .nwb recording, or a folder of them.")
+]
+
+
+def fetch_nwb(
+    dandiset: Dandiset, out: NwbOut, limit: Limit = None, version: Version = None
 ) -> None:
     """Download Patch-seq NWB files from DANDI, resumable and sha256-verified."""
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -31,7 +40,6 @@ def _fetch_nwb(
 
     from ..datasets.dandi import fetch_assets, list_assets
 
-    console = Console(stderr=True)
     with console.status(f"listing dandiset {dandiset} ..."):
         assets = list_assets(dandiset, limit=limit, version=version)
     if not assets:
@@ -123,26 +131,21 @@ def _folder_table(folder: Path):
     return table
 
 
-def _inspect(
-    path: Path = typer.Argument(..., help="An .abf or .nwb recording, or a folder of them."),
-) -> None:
+def inspect(path: RecordingPath) -> None:
     """Print the sweeps of a recording (number, stimulus, amplitude, timing, rate); for a
     folder, one line per file."""
-    from rich.console import Console
-
     from ..recordings.read import read_recording
 
-    console = Console()
     if path.is_dir():
-        console.print(_folder_table(path))
+        stdout.print(_folder_table(path))
         return
     recording = read_recording(path)
-    console.print(_sweep_table(recording))
+    stdout.print(_sweep_table(recording))
     for number, reason in recording.metadata.get("dropped_sweeps", []):
-        console.print(f"skipped sweep {number}: {reason}")
+        stdout.print(f"skipped sweep {number}: {reason}")
 
 
 def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
     """Add `fetch-nwb` and `inspect` to the CLI."""
-    app.command("fetch-nwb")(_fetch_nwb)
-    app.command("inspect")(_inspect)
+    app.command("fetch-nwb")(fetch_nwb)
+    app.command("inspect")(inspect)

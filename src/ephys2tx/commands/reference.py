@@ -17,6 +17,7 @@ from .common import (
     Folds,
     Jobs,
     Mirror,
+    OutDir,
     Overwrite,
     Repeats,
     Seed,
@@ -55,7 +56,7 @@ def train_reference_cmd(
 
 def evaluate_reference_cmd(
     species: Species,
-    out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    out: OutDir,
     repeats: Repeats = 3,
     folds: Folds = 5,
     alpha: Alpha = 0.1,
@@ -65,12 +66,8 @@ def evaluate_reference_cmd(
     mirror: Mirror = None,
 ) -> None:
     """Cross-validate the reference model per level on donor-grouped folds, with figures."""
-    from ..datasets.cells import check_species
-    from ..models.conformal import check_alpha
     from ..reference import evaluate_reference_model, write_reference_evaluation
 
-    species = check_species(species)
-    check_alpha(alpha)
     result = evaluate_reference_model(
         species, folds, repeats, seed, alpha, jobs, data_dir=data_dir, mirror=mirror
     )

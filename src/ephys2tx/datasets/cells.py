@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import Ephys2txError
+from ..errors import Ephys2txError, one_line
 from ..features.families import SCALAR_FEATURES
 from ..schema import FEATURE_DTYPE, ID_COLUMNS, SPECIES, check_species
 from . import labels
@@ -184,9 +184,8 @@ def read_cell_table(path: str | Path) -> pd.DataFrame:
             f"cell table {path} is empty; give a table with one row per cell"
         ) from exc
     except Exception as exc:  # pyarrow / parser errors: a damaged or mislabelled file
-        first = " ".join(str(exc).split())[:160]
         raise Ephys2txError(
-            f"cannot read cell table {path} ({type(exc).__name__}: {first}); the file is damaged "
+            f"cannot read cell table {path} ({one_line(exc)}); the file is damaged "
             f"or not a {suffix[1:]} file: write it again"
         ) from exc
     if "specimen_id" not in table.columns:

@@ -8,7 +8,6 @@ renamed to its final name, so a final file is always complete and verified.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
@@ -16,14 +15,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import Ephys2txError
+from ..errors import Ephys2txError, one_line
+from ..files import CHUNK, sha256_of
 
 DANDISETS = {
     "000020": "mouse visual cortex Patch-seq (Gouwens et al. 2020)",
     "000636": "human neocortex Patch-seq GABAergic interneurons (Lee et al. 2023)",
 }
 SHA256_KEY = "dandi:sha2-256"
-CHUNK = 1 << 20
 DANDI_API_HOST = "api.dandiarchive.org"
 NETWORK_HINT = "check the internet connection (or proxy settings) and run the command again"
 
@@ -124,18 +123,10 @@ def list_assets(
                 f"({type(exc).__name__}); {NETWORK_HINT}"
             ) from exc
         raise Ephys2txError(
-            f"listing dandiset {dandiset_id} failed ({type(exc).__name__}: {' '.join(str(exc).split())[:150]}); "
+            f"listing dandiset {dandiset_id} failed ({one_line(exc)}); "
             "try again later or pass --version"
         ) from exc
     return assets
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def part_path(target: Path) -> Path:

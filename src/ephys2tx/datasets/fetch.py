@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -15,6 +14,7 @@ from pathlib import Path
 from platformdirs import user_cache_dir
 
 from ..errors import DataFileMissing, Ephys2txError
+from ..files import sha256_of
 from .sources import DATA_FILES, DataFile
 
 DATA_DIR_ENV = "EPHYS2TX_DATA_DIR"
@@ -33,14 +33,6 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
 def resolve_mirror(mirror: str | None = None) -> str | None:
     """`--mirror`, else $EPHYS2TX_MIRROR, else None (the internet)."""
     return mirror or os.environ.get(MIRROR_ENV) or None
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _source_of(entry: DataFile, mirror: str | None) -> str:

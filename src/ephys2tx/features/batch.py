@@ -11,7 +11,6 @@ and `errors.csv`.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import pickle
 import resource
@@ -27,7 +26,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..errors import Ephys2txError
+from ..console import console
+from ..errors import Ephys2txError, one_line
+from ..files import sha256_of
 from ..recordings.sweeps import Recording
 from ..schema import FEATURE_DTYPE, ID_COLUMNS
 from .analysis import FAILED, MISSING, CellFeatures
@@ -61,15 +62,6 @@ STAGING_PREFIX = ".writing-"  # temporary folder of an output set being written
 
 Reader = Callable[[Path], Recording]
 Extractor = Callable[[Recording], CellFeatures]
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Content hash of a file: the cache key (renaming or moving a file keeps its cache)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _default_reader(path: Path) -> Recording:
@@ -124,7 +116,7 @@ def process_file(
     path = Path(path)
     base = {"file": str(path), "cached": False, "error": None}
     try:
-        digest = file_sha256(path)
+        digest = sha256_of(path)  # the cache key: renaming or moving a file keeps its cache
     except FileNotFoundError:
         return {**base, "sha256": None, "error": ("read", "file not found; check the path")}
     except OSError as exc:
@@ -146,12 +138,12 @@ def process_file(
     try:
         rec = (reader or _default_reader)(path)
     except Exception as exc:
-        return {**result, "error": ("read", _one_line(exc))}
+        return {**result, "error": ("read", one_line(exc))}
     t_read, cpu_read = time.perf_counter(), time.process_time()
     try:
         cf = (extractor or extract_features)(rec)
     except Exception as exc:
-        return {**result, "error": ("extract", _one_line(exc))}
+        return {**result, "error": ("extract", one_line(exc))}
     t_done, cpu_done = time.perf_counter(), time.process_time()
     result.update(
         cache_version=CACHE_VERSION,
@@ -169,17 +161,10 @@ def process_file(
     try:
         _atomic_pickle(result, cache_file)
     except OSError as exc:  # e.g. a full disk: the result stands, it is just not cached
-        result["cache_error"] = _one_line(exc)
+        result["cache_error"] = one_line(exc)
     result["peak_rss_mb"] = _peak_rss_mb()
     result["worker_pid"] = os.getpid()
     return result
-
-
-def _one_line(exc: BaseException) -> str:
-    """A user-facing error keeps its own line; anything else is prefixed with its type."""
-    msg = str(exc).strip().splitlines()
-    first = msg[0] if msg else ""
-    return first if isinstance(exc, Ephys2txError) else f"{type(exc).__name__}: {first}".strip()
 
 
 @dataclass
@@ -316,7 +301,7 @@ def write_outputs(out_dir: Path, cells: pd.DataFrame, fv: dict, errors: pd.DataF
         full = exc.errno == errno.ENOSPC
         raise Ephys2txError(
             f"cannot write the outputs to {out_dir} "
-            f"({'no space left on the device' if full else _one_line(exc)}); nothing was written "
+            f"({'no space left on the device' if full else one_line(exc)}); nothing was written "
             "(earlier outputs are unchanged): free space or choose another --out"
         ) from exc
     finally:
@@ -333,7 +318,7 @@ def check_out_folder(out_dir: Path) -> None:
             pass
     except OSError as exc:
         raise Ephys2txError(
-            f"cannot write to --out {out_dir} ({exc.strerror or _one_line(exc)}); "
+            f"cannot write to --out {out_dir} ({exc.strerror or one_line(exc)}); "
             "choose a writable folder"
         ) from exc
 
@@ -379,7 +364,7 @@ def dask_client(
             return Client(scheduler, timeout=CONNECT_TIMEOUT), None
         except Exception as exc:
             raise Ephys2txError(
-                f"cannot reach the Dask scheduler at {scheduler} ({_one_line(exc)}); "
+                f"cannot reach the Dask scheduler at {scheduler} ({one_line(exc)}); "
                 "check the address (tcp://host:8786) or drop --scheduler to run locally"
             ) from exc
     import dask
@@ -457,6 +442,7 @@ def run_batch(
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            console=console,
             disable=not progress,
         ) as bar:
             task = bar.add_task("extracting", total=len(paths))
@@ -465,7 +451,7 @@ def run_batch(
                 try:
                     results[k] = fut.result()
                 except Exception as exc:  # a worker died (e.g. memory limit): one error row
-                    results[k] = {"file": str(paths[k]), "error": ("worker", _one_line(exc))}
+                    results[k] = {"file": str(paths[k]), "error": ("worker", one_line(exc))}
                 bar.advance(task)
         compute_seconds = time.perf_counter() - t_submit
     finally:

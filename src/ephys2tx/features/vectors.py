@@ -48,18 +48,8 @@ def _check_margins(pa: ProtocolAnalysis, start: float, end: float) -> None:
         )
 
 
-def _step_subthresh(pa: ProtocolAnalysis) -> np.ndarray:
-    f, start, end = _lsq(pa)
-    _check_margins(pa, start, end)
-    if "subthreshold_sweeps" not in f:
-        raise Missing("no subthreshold long square")
-    amp_sweeps, _ = fv.identify_subthreshold_hyperpol_with_amplitudes(f, pa.sweeps)
-    if not amp_sweeps:
-        raise Missing("no hyperpolarizing subthreshold long square")
-    return fv.step_subthreshold(amp_sweeps, HYPERPOL_TARGETS, start, end, amp_tolerance=5)
-
-
-def _subthresh_norm(pa: ProtocolAnalysis) -> np.ndarray:
+def _hyperpol_sweeps(pa: ProtocolAnalysis) -> tuple[dict, list, float, float]:
+    """IPFX's hyperpolarizing subthreshold sweeps by amplitude, their deflections, the step."""
     f, start, end = _lsq(pa)
     _check_margins(pa, start, end)
     if "subthreshold_sweeps" not in f:
@@ -67,6 +57,16 @@ def _subthresh_norm(pa: ProtocolAnalysis) -> np.ndarray:
     amp_sweeps, deflect = fv.identify_subthreshold_hyperpol_with_amplitudes(f, pa.sweeps)
     if not amp_sweeps:
         raise Missing("no hyperpolarizing subthreshold long square")
+    return amp_sweeps, deflect, start, end
+
+
+def _step_subthresh(pa: ProtocolAnalysis) -> np.ndarray:
+    amp_sweeps, _, start, end = _hyperpol_sweeps(pa)
+    return fv.step_subthreshold(amp_sweeps, HYPERPOL_TARGETS, start, end, amp_tolerance=5)
+
+
+def _subthresh_norm(pa: ProtocolAnalysis) -> np.ndarray:
+    amp_sweeps, deflect, start, end = _hyperpol_sweeps(pa)
     return fv.subthresh_norm(amp_sweeps, deflect, start, end)
 
 
@@ -107,6 +107,15 @@ def _ap_part(sweeps: list, infos: list, skip_clipped: bool, n_points: int) -> np
     return v
 
 
+def _protocol_ap(pa: ProtocolAnalysis, sweeps_key: str, n_points: int) -> np.ndarray | None:
+    """Average first AP of a protocol's sweeps listed under `sweeps_key` (clipped skipped)."""
+    if pa.features is None:
+        return None
+    idx = list(pa.features[sweeps_key].index)
+    sweeps = [pa.sweeps.sweeps[k] for k in idx]
+    return _ap_part(sweeps, [pa.features["spikes_set"][k] for k in idx], True, n_points)
+
+
 def _first_ap(analysis: CellAnalysis) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """first_ap_v / first_ap_dv: [short square | rheobase long square | ramp] pieces."""
     n = int(TARGET_RATE * AP_WINDOW)
@@ -118,28 +127,10 @@ def _first_ap(analysis: CellAnalysis) -> tuple[np.ndarray, np.ndarray, list[str]
     lsq_v = _ap_part([lsq.sweeps.sweeps[rheo]], [f["spikes_set"][rheo]], False, n)
     parts, gaps = [], []
     ssq, ramp = analysis.short_square, analysis.ramp
-    if ssq.features is not None:
-        idx = list(ssq.features["common_amp_sweeps"].index)
-        ssq_v = _ap_part(
-            [ssq.sweeps.sweeps[k] for k in idx],
-            [ssq.features["spikes_set"][k] for k in idx],
-            True,
-            n,
-        )
-    else:
-        ssq_v = None
+    ssq_v = _protocol_ap(ssq, "common_amp_sweeps", n)
     if ssq_v is None:
         gaps.append(f"short square: {ssq.reason or 'only clipped spikes'}")
-    if ramp.features is not None:
-        idx = list(ramp.features["spiking_sweeps"].index)
-        ramp_v = _ap_part(
-            [ramp.sweeps.sweeps[k] for k in idx],
-            [ramp.features["spikes_set"][k] for k in idx],
-            True,
-            n,
-        )
-    else:
-        ramp_v = None
+    ramp_v = _protocol_ap(ramp, "spiking_sweeps", n)
     if ramp_v is None:
         gaps.append(f"ramp: {ramp.reason or 'only clipped spikes'}")
     nan = np.full(n, np.nan)

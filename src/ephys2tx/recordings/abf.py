@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import Ephys2txError
-from .assemble import RawTrace, assemble, one_line
+from ..errors import Ephys2txError, one_line
+from .assemble import RawTrace, assemble
 from .sweeps import Recording
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def _open(path: Path):
             return pyabf.ABF(str(path))
     except Exception as exc:  # pyabf raises bare Exceptions / struct errors on bad files
         raise Ephys2txError(
-            f"{path}: cannot read as an ABF file ({type(exc).__name__}: {one_line(exc)}); "
+            f"{path}: cannot read as an ABF file ({one_line(exc)}); "
             "check the file is a complete Axon .abf (re-export it from Clampex/Clampfit)"
         ) from exc
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import Ephys2txError, NoCurrentClampSweeps
+from ..errors import Ephys2txError, NoCurrentClampSweeps, one_line
+from ..schema import SPECIES_LATIN, species_from_text
 from .sweeps import (
     LONG_SQUARE,
     OTHER,
@@ -64,9 +65,7 @@ def write_allen_nwb(
     from pynwb.icephys import CurrentClampSeries, CurrentClampStimulusSeries
 
     path = Path(path)
-    species = {"mouse": "Mus musculus", "human": "Homo sapiens"}.get(
-        recording.species or "", recording.species or "unknown"
-    )
+    species = SPECIES_LATIN.get(recording.species or "", recording.species or "unknown")
     nwb = NWBFile(
         session_description=session_description,
         identifier=str(recording.cell_id),
@@ -165,7 +164,7 @@ def read_allen_nwb(path: str | Path) -> Recording:
             data_set = create_ephys_data_set(nwb_file=str(path))
     except Exception as exc:  # IPFX raises many types; all mean "not an Allen NWB for IPFX"
         raise Ephys2txError(
-            f"{path}: IPFX cannot read it as an Allen-style NWB 2 file ({_reason(exc)}); "
+            f"{path}: IPFX cannot read it as an Allen-style NWB 2 file ({one_line(exc)}); "
             "use the modern-NWB or ABF reader for other files"
         ) from exc
     if getattr(data_set._data.nwb, "sweep_table", None) is None:
@@ -180,7 +179,7 @@ def read_allen_nwb(path: str | Path) -> Recording:
             table = data_set.sweep_table
     except Exception as exc:
         raise Ephys2txError(
-            f"{path}: IPFX cannot list its sweeps ({_reason(exc)}); the file may be damaged"
+            f"{path}: IPFX cannot list its sweeps ({one_line(exc)}); the file may be damaged"
         ) from exc
     if table.empty:
         raise Ephys2txError(f"{path}: IPFX found no sweeps; use the modern-NWB reader")
@@ -273,19 +272,9 @@ def _classify_uncoded(sweeps: list[Sweep]) -> None:
             s.stim_start, s.stim_end = info.start, info.end
 
 
-def _reason(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _species_of(data_set) -> str | None:
     """Mouse/human from the NWB subject, when the file says."""
     try:
-        text = (data_set._data.nwb.subject.species or "").lower()
+        return species_from_text(data_set._data.nwb.subject.species or "")
     except AttributeError:
         return None
-    if "mus" in text or "mouse" in text:
-        return "mouse"
-    if "homo" in text or "human" in text:
-        return "human"
-    return None

@@ -32,12 +32,6 @@ class RawTrace:
     stimulus_code: str | None = None
 
 
-def one_line(exc: BaseException, limit: int = 120) -> str:
-    """An exception's text on one line, shortened: user errors are one line."""
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _usable(trace: RawTrace) -> tuple[int, str | None]:
     """Samples to keep and, when the sweep is unusable, why."""
     n = finite_length(trace.voltage)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import Ephys2txError
-from .assemble import RawTrace, assemble, one_line
+from ..errors import Ephys2txError, one_line
+from .assemble import RawTrace, assemble
 from .sweeps import Recording
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def read_nwb(path: str | Path) -> Recording:
         if io is not None:
             io.close()
         raise Ephys2txError(
-            f"{path}: cannot read as NWB 2 ({type(exc).__name__}: {one_line(exc)}); the file "
+            f"{path}: cannot read as NWB 2 ({one_line(exc)}); the file "
             "is truncated, corrupt or not NWB 2 (HDF5): download or export it again"
         ) from exc
     try:

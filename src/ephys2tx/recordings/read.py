@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from ..errors import Ephys2txError, NoCurrentClampSweeps
-from .assemble import one_line
+from ..errors import Ephys2txError, NoCurrentClampSweeps, one_line
 from .sweeps import Recording
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,44 @@ def recording_files(folder: str | Path) -> list[Path]:
             "the folder holding your recordings"
         )
     return files
+
+
+def is_recording_input(path: Path) -> bool:
+    """A folder, or a file with a recording suffix (anything else is taken for a cell table)."""
+    return path.is_dir() or path.suffix.lower() in SUFFIXES
+
+
+def expand_recordings(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
+    """Files as given; folders become their .abf/.nwb files, subfolders included.
+
+    Returns the files (each once) and one line per folder saying how many were found where
+    (or, for a folder without recordings, why). A path that does not exist stays in the list:
+    the batch reports it as a file without a cell.
+    """
+    files: list[Path] = []
+    found: list[str] = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            files.append(p)
+            continue
+        try:
+            inside = recording_files(p)
+        except Ephys2txError as exc:
+            found.append(str(exc))
+            continue
+        where = Counter(str(f.parent.relative_to(p)) for f in inside)
+        shown = ", ".join(
+            f"{n} in {p if sub == '.' else p / sub}" for sub, n in sorted(where.items())
+        )
+        found.append(f"{p}: {len(inside)} recording(s): {shown}")
+        files.extend(inside)
+    seen: set[Path] = set()
+    unique = []
+    for f in files:
+        if (key := f.resolve()) not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique, found
 
 
 def read_folder(folder: str | Path) -> Iterator[tuple[Path, Recording | Ephys2txError]]:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..console import console
 from ..errors import Ephys2txError
 from ..recordings.sweeps import Recording
 from ..schema import MOUSE_TO_ALIGNED, SUBCLASSES
@@ -121,7 +122,7 @@ def write_cohort(
             donor_id = f"synth-{species}-donor{donor + 1}"
             plan.append((species, subclass, seed, len(plan), donor_id, donor_effects[donor], out))
     rows: list[dict] = []
-    with Progress(disable=not progress) as bar:
+    with Progress(console=console, disable=not progress) as bar:
         task = bar.add_task(f"simulating {len(plan)} {species} cells", total=len(plan))
         if jobs <= 1:
             for job in plan:

@@ -1,0 +1,14 @@
+"""The console every layer prints through.
+
+`console` (stderr) carries messages, warnings, status spinners and progress bars, so that
+stdout holds only what a command outputs as data; `stdout` is for a command whose result is
+a rich table meant for the terminal or a pipe (`inspect`). Both resolve sys.stdout/stderr at
+print time, so test runners that swap the streams capture them.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+console = Console(stderr=True)
+stdout = Console()
