@@ -44,6 +44,7 @@ FileSpecies = Annotated[
     ),
 ]
 OutDir = Annotated[Path, typer.Option("--out", help="Output directory.")]
+ModelDir = Annotated[Path, typer.Option("--out", help="Model directory to write.")]
 Labels = Annotated[
     str | None,
     typer.Option("--labels", help="label (aligned 4-class) or label5 (mouse 5-class)."),

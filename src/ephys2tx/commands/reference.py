@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
 
 import pandas as pd
 import typer
@@ -17,6 +16,7 @@ from .common import (
     Folds,
     Jobs,
     Mirror,
+    ModelDir,
     OutDir,
     Overwrite,
     Repeats,
@@ -30,7 +30,7 @@ from .common import (
 
 def train_reference_cmd(
     species: Species,
-    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    out: ModelDir,
     exclude_ids: ExcludeIds = None,
     allow_unknown_ids: AllowUnknownIds = False,
     overwrite: Overwrite = False,
