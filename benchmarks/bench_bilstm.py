@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from ephys2tx.datasets.cells import build_cells
-from ephys2tx.evaluation.folds import make_folds
+from ephys2tx.evaluation.splits import DonorKFold
 from ephys2tx.evaluation.transfer_study import (
     attention_by_class,
     cross_validate_attention,
@@ -49,9 +49,7 @@ def main() -> None:
         label = "label5" if species == "mouse" else "label"
         cells = mouse if species == "mouse" else build_cells("human")[0]
         cells = cells[cells[label].notna()].reset_index(drop=True)
-        folds = make_folds(
-            cells[label].to_numpy(), cells["donor"].to_numpy(), species, n_repeats=args.repeats
-        )
+        folds = DonorKFold(5, args.repeats).cell_folds(cells, label)
         batch = 128 if species == "mouse" else 64
         est = BiLSTMClassifier(n_members=args.members, batch_size=batch)
         start = time.perf_counter()

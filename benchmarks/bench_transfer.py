@@ -18,7 +18,7 @@ import pandas as pd
 from ephys2tx.datasets.cells import build_cells
 from ephys2tx.evaluation import LEARNING_CURVE_FRACTIONS
 from ephys2tx.evaluation.crossval import CVResult
-from ephys2tx.evaluation.folds import PROTOCOLS, make_folds
+from ephys2tx.evaluation.splits import PROTOCOLS, protocol_splitter
 from ephys2tx.evaluation.transfer_study import (
     StudyResult,
     run_transfer_study,
@@ -56,10 +56,8 @@ def main() -> None:
 
     human, _ = build_cells("human")
     mouse, _ = build_cells("mouse")
-    folds = make_folds(
-        human["label"].to_numpy(), human["donor"].to_numpy(), "human",
-        args.protocol, n_repeats=args.repeats, seed=args.seed,
-    )  # fmt: skip
+    splitter = protocol_splitter(args.protocol, "human", 5, args.repeats, args.seed)
+    folds = splitter.cell_folds(human, "label")
     methods = tuple(m for m in args.methods.split(",") if m)
     variants, features = study_variants(human, mouse, methods, args.members, seed=0)
     if args.variants:

@@ -23,8 +23,8 @@ from sklearn.base import clone
 from ephys2tx.datasets.cells import build_cells, usable_features
 from ephys2tx.datasets.labels import DEFAULT_LABEL
 from ephys2tx.datasets.taxonomy import build_taxonomy
-from ephys2tx.evaluation.folds import grouped_folds
 from ephys2tx.evaluation.hierarchy import fold_level_scores
+from ephys2tx.evaluation.splits import DonorKFold
 from ephys2tx.models.reference import (
     CONDITION_FEATURE,
     _aligned,
@@ -81,9 +81,7 @@ def main() -> None:
     inputs = {"raw": model_inputs(cells, features)}
     if species == "human":
         inputs["cond"] = model_inputs(cells, [*features, CONDITION_FEATURE])
-    folds = grouped_folds(
-        cells[label].to_numpy(), cells["donor"].to_numpy(), 5, args.repeats, args.seed
-    )
+    folds = DonorKFold(5, args.repeats, args.seed).cell_folds(cells, label)
     kinds = args.t_type_kinds.split(",")
     rows: list[dict] = []
     start = time.perf_counter()

@@ -18,7 +18,7 @@ from sklearn.base import clone
 from sklearn.metrics import f1_score
 
 from ephys2tx.datasets.labels import DEFAULT_LABEL
-from ephys2tx.evaluation.folds import grouped_folds
+from ephys2tx.evaluation.splits import DonorKFold
 from ephys2tx.models.reference import _aligned, make_base, model_inputs
 from ephys2tx.reference import EXTRA_INPUTS, reference_cells, usable_features
 
@@ -35,7 +35,7 @@ def main() -> None:
     X = model_inputs(cells, usable_features(cells) + EXTRA_INPUTS[species])
     y = cells[label].to_numpy()
     classes = sorted(set(y))
-    folds = grouped_folds(y, cells["donor"].to_numpy(), 5, args.repeats, args.seed)
+    folds = DonorKFold(5, args.repeats, args.seed).folds(y, cells["donor"].to_numpy())
     kinds = args.kinds.split(",")
     combos = [c for r in range(1, len(kinds) + 1) for c in itertools.combinations(kinds, r)]
     scores: dict[str, list[float]] = {"+".join(c): [] for c in combos}

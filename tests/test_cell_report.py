@@ -278,7 +278,7 @@ def test_key_sweeps_are_the_ones_the_features_come_from():
 
 
 def test_predict_report_on_a_real_recording(tmp_path, case):
-    from ephys2tx.evaluation.folds import donor_kfold
+    from ephys2tx.evaluation.splits import donor_kfold
     from ephys2tx.models.bundle import card_for, save_model
     from ephys2tx.models.forest import make_forest
     from ephys2tx.models.trusted import fit_calibration, fit_trust_reference, save_trust

@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ephys2tx import demo as demo_module
 from ephys2tx.datasets.cells import ID_COLUMNS
 from ephys2tx.errors import Ephys2txError
 from ephys2tx.features.families import SCALAR_FEATURES
+from ephys2tx.report.results import SCHEMA_VERSION, read_results, to_dict
+from ephys2tx.study import run as demo_module
+from ephys2tx.study import sources
 
 
 def test_synthetic_cells_take_labels_and_donors_from_the_cohort_by_file_name():
@@ -46,7 +48,7 @@ def test_synthetic_cells_take_labels_and_donors_from_the_cohort_by_file_name():
         }
     )
     extracted.loc[0, "tau"] = 12.5
-    cells = demo_module.synthetic_cells(cohort, extracted).set_index("specimen_id")
+    cells = sources.synthetic_cells(cohort, extracted).set_index("specimen_id")
     assert list(cells.reset_index().columns) == list(ID_COLUMNS) + SCALAR_FEATURES + [
         "extraction_status"
     ]
@@ -102,15 +104,15 @@ def test_demo_cohort_goes_through_extraction_into_cell_tables(demo_run):
         assert len(cohort) == 2 * n_classes
         assert cohort["synthetic"].all()
         cells = pd.read_parquet(out / "cells" / f"{species}.parquet")
-        data = results["data"][species]
-        assert data["n_input"] == len(cohort)
-        assert data["n_kept"] == len(cells) == len(cohort) - sum(data["dropped"].values())
+        data = results.data[species]
+        assert data.n_input == len(cohort)
+        assert data.n_kept == len(cells) == len(cohort) - sum(data.dropped.values())
         # labels come from the cohort, features from the extracted NWB files
         merged = cells.merge(cohort, on="specimen_id", suffixes=("", "_cohort"))
         assert (merged["subclass"] == merged["subclass_cohort"]).all()
         assert (merged["donor"] == merged["donor_cohort"]).all()
         assert cells["input_resistance"].notna().all()
-        assert data["n_features"] > 40
+        assert data.n_features > 40
     features = pd.read_parquet(out / "features" / "cells.parquet")
     assert len(features) + len(pd.read_csv(out / "features" / "errors.csv")) == 18
 
@@ -119,25 +121,25 @@ def test_demo_evaluates_and_saves_models(demo_run):
     from ephys2tx.models.bundle import load_model, predict_table
 
     out, results, _ = demo_run
-    assert set(results["forest"]) == {
+    assert set(results.forest) == {
         "rf_mouse_label5_raw_grouped",
         "rf_mouse_label_raw_grouped",
         "rf_human_label_raw_grouped",
     }
-    for metrics in results["forest"].values():
-        assert 0.0 <= metrics["macro_f1"]["mean"] <= 1.0
-        assert metrics["n_folds"] == 2 and metrics["n_repeats"] == 2
-        assert (out / "figures" / metrics["figure"]).is_file()
-    scores = results["sequence"]["scores"]
-    assert set(scores) == {"forest", "bilstm_human", "transfer_finetune"}
-    assert all(s["macro_f1"]["n"] == 4 for s in scores.values())  # the same 2 x 2 folds
-    assert set(results["sequence"]["paired"]) == {
-        "forest − bilstm_human",
-        "transfer_finetune − bilstm_human",
+    for run in results.forest.values():
+        assert 0.0 <= run.scores.macro_f1["mean"] <= 1.0
+        assert run.scores.n_folds == 2 and run.scores.n_repeats == 2
+        assert (out / "figures" / run.figure.file).is_file()
+    scores = results.sequence.scores
+    assert set(scores) == {"transfer_rf", "transfer_bilstm_human", "transfer_transfer_finetune"}
+    assert all(r.scores.macro_f1["n"] == 4 for r in scores.values())  # the same 2 x 2 folds
+    assert set(results.sequence.paired) == {
+        "rf − bilstm_human @ 100%",
+        "transfer_finetune − bilstm_human @ 100%",
     }
     human = pd.read_parquet(out / "cells" / "human.parquet")
     for name in ("rf-human", "bilstm-human", "transfer-finetune-human"):
-        model, card = load_model(out / results["models"][name])
+        model, card = load_model(out / results.models[name])
         assert card.extra["synthetic"] is True
         predicted = predict_table(model, card, human)
         assert set(predicted["predicted"]) <= set(card.classes)
@@ -150,15 +152,15 @@ def test_demo_report_says_synthetic_on_every_section(demo_run):
     out, results, _ = demo_run
     page = (out / "report.html").read_text()
     stored = json.loads((out / "results.json").read_text())
-    assert stored["synthetic"] is True
-    assert stored["forest"] == json.loads(json.dumps(results["forest"]))
+    assert stored["synthetic"] is True and stored["schema_version"] == SCHEMA_VERSION
+    assert read_results(out / "results.json") == results
     sections = re.findall(r"<h2 id='([a-z]+)'", page)
     assert {"data", "forest", "sequence"} <= set(sections)
     assert "SYNTHETIC" in page.split("<h1")[1].split("<h2")[0]  # the title block
     for heading in re.finditer("</h2>", page):  # a banner right under each section's heading
         assert "SYNTHETIC" in page[heading.end() : heading.end() + 80]
-    expected = len(results["forest"]) + len(results["sequence"]["figures"])
-    expected += len(results.get("forest_importance", {}))
+    expected = len(results.forest) + len(results.sequence.figures)
+    expected += sum(i.figure is not None for i in results.importance.values())
     assert page.count("data:image/png;base64,") == expected  # every figure inlined
 
 
@@ -167,10 +169,10 @@ def test_results_markdown_lists_every_paired_difference(demo_run):
 
     _, results, _ = demo_run
     table = results_markdown(results)
-    paired = results["sequence"]["paired"]
+    paired = results.sequence.paired
     assert paired, "the demo's transfer study compares variants"
     for name, d in paired.items():
-        assert f"| {name} | {d['mean']:+.3f} |" in table
+        assert f"| {name} | {d.mean:+.3f} |" in table
 
 
 def test_demo_rerun_reuses_every_step_without_a_cluster(demo_run, monkeypatch):
@@ -179,11 +181,13 @@ def test_demo_rerun_reuses_every_step_without_a_cluster(demo_run, monkeypatch):
     def no_cluster(self):
         raise AssertionError("a cached rerun must not start a Dask cluster")
 
-    monkeypatch.setattr(demo_module._Cluster, "get", no_cluster)
+    monkeypatch.setattr(sources._Cluster, "get", no_cluster)
     start = time.perf_counter()
     again = demo_module.demo(out, **SMALL)
     assert time.perf_counter() - start < 20
-    same = [json.dumps(r, sort_keys=True, default=float) for r in (again, results)]
+    assert [t.reused for t in again.timings] == [True] * len(again.timings)
+    again.timings = results.timings  # the only field that says which steps ran
+    same = [json.dumps(to_dict(r), sort_keys=True, default=float) for r in (again, results)]
     assert same[0] == same[1]
 
 
@@ -195,20 +199,22 @@ def test_demo_report_in_headless_chromium(demo_run, tmp_path):
     assert {"data", "forest", "sequence"} <= {t["section"] for t in probe["tables"]}
 
 
-def test_sequence_results_keep_both_protocols_apart():
-    from ephys2tx.reproduce import _sequence_results
+def test_sequence_section_keeps_both_protocols_apart():
+    from ephys2tx.report.results import NetworkRun, PairedDifference, Scores, TransferStudy
 
-    def step(f1: float, where: str) -> dict:
-        score = {"macro_f1": {"mean": f1}, "title": "transfer_align"}
-        return {
-            "scores": {"transfer_align": score},
-            "paired": {f"transfer_align − bilstm_human @ 100%{where}": {"mean": 0.01}},
-            "figures": [],
-            "learning_curve": [],
-        }
+    def step(f1: float, protocol: str) -> TransferStudy:
+        scores = Scores(
+            "transfer_align", "human", "label", protocol, 10, 5, 1, {"mean": f1}, {}, {}
+        )
+        diff = PairedDifference("transfer_align", "bilstm_human", 1.0, protocol, 0.01, [0, 0], 5, 3)
+        run = NetworkRun("transfer_align", "transfer_align", scores)
+        return TransferStudy(protocol, {"transfer_align": run}, [diff], [], [])
 
-    merged = _sequence_results({}, step(0.8, ""), step(0.7, ", seed protocol"))
-    scores = merged["scores"]
-    assert scores["transfer_transfer_align"]["macro_f1"]["mean"] == 0.8
-    assert scores["transfer_seed_transfer_align"]["macro_f1"]["mean"] == 0.7
-    assert len(merged["paired"]) == 2
+    merged = demo_module.sequence_section([], [step(0.8, "grouped"), step(0.7, "seed")], [])
+    scores = merged.scores
+    assert scores["transfer_transfer_align"].scores.macro_f1["mean"] == 0.8
+    assert scores["transfer_seed_transfer_align"].scores.macro_f1["mean"] == 0.7
+    assert set(merged.paired) == {
+        "transfer_align − bilstm_human @ 100%",
+        "transfer_align − bilstm_human @ 100%, seed protocol",
+    }

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ephys2tx.evaluation.folds import make_folds, subsample_groups
+from ephys2tx.evaluation.splits import DonorKFold, SeedProtocol, subsample_groups
 
 
 def run_cli(*args, check=True):
@@ -22,7 +22,7 @@ def run_cli(*args, check=True):
 
 def test_grouped_folds_never_share_a_donor(human_cells):
     y, donors = human_cells["label"].to_numpy(), human_cells["donor"].to_numpy()
-    folds = make_folds(y, donors, "human", "grouped", n_folds=5, n_repeats=2)
+    folds = DonorKFold(5, 2).folds(y, donors)
     assert len(folds) == 10
     for fold in folds:
         assert not set(donors[fold.train]) & set(donors[fold.test])
@@ -34,7 +34,7 @@ def test_grouped_folds_never_share_a_donor(human_cells):
 
 def test_seed_protocol_is_the_reference_studys(mouse_cells):
     y = mouse_cells["label5"].to_numpy()
-    folds = make_folds(y, mouse_cells["donor"].to_numpy(), "mouse", "seed", n_repeats=2)
+    folds = SeedProtocol("mouse", n_repeats=2).folds(y)
     assert len(folds) == 2
     # the study's 60% train and 20% validation are both training cells for our models
     train, test = folds[0].train, folds[0].test
@@ -44,7 +44,7 @@ def test_seed_protocol_is_the_reference_studys(mouse_cells):
 
 def test_learning_curve_subsample_keeps_whole_donors(human_cells):
     donors = human_cells["donor"].to_numpy()
-    fold = make_folds(human_cells["label"].to_numpy(), donors, "human", n_repeats=1)[0]
+    fold = DonorKFold(5, 1).folds(human_cells["label"].to_numpy(), donors)[0]
     part = subsample_groups(fold.train, donors, 0.25, seed=1)
     kept = set(donors[part])
     assert abs(len(kept) - 0.25 * len(set(donors[fold.train]))) <= 1

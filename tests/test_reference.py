@@ -211,25 +211,28 @@ def test_both_predict_forms(light_reference, human_cells, tmp_path):
 
 def test_evaluate_reference_scores_both_levels_and_reports(light_reference, tmp_path):
     from ephys2tx.report.html import render_report
-    from ephys2tx.reproduce import Study, StudySettings
+    from ephys2tx.report.results import StudyResults
+    from ephys2tx.study.settings import StudySettings
+    from ephys2tx.study.sources import PublicCells
+    from ephys2tx.study.steps import Study
 
-    study = Study(tmp_path / "study", StudySettings.make(quick=True))
+    study = Study(tmp_path / "study", StudySettings.preset_named("quick"), PublicCells())
     brief = study.reference("human")
-    levels = brief["levels"]
-    assert brief["n_t_types"] == 18 and brief["n_repeats"] == 1
+    levels = brief.levels
+    assert brief.n_t_types == 18 and brief.n_repeats == 1
     # honest scores: subclass far above chance (0.25), t-types above chance (1/22)
     assert levels["subclass"]["macro_f1"]["mean"] > 0.6
     assert 0.1 < levels["t_type"]["accuracy"]["mean"] < levels["subclass"]["accuracy"]["mean"]
     # nested t-type sets at alpha 0.1 (t-type level at alpha/2): coverage near 0.9
     assert levels["t_type"]["coverage"]["mean"] > 0.8
     assert levels["subclass"]["mean_set_size"]["mean"] <= levels["t_type"]["mean_set_size"]["mean"]
-    for name, _ in brief["figures"]:
-        assert (study.figures / name).stat().st_size > 10_000
+    for figure in brief.figures:
+        assert (study.figures / figure.file).stat().st_size > 10_000
     metrics = json.loads((tmp_path / "study" / "reference" / "human" / "metrics.json").read_text())
     assert {t["t_type"] for t in metrics["per_t_type"]} == set(
         build_taxonomy(study.cells("human"), "human").t_types
     )
-    page = render_report({"reference": {"human": brief}}, study.figures)
+    page = render_report(StudyResults(reference={"human": brief}), study.figures)
     assert "reference.human.levels.t_type.coverage.mean" in page and "data:image/png" in page
 
 

@@ -10,7 +10,7 @@ from sklearn.base import clone
 
 from ephys2tx.errors import Ephys2txError
 from ephys2tx.evaluation.crossval import cross_validate
-from ephys2tx.evaluation.folds import make_folds
+from ephys2tx.evaluation.splits import DonorKFold
 from ephys2tx.evaluation.transfer_study import run_transfer_study
 from ephys2tx.models.transfer import TransferClassifier, coral_loss, domain_loss
 
@@ -78,9 +78,7 @@ def test_transfer_clones_and_cross_validates_on_human_folds(mouse_small, human_s
     copy = clone(model)
     assert copy.get_params()["method"] == "finetune"
     assert copy.source.shape == mouse_small.shape
-    folds = make_folds(
-        human_small["label"].to_numpy(), human_small["donor"].to_numpy(), "human", n_repeats=1
-    )[:2]
+    folds = DonorKFold(5, 1).cell_folds(human_small, "label")[:2]
     result = cross_validate(model, human_small, "label", folds, progress=False)
     # only human cells are ever scored
     assert set(result.predictions["specimen_id"]) <= set(human_small["specimen_id"])
@@ -93,9 +91,7 @@ def test_study_learning_curve_and_paired_differences(mouse_small, human_small, t
     from ephys2tx.evaluation.transfer_study import write_study
     from ephys2tx.models.bilstm import BiLSTMClassifier
 
-    folds = make_folds(
-        human_small["label"].to_numpy(), human_small["donor"].to_numpy(), "human", n_repeats=1
-    )[:2]
+    folds = DonorKFold(5, 1).cell_folds(human_small, "label")[:2]
     variants = {
         "bilstm_human": BiLSTMClassifier(width=8, hidden=8, max_epochs=2, patience=1),
         "transfer_finetune": TransferClassifier(source=mouse_small, **TINY),
@@ -128,9 +124,7 @@ def test_transfer_without_source_is_a_clear_error(human_small):
 def test_folds_in_parallel_give_the_same_predictions_and_attention(mouse_small, human_small):
     from ephys2tx.evaluation.transfer_study import cross_validate_attention
 
-    folds = make_folds(
-        human_small["label"].to_numpy(), human_small["donor"].to_numpy(), "human", n_repeats=1
-    )[:2]
+    folds = DonorKFold(5, 1).cell_folds(human_small, "label")[:2]
     model = TransferClassifier(source=mouse_small, method="align", **TINY)
     serial, att_serial = cross_validate_attention(
         model, human_small, "label", folds, progress=False

@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ephys2tx.datasets.cells import usable_features
 from ephys2tx.errors import Ephys2txError
-from ephys2tx.evaluation.folds import donor_kfold, grouped_folds
+from ephys2tx.evaluation.splits import DonorKFold, donor_kfold
 from ephys2tx.evaluation.trust import (
     accuracy_by_share_called,
     evaluate_trust,
@@ -70,7 +70,7 @@ def trusted(tmp_path_factory):
 
 def test_nested_coverage_matches_alpha_on_known_answers():
     cells = synthetic_cells()
-    folds = grouped_folds(cells["label"].to_numpy(), cells["donor"].to_numpy(), 5, 1, 0)
+    folds = DonorKFold(5, 1, 0).cell_folds(cells, "label")
     ev = evaluate_trust(
         logistic(), cells, "label", folds, "human", FEATURES, alpha=0.1,
         progress=False,
@@ -207,7 +207,7 @@ def test_nested_trust_runs_for_a_network_reading_the_whole_table(human_cells):
     from ephys2tx.models.bilstm import BiLSTMClassifier
 
     small = pd.concat([g.head(40) for _, g in human_cells.groupby("label")], ignore_index=True)
-    folds = grouped_folds(small["label"].to_numpy(), small["donor"].to_numpy(), 3, 1, 0)
+    folds = DonorKFold(3, 1, 0).cell_folds(small, "label")
     tiny = BiLSTMClassifier(width=8, hidden=8, max_epochs=4, patience=2, batch_size=32)
     ev = evaluate_trust(tiny, small, "label", folds, "human", None, inner_folds=3, progress=False)
     assert len(ev.cells) == len(small)

@@ -9,7 +9,7 @@ import pandas as pd
 import typer
 
 from ..datasets.cells import other_species_cells
-from ..evaluation.folds import donor_kfold
+from ..evaluation.splits import donor_kfold
 from ..models.conformal import check_alpha
 from ..models.trusted import CALIBRATION_FOLDS
 from ..models.trusted import store_trust as fit_and_store

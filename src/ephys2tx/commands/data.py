@@ -280,9 +280,12 @@ def evaluate_rf(
     mirror: Mirror = None,
 ) -> None:
     """Cross-validate the forest on raw features and on sPCA components (same folds)."""
-    from ..evaluation.run import evaluate, write_evaluation, write_trust
+    from ..evaluation.run import evaluate
+    from ..evaluation.splits import protocol_splitter
+    from ..models import recipes
     from ..models.conformal import check_alpha
-    from ..models.forest import INPUTS, make_forest
+    from ..models.forest import INPUTS
+    from ..study.outputs import write_evaluation, write_trust
 
     table, label = training_cells(species, labels, data_dir=data_dir, mirror=mirror)
     features = usable_features(table)
@@ -293,17 +296,15 @@ def evaluate_rf(
     nested = (
         {"alpha": alpha, "other": other_species_cells(species, data_dir, mirror)} if trust else None
     )
+    splitter = protocol_splitter(protocol, species, folds, repeats, seed)
     for kind in chosen:
         result, metrics = evaluate(
-            make_forest(seed, kind),
+            recipes.forest(seed, kind),
             table,
             species,
             label,
             features,
-            protocol,
-            folds,
-            repeats,
-            seed,
+            splitter,
             description=f"forest ({kind})",
             trust=nested if kind == "raw" else None,  # sPCA refits per inner fold: too slow
             model=f"rf-{kind}",

@@ -30,16 +30,13 @@ def demo(
     Needs no network and no downloaded data. Writes OUT/results.json, OUT/report.html
     (every section labelled SYNTHETIC) and trained models under OUT/models/.
     """
-    from ..demo import demo as run
+    from ..study.run import demo as run
+    from ..study.run import score_lines
     from ..synthetic import SYNTHETIC_NOTICE
 
     console.print(f"[yellow]NOTE: {SYNTHETIC_NOTICE}[/]")
     results = run(out, n_per_class, seed, workers, transfer)
-    rows = [
-        f"  {m['title']}: macro-F1 {m['macro_f1']['mean']:.3f} ± {m['macro_f1']['sd']:.3f}"
-        for m in results["sequence"]["scores"].values()
-    ]
-    console.print("SYNTHETIC human cells, donor-grouped folds:\n" + "\n".join(rows))
+    console.print("SYNTHETIC human cells, donor-grouped folds:\n" + "\n".join(score_lines(results)))
     console.print(
         f"wrote {out / 'results.json'}, {out / 'report.html'} and models in {out / 'models'}"
     )

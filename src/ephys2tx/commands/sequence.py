@@ -61,18 +61,19 @@ def train_bilstm(
     overwrite: Overwrite = False,
 ) -> None:
     """Train the attention BiLSTM over feature families on all cells of a species."""
-    from ..models.bilstm import BiLSTMClassifier
+    from ..models import recipes
     from ..models.bundle import card_for, save_model
     from .calibration import store_trust
 
     check_out_dir(out, overwrite)
     table, label = training_cells(species, labels, exclude_ids, data_dir, mirror, allow_unknown_ids)
-    model = BiLSTMClassifier(n_members=members, random_state=seed)
+    recipe = recipes.NetworkRecipe(seed=seed, bilstm_members=members)
+    model = recipes.bilstm(recipe)
     with console.status(f"training BiLSTM on {len(table)} {species} cells"):
         model.fit(table, table[label].to_numpy())
     card = card_for(model, "bilstm", species, label, len(table))
     save_model(out, model, card)
-    unfitted = BiLSTMClassifier(n_members=members, random_state=seed)
+    unfitted = recipes.bilstm(recipe)
     store_trust(
         out, unfitted, model, table, label, species, None, calibrate, seed, data_dir, mirror
     )
@@ -92,8 +93,8 @@ def train_transfer(
     overwrite: Overwrite = False,
 ) -> None:
     """Train a human classifier that learns from all mouse cells too (aligned 4 classes)."""
+    from ..models import recipes
     from ..models.bundle import card_for, save_model
-    from ..models.transfer import make_transfer
     from .calibration import store_trust
 
     if method not in TRANSFER_METHODS:
@@ -105,7 +106,8 @@ def train_transfer(
     mouse, _ = training_cells("mouse", "label", data_dir=data_dir, mirror=mirror)
     if exclude_ids is not None:  # one list for both species: an id may be of either
         human, mouse = exclude_specimens([human, mouse], exclude_ids, allow_unknown_ids)
-    model = make_transfer(mouse, method, n_members=members, random_state=seed)
+    recipe = recipes.NetworkRecipe(seed=seed, bilstm_members=members)
+    model = recipes.transfer(recipe, mouse, method)
     with console.status(f"pretraining on {len(mouse)} mouse, training on {len(human)} human"):
         model.fit(human, human[label].to_numpy())
     card = card_for(
@@ -113,7 +115,7 @@ def train_transfer(
         method=method, n_source_cells=len(mouse),
     )  # fmt: skip
     save_model(out, model, card)
-    unfitted = make_transfer(mouse, method, n_members=members, random_state=seed)
+    unfitted = recipes.transfer(recipe, mouse, method)
     store_trust(
         out, unfitted, model, human, label, "human", None, calibrate, seed, data_dir, mirror
     )
@@ -138,22 +140,16 @@ def evaluate_bilstm(
     """Cross-validate the BiLSTM; metrics.json, predictions and the attention heatmap."""
     from rich.progress import Progress
 
-    from ..evaluation.folds import cell_folds
-    from ..evaluation.run import write_evaluation
-    from ..evaluation.transfer_study import (
-        attention_by_class,
-        cross_validate_attention,
-        plot_attention,
-    )
-    from ..models.bilstm import BiLSTMClassifier
+    from ..evaluation.splits import protocol_splitter
+    from ..models import recipes
+    from ..study.outputs import write_attention, write_evaluation
+    from ..study.steps import cross_validate_network
 
     table, label = training_cells(species, labels, data_dir=data_dir, mirror=mirror)
-    fold_list = cell_folds(table, label, species, protocol, folds, repeats, seed)
-    model = BiLSTMClassifier(n_members=members, random_state=seed)
+    splitter = protocol_splitter(protocol, species, folds, repeats, seed)
+    model = recipes.bilstm(recipes.NetworkRecipe(seed=seed, bilstm_members=members))
     with Progress(transient=True) as bar:
-        result, attention = cross_validate_attention(
-            model, table, label, fold_list, progress=bar, n_jobs=jobs
-        )
+        result, attention = cross_validate_network(model, table, label, splitter, jobs, bar)
     metrics = result.summary(
         model="bilstm",
         species=species,
@@ -164,11 +160,10 @@ def evaluate_bilstm(
         seed=seed,
     )
     write_evaluation(out, result, metrics, f"{species} {label}: BiLSTM")
-    by_class = attention_by_class(attention)
-    by_class.to_csv(out / "attention_by_class.csv")
-    plot_attention(by_class, out / "attention_by_class.png", f"{species} {label}: BiLSTM attention")
+    write_attention(out, "attention_by_class", attention, f"{species} {label}: BiLSTM attention")
     print_f1("bilstm", species, label, protocol, metrics, out)
     if trust:
+        fold_list = splitter.cell_folds(table, label)
         _nested_trust(
             model, table, label, fold_list, species, alpha, jobs, seed, out, data_dir, mirror
         )
@@ -197,8 +192,11 @@ def evaluate_transfer(
     mirror: Mirror = None,
 ) -> None:
     """Human-only vs transfer on the same human folds: learning curve, paired differences."""
-    from ..evaluation.folds import cell_folds
-    from ..evaluation.transfer_study import run_transfer_study, study_variants, write_study
+    from ..datasets.cells import usable_features
+    from ..evaluation.splits import protocol_splitter
+    from ..models import recipes
+    from ..study.outputs import write_study
+    from ..study.steps import transfer_study
 
     methods = TRANSFER_METHODS if method == "all" else (method,)
     if any(m not in TRANSFER_METHODS for m in methods):
@@ -213,11 +211,12 @@ def evaluate_transfer(
         raise Ephys2txError("--fractions must lie in (0, 1]")
     human, label = training_cells("human", "label", data_dir=data_dir, mirror=mirror)
     mouse, _ = training_cells("mouse", "label", data_dir=data_dir, mirror=mirror)
-    fold_list = cell_folds(human, label, "human", protocol, folds, repeats, seed)
-    variants, features = study_variants(human, mouse, methods, members, seed)
-    study = run_transfer_study(
-        human, variants, fold_list, shares, label, features, seed, n_jobs=jobs
-    )
+    splitter = protocol_splitter(protocol, "human", folds, repeats, seed)
+    fold_list = splitter.cell_folds(human, label)
+    recipe = recipes.NetworkRecipe(seed=seed, bilstm_members=members)
+    features = usable_features(human)
+    variants = recipes.transfer_variants(recipe, mouse, features, methods)
+    study = transfer_study(human, variants, splitter, shares, jobs)
     context = {
         "species": "human",
         "label": label,
@@ -230,7 +229,7 @@ def evaluate_transfer(
     }
     write_study(study, out, context)
     if importance:
-        _forest_importance(human, label, features["rf"], fold_list, seed, study, out)
+        _forest_importance(human, label, features, fold_list, seed, study, out)
     for name in [f"transfer_{m}" for m in methods]:
         metrics = study.results[(name, max(shares))].summary()
         print_f1(name, "human", label, protocol, metrics, out / name)
@@ -249,9 +248,9 @@ def evaluate_transfer(
 def _nested_trust(
     model, table, label, fold_list, species, alpha, jobs, seed, out: Path, data_dir, mirror
 ) -> None:
-    from ..evaluation.run import write_trust
     from ..evaluation.trust import evaluate_trust
     from ..models.conformal import check_alpha
+    from ..study.outputs import write_trust
 
     evaluation = evaluate_trust(
         model, table, label, fold_list, species, None, check_alpha(alpha),
@@ -262,19 +261,16 @@ def _nested_trust(
 
 def _forest_importance(human, label, features, fold_list, seed, study, out: Path) -> None:
     from ..evaluation.importance import family_permutation_importance
-    from ..evaluation.transfer_study import attention_by_class, plot_attention
-    from ..models.forest import make_forest
+    from ..models import recipes
+    from ..study.outputs import write_attention
 
     first = [f for f in fold_list if f.repeat == fold_list[0].repeat]
-    imp = family_permutation_importance(make_forest(seed), human, label, features, first, 3, seed)
+    imp = family_permutation_importance(
+        recipes.forest(seed), human, label, features, first, 3, seed
+    )
     imp.to_csv(out / "forest_importance_by_family.csv", index=False)
     for name, att in study.attention.items():
-        plot_attention(
-            attention_by_class(att),
-            out / f"attention_by_class_{name}.png",
-            f"{name}: attention",
-            importance=imp,
-        )
+        write_attention(out, f"attention_by_class_{name}", att, f"{name}: attention", imp)
 
 
 def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer) -> None:

@@ -29,7 +29,7 @@ def reproduce(
     """Reproduce the study from the public data: QC, sPCA/UMAP, forest, BiLSTM, transfer."""
     from ..report.html import results_markdown
     from ..report.html import update_readme as write_table
-    from ..reproduce import reproduce as run
+    from ..study.run import reproduce as run
 
     results = run(out, quick, seed, data_dir, mirror, jobs)
     (out / "results.md").write_text(results_markdown(results))

@@ -12,8 +12,8 @@ from joblib import Parallel, delayed
 from rich.progress import Progress
 from sklearn.base import clone
 
-from .folds import Fold
 from .metrics import fold_scores, summarize
+from .splits import Fold
 
 
 @dataclass

@@ -19,8 +19,8 @@ from ..models.conformal import MondrianConformal
 from ..models.mapping import level_alpha, nest_sets
 from ..models.reference import hierarchical_argmax, model_inputs, sum_to_subclass
 from .crossval import cross_validate
-from .folds import Fold
 from .metrics import mean_ci
+from .splits import Fold
 
 
 def fold_level_scores(true_leaf, pred_subclass, pred_leaf, taxonomy: Taxonomy) -> dict:

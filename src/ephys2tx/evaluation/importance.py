@@ -8,7 +8,7 @@ from sklearn.base import clone
 from sklearn.inspection import permutation_importance
 
 from ..features.families import FAMILY_OF_FEATURE
-from .folds import Fold
+from .splits import Fold
 
 
 def family_permutation_importance(

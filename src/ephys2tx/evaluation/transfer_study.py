@@ -8,21 +8,17 @@ test cells stay unchanged. Mouse cells are only ever training data.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from rich.progress import Progress
 
-from ..datasets.cells import usable_features
 from . import LEARNING_CURVE_FRACTIONS
 from .crossval import CVResult, cross_validate
-from .folds import Fold, subsample_groups
 from .metrics import mean_ci, paired_difference
-from .run import write_evaluation
+from .splits import Fold, subsample_groups
 
 REFERENCE = "bilstm_human"  # the variant every transfer variant is compared with
 
@@ -161,134 +157,3 @@ def run_transfer_study(
                     on_result(name, fraction, result)
                 bar.advance(overall)
     return study
-
-
-def plot_learning_curve(curve: pd.DataFrame, path: str | Path, title: str = "") -> Path:
-    """Macro-F1 against the share of human training donors, with 95% intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    variants = list(dict.fromkeys(curve["variant"]))
-    for i, variant in enumerate(variants):
-        part = curve[curve["variant"] == variant].sort_values("fraction")
-        x = part["fraction"].to_numpy() * (1 + 0.012 * (i - len(variants) / 2))  # dodge
-        mean, low, high = (part[c].to_numpy() for c in ("mean", "ci95_low", "ci95_high"))
-        ax.errorbar(
-            x,
-            mean,
-            yerr=[mean - low, high - mean],
-            marker="o",
-            capsize=3,
-            label=variant,
-        )
-    ax.set_xscale("log")
-    ax.minorticks_off()  # only the fractions run are labelled
-    ticks = sorted(curve["fraction"].unique())
-    ax.set_xticks(ticks, [f"{t:.0%}" for t in ticks])
-    ax.set_xlabel("share of human training donors per fold")
-    ax.set_ylabel("human macro-F1 (mean, 95% CI over folds)")
-    ax.set_title(title or "Human subclass prediction: learning curve")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
-
-
-def plot_attention(
-    by_class: pd.DataFrame,
-    path: str | Path,
-    title: str = "",
-    importance: pd.DataFrame | None = None,
-) -> Path:
-    """Heatmap of mean attention per family and true class; forest importance beside it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n_panels = 2 if importance is not None else 1
-    fig, axes = plt.subplots(
-        1,
-        n_panels,
-        figsize=(4 + 4.5 * n_panels, 3.6),
-        gridspec_kw={"width_ratios": [3, 1.2]} if n_panels == 2 else None,
-    )
-    ax = axes[0] if n_panels == 2 else axes
-    image = ax.imshow(by_class.to_numpy(), cmap="viridis", aspect="auto")
-    ax.set_xticks(range(by_class.shape[1]), by_class.columns, rotation=45, ha="right")
-    ax.set_yticks(range(by_class.shape[0]), by_class.index)
-    for (i, j), value in np.ndenumerate(by_class.to_numpy()):
-        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="w", fontsize=7)
-    fig.colorbar(image, ax=ax, label="mean attention weight")
-    ax.set_title(title or "Attention per family and true class")
-    if importance is not None:
-        imp = importance.set_index("family").reindex(by_class.columns)
-        axes[1].barh(range(len(imp)), imp["mean"], xerr=imp.get("sd"), color="tab:gray")
-        axes[1].set_yticks(range(len(imp)), imp.index, fontsize=7)
-        axes[1].invert_yaxis()
-        axes[1].set_xlabel("forest permutation importance\n(macro-F1 drop, summed)")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
-
-
-def write_study(study: StudyResult, out_dir: str | Path, context: dict) -> dict:
-    """learning_curve.csv/png, paired_differences.csv, attention CSVs/PNGs, study.json, and
-    each variant's metrics.json and confusion matrix at the largest share in `<variant>/`."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    curve = study.learning_curve()
-    paired = study.paired()
-    curve.to_csv(out / "learning_curve.csv", index=False)
-    paired.to_csv(out / "paired_differences.csv", index=False)
-    plot_learning_curve(curve, out / "learning_curve.png")
-    for name, att in study.attention.items():
-        by_class = attention_by_class(att)
-        by_class.to_csv(out / f"attention_by_class_{name}.csv")
-        plot_attention(by_class, out / f"attention_by_class_{name}.png", f"{name}: attention")
-    summary = {
-        **context,
-        "variants": {
-            f"{name}@{fraction:g}": result.summary(variant=name, fraction=fraction)
-            for (name, fraction), result in study.results.items()
-        },
-        "learning_curve": curve.to_dict(orient="records"),
-        "paired_vs_" + REFERENCE: paired.to_dict(orient="records"),
-    }
-    (out / "study.json").write_text(json.dumps(summary, indent=2, default=float))
-    top = max(fraction for _, fraction in study.results)
-    for (name, fraction), result in study.results.items():
-        if fraction == top:
-            metrics = result.summary(model=name, fraction=fraction, **context)
-            write_evaluation(out / name, result, metrics, f"human: {name}")
-    return summary
-
-
-def study_variants(
-    human: pd.DataFrame, mouse: pd.DataFrame, methods: tuple[str, ...], members: int, seed: int
-) -> tuple[dict, dict]:
-    """The models of the transfer study and the columns the forests read."""
-    from ..models.bilstm import BiLSTMClassifier
-    from ..models.forest import PooledSpeciesForest, make_forest
-    from ..models.transfer import make_transfer
-
-    rf_features = usable_features(human)
-    labelled = mouse[mouse["label"].notna()]
-    variants = {
-        "rf": make_forest(seed),
-        "rf_pooled": PooledSpeciesForest(labelled[rf_features], labelled["label"].to_numpy(), seed),
-        "bilstm_human": BiLSTMClassifier(n_members=members, random_state=seed),
-    }
-    for method in methods:
-        variants[f"transfer_{method}"] = make_transfer(
-            labelled, method, n_members=members, random_state=seed
-        )
-    return variants, {"rf": rf_features, "rf_pooled": rf_features}

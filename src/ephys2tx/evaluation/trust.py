@@ -23,7 +23,7 @@ from ..models.conformal import MondrianConformal, out_of_fold_proba
 from ..models.trust import assess
 from ..models.trusted import fit_trust_reference
 from .crossval import CVResult, cross_validate
-from .folds import Fold, donor_kfold
+from .splits import Fold, donor_kfold
 
 ECE_BINS = 10
 

@@ -148,7 +148,7 @@ def out_of_fold_proba(
     """Donor-grouped out-of-fold probabilities (columns = sorted classes), each cell once.
 
     `cv` is a scikit-learn splitter with `split(X, y, groups)` whose test folds partition
-    the cells (e.g. `ephys2tx.evaluation.folds.donor_kfold`).
+    the cells (e.g. `ephys2tx.evaluation.splits.donor_kfold`).
     """
     y = np.asarray(y).astype(str)
     classes = sorted(set(y))

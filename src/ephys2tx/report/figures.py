@@ -115,3 +115,70 @@ def accuracy_called_png(curves: dict[str, pd.DataFrame], path: str | Path, title
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="lower left")
     return _save(fig, path)
+
+
+def learning_curve_png(curve: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """Macro-F1 against the share of human training donors, with 95% intervals."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    variants = list(dict.fromkeys(curve["variant"]))
+    for i, variant in enumerate(variants):
+        part = curve[curve["variant"] == variant].sort_values("fraction")
+        x = part["fraction"].to_numpy() * (1 + 0.012 * (i - len(variants) / 2))  # dodge
+        mean, low, high = (part[c].to_numpy() for c in ("mean", "ci95_low", "ci95_high"))
+        ax.errorbar(
+            x,
+            mean,
+            yerr=[mean - low, high - mean],
+            marker="o",
+            capsize=3,
+            label=variant,
+        )
+    ax.set_xscale("log")
+    ax.minorticks_off()  # only the fractions run are labelled
+    ticks = sorted(curve["fraction"].unique())
+    ax.set_xticks(ticks, [f"{t:.0%}" for t in ticks])
+    ax.set_xlabel("share of human training donors per fold")
+    ax.set_ylabel("human macro-F1 (mean, 95% CI over folds)")
+    ax.set_title(title or "Human subclass prediction: learning curve")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
+def attention_png(
+    by_class: pd.DataFrame,
+    path: str | Path,
+    title: str = "",
+    importance: pd.DataFrame | None = None,
+) -> Path:
+    """Heatmap of mean attention per family and true class; forest importance beside it."""
+    n_panels = 2 if importance is not None else 1
+    fig, axes = plt.subplots(
+        1,
+        n_panels,
+        figsize=(4 + 4.5 * n_panels, 3.6),
+        gridspec_kw={"width_ratios": [3, 1.2]} if n_panels == 2 else None,
+    )
+    ax = axes[0] if n_panels == 2 else axes
+    image = ax.imshow(by_class.to_numpy(), cmap="viridis", aspect="auto")
+    ax.set_xticks(range(by_class.shape[1]), by_class.columns, rotation=45, ha="right")
+    ax.set_yticks(range(by_class.shape[0]), by_class.index)
+    for (i, j), value in np.ndenumerate(by_class.to_numpy()):
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="w", fontsize=7)
+    fig.colorbar(image, ax=ax, label="mean attention weight")
+    ax.set_title(title or "Attention per family and true class")
+    if importance is not None:
+        imp = importance.set_index("family").reindex(by_class.columns)
+        axes[1].barh(range(len(imp)), imp["mean"], xerr=imp.get("sd"), color="tab:gray")
+        axes[1].set_yticks(range(len(imp)), imp.index, fontsize=7)
+        axes[1].invert_yaxis()
+        axes[1].set_xlabel("forest permutation importance\n(macro-F1 drop, summed)")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path

@@ -1,7 +1,7 @@
 """A self-contained HTML report: every figure inlined, readable offline without a server.
 
-Every number is read from results.json's dict and tagged with `data-key` (its path in that
-dict), so a test can check the page against the file.
+Every number is read from the results records (`report.results`) and tagged with `data-key`
+(its path in results.json), so a test can check the page against the file.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..datasets.sources import CITATIONS
 from .reference import PROTOCOL_NOTES, REFERENCE_STUDY, REPORTED
+from .results import Figure, Scores, StudyResults
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;
@@ -47,21 +48,21 @@ def _table(headers: list[str], rows: list[str]) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
-def _score_row(label: str, metrics: dict, key: str, reference: tuple[str, str] | None) -> str:
+def _score_row(label: str, scores: Scores, key: str, reference: tuple[str, str] | None) -> str:
     """One model's scores; `reference=None` leaves out the study's columns (synthetic data)."""
-    f1, acc = metrics["macro_f1"], metrics["accuracy"]
+    f1, acc = scores.macro_f1, scores.accuracy
     ref_cells = (
         ""
         if reference is None
         else f"<td>{html.escape(reference[0])}</td><td class='note'>{html.escape(reference[1])}</td>"
     )
     return (
-        f"<tr><td>{html.escape(label)}</td><td>{metrics.get('protocol', '')}</td>"
-        f"<td class='num'>{metrics.get('n_cells', '')}</td>"
-        + _num(f1["mean"], f"{key}.macro_f1.mean")
-        + _num(f1["sd"], f"{key}.macro_f1.sd")
+        f"<tr><td>{html.escape(label)}</td><td>{scores.protocol}</td>"
+        f"<td class='num'>{scores.n_cells}</td>"
+        + _num(f1["mean"], f"{key}.scores.macro_f1.mean")
+        + _num(f1["sd"], f"{key}.scores.macro_f1.sd")
         + f"<td class='num'>{f1['ci95'][0]:.3f}–{f1['ci95'][1]:.3f}</td>"
-        + _num(acc["mean"], f"{key}.accuracy.mean")
+        + _num(acc["mean"], f"{key}.scores.accuracy.mean")
         + ref_cells
         + "</tr>"
     )
@@ -80,15 +81,19 @@ SCORE_HEADERS = [
 ]
 
 
-def _data_section(results: dict) -> str:
+def _figure(figures: Path, figure: Figure | None) -> str:
+    return "" if figure is None else _img(figures / figure.file, figure.caption)
+
+
+def _data_section(results: StudyResults) -> str:
     rows = []
-    for species, d in results["data"].items():
-        reasons = "; ".join(f"{k}: {v}" for k, v in d["dropped"].items()) or "none"
-        labels = ", ".join(f"{k} {v}" for k, v in d["labels"].items())
+    for species, d in results.data.items():
+        reasons = "; ".join(f"{k}: {v}" for k, v in d.dropped.items()) or "none"
+        labels = ", ".join(f"{k} {v}" for k, v in d.labels.items())
         rows.append(
-            f"<tr><td>{species}</td><td class='num'>{d['n_input']}</td><td>{html.escape(reasons)}</td>"
-            f"<td class='num' data-key='data.{species}.n_kept'>{d['n_kept']}</td>"
-            f"<td class='num'>{d['n_donors']}</td><td class='num'>{d['n_features']}</td><td>{labels}</td></tr>"
+            f"<tr><td>{species}</td><td class='num'>{d.n_input}</td><td>{html.escape(reasons)}</td>"
+            f"<td class='num' data-key='data.{species}.n_kept'>{d.n_kept}</td>"
+            f"<td class='num'>{d.n_donors}</td><td class='num'>{d.n_features}</td><td>{labels}</td></tr>"
         )
     return "<h2 id='data'>1. Data and quality control</h2>" + _table(
         [
@@ -104,16 +109,11 @@ def _data_section(results: dict) -> str:
     )
 
 
-def _embedding_section(results: dict, figures: Path) -> str:
+def _embedding_section(results: StudyResults, figures: Path) -> str:
     parts, rows = [], []
-    for species, e in results["embedding"].items():
-        parts.append(
-            _img(
-                figures / e["figure"],
-                f"{species}: per-family sPCA then UMAP ({e['n_cells']} cells)",
-            )
-        )
-        for cls, value in e["silhouette"].items():
+    for species, e in results.embedding.items():
+        parts.append(_figure(figures, e.figure))
+        for cls, value in e.silhouette.items():
             rows.append(
                 f"<tr><td>{species}</td><td>{cls}</td>{_num(value, f'embedding.{species}.silhouette.{cls}')}</tr>"
             )
@@ -133,52 +133,41 @@ def _headers(synthetic: bool) -> list[str]:
     return SCORE_HEADERS[:-2] if synthetic else SCORE_HEADERS
 
 
-def _forest_section(results: dict, figures: Path, synthetic: bool) -> str:
+def _forest_section(results: StudyResults, figures: Path) -> str:
     rows, images = [], []
-    for key, m in results["forest"].items():
-        _, species, label, inputs, protocol = key.split("_")
-        name = f"forest ({inputs}) {species} {'5-class' if label == 'label5' else '4-class'}"
-        rows.append(
-            _score_row(name, m, f"forest.{key}", _reference(f"rf_{species}_{label}", synthetic))
-        )
-        if protocol == "grouped" and inputs == "raw":
-            images.append(_img(figures / m["figure"], f"{name}, donor-grouped folds"))
-    imp = results.get("forest_importance", {}).get("human")
-    extra = (
-        _img(figures / imp["figure"], "human forest: permutation importance per family")
-        if imp
-        else ""
-    )
+    synthetic = results.synthetic
+    for key, run in results.forest.items():
+        reference = _reference(run.reference, synthetic)
+        rows.append(_score_row(run.title, run.scores, f"forest.{key}", reference))
+        if run.protocol == "grouped" and run.inputs == "raw":
+            images.append(_figure(figures, run.figure))
+    imp = results.importance.get("human")
     return (
         "<h2 id='forest'>3. Random forest baseline</h2>"
         "<p class='note'>Class-balanced random forest on raw canonical features (missing values "
         "stay NaN; scikit-learn's trees route them) and on the sPCA components.</p>"
         + _table(_headers(synthetic), rows)
         + "".join(images)
-        + extra
+        + (_figure(figures, imp.figure) if imp else "")
     )
 
 
-def _sequence_section(results: dict, figures: Path, synthetic: bool) -> str:
-    seq = results.get("sequence")
-    if not seq:
+def _sequence_section(results: StudyResults, figures: Path) -> str:
+    seq = results.sequence
+    if seq is None:
         return ""
+    synthetic = results.synthetic
     rows = [
         _score_row(
-            m.get("title", key),
-            m,
-            f"sequence.scores.{key}",
-            _reference(m.get("reference", ""), synthetic),
+            run.title, run.scores, f"sequence.scores.{key}", _reference(run.reference, synthetic)
         )
-        for key, m in seq.get("scores", {}).items()
+        for key, run in seq.scores.items()
     ]
-    paired = seq.get("paired", {})
     prow = [
-        f"<tr><td>{html.escape(k)}</td>{_num(v['mean'], f'sequence.paired.{k}.mean')}"
-        f"<td class='num'>{v['ci95'][0]:+.3f} to {v['ci95'][1]:+.3f}</td><td class='num'>{v['n']}</td></tr>"
-        for k, v in paired.items()
+        f"<tr><td>{html.escape(k)}</td>{_num(d.mean, f'sequence.paired.{k}.mean')}"
+        f"<td class='num'>{d.ci95[0]:+.3f} to {d.ci95[1]:+.3f}</td><td class='num'>{d.n}</td></tr>"
+        for k, d in seq.paired.items()
     ]
-    images = "".join(_img(figures / f, cap) for f, cap in seq.get("figures", []))
     return (
         "<h2 id='sequence'>4. Attention BiLSTM and mouse → human transfer</h2>"
         + _table(_headers(synthetic), rows)
@@ -188,19 +177,19 @@ def _sequence_section(results: dict, figures: Path, synthetic: bool) -> str:
             if prow
             else ""
         )
-        + images
-        + "".join(f"<p class='note'>{html.escape(n)}</p>" for n in seq.get("notes", []))
+        + "".join(_figure(figures, f) for f in seq.figures)
+        + "".join(f"<p class='note'>{html.escape(n)}</p>" for n in seq.notes)
     )
 
 
-def _reference_section(results: dict, figures: Path) -> str:
+def _reference_section(results: StudyResults, figures: Path) -> str:
     """The hierarchical reference model: per-level scores, conformal sets, t-type figures."""
-    ref = results.get("reference")
+    ref = results.reference
     if not ref:
         return ""
     rows, images = [], []
     for species, r in ref.items():
-        for level, m in r["levels"].items():
+        for level, m in r.levels.items():
             key = f"reference.{species}.levels.{level}"
             rows.append(
                 f"<tr><td>{html.escape(species)}</td><td>{level.replace('_', '-')}</td>"
@@ -216,12 +205,12 @@ def _reference_section(results: dict, figures: Path) -> str:
                 )
                 + "</tr>"
             )
-        images.extend(_img(figures / f, cap) for f, cap in r.get("figures", []))
+        images.extend(_figure(figures, f) for f in r.figures)
     any_ref = next(iter(ref.values()))
     note = (
-        f"Donor-grouped {any_ref['n_folds']} folds x {any_ref['n_repeats']} repeats. t-type "
+        f"Donor-grouped {any_ref.n_folds} folds x {any_ref.n_repeats} repeats. t-type "
         "scores count cells of t-types with >= 10 cells; rarer ones stay at subclass level. "
-        f"Conformal sets at alpha {any_ref['alpha']}: the subclass set at alpha, the t-type set at "
+        f"Conformal sets at alpha {any_ref.alpha}: the subclass set at alpha, the t-type set at "
         "alpha/2 before it is nested inside the subclass set (so it covers with >= 1 - 1.5 "
         "alpha), calibrated on other folds' out-of-fold scores."
     )
@@ -244,29 +233,29 @@ def _reference_section(results: dict, figures: Path) -> str:
     )
 
 
-def _trust_section(results: dict, figures: Path) -> str:
+def _trust_section(results: StudyResults, figures: Path) -> str:
     """How far to trust a call: coverage, set size, confident calls, ECE (nested calibration)."""
-    trust = results.get("trust")
+    trust = results.trust
     if not trust:
         return ""
     rows, images = [], []
     for key, t in trust.items():
         k = f"trust.{key}"
-        classes = ", ".join(f"{c} {v:.2f}" for c, v in t["coverage_per_class"].items())
-        acc = t["confident_accuracy"]
+        classes = ", ".join(f"{c} {v:.2f}" for c, v in t.coverage_per_class.items())
+        acc = t.confident_accuracy
         rows.append(
-            f"<tr><td>{html.escape(t.get('title', key))}</td>"
-            + _num(t["coverage"], f"{k}.coverage")
+            f"<tr><td>{html.escape(t.title)}</td>"
+            + _num(t.coverage, f"{k}.coverage")
             + f"<td class='note'>{html.escape(classes)}</td>"
-            + _num(t["mean_set_size"], f"{k}.mean_set_size", 2)
-            + _num(t["share_confident"], f"{k}.share_confident")
+            + _num(t.mean_set_size, f"{k}.mean_set_size", 2)
+            + _num(t.share_confident, f"{k}.share_confident")
             + (_num(acc, f"{k}.confident_accuracy") if acc is not None else "<td>—</td>")
-            + _num(t["ece"], f"{k}.ece")
-            + _num(t["ece_unscaled"], f"{k}.ece_unscaled")
+            + _num(t.ece, f"{k}.ece")
+            + _num(t.ece_unscaled, f"{k}.ece_unscaled")
             + "</tr>"
         )
-        images += [_img(figures / f, cap) for f, cap in t.get("figures", [])]
-    alpha = next(iter(trust.values()))["alpha"]
+        images += [_figure(figures, f) for f in t.figures]
+    alpha = next(iter(trust.values())).alpha
     return (
         "<h2 id='trust'>5. How far to trust a call</h2>"
         f"<p class='note'>Prediction sets at alpha = {alpha:g} (Mondrian conformal: each class "
@@ -295,20 +284,39 @@ def _trust_section(results: dict, figures: Path) -> str:
     )
 
 
+def _timing_section(results: StudyResults) -> str:
+    """Seconds per step (as measured when the step ran; reused steps were read from cache)."""
+    if not results.timings:
+        return ""
+    rows = [
+        f"<tr><td>{html.escape(t.step)}</td><td class='num'>{t.seconds:.1f}</td>"
+        f"<td>{'reused (cached)' if t.reused else 'ran'}</td></tr>"
+        for t in results.timings
+    ]
+    ran = sum(t.seconds for t in results.timings if not t.reused)
+    return (
+        "<h2 id='timings'>Time per step</h2>"
+        f"<p class='note'>Wall-clock seconds each step took when it ran; {ran:.0f} s ran in this "
+        "invocation, the rest was read from DIR/steps/.</p>"
+        + _table(["step", "seconds", "this run"], rows)
+    )
+
+
 def render_report(
-    results: dict,
+    results: StudyResults,
     figures: Path,
-    title: str = "ephys2tx: reproduction report",
-    synthetic: bool = False,
+    title: str | None = None,
 ) -> str:
     """The report as one HTML string."""
+    synthetic = results.synthetic
+    title = title or "ephys2tx: reproduction report"
     banners = []
     if synthetic:
         banners.append(
             "<div class='banner synthetic'>SYNTHETIC DATA: every cell in this report was simulated "
             "by `ephys2tx synth`; no number here is a biological result.</div>"
         )
-    if results.get("quick"):
+    if results.quick:
         banners.append(
             "<div class='banner'>QUICK RUN: fewer repeats and smaller models than the full "
             "reproduction; numbers are indicative only.</div>"
@@ -316,18 +324,19 @@ def render_report(
     body = [
         f"<h1>{html.escape(title)}</h1>",
         *banners,
-        f"<p class='note'>ephys2tx {html.escape(results.get('ephys2tx_version', ''))}; reference: "
+        f"<p class='note'>ephys2tx {html.escape(results.ephys2tx_version)}; reference: "
         f"{html.escape(REFERENCE_STUDY)}.</p>",
     ]
-    if "data" in results:
+    if results.data:
         body.append(_data_section(results))
-    if "embedding" in results:
+    if results.embedding:
         body.append(_embedding_section(results, figures))
-    if "forest" in results:
-        body.append(_forest_section(results, figures, synthetic))
-    body.append(_sequence_section(results, figures, synthetic))
+    if results.forest:
+        body.append(_forest_section(results, figures))
+    body.append(_sequence_section(results, figures))
     body.append(_trust_section(results, figures))
     body.append(_reference_section(results, figures))
+    body.append(_timing_section(results))
     if synthetic:
         body.append(
             "<h2 id='protocol'>About these cells</h2><p>Conductance-based model cells written as "
@@ -350,35 +359,31 @@ def render_report(
     return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>{page}</body></html>"
 
 
-def write_report(results: dict, out: Path, **kwargs) -> Path:
+def write_report(results: StudyResults, out: Path, title: str | None = None) -> Path:
     """DIR/report.html, written atomically."""
     path = Path(out) / "report.html"
     tmp = path.with_suffix(".part")
-    tmp.write_text(render_report(results, Path(out) / "figures", **kwargs), encoding="utf-8")
+    tmp.write_text(render_report(results, Path(out) / "figures", title), encoding="utf-8")
     tmp.replace(path)
     return path
 
 
-def results_markdown(results: dict) -> str:
-    """The README's results table, generated from results.json."""
+def results_markdown(results: StudyResults) -> str:
+    """The README's results table, generated from the results records."""
     lines = [
         "| model | cells | protocol | macro-F1 (mean ± sd) | reported by the study |",
         "|---|---|---|---|---|",
     ]
-    for key, m in results.get("forest", {}).items():
-        _, species, label, inputs, protocol = key.split("_")
-        ref = REPORTED.get(f"rf_{species}_{label}", ("—", ""))[0]
-        f1 = m["macro_f1"]
+    runs = [(r.title, r.reference, r.scores) for r in results.forest.values()]
+    if results.sequence is not None:
+        runs += [(r.title, r.reference, r.scores) for r in results.sequence.scores.values()]
+    for title, reference, scores in runs:
+        ref = REPORTED.get(reference, ("—", ""))[0]
+        f1 = scores.macro_f1
         lines.append(
-            f"| forest ({inputs}), {species} {label} | {m['n_cells']} | {protocol} | {f1['mean']:.3f} ± {f1['sd']:.3f} | {ref} |"
+            f"| {title} | {scores.n_cells} | {scores.protocol} | {f1['mean']:.3f} ± {f1['sd']:.3f} | {ref} |"
         )
-    for key, m in results.get("sequence", {}).get("scores", {}).items():
-        ref = REPORTED.get(m.get("reference", ""), ("—", ""))[0]
-        f1 = m["macro_f1"]
-        lines.append(
-            f"| {m.get('title', key)} | {m.get('n_cells', '')} | {m.get('protocol', '')} | {f1['mean']:.3f} ± {f1['sd']:.3f} | {ref} |"
-        )
-    paired = results.get("sequence", {}).get("paired", {})
+    paired = results.sequence.paired if results.sequence is not None else {}
     if paired:
         lines += [
             "",
@@ -388,8 +393,8 @@ def results_markdown(results: dict) -> str:
             "|---|---|---|---|",
         ]
         for name, d in paired.items():
-            low, high = d["ci95"]
-            lines.append(f"| {name} | {d['mean']:+.3f} | {low:+.3f} to {high:+.3f} | {d['n']} |")
+            low, high = d.ci95
+            lines.append(f"| {name} | {d.mean:+.3f} | {low:+.3f} to {high:+.3f} | {d.n} |")
     return "\n".join(lines) + "\n"
 
 
@@ -399,13 +404,13 @@ README_START = (
 README_END = "<!-- results:end -->"
 
 
-def update_readme(readme: Path, results: dict) -> None:
+def update_readme(readme: Path, results: StudyResults) -> None:
     """Replace the README's generated results block with the table of this run."""
     text = Path(readme).read_text()
     if README_START not in text or README_END not in text:
         raise ValueError(f"{readme} has no results block ({README_START} ... {README_END})")
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
-    kind = "quick run" if results.get("quick") else "full run"
-    block = f"{README_START}\n_{kind}, ephys2tx {results.get('ephys2tx_version', '')}_\n\n{results_markdown(results)}{README_END}"
+    kind = "quick run" if results.quick else "full run"
+    block = f"{README_START}\n_{kind}, ephys2tx {results.ephys2tx_version}_\n\n{results_markdown(results)}{README_END}"
     Path(readme).write_text(head + block + tail)

@@ -1,0 +1,68 @@
+"""Each step of a study runs once per settings; its record is stored as JSON, atomically.
+
+DIR/steps/<name>.json holds the settings the step ran with, the package and cache versions,
+the seconds it took and its result; a rerun with the same settings reuses it, so an
+interrupted run resumes. Every `run` is logged as a `StepTiming` for results.json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .. import __version__
+from ..console import console
+from ..report.results import StepTiming, build, to_dict
+
+CACHE_VERSION = 2  # 2: typed records (steps stored by version 1 run again)
+T = TypeVar("T")
+
+
+class StepCache:
+    """Run a named step once per settings; results are JSON files written atomically."""
+
+    def __init__(self, out: Path, settings: Any):
+        self.dir = Path(out) / "steps"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.settings = json.loads(json.dumps(asdict(settings)))  # tuples compare as lists
+        self.timings: list[StepTiming] = []
+
+    def _stored(self, path: Path) -> dict | None:
+        if not path.is_file():
+            return None
+        try:
+            stored = json.loads(path.read_text())
+        except ValueError:  # a damaged cache file: run the step again
+            return None
+        same = stored.get("settings") == self.settings and stored.get("version") == __version__
+        return stored if same and stored.get("cache_version") == CACHE_VERSION else None
+
+    def run(self, name: str, step: Callable[[], T], kind: type | None = None) -> T:
+        """The step's result: stored, or computed now. `kind`: the type it returns (e.g. a record, `dict[str, Record]`)."""
+        path = self.dir / f"{name}.json"
+        stored = self._stored(path)
+        if stored is not None:
+            console.print(f"[dim]reusing {name}[/]")
+            self.timings.append(StepTiming(name, stored["seconds"], True))
+            result = stored["result"]
+            return build(kind, result) if kind is not None else result
+        console.print(f"[bold]{name}[/]")
+        start = time.perf_counter()
+        result = step()
+        seconds = round(time.perf_counter() - start, 1)
+        record = {
+            "settings": self.settings,
+            "version": __version__,
+            "cache_version": CACHE_VERSION,
+            "seconds": seconds,
+            "result": to_dict(result),
+        }
+        tmp = path.with_suffix(".part")
+        tmp.write_text(json.dumps(record, indent=1, default=float))
+        tmp.replace(path)
+        self.timings.append(StepTiming(name, seconds, False))
+        return result

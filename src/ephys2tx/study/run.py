@@ -1,0 +1,200 @@
+"""Run a study: every step its settings ask for (cached), then results.json and report.html.
+
+`reproduce` feeds the study the public tables with the `full` or `quick` preset; `demo`
+feeds it a SYNTHETIC cohort with the `demo` preset. Both are `run_study`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from .. import __version__
+from ..console import console
+from ..datasets.cells import SPECIES
+from ..errors import Ephys2txError
+from ..features.families import family_mask
+from ..report.results import (
+    Embedding,
+    ForestRun,
+    Importance,
+    NetworkRun,
+    ReferenceRun,
+    SequenceSection,
+    StudyResults,
+    TransferStudy,
+    TrustRun,
+    keyed,
+    to_dict,
+    write_results,
+)
+from .settings import StudySettings
+from .sources import PublicCells, SyntheticCells
+from .steps import Study
+
+DEMO_TITLE = "ephys2tx demo: SYNTHETIC cohort, end to end"
+REPRODUCTION_NOTES = [
+    "The transfer study refits every variant at every share of human training donors on "
+    "the same donor-grouped human folds; mouse cells are only ever training data. Paired "
+    "differences are fold by fold against the human-only BiLSTM, with a t-interval over folds.",
+    "The study's protocol (random folds, cells of one donor on both sides) is run with all "
+    "training cells, so its figures can be set beside the study's table.",
+]
+
+
+def sequence_section(
+    bilstm: list[NetworkRun], transfers: list[TransferStudy], notes: list[str]
+) -> SequenceSection:
+    """Section 4: BiLSTM runs, then each transfer study's scores (prefixed by its protocol)."""
+    scores = keyed(bilstm)
+    paired, figures, curve = {}, [], []
+    for study in transfers:
+        prefix = "transfer_" if study.protocol == "grouped" else f"transfer_{study.protocol}_"
+        scores.update({f"{prefix}{k}": v for k, v in study.scores.items()})
+        paired.update(keyed(study.paired))
+        figures += study.figures
+        if study.protocol == "grouped":
+            curve = study.learning_curve
+    figures = [r.figure for r in bilstm if r.figure is not None] + figures
+    return SequenceSection(scores, paired, figures, curve, notes)
+
+
+def _synthetic_notes(study: Study) -> list[str]:
+    s, human = study.settings, study.cells("human")
+    notes = [
+        f"SYNTHETIC: {len(human)} simulated human cells from {human['donor'].nunique()} "
+        f"synthetic donors, {s.transfer_repeats} x {s.network_folds} donor-grouped folds; small "
+        f"networks (width {s.width}, {s.bilstm_max_epochs} epochs without early stopping). The "
+        f"transfer variant is pretrained on the {len(study.cells('mouse'))} synthetic mouse "
+        "cells. With so few cells the intervals are wide; the demo shows the pipeline, not a "
+        "result."
+    ]
+    present = family_mask(human).any()
+    absent = [name for name, seen in present.items() if not seen]
+    if absent:  # the synthetic protocol records no chirp: zero attention
+        notes.append(
+            f"Families no cell has ({', '.join(absent)}: the synthetic protocol does not record "
+            "them) are masked, so their attention weight is exactly zero."
+        )
+    return notes
+
+
+def run_study(study: Study, title: str | None = None) -> StudyResults:
+    """Every step of `study.settings` (reusing cached ones); writes results.json and the report."""
+    from ..report.html import write_report
+
+    s, run = study.settings, study.cache.run
+    data, cohort = study.data()
+    embedding = {}
+    if s.embedding:
+        embedding = {
+            sp: run(f"embed_{sp}", lambda sp=sp: study.embed(sp), Embedding) for sp in SPECIES
+        }
+    forests = [
+        run(f"rf_{sp}_{lab}_{inp}_{pro}", lambda a=(sp, lab, inp, pro): study.forest(*a), ForestRun)
+        for sp, lab, inp, pro in s.forest_runs
+    ]
+    trust = [
+        run(f"trust_{sp}_{lab}", lambda a=(sp, lab): study.trust(*a), TrustRun)
+        for sp, lab in s.trust_runs
+    ]
+    importance = run("rf_importance_human", lambda: study.importance("human"), Importance)
+    bilstm = [
+        run(f"bilstm_{sp}_{lab}_{pro}", lambda a=(sp, lab, pro): study.bilstm(*a), NetworkRun)
+        for sp, lab, pro in s.bilstm_runs
+    ]
+    transfers = [run("transfer", study.transfer, TransferStudy)]
+    if s.transfer_seed_protocol:
+        transfers.append(run("transfer_seed", lambda: study.transfer("seed"), TransferStudy))
+    notes = _synthetic_notes(study) if study.synthetic else list(REPRODUCTION_NOTES)
+    if importance.figure is None:
+        notes.append(
+            "Forest permutation importance is zero for every family here, so its figure is "
+            "left out: the forest separates these classes perfectly, and any one family "
+            "permuted alone is made up for by the others."
+        )
+    reference = {}
+    if s.reference_models:
+        reference = {
+            sp: run(f"reference_{sp}", lambda sp=sp: study.reference(sp), ReferenceRun)
+            for sp in SPECIES
+        }
+    models = run("models", study.save_models)
+    results = StudyResults(
+        ephys2tx_version=__version__,
+        preset=s.preset,
+        synthetic=study.synthetic,
+        settings=to_dict(asdict(s)),  # tuples as JSON lists
+        data=data,
+        cohort=cohort,
+        embedding=embedding,
+        forest=keyed(forests),
+        trust=keyed(trust),
+        importance={"human": importance},
+        sequence=sequence_section(bilstm, transfers, notes),
+        reference=reference,
+        models=models,
+        timings=list(study.cache.timings),
+    )
+    write_results(results, study.out / "results.json")
+    write_report(results, study.out, title=title)
+    return results
+
+
+def reproduce(
+    out: Path,
+    quick: bool = False,
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+    mirror: str | None = None,
+    n_jobs: int = 1,
+) -> StudyResults:
+    """The study from the public tables (`full`, or `quick` preset) into `out`."""
+    settings = StudySettings.preset_named("quick" if quick else "full", seed)
+    study = Study(out, settings, PublicCells(data_dir, mirror), n_jobs)
+    return run_study(study)
+
+
+def demo(
+    out: str | Path,
+    n_per_class: int = 4,
+    seed: int = 0,
+    workers: int = 2,
+    transfer: bool = True,
+    progress: bool = True,
+    embedding: bool = True,
+    folds: int = 3,
+) -> StudyResults:
+    """The study on a SYNTHETIC cohort (`demo` preset) into `out`, offline.
+
+    `embedding=False` skips the sPCA/UMAP section (UMAP's compilation dominates small runs);
+    `folds` donor-grouped folds (each repeated twice) need `n_per_class >= folds`;
+    `transfer=False` leaves out the mouse → human transfer network.
+    """
+    if n_per_class < folds:  # stratified folds need a class with a cell per fold
+        raise Ephys2txError(
+            f"--n-per-class {n_per_class} is too small for {folds} donor-grouped "
+            f"folds; use {folds} or more"
+        )
+    if workers < 1:
+        raise Ephys2txError(f"--workers must be at least 1, got {workers}")
+    start = time.perf_counter()
+    settings = StudySettings.preset_named(
+        "demo", seed, n_per_class=n_per_class, embedding=embedding, folds=folds,
+        network_folds=folds,
+    )  # fmt: skip
+    if not transfer:
+        settings = replace(settings, transfer_methods=())
+    source = SyntheticCells(Path(out), n_per_class, seed, workers, progress)
+    results = run_study(Study(out, settings, source, 1), DEMO_TITLE)
+    console.print(f"demo finished in {time.perf_counter() - start:.0f} s")
+    return results
+
+
+def score_lines(results: StudyResults) -> list[str]:
+    """One line per model of section 4: title, macro-F1 mean ± sd."""
+    return [
+        f"  {r.title}: macro-F1 {r.scores.macro_f1['mean']:.3f} ± {r.scores.macro_f1['sd']:.3f}"
+        for r in results.sequence.scores.values()
+    ]

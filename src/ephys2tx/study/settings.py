@@ -1,0 +1,155 @@
+"""What a study runs and how large: one settings dataclass, three presets.
+
+`full` is the reproduction (`ephys2tx reproduce`), `quick` the same study with fewer repeats
+and smaller models (`reproduce --quick`), `demo` the study sized for a small SYNTHETIC
+cohort (`ephys2tx demo`). Every field changes results, so the settings key the step cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..errors import Ephys2txError
+from ..evaluation import LEARNING_CURVE_FRACTIONS
+from ..evaluation.splits import DonorKFold, SeedProtocol, Splitter
+
+PRESETS = ("full", "quick", "demo")
+
+# species, label, inputs, protocol: every forest evaluation of the study
+FOREST_RUNS = (
+    ("mouse", "label5", "raw", "grouped"),
+    ("mouse", "label", "raw", "grouped"),
+    ("human", "label", "raw", "grouped"),
+    ("mouse", "label5", "spca", "grouped"),
+    ("human", "label", "spca", "grouped"),
+    ("mouse", "label5", "raw", "seed"),
+    ("human", "label", "raw", "seed"),
+)
+QUICK_FOREST_RUNS = tuple(r for i, r in enumerate(FOREST_RUNS) if i not in (3, 5))
+DEMO_FOREST_RUNS = FOREST_RUNS[:3]
+TRUST_RUNS = (("human", "label"), ("mouse", "label5"))  # species, label
+# species, label, protocol; the human seed-protocol BiLSTM is the human-only variant of
+# the seed-protocol transfer study
+BILSTM_RUNS = (("mouse", "label5", "grouped"), ("mouse", "label5", "seed"))
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Sizes and contents of a study run (defaults: the full reproduction)."""
+
+    preset: str = "full"
+    seed: int = 0
+    # forests: donor-grouped folds x repeats; the study's protocol over seeds
+    folds: int = 5
+    repeats: int = 3
+    seed_repeats: int = 10  # the reference study's protocol: 10 seeds
+    forest_trees: int = 500
+    forest_runs: tuple[tuple[str, str, str, str], ...] = FOREST_RUNS
+    trust_runs: tuple[tuple[str, str], ...] = TRUST_RUNS
+    importance_folds: int = 5
+    importance_repeats: int = 3
+    embedding: bool = True
+    # networks: BiLSTM recipe (models.recipes) and its folds
+    bilstm_runs: tuple[tuple[str, str, str], ...] = BILSTM_RUNS
+    bilstm_members: int = 3  # networks averaged, each early-stopped on other donors
+    bilstm_max_epochs: int = 300
+    width: int = 32
+    hidden: int = 32
+    lr: float = 1e-3
+    validation_fraction: float = 0.2  # 0: fixed epochs, no early stopping (tiny cohorts)
+    head_epochs: int = 50  # transfer: epochs of the head-only stage
+    network_folds: int = 5
+    network_repeats: int = 1  # networks cost ~20x a forest; benchmarks/ run 5 x 3
+    network_seed_repeats: int = 3  # the study's protocol for the networks: fewer seeds than 10
+    # transfer study on human cells
+    transfer_methods: tuple[str, ...] = ("finetune", "align")  # joint = align without CORAL
+    transfer_baselines: tuple[str, ...] = ("rf", "rf_pooled")
+    transfer_fractions: tuple[float, ...] = LEARNING_CURVE_FRACTIONS
+    transfer_repeats: int = 3
+    transfer_seed_protocol: bool = True  # also the study's random folds, all training cells
+    # the hierarchical reference model, and what `save_models` stores
+    reference_models: bool = True
+    store_trust: bool = True  # calibration, novelty reference, fingerprint beside each forest
+    save_networks: bool = False  # also the human BiLSTM and transfer models
+    # the SYNTHETIC cohort (demo): cells per subclass and species
+    n_per_class: int = 4
+
+    @classmethod
+    def preset_named(cls, name: str, seed: int = 0, **overrides) -> StudySettings:
+        """`full`, `quick` or `demo`, with a seed and any field overridden."""
+        if name not in PRESETS:
+            raise Ephys2txError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        return replace(_PRESETS[name], seed=seed, **overrides)
+
+    # --- splitters: every model of a species is compared on the same folds ---------------
+    def forest_splitter(self, protocol: str, species: str) -> Splitter:
+        """Folds of the forest runs (and trust, reference): 5 x 3 donor-grouped by default."""
+        if protocol == "grouped":
+            return DonorKFold(self.folds, self.repeats, self.seed)
+        return SeedProtocol(species, self.folds, self.seed_repeats, self.seed)
+
+    def importance_splitter(self) -> DonorKFold:
+        """One repeat of the grouped folds; the first `importance_folds` are used."""
+        return DonorKFold(self.folds, 1, self.seed)
+
+    def network_splitter(self, protocol: str, species: str) -> Splitter:
+        """Folds of the BiLSTM runs."""
+        if protocol == "grouped":
+            return DonorKFold(self.network_folds, self.network_repeats, self.seed)
+        return SeedProtocol(species, self.network_folds, self.network_seed_repeats, self.seed)
+
+    def transfer_splitter(self, protocol: str) -> Splitter:
+        """Human folds of the transfer study."""
+        if protocol == "grouped":
+            return DonorKFold(self.network_folds, self.transfer_repeats, self.seed)
+        return SeedProtocol("human", self.network_folds, self.network_seed_repeats, self.seed)
+
+
+_PRESETS = {
+    "full": StudySettings(),
+    "quick": StudySettings(
+        preset="quick",
+        repeats=1,
+        seed_repeats=2,
+        forest_trees=200,
+        forest_runs=QUICK_FOREST_RUNS,
+        trust_runs=TRUST_RUNS[:1],
+        importance_folds=2,
+        importance_repeats=1,
+        bilstm_runs=BILSTM_RUNS[:1],
+        bilstm_members=1,
+        bilstm_max_epochs=40,
+        network_folds=3,
+        transfer_methods=("finetune",),
+        transfer_fractions=(0.25, 1.0),
+        transfer_repeats=1,
+        transfer_seed_protocol=False,
+    ),
+    "demo": StudySettings(
+        preset="demo",
+        folds=3,  # 6 synthetic donors per species -> 2 test donors per fold
+        repeats=2,  # 2 x 3 folds: paired comparisons over 6 folds, not 3
+        seed_repeats=1,
+        forest_runs=DEMO_FOREST_RUNS,
+        trust_runs=(),
+        importance_folds=1,  # the demo's classes separate perfectly: one fold says so
+        importance_repeats=1,
+        bilstm_runs=(),
+        bilstm_members=1,
+        bilstm_max_epochs=60,  # fixed: too few donors to hold some out for early stopping
+        width=16,
+        hidden=16,
+        lr=1e-2,  # ~10 training cells make one batch: one step per epoch
+        validation_fraction=0.0,
+        head_epochs=30,
+        network_folds=3,
+        transfer_methods=("finetune",),
+        transfer_baselines=("rf",),
+        transfer_fractions=(1.0,),
+        transfer_repeats=2,
+        transfer_seed_protocol=False,
+        reference_models=False,
+        store_trust=False,
+        save_networks=True,
+    ),
+}
