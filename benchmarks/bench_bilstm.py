@@ -14,12 +14,9 @@ from pathlib import Path
 
 from ephys2tx.datasets.cells import build_cells
 from ephys2tx.evaluation.splits import DonorKFold
-from ephys2tx.evaluation.transfer_study import (
-    attention_by_class,
-    cross_validate_attention,
-    plot_attention,
-)
+from ephys2tx.evaluation.transfer_study import cross_validate_attention
 from ephys2tx.models.bilstm import BiLSTMClassifier
+from ephys2tx.study.outputs import write_attention
 
 TARGETS = {("mouse", "label5"): 0.86, ("human", "label"): None}
 
@@ -60,11 +57,7 @@ def main() -> None:
             n_repeats=args.repeats, n_members=args.members,
         )  # fmt: skip
         (args.out / f"metrics_{species}_{label}.json").write_text(json.dumps(metrics, indent=2))
-        by_class = attention_by_class(attention)
-        by_class.to_csv(args.out / f"attention_{species}_{label}.csv")
-        plot_attention(
-            by_class, args.out / f"attention_{species}_{label}.png", f"{species} {label}"
-        )
+        write_attention(args.out, f"attention_{species}_{label}", attention, f"{species} {label}")
         f1 = metrics["macro_f1"]
         rows.append((species, label, f1, TARGETS.get((species, label)), seconds, len(folds)))
     print(

@@ -15,17 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from ephys2tx.datasets.cells import build_cells
+from ephys2tx.datasets.cells import build_cells, usable_features
 from ephys2tx.evaluation import LEARNING_CURVE_FRACTIONS
 from ephys2tx.evaluation.crossval import CVResult
 from ephys2tx.evaluation.splits import PROTOCOLS, protocol_splitter
-from ephys2tx.evaluation.transfer_study import (
-    StudyResult,
-    run_transfer_study,
-    study_variants,
-    write_study,
-)
-from ephys2tx.models import TRANSFER_METHODS
+from ephys2tx.evaluation.transfer_study import StudyResult, run_transfer_study
+from ephys2tx.models import TRANSFER_METHODS, recipes
+from ephys2tx.study.outputs import write_study
 
 warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*")
 
@@ -59,7 +55,10 @@ def main() -> None:
     splitter = protocol_splitter(args.protocol, "human", 5, args.repeats, args.seed)
     folds = splitter.cell_folds(human, "label")
     methods = tuple(m for m in args.methods.split(",") if m)
-    variants, features = study_variants(human, mouse, methods, args.members, seed=0)
+    recipe = recipes.NetworkRecipe(seed=0, bilstm_members=args.members)
+    rf_features = usable_features(human)
+    variants = recipes.transfer_variants(recipe, mouse, rf_features, methods)
+    features = {"rf": rf_features, "rf_pooled": rf_features}
     if args.variants:
         variants = {k: v for k, v in variants.items() if k in args.variants.split(",")}
     fractions = tuple(float(f) for f in args.fractions.split(","))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -218,3 +219,42 @@ def test_sequence_section_keeps_both_protocols_apart():
         "transfer_align − bilstm_human @ 100%",
         "transfer_align − bilstm_human @ 100%, seed protocol",
     }
+
+
+EXPECTED = Path(__file__).parent / "data" / "demo_small_expected.json"
+TOLERANCE = 1e-6  # seeded forests and networks on CPU: equal up to float rounding
+
+
+def _scores(s) -> dict:
+    return {
+        "macro_f1_mean": s.macro_f1["mean"],
+        "macro_f1_sd": s.macro_f1["sd"],
+        "accuracy_mean": s.accuracy["mean"],
+        "per_class_f1": s.per_class_f1,
+    }
+
+
+def test_demo_records_match_the_stored_expected_values(demo_run):
+    """A refactor that changes a number of the small demo fails here (regenerate on purpose)."""
+    _, results, _ = demo_run
+    expected = json.loads(EXPECTED.read_text())
+    got = {
+        "data": {sp: d.n_kept for sp, d in results.data.items()},
+        "forest": {k: _scores(r.scores) for k, r in results.forest.items()},
+        "sequence": {k: _scores(r.scores) for k, r in results.sequence.scores.items()},
+        "paired": {k: d.mean for k, d in results.sequence.paired.items()},
+        "importance": {row["family"]: row["mean"] for row in results.importance["human"].table},
+    }
+    flat_got, flat_expected = _flatten(got), _flatten({k: expected[k] for k in got})
+    assert flat_got.keys() == flat_expected.keys()
+    assert flat_got == pytest.approx(flat_expected, abs=TOLERANCE)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -88,8 +88,8 @@ def test_transfer_clones_and_cross_validates_on_human_folds(mouse_small, human_s
 def test_study_learning_curve_and_paired_differences(mouse_small, human_small, tmp_path):
     import json
 
-    from ephys2tx.evaluation.transfer_study import write_study
     from ephys2tx.models.bilstm import BiLSTMClassifier
+    from ephys2tx.study.outputs import write_study
 
     folds = DonorKFold(5, 1).cell_folds(human_small, "label")[:2]
     variants = {

@@ -119,20 +119,20 @@ def train_rf(
     overwrite: Overwrite = False,
 ) -> None:
     """Train the class-balanced random forest on all cells of a species and save it."""
+    from ..models import recipes
     from ..models.bundle import card_for, save_model
-    from ..models.forest import make_forest
     from .calibration import store_trust
 
     check_out_dir(out, overwrite)
     table, label = training_cells(species, labels, exclude_ids, data_dir, mirror, allow_unknown_ids)
     features = usable_features(table)
-    model = make_forest(seed, inputs)
+    model = recipes.forest(seed, inputs)
     with console.status(f"training forest on {len(table)} {species} cells"):
         model.fit(table[features], table[label].to_numpy())
     card = card_for(model, f"rf-{inputs}", species, label, len(table), seed=seed)
     save_model(out, model, card)
     store_trust(
-        out, make_forest(seed, inputs), model, table, label, species, features,
+        out, recipes.forest(seed, inputs), model, table, label, species, features,
         calibrate, seed, data_dir, mirror,
     )  # fmt: skip
     console.print(f"saved {card.kind} model ({len(features)} features) to {out}")

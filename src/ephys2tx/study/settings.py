@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from ..errors import Ephys2txError
 from ..evaluation import LEARNING_CURVE_FRACTIONS
-from ..evaluation.splits import DonorKFold, SeedProtocol, Splitter
+from ..evaluation.splits import DonorKFold, Splitter, protocol_splitter
 
 PRESETS = ("full", "quick", "demo")
 
@@ -82,27 +82,28 @@ class StudySettings:
         return replace(_PRESETS[name], seed=seed, **overrides)
 
     # --- splitters: every model of a species is compared on the same folds ---------------
+    def _splitter(self, protocol: str, species: str, n_splits: int, repeats: dict) -> Splitter:
+        """`repeats[protocol]` repeats of the protocol's folds (grouped K-fold or seeds)."""
+        return protocol_splitter(protocol, species, n_splits, repeats.get(protocol, 1), self.seed)
+
     def forest_splitter(self, protocol: str, species: str) -> Splitter:
         """Folds of the forest runs (and trust, reference): 5 x 3 donor-grouped by default."""
-        if protocol == "grouped":
-            return DonorKFold(self.folds, self.repeats, self.seed)
-        return SeedProtocol(species, self.folds, self.seed_repeats, self.seed)
+        repeats = {"grouped": self.repeats, "seed": self.seed_repeats}
+        return self._splitter(protocol, species, self.folds, repeats)
 
-    def importance_splitter(self) -> DonorKFold:
+    def importance_splitter(self) -> Splitter:
         """One repeat of the grouped folds; the first `importance_folds` are used."""
         return DonorKFold(self.folds, 1, self.seed)
 
     def network_splitter(self, protocol: str, species: str) -> Splitter:
         """Folds of the BiLSTM runs."""
-        if protocol == "grouped":
-            return DonorKFold(self.network_folds, self.network_repeats, self.seed)
-        return SeedProtocol(species, self.network_folds, self.network_seed_repeats, self.seed)
+        repeats = {"grouped": self.network_repeats, "seed": self.network_seed_repeats}
+        return self._splitter(protocol, species, self.network_folds, repeats)
 
     def transfer_splitter(self, protocol: str) -> Splitter:
         """Human folds of the transfer study."""
-        if protocol == "grouped":
-            return DonorKFold(self.network_folds, self.transfer_repeats, self.seed)
-        return SeedProtocol("human", self.network_folds, self.network_seed_repeats, self.seed)
+        repeats = {"grouped": self.transfer_repeats, "seed": self.network_seed_repeats}
+        return self._splitter(protocol, "human", self.network_folds, repeats)
 
 
 _PRESETS = {
