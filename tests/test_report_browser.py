@@ -187,15 +187,21 @@ def check_report(browser: Path, out: Path, workdir: Path, screenshot_name: str) 
 
 
 # --- a small report made here ------------------------------------------------------------
-def _metrics(labels: list[str], counts: list[list[int]], f1: float) -> dict:
-    return {
-        "protocol": "grouped",
-        "n_cells": int(sum(map(sum, counts))),
-        "macro_f1": {"mean": f1, "sd": 0.0456, "ci95": [f1 - 0.05, f1 + 0.05], "n": 5},
-        "accuracy": {"mean": f1 + 0.0123, "sd": 0.0311},
-        "per_class_f1": dict.fromkeys(labels, f1),
-        "confusion_matrix": {"labels": labels, "counts": counts},
-    }
+def _scores(labels: list[str], counts: list[list[int]], f1: float):
+    from ephys2tx.report.results import Scores
+
+    return Scores(
+        model="rf-raw",
+        species="human",
+        label="label",
+        protocol="grouped",
+        n_cells=int(sum(map(sum, counts))),
+        n_folds=5,
+        n_repeats=1,
+        macro_f1={"mean": f1, "sd": 0.0456, "ci95": [f1 - 0.05, f1 + 0.05], "n": 5},
+        accuracy={"mean": f1 + 0.0123, "sd": 0.0311},
+        per_class_f1=dict.fromkeys(labels, f1),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -203,19 +209,30 @@ def small_report(tmp_path_factory) -> Path:
     import numpy as np
     import pandas as pd
 
-    from ephys2tx.report.figures import confusion_matrix_png, embedding_png, family_importance_png
+    from ephys2tx.report import results as r
+    from ephys2tx.report.figures import (
+        accuracy_called_png,
+        confusion_matrix_png,
+        embedding_png,
+        family_importance_png,
+        reliability_png,
+    )
     from ephys2tx.report.html import write_report
 
     out = tmp_path_factory.mktemp("report")
     figures = out / "figures"
     labels = ["Lamp5", "Pvalb", "Sst", "Vip"]
     counts = [[5, 1, 0, 0], [0, 6, 1, 0], [1, 0, 4, 1], [0, 0, 1, 7]]
-    forest = {
-        "rf_human_label_raw_grouped": _metrics(labels, counts, 0.71234),
-        "rf_mouse_label5_raw_grouped": _metrics(labels, counts, 0.80456),
-    }
-    for key, m in forest.items():
-        m["figure"] = confusion_matrix_png(m, figures / f"confusion_{key}.png", key).name
+    forest = []
+    for species, label, f1 in (("human", "label", 0.71234), ("mouse", "label5", 0.80456)):
+        run = r.ForestRun(species, label, "raw", "grouped", _scores(labels, counts, f1), None)
+        metrics = {
+            "macro_f1": run.scores.macro_f1,
+            "confusion_matrix": {"labels": labels, "counts": counts},
+        }
+        png = confusion_matrix_png(metrics, figures / f"confusion_{run.key}.png", run.key)
+        run.figure = r.Figure(png.name, run.title)
+        forest.append(run)
     rng = np.random.default_rng(0)
     coords = pd.DataFrame(
         {"x": rng.normal(size=40), "y": rng.normal(size=40), "label": np.repeat(labels, 10)}
@@ -223,58 +240,87 @@ def small_report(tmp_path_factory) -> Path:
     importance = pd.DataFrame(
         {"family": ["subthreshold", "ap_rheo"], "mean": [0.12, 0.05], "sd": [0.01, 0.02]}
     )
-    results = {
-        "ephys2tx_version": "test",
-        "quick": True,
-        "data": {
-            "human": {
-                "n_input": 60,
-                "dropped": {"no transcriptomic type": 20},
-                "n_kept": 40,
-                "n_donors": 6,
-                "n_features": 80,
-                "labels": {"Lamp5": 10, "Pvalb": 10, "Sst": 10, "Vip": 10},
-            }
-        },
-        "embedding": {
-            "human": {
-                "silhouette": {"Lamp5": 0.1234, "Pvalb": -0.0567, "all": 0.0611},
-                "n_cells": 40,
-                "figure": embedding_png(coords, figures / "umap_human.png", "umap").name,
-            }
-        },
-        "forest": forest,
-        "forest_importance": {
-            "human": {"figure": family_importance_png(importance, figures / "imp.png", "imp").name}
-        },
-        "sequence": {
-            "scores": {"bilstm_human": {**_metrics(labels, counts, 0.65432), "title": "BiLSTM"}},
-            "paired": {"transfer − bilstm_human": {"mean": -0.0217, "ci95": [-0.1, 0.05], "n": 5}},
-        },
-    }
-    from ephys2tx.report.figures import accuracy_called_png, reliability_png
-
     bins = pd.DataFrame({"confidence": [0.35, 0.55, 0.85], "accuracy": [0.4, 0.6, 0.9]})
     curve = pd.DataFrame({"share_called": [0.5, 1.0], "accuracy": [0.95, 0.84]})
-    results["trust"] = {
-        "human_label": {
-            "title": "forest, human 4-class",
-            "alpha": 0.1,
-            "coverage": 0.90123,
-            "coverage_per_class": dict.fromkeys(labels, 0.9),
-            "mean_set_size": 1.8765,
-            "share_confident": 0.2612,
-            "confident_accuracy": 0.9345,
-            "ece": 0.0549,
-            "ece_unscaled": 0.1853,
-            "figures": [
-                [reliability_png({"rf": bins}, figures / "rel.png").name, "reliability"],
-                [accuracy_called_png({"rf": curve}, figures / "acc.png").name, "called"],
-            ],
-        }
-    }
-    (out / "results.json").write_text(json.dumps(results))
-    write_report(results, out, synthetic=True)
+    paired = r.PairedDifference(
+        "transfer", "bilstm_human", 1.0, "grouped", -0.0217, [-0.1, 0.05], 5, 2
+    )
+    results = r.StudyResults(
+        ephys2tx_version="test",
+        preset="quick",
+        synthetic=True,
+        data={
+            "human": r.SpeciesData(
+                species="human",
+                n_input=60,
+                dropped={"no transcriptomic type": 20},
+                n_kept=40,
+                n_donors=6,
+                n_features=80,
+                labels={"Lamp5": 10, "Pvalb": 10, "Sst": 10, "Vip": 10},
+                labels5={},
+            )
+        },
+        embedding={
+            "human": r.Embedding(
+                species="human",
+                silhouette={"Lamp5": 0.1234, "Pvalb": -0.0567, "all": 0.0611},
+                families={},
+                n_cells=40,
+                n_dropped_incomplete=0,
+                figure=r.Figure(
+                    embedding_png(coords, figures / "umap_human.png", "umap").name, "umap"
+                ),
+            )
+        },
+        forest=r.keyed(forest),
+        importance={
+            "human": r.Importance(
+                "human",
+                importance.to_dict(orient="records"),
+                r.Figure(family_importance_png(importance, figures / "imp.png", "imp").name, "imp"),
+            )
+        },
+        sequence=r.SequenceSection(
+            scores={
+                "bilstm_human": r.NetworkRun(
+                    "bilstm_human", "BiLSTM", _scores(labels, counts, 0.65432)
+                )
+            },
+            paired=r.keyed([paired]),
+            figures=[],
+            learning_curve=[],
+            notes=[],
+        ),
+        trust={
+            "human_label": r.TrustRun(
+                species="human",
+                label="label",
+                title="forest, human 4-class",
+                alpha=0.1,
+                coverage=0.90123,
+                coverage_per_class=dict.fromkeys(labels, 0.9),
+                mean_set_size=1.8765,
+                share_confident=0.2612,
+                confident_accuracy=0.9345,
+                ece=0.0549,
+                ece_unscaled=0.1853,
+                n_folds=5,
+                n_repeats=1,
+                figures=[
+                    r.Figure(
+                        reliability_png({"rf": bins}, figures / "rel.png").name, "reliability"
+                    ),
+                    r.Figure(
+                        accuracy_called_png({"rf": curve}, figures / "acc.png").name, "called"
+                    ),
+                ],
+            )
+        },
+        timings=[r.StepTiming("data", 1.5, False), r.StepTiming("rf_human", 12.25, True)],
+    )
+    r.write_results(results, out / "results.json")
+    write_report(results, out)
     return out
 
 
@@ -288,8 +334,9 @@ def test_report_in_headless_chromium(small_report, tmp_path):
     assert {"data", "embedding", "forest", "sequence"} <= sections
     assert all(t["rows"] >= 2 for t in probe["tables"])  # a header row and data
     keys = {n["key"] for n in probe["numbers"]}
-    assert "forest.rf_human_label_raw_grouped.macro_f1.mean" in keys
-    assert "sequence.paired.transfer − bilstm_human.mean" in keys
+    assert "forest.rf_human_label_raw_grouped.scores.macro_f1.mean" in keys
+    assert "sequence.paired.transfer − bilstm_human @ 100%.mean" in keys
+    assert "Time per step" in (small_report / "report.html").read_text()
     assert probe["synthetic_banners"] >= len(probe["sections"])  # SYNTHETIC on every section
 
 
