@@ -70,8 +70,8 @@ Protocol = Annotated[
         "--protocol", help="grouped (donor-grouped K-fold) or seed (the reference study's)."
     ),
 ]
-Repeats = Annotated[int, typer.Option("--repeats", help="Repeats of the fold split.")]
-Folds = Annotated[int, typer.Option("--folds", help="Number of folds.")]
+Repeats = Annotated[int, typer.Option("--repeats", min=1, help="Repeats of the fold split.")]
+Folds = Annotated[int, typer.Option("--folds", min=2, help="Number of folds.")]
 Jobs = Annotated[
     int,
     typer.Option("--jobs", help="Networks fitted at once, one fold each (-1 = all cores)."),

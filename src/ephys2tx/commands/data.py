@@ -210,11 +210,9 @@ def predict(
 
     `predict --species human|mouse CELLS...` needs no model: it uses the reference model
     (subclass, then t-type), trained from the public tables on first use and cached."""
-    from ..models.conformal import check_alpha
     from ..models.trusted import TrustedModel
     from .reference import is_reference_model, predict_reference, resolve_predict_model
 
-    check_alpha(alpha)
     model_dir, inputs = resolve_predict_model(model_dir, inputs or [], species, data_dir, mirror)
     if is_reference_model(model_dir):
         table = _cells_from_inputs(inputs, features_dir or out.with_name(out.stem + "_features"))
@@ -261,7 +259,10 @@ def predict(
         write_predict_report(report, model_dir, table, predictions, alpha)
         console.print(f"wrote the per-cell report to {report}")
     if strict and len(predictions) and n_flagged == len(predictions):
-        console.print("[red]error[/] --strict: every cell is flagged")
+        console.print(
+            "error: --strict: every cell is flagged (see the flags column); "
+            "drop --strict to accept flagged calls"
+        )
         raise typer.Exit(1)
 
 
@@ -283,7 +284,6 @@ def evaluate_rf(
     from ..evaluation.run import evaluate
     from ..evaluation.splits import protocol_splitter
     from ..models import recipes
-    from ..models.conformal import check_alpha
     from ..models.forest import INPUTS
     from ..study.outputs import write_evaluation, write_trust
 
@@ -292,7 +292,6 @@ def evaluate_rf(
     chosen = INPUTS if inputs == "both" else (inputs,)
     if any(i not in INPUTS for i in chosen):
         raise Ephys2txError(f"unknown --inputs {inputs!r}; choose raw, spca or both")
-    check_alpha(alpha)
     nested = (
         {"alpha": alpha, "other": other_species_cells(species, data_dir, mirror)} if trust else None
     )

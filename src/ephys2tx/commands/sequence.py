@@ -20,6 +20,7 @@ from .common import (
     Jobs,
     Labels,
     Mirror,
+    OutDir,
     Overwrite,
     Protocol,
     Repeats,
@@ -32,9 +33,9 @@ from .common import (
     training_cells,
 )
 
-Out = Annotated[Path, typer.Option("--out", help="Output directory.")]
 Members = Annotated[
-    int, typer.Option("--members", help="Networks averaged, each early-stopped on other donors.")
+    int,
+    typer.Option("--members", min=1, help="Networks averaged, each early-stopped on other donors."),
 ]
 NestedTrust = Annotated[
     bool,
@@ -44,12 +45,41 @@ NestedTrust = Annotated[
         "in each outer fold (refits the networks: 6x the time).",
     ),
 ]
-Method = Annotated[str, typer.Option("--method", help=", ".join(TRANSFER_METHODS) + ".")]
+
+
+def _one_of(method: str, allowed: tuple[str, ...]) -> str:
+    if method not in allowed:
+        raise Ephys2txError(f"unknown --method {method!r}; choose one of: {', '.join(allowed)}")
+    return method
+
+
+def _check_method(method: str) -> str:
+    """--method is a transfer method (checked while the command line is parsed)."""
+    return _one_of(method, TRANSFER_METHODS)
+
+
+def _check_method_or_all(method: str) -> str:
+    """--method is a transfer method or `all`."""
+    return _one_of(method, ("all", *TRANSFER_METHODS))
+
+
+Method = Annotated[
+    str,
+    typer.Option("--method", help=", ".join(TRANSFER_METHODS) + ".", callback=_check_method),
+]
+MethodOrAll = Annotated[
+    str,
+    typer.Option(
+        "--method",
+        help=", ".join(TRANSFER_METHODS) + " or all (compare them).",
+        callback=_check_method_or_all,
+    ),
+]
 
 
 def train_bilstm(
     species: Species,
-    out: Out,
+    out: OutDir,
     labels: Labels = None,
     exclude_ids: ExcludeIds = None,
     members: Members = 3,
@@ -81,7 +111,7 @@ def train_bilstm(
 
 
 def train_transfer(
-    out: Out,
+    out: OutDir,
     method: Method = "finetune",
     exclude_ids: ExcludeIds = None,
     members: Members = 3,
@@ -97,10 +127,6 @@ def train_transfer(
     from ..models.bundle import card_for, save_model
     from .calibration import store_trust
 
-    if method not in TRANSFER_METHODS:
-        raise Ephys2txError(
-            f"unknown --method {method!r}; choose one of: {', '.join(TRANSFER_METHODS)}"
-        )
     check_out_dir(out, overwrite)
     human, label = training_cells("human", "label", data_dir=data_dir, mirror=mirror)
     mouse, _ = training_cells("mouse", "label", data_dir=data_dir, mirror=mirror)
@@ -124,7 +150,7 @@ def train_transfer(
 
 def evaluate_bilstm(
     species: Species,
-    out: Out,
+    out: OutDir,
     labels: Labels = None,
     protocol: Protocol = "grouped",
     repeats: Repeats = 3,
@@ -148,7 +174,7 @@ def evaluate_bilstm(
     table, label = training_cells(species, labels, data_dir=data_dir, mirror=mirror)
     splitter = protocol_splitter(protocol, species, folds, repeats, seed)
     model = recipes.bilstm(recipes.NetworkRecipe(seed=seed, bilstm_members=members))
-    with Progress(transient=True) as bar:
+    with Progress(transient=True, console=console) as bar:
         result, attention = cross_validate_network(model, table, label, splitter, jobs, bar)
     metrics = result.summary(
         model="bilstm",
@@ -170,10 +196,8 @@ def evaluate_bilstm(
 
 
 def evaluate_transfer(
-    out: Out,
-    method: Annotated[
-        str, typer.Option("--method", help=", ".join(TRANSFER_METHODS) + " or all (compare them).")
-    ] = "all",
+    out: OutDir,
+    method: MethodOrAll = "all",
     fractions: Annotated[
         str, typer.Option("--fractions", help="Shares of human training donors, comma-separated.")
     ] = ",".join(f"{f:g}" for f in LEARNING_CURVE_FRACTIONS),
@@ -199,10 +223,6 @@ def evaluate_transfer(
     from ..study.steps import transfer_study
 
     methods = TRANSFER_METHODS if method == "all" else (method,)
-    if any(m not in TRANSFER_METHODS for m in methods):
-        raise Ephys2txError(
-            f"unknown --method {method!r}; choose all or one of: {', '.join(TRANSFER_METHODS)}"
-        )
     try:
         shares = tuple(float(f) for f in fractions.split(","))
     except ValueError as exc:
@@ -249,11 +269,10 @@ def _nested_trust(
     model, table, label, fold_list, species, alpha, jobs, seed, out: Path, data_dir, mirror
 ) -> None:
     from ..evaluation.trust import evaluate_trust
-    from ..models.conformal import check_alpha
     from ..study.outputs import write_trust
 
     evaluation = evaluate_trust(
-        model, table, label, fold_list, species, None, check_alpha(alpha),
+        model, table, label, fold_list, species, None, alpha,
         other_species_cells(species, data_dir, mirror), seed=seed, n_jobs=jobs,
     )  # fmt: skip
     print_trust(write_trust(out, evaluation, f"{species} {type(model).__name__}"), out)
