@@ -40,8 +40,6 @@ def embed_cells(
     spca: FamilySPCA | None = None,
 ) -> Embedding:
     """sPCA per family, keep well-covered families and complete cells, then UMAP to 2-D."""
-    import umap  # slow to import; only needed here
-
     spca = spca or FamilySPCA()
     components = spca.fit(cells[features]).transform(cells[features])
     family = components.columns.str.split(":").str[0]
@@ -52,8 +50,7 @@ def embed_cells(
     X = space.to_numpy()[complete]
     y = cells[label].to_numpy()[complete]
     silhouette = silhouette_samples(X, y)
-    reducer = umap.UMAP(n_neighbors=25, min_dist=0.3, random_state=seed, n_jobs=1)
-    xy = reducer.fit_transform(X)
+    xy = umap_2d(X, seed)
     coords = pd.DataFrame(
         {
             "specimen_id": cells["specimen_id"].to_numpy()[complete],
@@ -65,3 +62,48 @@ def embed_cells(
     per_class = {str(c): float(np.mean(silhouette[y == c])) for c in sorted(np.unique(y))}
     per_class["all"] = float(np.mean(silhouette))
     return Embedding(coords, per_class, used, int((~complete).sum()))
+
+
+def umap_2d(X: np.ndarray, seed: int = 0, n_neighbors: int = 25) -> np.ndarray:
+    """2-D UMAP (25 neighbours, min_dist 0.3) of the rows of X, Euclidean distances.
+
+    The neighbours are found beforehand from distances computed in one compiled loop
+    (`umap_distances`): the same neighbours and distances UMAP finds below 4,096 rows,
+    without its 8 million Python calls of the metric on the mouse cells.
+    """
+    umap = _cached_umap()
+    from .umap_distances import euclidean_matrix
+
+    data = np.ascontiguousarray(X, dtype=np.float32)  # UMAP computes on float32 input
+    knn = (None, None, None)  # UMAP's own search
+    if n_neighbors < len(data) < 4096:  # UMAP's exact (all-pairs) case
+        indices, distances, _ = umap.umap_.nearest_neighbors(
+            euclidean_matrix(data), n_neighbors, "precomputed", {}, False, None
+        )
+        knn = (indices, distances)
+    reducer = umap.UMAP(
+        n_neighbors=n_neighbors, min_dist=0.3, random_state=seed, n_jobs=1, precomputed_knn=knn
+    )
+    return reducer.fit_transform(data)
+
+
+_UMAP_CACHING = []
+
+
+def _cached_umap():
+    """umap with every compiled function cached on disk (numba `cache=True`), as
+    pynndescent's already are: otherwise each process compiles umap's layout and graph
+    functions anew (about 10 s of CPU). A fresh environment still compiles once."""
+    import umap  # slow to import; only needed here
+    import umap.layouts
+    import umap.umap_
+    import umap.utils
+    from numba.core.dispatcher import Dispatcher
+
+    if not _UMAP_CACHING:
+        for module in (umap.umap_, umap.layouts, umap.utils):
+            for obj in vars(module).values():
+                if isinstance(obj, Dispatcher):
+                    obj.enable_caching()
+        _UMAP_CACHING.append(True)
+    return umap
