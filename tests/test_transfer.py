@@ -135,3 +135,33 @@ def test_folds_in_parallel_give_the_same_predictions_and_attention(mouse_small, 
     pd.testing.assert_frame_equal(serial.predictions, parallel.predictions)
     pd.testing.assert_frame_equal(att_serial, att_parallel)
     assert len(att_serial) == sum(len(f.test) for f in folds)
+
+
+def test_pretraining_is_stored_once_and_gives_the_same_numbers(
+    mouse_small, human_small, monkeypatch
+):
+    from ephys2tx.models import transfer
+
+    calls = []
+    real = TransferClassifier._pretrain
+
+    def counted(self, *args):
+        calls.append(1)
+        return real(self, *args)
+
+    monkeypatch.setattr(TransferClassifier, "_pretrain", counted)
+    y = human_small["label"].to_numpy()
+    params = dict(method="finetune", random_state=7, **TINY)  # a key no other test stores
+
+    def fit(**extra):
+        transfer._PRETRAINED.clear()  # as in a new process: only the stored network is left
+        model = TransferClassifier(source=mouse_small, **params, **extra).fit(human_small, y)
+        return model.predict_proba(human_small)
+
+    first = fit()
+    second = fit()
+    assert calls == [1]  # the second fit read the stored network
+    np.testing.assert_array_equal(first, second)
+    third = fit(pretrain_cache=False)  # pretrained again: the same network, the same numbers
+    assert calls == [1, 1]
+    np.testing.assert_array_equal(first, third)

@@ -27,13 +27,19 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import os
+import pickle
 from collections import OrderedDict
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from .. import __version__
+from ..datasets.fetch import resolve_data_dir
 from ..errors import Ephys2txError
 from . import TRANSFER_METHODS
 from .bilstm import (
@@ -53,6 +59,12 @@ from .family_tensors import FamilyLayout, FamilyTensors, Standardizer, to_tensor
 METHODS = (*TRANSFER_METHODS, "source_only")
 TWO_SPECIES = ("joint", "align", "adversarial")  # methods that train on both species at once
 _PRETRAINED: OrderedDict[str, tuple[dict, Standardizer]] = OrderedDict()  # per-process cache
+PRETRAINED_FOLDER = "pretrained-networks"  # in the data directory, beside the reference models
+# The code a pretrained network depends on: a change to it invalidates the stored networks.
+_CODE_DIGEST = hashlib.sha256(
+    b"".join((Path(__file__).parent / f).read_bytes() for f in ("bilstm.py", "family_tensors.py"))
+    + Path(__file__).read_bytes()
+).hexdigest()
 
 
 def coral_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -94,7 +106,8 @@ class TransferClassifier(BiLSTMClassifier):
     `head_epochs` bounds the head-only stage, `pretrain_batch_size` the mouse pretraining;
     `anchor` > 0 adds an L2-SP penalty towards the pretrained weights when fine-tuning;
     `adversarial_weight` weighs the domain loss; `source_init` starts two-species
-    training from the mouse-pretrained network.
+    training from the mouse-pretrained network; `pretrain_cache` keeps the pretrained
+    network on disk (see `stored_pretraining`): same numbers, pretrained once.
     """
 
     def __init__(
@@ -109,6 +122,7 @@ class TransferClassifier(BiLSTMClassifier):
         anchor: float = 0.0,
         adversarial_weight: float = 0.3,
         source_init: bool = False,
+        pretrain_cache: bool = True,
         width: int = 32,
         hidden: int = 32,
         dropout: float = 0.3,
@@ -154,6 +168,7 @@ class TransferClassifier(BiLSTMClassifier):
         self.anchor = anchor
         self.adversarial_weight = adversarial_weight
         self.source_init = source_init
+        self.pretrain_cache = pretrain_cache
 
     # -- source side -------------------------------------------------------------------
     def _source_table(self) -> tuple[pd.DataFrame, np.ndarray]:
@@ -190,23 +205,32 @@ class TransferClassifier(BiLSTMClassifier):
         keys = ("width", "hidden", "dropout", "lr", "weight_decay", "max_epochs", "patience")
         keys += ("feature_dropout", "validation_fraction", "scaling", "random_state")
         digest.update(repr([getattr(self, k) for k in keys] + [self.pretrain_batch_size]).encode())
+        digest.update(f"{_CODE_DIGEST} {__version__} {torch.__version__} {self.n_threads}".encode())
         return digest.hexdigest()
 
+    def _pretrain(self, table: pd.DataFrame, codes: np.ndarray) -> tuple[dict, Standardizer]:
+        std = Standardizer(self.scaling).fit(self.layout_.matrix(table))
+        data = to_tensors(table, self.layout_, std)
+        train, val = inner_splits(
+            codes, self._source_groups(table), self.validation_fraction, 1, self.random_state
+        )[0]
+        recipe = dataclasses.replace(self.recipe, batch_size=self.pretrain_batch_size)
+        with torch_determinism(self.random_state, self.n_threads):
+            net = self._new_net([len(self.classes_)])
+            rng = np.random.default_rng(self.random_state)
+            self._fit_supervised(net, data, codes, train, val, rng, 0, recipe)
+        return copy.deepcopy(net.state_dict()), std
+
     def _pretrained(self, table: pd.DataFrame, codes: np.ndarray) -> FamilyAttentionNet:
-        """The mouse-pretrained network; cached per process because it never sees human."""
+        """The mouse-pretrained network. It never sees human cells, so every fold, share of
+        donors and step reuses it: kept per process and, with `pretrain_cache`, on disk
+        (the data directory), where parallel fold workers and later runs find it."""
         key = self._pretrain_key(table, codes)
         if key not in _PRETRAINED:
-            std = Standardizer(self.scaling).fit(self.layout_.matrix(table))
-            data = to_tensors(table, self.layout_, std)
-            train, val = inner_splits(
-                codes, self._source_groups(table), self.validation_fraction, 1, self.random_state
-            )[0]
-            recipe = dataclasses.replace(self.recipe, batch_size=self.pretrain_batch_size)
-            with torch_determinism(self.random_state, self.n_threads):
-                net = self._new_net([len(self.classes_)])
-                rng = np.random.default_rng(self.random_state)
-                self._fit_supervised(net, data, codes, train, val, rng, 0, recipe)
-            _PRETRAINED[key] = (copy.deepcopy(net.state_dict()), std)
+            if self.pretrain_cache:
+                _PRETRAINED[key] = stored_pretraining(key, lambda: self._pretrain(table, codes))
+            else:
+                _PRETRAINED[key] = self._pretrain(table, codes)
             while len(_PRETRAINED) > 4:
                 _PRETRAINED.popitem(last=False)
         state, std = _PRETRAINED[key]
@@ -361,6 +385,51 @@ class TransferClassifier(BiLSTMClassifier):
 
     def _forward(self, data: FamilyTensors, head: int | None = None):
         return super()._forward(data, self.head_ if head is None else head)
+
+
+def stored_pretraining(key: str, pretrain) -> tuple[dict, Standardizer]:
+    """`pretrain()`'s result stored under `key` in the data directory: computed by the first
+    process that asks (others wait for it rather than pretrain the same network again),
+    read back by every later one. The key covers the mouse cells, the settings and the
+    code, so a stored network is exactly the one `pretrain()` would give."""
+    folder = resolve_data_dir() / PRETRAINED_FOLDER
+    path = folder / f"{key[:32]}.pkl"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:  # no writable data directory: pretrain here, as without the cache
+        return pretrain()
+    with _locked(folder / f"{key[:32]}.lock"):
+        if path.is_file():
+            try:
+                with open(path, "rb") as handle:
+                    return pickle.load(handle)
+            except (OSError, EOFError, pickle.UnpicklingError):
+                pass  # damaged: pretrain again and replace it
+        result = pretrain()
+        tmp = path.with_suffix(f".{os.getpid()}.part")
+        try:
+            with open(tmp, "wb") as handle:
+                pickle.dump(result, handle)
+            tmp.replace(path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+        return result
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive lock on `path` across processes (none where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock, at worst a network is pretrained twice
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _two_headed(state: dict) -> dict:
