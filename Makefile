@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	# compile UMAP's numba functions into their disk cache once (~20 s of CPU), not in a first run
+	$(BIN)/python -c "from ephys2tx.representations.embedding import compile_umap; compile_umap()"
 	touch $(STAMP)
 
 install: $(STAMP)

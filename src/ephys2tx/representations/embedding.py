@@ -107,3 +107,9 @@ def _cached_umap():
                     obj.enable_caching()
         _UMAP_CACHING.append(True)
     return umap
+
+
+def compile_umap() -> None:
+    """Compile the numba functions of an embedding once, on a small random sample, into
+    numba's disk cache (`make install` runs this, so a first `reproduce` need not)."""
+    umap_2d(np.random.default_rng(0).normal(size=(60, 4)), n_neighbors=10)
