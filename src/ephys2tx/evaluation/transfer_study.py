@@ -16,7 +16,7 @@ import pandas as pd
 from rich.progress import Progress
 
 from . import LEARNING_CURVE_FRACTIONS
-from .crossval import CVResult, cross_validate
+from .crossval import CVResult, CVTask, cross_validate, cross_validate_many
 from .metrics import mean_ci, paired_difference
 from .splits import Fold, subsample_groups
 
@@ -39,6 +39,15 @@ def cross_validate_attention(
     n_jobs: int = 1,
 ) -> tuple[CVResult, pd.DataFrame | None]:
     """`cross_validate` that also keeps out-of-fold attention weights when the model has them."""
+    result = cross_validate(
+        estimator, cells, label, folds, features, train_subset, progress,
+        description="folds", on_fold=_attention_hook(cells, label), n_jobs=n_jobs,
+    )  # fmt: skip
+    return result, _attention_table(result)
+
+
+def _attention_hook(cells: pd.DataFrame, label: str):
+    """`on_fold` that returns a fitted model's attention weights on the test cells."""
     true, ids = cells[label].to_numpy(), cells["specimen_id"].to_numpy()
 
     def attention(model, fold: Fold, X_test: pd.DataFrame) -> pd.DataFrame | None:
@@ -51,12 +60,12 @@ def cross_validate_attention(
         att.insert(0, "specimen_id", ids[fold.test])
         return att
 
-    result = cross_validate(
-        estimator, cells, label, folds, features, train_subset, progress,
-        description="folds", on_fold=attention, n_jobs=n_jobs,
-    )  # fmt: skip
+    return attention
+
+
+def _attention_table(result: CVResult) -> pd.DataFrame | None:
     kept = [a for a in result.fold_outputs if a is not None]
-    return result, (pd.concat(kept, ignore_index=True) if kept else None)
+    return pd.concat(kept, ignore_index=True) if kept else None
 
 
 def attention_by_class(attention: pd.DataFrame) -> pd.DataFrame:
@@ -128,32 +137,45 @@ def run_transfer_study(
     """Cross-validate every variant at every fraction of training donors on `folds`.
 
     `features[variant]` picks columns for a variant (the forests); the networks get the
-    whole table and read their families and the `donor` column themselves. `n_jobs` folds
-    of a network are fitted at once (forests already use every core).
+    whole table and read their families and the `donor` column themselves. `n_jobs`
+    network fits run at once (forests already use every core). `on_result` is called per
+    (variant, share) once all are fitted.
     """
     features = features or {}
     groups = human["donor"].astype(str).to_numpy()
-    study = StudyResult()
+    hook = _attention_hook(human, label)
+
+    def subset(fraction: float) -> Callable[[Fold], np.ndarray] | None:
+        if fraction >= 1.0:
+            return None
+        return lambda fold: subsample_groups(fold.train, groups, fraction, subset_seed(fold, seed))
+
+    def task(name: str, fraction: float) -> CVTask:
+        return CVTask(
+            variants[name], human, label, folds, features.get(name), subset(fraction), hook
+        )
+
+    runs = [(name, fraction) for fraction in fractions for name in variants]
+    # the variants given a feature list are the forests: their trees use every core, so
+    # they run one fold at a time; every network fit of every share goes to one pool of
+    # n_jobs workers, largest shares first, so no worker waits at the end of a share
+    networks = sorted((r for r in runs if r[0] not in features), key=lambda r: -r[1])
+    done: dict[tuple[str, float], CVResult] = {}
     with Progress(disable=not progress, transient=True) as bar:
-        overall = bar.add_task("transfer study", total=len(variants) * len(fractions))
-        for fraction in fractions:
-            subset = None
-            if fraction < 1.0:
-
-                def subset(fold: Fold, fraction=fraction) -> np.ndarray:
-                    return subsample_groups(fold.train, groups, fraction, subset_seed(fold, seed))
-
-            for name, estimator in variants.items():
-                bar.update(overall, description=f"{name} @ {fraction:.0%}")
-                # the variants given a feature list are the forests: their trees use every core
-                jobs = 1 if name in features else n_jobs
-                result, att = cross_validate_attention(
-                    estimator, human, label, folds, features.get(name), subset, bar, jobs
-                )
-                study.results[(name, fraction)] = result
-                if att is not None and fraction == 1.0:
-                    study.attention[name] = att
-                if on_result is not None:
-                    on_result(name, fraction, result)
-                bar.advance(overall)
+        for run in (r for r in runs if r[0] in features):
+            done[run] = cross_validate_many([task(*run)], bar, f"{run[0]} @ {run[1]:.0%}")[0]
+        if networks:
+            fitted = cross_validate_many(
+                [task(*run) for run in networks], bar, "networks", n_jobs=n_jobs
+            )
+            done.update(zip(networks, fitted, strict=True))
+    study = StudyResult()
+    for name, fraction in runs:  # in the order of shares, then variants, as always
+        result = done[(name, fraction)]
+        study.results[(name, fraction)] = result
+        att = _attention_table(result)
+        if att is not None and fraction == 1.0:
+            study.attention[name] = att
+        if on_result is not None:
+            on_result(name, fraction, result)
     return study
