@@ -30,7 +30,10 @@ import shutil
 import time
 import warnings
 from collections import defaultdict
+from contextlib import nullcontext
 from pathlib import Path
+
+from threadpoolctl import threadpool_limits
 
 from ephys2tx import reference, reproduce
 from ephys2tx.evaluation import crossval, folds, run
@@ -77,6 +80,7 @@ class Recorder:
         row["seconds"] = round(time.perf_counter() - start, 1)
         row["cpu"] = round(time.process_time() - cpu, 1)  # this process only, not workers
         self.rows.append(self.summarize(row))
+        print(line(self.rows[-1]), flush=True)  # as it comes: a long run may be cut short
         self.step = None
         return result
 
@@ -95,8 +99,11 @@ class Recorder:
         def timed(estimator, X, y, train, fold, on_fold):
             if (fold.repeat, fold.fold) == self.first:
                 self.calls += 1  # a new cross-validation starts at the first fold
+            parallel = type(estimator).__name__ in PARALLEL_MODELS
             start, cpu = time.perf_counter(), time.process_time()
-            out = fit(estimator, X, y, train, fold, on_fold)
+            # as in reproduce's worker processes: one BLAS/OpenMP thread per fit
+            with threadpool_limits(1) if parallel else nullcontext():
+                out = fit(estimator, X, y, train, fold, on_fold)
             seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             self.fits.append((self.calls, type(estimator).__name__, seconds, cpu))
             return out
@@ -140,6 +147,20 @@ class Recorder:
         }
 
 
+HEAD = (
+    f"{'step':30} {'how':14} {'fits':>4} {'s/fit':>6} {'seconds':>7} {'cpu':>7}"
+    f" {'est.':>7} {'wall':>7} {'est.cpu':>7}  load before"
+)
+
+
+def line(r: dict) -> str:
+    return (
+        f"{r['step']:30} {r['how']:14} {r['n_fits']:4d} {r.get('per_fit', float('nan')):6.2f}"
+        f" {r['seconds']:7.1f} {r['cpu']:7.1f} {r['estimate']:7.1f} {r['wall']:7.1f}"
+        f" {r['cpu_estimate']:7.1f}  {r['load_before']}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", default="", help="steps run in full ('all': every step)")
@@ -173,6 +194,7 @@ def main() -> None:
     shutil.rmtree(args.out / "steps", ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
 
+    print(HEAD, flush=True)
     start = time.perf_counter()
     reproduce.reproduce(args.out, quick=args.quick, n_jobs=recorder.jobs)
     total = time.perf_counter() - start
@@ -184,14 +206,9 @@ def main() -> None:
         print(f"no such step: {', '.join(sorted(unknown))}; --list shows them")
     rows = recorder.rows
     print(f"\n{'quick' if args.quick else 'full'} preset, --jobs {recorder.jobs}, {machine()}")
-    head = f"{'step':30} {'how':14} {'fits':>4} {'s/fit':>6} {'seconds':>7} {'cpu':>7}"
-    print(head + f" {'est.':>7} {'wall':>7} {'est.cpu':>7}  load before")
+    print(HEAD)
     for r in rows:
-        print(
-            f"{r['step']:30} {r['how']:14} {r['n_fits']:4d} {r.get('per_fit', float('nan')):6.2f}"
-            f" {r['seconds']:7.1f} {r['cpu']:7.1f} {r['estimate']:7.1f} {r['wall']:7.1f}"
-            f" {r['cpu_estimate']:7.1f}  {r['load_before']}"
-        )
+        print(line(r))
     wall = sum(r["wall"] for r in rows)
     cpu = sum(r["cpu_estimate"] for r in rows)
     print(f"{'total':30} {'':14} {'':4} {'':6} {total:7.1f} {'':7} {'':7} {wall:7.1f} {cpu:7.1f}")
