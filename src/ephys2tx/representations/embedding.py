@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,7 +85,9 @@ def umap_2d(X: np.ndarray, seed: int = 0, n_neighbors: int = 25) -> np.ndarray:
     reducer = umap.UMAP(
         n_neighbors=n_neighbors, min_dist=0.3, random_state=seed, n_jobs=1, precomputed_knn=knn
     )
-    return reducer.fit_transform(data)
+    with warnings.catch_warnings():  # "no NNDescent index: transform unavailable" (not used)
+        warnings.filterwarnings("ignore", "precomputed_knn", UserWarning)
+        return reducer.fit_transform(data)
 
 
 _UMAP_CACHING = []
