@@ -97,6 +97,15 @@ def test_study_learning_curve_and_paired_differences(mouse_small, human_small, t
         "transfer_finetune": TransferClassifier(source=mouse_small, **TINY),
     }
     study = run_transfer_study(human_small, variants, folds, (0.5, 1.0), progress=False)
+    # every network fit of every share in one pool of 2 workers: the same results, same order
+    pooled = run_transfer_study(human_small, variants, folds, (0.5, 1.0), progress=False, n_jobs=2)
+    assert (
+        list(pooled.results)
+        == list(study.results)
+        == [(name, share) for share in (0.5, 1.0) for name in variants]
+    )
+    for key, result in study.results.items():
+        pd.testing.assert_frame_equal(result.predictions, pooled.results[key].predictions)
     curve = study.learning_curve()
     assert len(curve) == 4 and curve["n"].eq(2).all()
     paired = study.paired()
