@@ -35,18 +35,31 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from ephys2tx import reference, reproduce
-from ephys2tx.evaluation import crossval, folds, run
+from ephys2tx.evaluation import crossval, splits
+from ephys2tx.study import cache, steps
+from ephys2tx.study import run as study_run
 
 warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*")
 PARALLEL_MODELS = ("BiLSTMClassifier", "TransferClassifier", "HierarchicalClassifier")
 
 
-class Skipped(dict):
-    """The result of a step that was not run: empty, and empty at every key."""
+class Skipped:
+    """The result of a step that was not run: empty, and empty in every part."""
 
-    def __missing__(self, key):
+    def __getattr__(self, name):
         return Skipped()
+
+    def __getitem__(self, key):
+        return Skipped()
+
+    def __call__(self, *args, **kwargs):
+        return Skipped()
+
+    def __iter__(self):
+        return iter(())
+
+    def __bool__(self) -> bool:
+        return False
 
 
 def machine() -> str:
@@ -67,7 +80,7 @@ class Recorder:
         self.calls = 0
         self.fits: list[tuple] = []  # (cross-validation, model, seconds, cpu seconds)
 
-    def run(self, cache, name: str, step) -> dict:
+    def run(self, cache, name: str, step, kind=None):
         self.names.append(name)
         if not (self.every or name in self.measure or name in self.model):
             return Skipped()
@@ -85,8 +98,8 @@ class Recorder:
         return result
 
     def folds(self, make):
-        def truncated(*args, **kwargs):
-            made = make(*args, **kwargs)
+        def truncated(splitter, *args, **kwargs):
+            made = make(splitter, *args, **kwargs)
             if self.step not in self.model:
                 return made
             self.planned[self.step] = len(made)
@@ -177,26 +190,26 @@ def main() -> None:
     recorder = Recorder(measure - model, model, max(args.folds, 2), max(args.jobs, 1), every)
 
     # reproduce itself decides the steps; these wrappers only choose, truncate and time them
-    reproduce.StepCache.run = lambda cache, name, step: recorder.run(cache, name, step)
-    init = reproduce.Study.__init__
+    cache.StepCache.run = lambda c, name, step, kind=None: recorder.run(c, name, step, kind)
+    init = steps.Study.__init__
 
     def remember(study, *a, **kw):
         init(study, *a, **kw)
         recorder.study = study
 
-    reproduce.Study.__init__ = remember
-    for module in (folds, run, reference):
-        module.cell_folds = recorder.folds(module.cell_folds)
+    steps.Study.__init__ = remember
+    splits._Splitter.cell_folds = recorder.folds(splits._Splitter.cell_folds)
     crossval._fit_fold = recorder.fit_fold(crossval._fit_fold)
     from ephys2tx.report import html
 
-    html.write_report = lambda results, out: None
+    html.write_report = lambda *a, **kw: None  # skipped steps leave nothing to report
+    study_run.write_results = lambda *a, **kw: None
     shutil.rmtree(args.out / "steps", ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
 
     print(HEAD, flush=True)
     start = time.perf_counter()
-    reproduce.reproduce(args.out, quick=args.quick, n_jobs=recorder.jobs)
+    study_run.reproduce(args.out, quick=args.quick, n_jobs=recorder.jobs)
     total = time.perf_counter() - start
     if args.list:
         print("\n".join(recorder.names))
