@@ -37,17 +37,27 @@ def make_forest(
 
 
 class PooledSpeciesForest(ClassifierMixin, BaseEstimator):
-    """Forest trained on the target cells plus all source-species cells (a transfer baseline)."""
+    """Forest trained on the target cells plus all source-species cells (a transfer baseline);
+    `n_estimators` trees, as `make_forest`."""
 
-    def __init__(self, source: pd.DataFrame | None = None, source_labels=None, seed: int = 0):
+    def __init__(
+        self,
+        source: pd.DataFrame | None = None,
+        source_labels=None,
+        seed: int = 0,
+        n_estimators: int = 500,
+    ):
         self.source = source
         self.source_labels = source_labels
         self.seed = seed
+        self.n_estimators = n_estimators
 
     def fit(self, X: pd.DataFrame, y) -> PooledSpeciesForest:
         pooled = pd.concat([X, self.source.reindex(columns=X.columns)], ignore_index=True)
         labels = list(y) + list(self.source_labels)
-        self.forest_ = clone(make_forest(self.seed)).fit(pooled, labels)
+        self.forest_ = clone(make_forest(self.seed, n_estimators=self.n_estimators)).fit(
+            pooled, labels
+        )
         self.classes_ = self.forest_.classes_
         return self
 
