@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -40,6 +41,12 @@ LIGHT = {
         {"subclass_model": "rf", "t_type_model": "per-subclass", "t_type_estimator": "rf"},
         {"subclass_model": "rf+hgb", "t_type_model": "flat", "t_type_estimator": "rf"},
         {"subclass_model": "leaf-sum", "t_type_model": "flat", "t_type_estimator": "rf"},
+        {
+            "subclass_model": "rf",
+            "t_type_model": "per-subclass",
+            "t_type_estimator": "rf",
+            "subclass_temperature": 0.5,
+        },
     ],
 )
 def test_t_type_distribution_sums_to_the_subclass_distribution(human_cells, settings):
@@ -59,6 +66,16 @@ def test_t_type_distribution_sums_to_the_subclass_distribution(human_cells, sett
     # the model learned something: subclass accuracy well above the 0.25 of chance
     truth = human_cells.loc[~train, "label"].to_numpy()
     assert (levels["subclass"].idxmax(axis=1).to_numpy() == truth).mean() > 0.6
+    if "subclass_temperature" in settings:  # sharper, same top class, same t-type split
+        plain = model.set_params(subclass_temperature=1.0).predict_proba_levels(X[~train])
+        p_sub, p_leaf = plain["subclass"].to_numpy(), plain["t_type"].to_numpy()
+        assert (sub.max(axis=1) >= p_sub.max(axis=1) - 1e-9).all()
+        assert (sub.max(axis=1) > p_sub.max(axis=1) + 0.01).mean() > 0.5
+        assert (sub.argmax(axis=1) == p_sub.argmax(axis=1)).all()
+        owner = [list(tax.subclasses).index(tax.parent[c]) for c in levels["t_type"].columns]
+        kept = p_sub[:, owner] > 1e-9
+        held, plain_held = sub[:, owner], p_sub[:, owner]
+        assert np.allclose(leaf[kept] / held[kept], p_leaf[kept] / plain_held[kept])
 
 
 def test_t_type_set_lies_inside_the_subclass_set():
@@ -106,6 +123,10 @@ def test_cache_is_reused_and_invalidated(light_reference, monkeypatch):
     card = json.loads((first / "model.json").read_text())
     assert card["kind"] == "reference" and set(card["extra"]["conformal"]) == {"subclass", "t_type"}
     assert card["extra"]["taxonomy"]["min_cells"] == 10
+    # the subclass temperature, fitted on the out-of-fold probabilities, is what predict applies
+    temperature = card["extra"]["subclass_recalibration"]["temperature"]
+    model = joblib.load(first / "model.joblib")
+    assert model.subclass_temperature == temperature and abs(temperature - 1) > 0.01
     stamp = (first / "model.joblib").stat().st_mtime_ns
     again = reference.cached_reference("human", say=said.append, n_jobs=1)
     assert again == first and "using the cached" in said[-1]
@@ -229,6 +250,9 @@ def test_evaluate_reference_scores_both_levels_and_reports(light_reference, tmp_
     for figure in brief.figures:
         assert (study.figures / figure.file).stat().st_size > 10_000
     metrics = json.loads((tmp_path / "study" / "reference" / "human" / "metrics.json").read_text())
+    # the subclass temperature, nested in each outer training fold, lowers the ECE
+    assert 0 <= metrics["subclass"]["ece"] < metrics["subclass"]["ece_unscaled"]
+    assert metrics["subclass"]["temperature_median"] != 1.0
     assert {t["t_type"] for t in metrics["per_t_type"]} == set(
         build_taxonomy(study.cells("human"), "human").t_types
     )

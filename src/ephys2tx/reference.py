@@ -39,6 +39,9 @@ from .models.trusted import CALIBRATION_FOLDS, fit_trust_reference, save_trust
 from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
 
 CACHE_FOLDER = "reference-models"
+# Bumped when what a cached model holds changes (2: the subclass temperature), so older
+# caches are retrained rather than reused.
+CACHE_FORMAT = 2
 # The folders of the data directory each species' cell table is built from.
 SPECIES_SOURCES = {"mouse": ("mouse_gouwens2020/",), "human": ("human_lee2023/",)}
 # The settings chosen on seed-100 folds (benchmarks/select_subclass.py for the subclass
@@ -82,6 +85,7 @@ def cache_key(species: str, checksums: dict[str, str], settings: dict | None = N
         "data": checksums,
         "settings": settings if settings is not None else DEFAULT_SETTINGS[species],
         "version": __version__,
+        "format": CACHE_FORMAT,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -128,6 +132,8 @@ def train_reference(
         taxonomy=taxonomy.to_dict(),
         leaves=taxonomy.leaves,
         conformal={level: c.to_dict() for level, c in fit.calibration.items()},
+        # a record of what the model applies (its `subclass_temperature`), for readers
+        subclass_recalibration=fit.temperature.to_dict(),
         data_sha256=data_checksums(species, data_dir, mirror),
     )
     card.classes = list(taxonomy.subclasses)
@@ -221,7 +227,9 @@ def evaluate_reference_model(
     settings = settings if settings is not None else DEFAULT_SETTINGS[species]
     model = HierarchicalClassifier(taxonomy, seed=seed, n_jobs=1, **settings)
     folds = cell_folds(cells, label, species, "grouped", n_folds, n_repeats, seed)
-    result = evaluate_reference(model, cells, label, folds, features, taxonomy, alpha, n_jobs)
+    result = evaluate_reference(
+        model, cells, label, folds, features, taxonomy, alpha, n_jobs, seed=seed
+    )
     result.metrics.update(
         species=species, label=label, seed=seed, n_folds=n_folds, n_repeats=n_repeats,
         n_cells=len(cells), n_donors=int(cells["donor"].nunique()), settings=settings,

@@ -9,18 +9,30 @@ Macro-F1 averages over the t-types present in each fold's test cells.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from ..datasets.taxonomy import LEVELS, Taxonomy
+from ..models.calibration import Temperature
 from ..models.conformal import MondrianConformal
 from ..models.mapping import level_alpha, nest_sets
-from ..models.reference import hierarchical_argmax, model_inputs, sum_to_subclass
+from ..models.reference import (
+    hierarchical_argmax,
+    model_inputs,
+    subclass_out_of_fold,
+    sum_to_subclass,
+)
 from .crossval import cross_validate
 from .metrics import mean_ci
-from .splits import Fold
+from .splits import Fold, donor_kfold
+from .trust import expected_calibration_error
+
+# Inner donor-grouped folds of the subclass temperature nested in each outer training fold
+# (as `train reference` calibrates: models.trusted.CALIBRATION_FOLDS).
+INNER_FOLDS = 5
 
 
 def fold_level_scores(true_leaf, pred_subclass, pred_leaf, taxonomy: Taxonomy) -> dict:
@@ -123,6 +135,30 @@ def _split_conformal_sets(
     return pd.concat(out)
 
 
+def _nested_temperature(model, fold: Fold, X_test: pd.DataFrame, *, table, features, seed):
+    """In an outer fold: fit the subclass temperature on donor-grouped out-of-fold
+    probabilities of that fold's training cells only, set it on the fitted model (which
+    then predicts the test cells with it), and return the test cells' unscaled top
+    subclass probability."""
+    train = table.iloc[fold.train]
+    cv = donor_kfold(INNER_FOLDS, seed + 1000 * fold.repeat + fold.fold)
+    oof, subclass = subclass_out_of_fold(
+        model, train[features], train["_leaf"].to_numpy(), train["donor"].to_numpy(), cv
+    )
+    temperature = Temperature.fit(oof, subclass, list(model.taxonomy.subclasses))
+    raw = model.predict_proba_levels(X_test)["subclass"].to_numpy().max(axis=1)
+    model.set_params(subclass_temperature=temperature.temperature)
+    return pd.DataFrame(
+        {
+            "specimen_id": table["specimen_id"].to_numpy()[fold.test],
+            "repeat": fold.repeat,
+            "fold": fold.fold,
+            "subclass_p_max_unscaled": raw,
+            "subclass_temperature": temperature.temperature,
+        }
+    )
+
+
 def evaluate_reference(
     estimator,
     cells: pd.DataFrame,
@@ -133,18 +169,28 @@ def evaluate_reference(
     alpha: float = 0.1,
     n_jobs: int = 1,
     progress=True,
+    recalibrate: bool = True,
+    seed: int = 0,
 ) -> ReferenceEvaluation:
     """Cross-validate a hierarchical model on `folds` (leaf labels from the taxonomy) and
-    score both levels, plus conformal coverage and set size per level at `alpha`."""
+    score both levels, plus conformal coverage and set size per level at `alpha` and the
+    subclass ECE. With `recalibrate` the subclass temperature is fitted inside each outer
+    training fold (inner donor-grouped folds), as `train reference` fits it."""
     table = cells.copy()
     table["_leaf"] = taxonomy.leaf_labels(table["t_type"], table[label])
     X = model_inputs(table, features)
     table = pd.concat([table[["specimen_id", "donor", "_leaf"]], X], axis=1)
+    hook = None
+    if recalibrate:
+        hook = partial(_nested_temperature, table=table, features=features, seed=seed)
     result = cross_validate(
         estimator, table, "_leaf", folds, features, progress=progress,
-        description="cross-validating the reference model", n_jobs=n_jobs,
+        description="cross-validating the reference model", n_jobs=n_jobs, on_fold=hook,
     )  # fmt: skip
     predictions = result.predictions
+    if recalibrate:
+        scaled = pd.concat(result.fold_outputs, ignore_index=True)
+        predictions = predictions.merge(scaled, on=["repeat", "fold", "specimen_id"], how="left")
     leaves = list(taxonomy.leaves)
     for leaf in leaves:  # leaves absent from every training fold
         predictions[f"p_{leaf}"] = predictions.get(f"p_{leaf}", 0.0)
@@ -162,6 +208,16 @@ def evaluate_reference(
         sizes = set_scores[f"{level}_set_size"]
         n_nodes = len(taxonomy.subclasses) if level == "subclass" else len(leaves)
         metrics[level]["mean_set_size"] = mean_ci(sizes, bounds=(0, n_nodes))
+    sub_p = sum_to_subclass(leaf_p, leaves, taxonomy.parent, list(taxonomy.subclasses))
+    true_sub = np.array([taxonomy.parent[t] for t in predictions["true"]], dtype=object)
+    right = (predictions["subclass"].to_numpy() == true_sub).astype(float)
+    metrics["subclass"]["ece"] = expected_calibration_error(sub_p.max(axis=1), right)
+    if recalibrate:
+        unscaled = predictions["subclass_p_max_unscaled"].to_numpy()
+        metrics["subclass"]["ece_unscaled"] = expected_calibration_error(unscaled, right)
+        metrics["subclass"]["temperature_median"] = float(
+            predictions["subclass_temperature"].median()
+        )
     metrics["alpha"] = alpha
     metrics["t_type_set_emptied_share"] = float(predictions["t_type_set_emptied"].mean())
     metrics["per_t_type"] = per_t_type_f1(predictions, taxonomy, cells, label)

@@ -145,3 +145,68 @@ class NoveltyReference:
             k=int(a["k"]),
             weights=np.asarray(a["weights"], float) if "weights" in a else None,
         )
+
+
+@dataclass
+class ClassNovelty:
+    """Novelty of a cell against the reference cells of its *predicted* class.
+
+    Same scaled, weighted, NaN-aware distance as `NoveltyReference` (whose reference cells
+    it reuses); a cell's atypicality is its mean distance to the k nearest reference cells
+    of the class it is called, and its novelty the share of that class's reference cells
+    (each scored against cells of its class from other donors) that are more typical. The
+    per-class threshold flags `NOVEL_SHARE` of each class's reference cells.
+    """
+
+    classes: list[str]
+    labels: np.ndarray  # (n_ref,) class of each reference cell, in the order fitted
+    ref_dist: dict[str, np.ndarray]  # per class: sorted out-of-donor kNN distances
+    thresholds: dict[str, float]
+    k: int = 10
+
+    @classmethod
+    def fit(
+        cls, base: NoveltyReference, labels: ArrayLike, groups: ArrayLike, k: int = 10
+    ) -> ClassNovelty:
+        """Per class: leave-own-donor-out kNN distances of its reference cells."""
+        labels = np.asarray(labels).astype(str)
+        groups = np.asarray(groups)
+        classes = sorted(set(labels))
+        out = cls(classes, labels, {}, {}, k)
+        for c in classes:
+            own = labels == c
+            d = nan_euclidean_distances(base.cells[own], base.cells[own])
+            d[~np.isfinite(d)] = np.inf
+            d[groups[own][:, None] == groups[own][None, :]] = np.inf
+            kk = max(min(k, own.sum() - 1), 1)
+            dist = np.partition(d, kk - 1, axis=1)[:, :kk].mean(axis=1)
+            out.ref_dist[c] = np.sort(dist[np.isfinite(dist)])
+            share = np.searchsorted(out.ref_dist[c], dist, side="left") / max(len(dist), 1)
+            out.thresholds[c] = float(np.quantile(share, 1 - NOVEL_SHARE))
+        out._base = base
+        return out
+
+    def novelty(self, X: ArrayLike, predicted: ArrayLike, base: NoveltyReference | None = None):
+        """Novelty in [0, 1] of each row against the reference cells of its predicted class
+        (NaN when nothing is measured or the class has no reference cells)."""
+        base = base if base is not None else self._base
+        Z = base._scaled(X)
+        predicted = np.asarray(predicted).astype(str)
+        out = np.full(len(Z), np.nan)
+        for c in self.classes:
+            rows = np.flatnonzero(predicted == c)
+            ref = base.cells[self.labels == c]
+            if not len(rows) or not len(ref):
+                continue
+            d = nan_euclidean_distances(Z[rows], ref)
+            d[~np.isfinite(d)] = np.inf
+            kk = min(self.k, len(ref))
+            dist = np.partition(d, kk - 1, axis=1)[:, :kk].mean(axis=1)
+            out[rows] = np.searchsorted(self.ref_dist[c], dist, side="left") / len(self.ref_dist[c])
+        out[np.isnan(Z).all(axis=1)] = np.nan
+        return out
+
+    def is_novel(self, novelty: np.ndarray, predicted: ArrayLike) -> np.ndarray:
+        """True where a cell's class novelty exceeds its predicted class's threshold."""
+        limit = np.array([self.thresholds.get(str(c), 1.0) for c in np.asarray(predicted)])
+        return np.nan_to_num(novelty, nan=0.0) > limit
