@@ -1,6 +1,6 @@
 """The reference model's acceptance figures on the reported seed-0 donor-grouped 5x3 folds:
-subclass macro-F1, t-type accuracy and macro-F1 (t-types with >= 10 cells), conformal
-coverage and mean set size per level at alpha 0.1, first-use training time, and the time of
+subclass macro-F1, t-type accuracy and macro-F1 (t-types with >= 10 cells), subclass ECE
+with and without the temperature, conformal coverage and mean set size per level at alpha 0.1, first-use training time, and the time of
 `predict` on 100 cells with the cached model. Run with the data mirror:
 
     EPHYS2TX_MIRROR=../shared/data .venv/bin/python benchmarks/bench_reference.py --jobs 1
@@ -60,6 +60,11 @@ def _accuracy_lines(species: str, args) -> list[str]:
         f"(target {target[1]}), macro-F1 {tt['macro_f1']['mean']:.3f} (target {target[2]}), "
         f"balanced accuracy {tt['balanced_accuracy']['mean']:.3f}; subclass right when "
         f"t-type wrong {tt['errors_with_right_subclass']['mean']:.3f}"
+    )
+    lines.append(
+        f"{species}: subclass ECE {sub['ece']:.3f} (target 0.05) with the temperature nested "
+        f"in each training fold (median T {sub['temperature_median']:.2f}); without it "
+        f"{sub['ece_unscaled']:.3f}"
     )
     for level, s in (("subclass", sub), ("t-type", tt)):
         lines.append(

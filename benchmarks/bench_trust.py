@@ -105,7 +105,8 @@ def novel_part(cells: dict, repeats: int, runs: list) -> None:
               f"AUROC 1 - largest conformal p-value {auroc_cred:.3f}")  # fmt: skip
         print(f"  {novel} cells called confidently {rows['confident'][is_novel].mean():.1%} "
               f"(flagged novel {rows['flags'][is_novel].str.contains('novel').mean():.1%}); "
-              f"in-distribution cells confident {known['confident'].mean():.1%}, "
+              f"in-distribution cells confident {known['confident'].mean():.1%} (accuracy "
+              f"{(known['predicted'] == known['true'])[known['confident']].mean():.3f}), "
               f"coverage {known['covered'].mean():.3f}")  # fmt: skip
         called = rows.loc[is_novel, "predicted"].value_counts(normalize=True).round(2).to_dict()
         print(f"  {novel} cells are called: {called}")

@@ -79,7 +79,7 @@ def fold_rows(table, label, novel, species, other, fold, seed) -> pd.DataFrame:
     )
     for k in KS:
         cn = ClassNovelty.fit(reference.novelty, y[train_idx], train["donor"].to_numpy(), k=k)
-        score = cn.novelty(test[features], predicted)
+        score = cn.novelty(test[features], predicted, reference.novelty)
         rows[f"class-k{k}"] = score
         rows[f"class-k{k}_flag"] = cn.is_novel(score, predicted)
     return rows

@@ -23,7 +23,7 @@ from ephys2tx.features.families import SCALAR_FAMILIES
 from ephys2tx.models.bundle import ModelCard, save_model
 from ephys2tx.models.calibration import Temperature
 from ephys2tx.models.novelty import NoveltyReference
-from ephys2tx.models.species import SpeciesFingerprint
+from ephys2tx.models.species import FALSE_ALARM, MISMATCH_BELOW, SpeciesFingerprint
 from ephys2tx.models.trust import TrustReference
 from ephys2tx.models.trusted import TrustedModel, fit_calibration, fit_trust_reference, save_trust
 
@@ -191,6 +191,24 @@ def test_species_fingerprint_tells_mouse_from_human(mouse_cells, human_cells):
     assert fp.mismatch(human_cells[h_test], "mouse").mean() >= 0.8
     assert fp.mismatch(mouse_cells[m_test], "human").mean() >= 0.95
     assert fp.mismatch(mouse_cells[m_test], "mouse").mean() <= 0.03
+
+
+def test_species_threshold_is_calibrated_at_its_false_alarm_rate(mouse_cells, human_cells):
+    rng = np.random.default_rng(1)
+    donors = {s: t["donor"].unique() for s, t in (("mouse", mouse_cells), ("human", human_cells))}
+    held = {s: set(rng.choice(d, len(d) // 5, replace=False)) for s, d in donors.items()}
+    m_test = mouse_cells["donor"].isin(held["mouse"]).to_numpy()
+    h_test = human_cells["donor"].isin(held["human"]).to_numpy()
+    features = usable_features(mouse_cells)
+    train = {"mouse": mouse_cells[~m_test], "human": human_cells[~h_test]}
+    fp = SpeciesFingerprint.fit(train, features, own="mouse")
+    assert fp.species == "mouse" and 0 < fp.threshold < 1
+    assert fp.limit("mouse") == fp.threshold and fp.limit("human") == MISMATCH_BELOW["human"]
+    # held-out donors: own cells flagged near the calibrated rate, the other species mostly
+    assert fp.mismatch(mouse_cells[m_test], "mouse").mean() <= 2.5 * FALSE_ALARM
+    assert fp.mismatch(human_cells[h_test], "mouse").mean() >= 0.9
+    legacy = SpeciesFingerprint(fp.features, fp.estimator)  # saved before thresholds existed
+    assert legacy.limit("mouse") == MISMATCH_BELOW["mouse"]
 
 
 def test_reference_without_fingerprint_still_flags_by_species_column():

@@ -81,6 +81,13 @@ def evaluate_reference_cmd(
             f"{s['balanced_accuracy']['mean']:.3f}; coverage {s['coverage']['mean']:.3f} at "
             f"alpha {alpha}, mean set size {s['mean_set_size']['mean']:.2f}"
         )
+    sub = m["subclass"]
+    if "ece_unscaled" in sub:
+        console.print(
+            f"{species} subclass ECE {sub['ece']:.3f} with the temperature fitted in each "
+            f"training fold (median T {sub['temperature_median']:.2f}); "
+            f"without it {sub['ece_unscaled']:.3f}"
+        )
     wrong = m["t_type"]["errors_with_right_subclass"]["mean"]
     console.print(f"t-type wrong but subclass right: {wrong:.3f}; wrote {out}/metrics.json")
 

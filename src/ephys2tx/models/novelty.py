@@ -152,17 +152,27 @@ class ClassNovelty:
     """Novelty of a cell against the reference cells of its *predicted* class.
 
     Same scaled, weighted, NaN-aware distance as `NoveltyReference` (whose reference cells
-    it reuses); a cell's atypicality is its mean distance to the k nearest reference cells
-    of the class it is called, and its novelty the share of that class's reference cells
-    (each scored against cells of its class from other donors) that are more typical. The
-    per-class threshold flags `NOVEL_SHARE` of each class's reference cells.
+    it reuses, passed as `base`); a cell's atypicality is its mean distance to the k nearest
+    reference cells of the class it is called, and its class novelty the share of that
+    class's reference cells (each scored against the cells of its class from other donors)
+    that are more typical. The per-class threshold flags `NOVEL_SHARE` of each class's
+    reference cells.
     """
 
-    classes: list[str]
     labels: np.ndarray  # (n_ref,) class of each reference cell, in the order fitted
-    ref_dist: dict[str, np.ndarray]  # per class: sorted out-of-donor kNN distances
-    thresholds: dict[str, float]
+    own: np.ndarray  # (n_ref,) its out-of-donor kNN distance within its class
     k: int = 10
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels).astype(str)
+        self.own = np.asarray(self.own, float)
+        self.classes = sorted(set(self.labels))
+        self.ref_dist, self.thresholds = {}, {}
+        for c in self.classes:
+            dist = self.own[self.labels == c]
+            self.ref_dist[c] = np.sort(dist[np.isfinite(dist)])
+            share = self._share_below(c, dist)
+            self.thresholds[c] = float(np.quantile(share, 1 - NOVEL_SHARE))
 
     @classmethod
     def fit(
@@ -171,25 +181,23 @@ class ClassNovelty:
         """Per class: leave-own-donor-out kNN distances of its reference cells."""
         labels = np.asarray(labels).astype(str)
         groups = np.asarray(groups)
-        classes = sorted(set(labels))
-        out = cls(classes, labels, {}, {}, k)
-        for c in classes:
-            own = labels == c
-            d = nan_euclidean_distances(base.cells[own], base.cells[own])
+        own = np.full(len(labels), np.nan)
+        for c in sorted(set(labels)):
+            idx = np.flatnonzero(labels == c)
+            d = nan_euclidean_distances(base.cells[idx], base.cells[idx])
             d[~np.isfinite(d)] = np.inf
-            d[groups[own][:, None] == groups[own][None, :]] = np.inf
-            kk = max(min(k, own.sum() - 1), 1)
-            dist = np.partition(d, kk - 1, axis=1)[:, :kk].mean(axis=1)
-            out.ref_dist[c] = np.sort(dist[np.isfinite(dist)])
-            share = np.searchsorted(out.ref_dist[c], dist, side="left") / max(len(dist), 1)
-            out.thresholds[c] = float(np.quantile(share, 1 - NOVEL_SHARE))
-        out._base = base
-        return out
+            d[groups[idx][:, None] == groups[idx][None, :]] = np.inf
+            kk = max(min(k, len(idx) - 1), 1)
+            own[idx] = np.partition(d, kk - 1, axis=1)[:, :kk].mean(axis=1)
+        return cls(labels, own, k)
 
-    def novelty(self, X: ArrayLike, predicted: ArrayLike, base: NoveltyReference | None = None):
-        """Novelty in [0, 1] of each row against the reference cells of its predicted class
-        (NaN when nothing is measured or the class has no reference cells)."""
-        base = base if base is not None else self._base
+    def _share_below(self, c: str, dist: np.ndarray) -> np.ndarray:
+        ref = self.ref_dist[c]
+        return np.searchsorted(ref, dist, side="left") / max(len(ref), 1)
+
+    def novelty(self, X: ArrayLike, predicted: ArrayLike, base: NoveltyReference) -> np.ndarray:
+        """Class novelty in [0, 1] of each row against the reference cells of its predicted
+        class (NaN when nothing is measured or the class has no reference cells)."""
         Z = base._scaled(X)
         predicted = np.asarray(predicted).astype(str)
         out = np.full(len(Z), np.nan)
@@ -201,8 +209,7 @@ class ClassNovelty:
             d = nan_euclidean_distances(Z[rows], ref)
             d[~np.isfinite(d)] = np.inf
             kk = min(self.k, len(ref))
-            dist = np.partition(d, kk - 1, axis=1)[:, :kk].mean(axis=1)
-            out[rows] = np.searchsorted(self.ref_dist[c], dist, side="left") / len(self.ref_dist[c])
+            out[rows] = self._share_below(c, np.partition(d, kk - 1, axis=1)[:, :kk].mean(axis=1))
         out[np.isnan(Z).all(axis=1)] = np.nan
         return out
 

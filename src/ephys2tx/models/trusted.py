@@ -76,7 +76,7 @@ def fit_trust_reference(
     where it has them."""
     fingerprint = None
     if other:
-        fingerprint = SpeciesFingerprint.fit({species: cells, **other}, features, seed)
+        fingerprint = SpeciesFingerprint.fit({species: cells, **other}, features, seed, species)
     if weights is None and model is not None:
         weights = feature_weights(model, features)
     return TrustReference.fit(
