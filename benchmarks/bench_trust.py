@@ -8,7 +8,9 @@
   share of its cells called confidently;
 - (b) condition shift: train on acute human cells, predict cultured cells of other donors;
 - (c) injected faults (one family x1000, a family removed, all NaN) and species mismatch
-  (mouse model on human cells and the reverse, with and without a species column).
+  (mouse model on human cells and the reverse, with and without a species column);
+- the species fingerprint alone over every cell (5 donor-grouped folds): the share of the
+  other species flagged, and false alarms on the model's own species.
 
     EPHYS2TX_MIRROR=../shared/data .venv/bin/python benchmarks/bench_trust.py
     ... --parts novel,faults --novel-repeats 1     # a subset, fewer repeats
@@ -29,6 +31,7 @@ from ephys2tx.evaluation.trust import evaluate_trust
 from ephys2tx.features.families import SCALAR_FAMILIES
 from ephys2tx.models.bundle import ModelCard
 from ephys2tx.models.forest import make_forest
+from ephys2tx.models.species import SpeciesFingerprint
 from ephys2tx.models.trusted import TrustedModel, fit_calibration, fit_trust_reference
 
 ALPHA = 0.1
@@ -206,9 +209,36 @@ def fault_part(cells: dict) -> None:
               f"{own['flags'].str.contains('species_mismatch').mean():.1%}")  # fmt: skip
 
 
+def species_part(cells: dict) -> None:
+    """The fingerprint alone, over every cell: 5 donor-grouped folds per species (seed 0);
+    fold k of each species is held out together, and a fingerprint calibrated for each
+    model species is fitted on the other folds of both."""
+    print("\n== species fingerprint from the features alone, donor-grouped 5 folds, seed 0")
+    tables = {s: labelled(cells, s, label) for s, label, _ in RUNS}
+    labels = dict((s, label) for s, label, _ in RUNS)
+    folds = {s: cell_folds(t, labels[s], s, "grouped", 5, 1, 0) for s, t in tables.items()}
+    flagged = {(m, s): [] for m in tables for s in tables}
+    for k in range(5):
+        train = {s: t.iloc[folds[s][k].train] for s, t in tables.items()}
+        test = {s: t.iloc[folds[s][k].test] for s, t in tables.items()}
+        for model_species in tables:
+            fp = SpeciesFingerprint.fit(
+                train, usable_features(tables[model_species]), 0, own=model_species
+            )
+            for s, t in test.items():
+                flagged[model_species, s].append(fp.mismatch(t, model_species))
+    for model_species in tables:
+        other = next(s for s in tables if s != model_species)
+        hit = np.concatenate(flagged[model_species, other])
+        own = np.concatenate(flagged[model_species, model_species])
+        print(f"  {model_species} model: species_mismatch on {hit.mean():.1%} of {len(hit)} "
+              f"{other} cells; false alarms on {own.mean():.1%} of {len(own)} "
+              f"{model_species} cells")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="main,novel,condition,faults")
+    parser.add_argument("--parts", default="main,novel,condition,faults,species")
     parser.add_argument("--species", default="human,mouse", help="for the main and novel parts")
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the main 5-fold split")
     parser.add_argument("--novel-repeats", type=int, default=1)
@@ -226,6 +256,8 @@ def main() -> None:
         condition_part(cells, args.condition_repeats)
     if "faults" in parts:
         fault_part(cells)
+    if "species" in parts:
+        species_part(cells)
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 

@@ -6,7 +6,7 @@ the training cells only, as in `bench_trust.py`. Scores compared:
 
 - `global`: the stored novelty (kNN typicality against all reference cells);
 - `class-k<k>`: kNN typicality against the reference cells of the *predicted* class,
-  calibrated per class (the share of that class's reference cells, scored leaving their own
+  calibrated per class (`ClassNovelty` below; measured, not adopted) (the share of that class's reference cells, scored leaving their own
   donor out, that are more typical);
 - `1-credibility`: 1 - the conformal p-value of the predicted class;
 - `1-top p`: 1 - the top (temperature-scaled) probability.
@@ -26,23 +26,98 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics.pairwise import nan_euclidean_distances
 
 from ephys2tx.datasets.cells import build_cells, usable_features
 from ephys2tx.evaluation.folds import donor_kfold, grouped_folds
 from ephys2tx.models.calibration import Temperature
 from ephys2tx.models.conformal import MondrianConformal, out_of_fold_proba
 from ephys2tx.models.forest import make_forest
-from ephys2tx.models.novelty import ClassNovelty
+from ephys2tx.models.novelty import NOVEL_SHARE, NoveltyReference
 from ephys2tx.models.trusted import fit_trust_reference
 
 RUNS = {"human": ("label", "Lamp5"), "mouse": ("label5", "Sncg")}
 ALPHA = 0.1
 KS = (5, 10, 20)
+
+
+@dataclass
+class ClassNovelty:
+    """Novelty of a cell against the reference cells of its *predicted* class.
+
+    Same scaled, weighted, NaN-aware distance as `NoveltyReference` (whose reference cells
+    it reuses, passed as `base`); a cell's atypicality is its mean distance to the k nearest
+    reference cells of the class it is called, and its class novelty the share of that
+    class's reference cells (each scored against the cells of its class from other donors)
+    that are more typical. The per-class threshold flags `NOVEL_SHARE` of each class's
+    reference cells.
+    """
+
+    labels: np.ndarray  # (n_ref,) class of each reference cell, in the order fitted
+    own: np.ndarray  # (n_ref,) its out-of-donor kNN distance within its class
+    k: int = 10
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels).astype(str)
+        self.own = np.asarray(self.own, float)
+        self.classes = sorted(set(self.labels))
+        self.ref_dist, self.thresholds = {}, {}
+        for c in self.classes:
+            dist = self.own[self.labels == c]
+            self.ref_dist[c] = np.sort(dist[np.isfinite(dist)])
+            share = self._share_below(c, dist)
+            self.thresholds[c] = float(np.quantile(share, 1 - NOVEL_SHARE))
+
+    @classmethod
+    def fit(
+        cls, base: NoveltyReference, labels: ArrayLike, groups: ArrayLike, k: int = 10
+    ) -> ClassNovelty:
+        """Per class: leave-own-donor-out kNN distances of its reference cells."""
+        labels = np.asarray(labels).astype(str)
+        groups = np.asarray(groups)
+        own = np.full(len(labels), np.nan)
+        for c in sorted(set(labels)):
+            idx = np.flatnonzero(labels == c)
+            d = nan_euclidean_distances(base.cells[idx], base.cells[idx])
+            d[~np.isfinite(d)] = np.inf
+            d[groups[idx][:, None] == groups[idx][None, :]] = np.inf
+            kk = max(min(k, len(idx) - 1), 1)
+            own[idx] = np.partition(d, kk - 1, axis=1)[:, :kk].mean(axis=1)
+        return cls(labels, own, k)
+
+    def _share_below(self, c: str, dist: np.ndarray) -> np.ndarray:
+        ref = self.ref_dist[c]
+        return np.searchsorted(ref, dist, side="left") / max(len(ref), 1)
+
+    def novelty(self, X: ArrayLike, predicted: ArrayLike, base: NoveltyReference) -> np.ndarray:
+        """Class novelty in [0, 1] of each row against the reference cells of its predicted
+        class (NaN when nothing is measured or the class has no reference cells)."""
+        Z = base._scaled(X)
+        predicted = np.asarray(predicted).astype(str)
+        out = np.full(len(Z), np.nan)
+        for c in self.classes:
+            rows = np.flatnonzero(predicted == c)
+            ref = base.cells[self.labels == c]
+            if not len(rows) or not len(ref):
+                continue
+            d = nan_euclidean_distances(Z[rows], ref)
+            d[~np.isfinite(d)] = np.inf
+            kk = min(self.k, len(ref))
+            out[rows] = self._share_below(c, np.partition(d, kk - 1, axis=1)[:, :kk].mean(axis=1))
+        out[np.isnan(Z).all(axis=1)] = np.nan
+        return out
+
+    def is_novel(self, novelty: np.ndarray, predicted: ArrayLike) -> np.ndarray:
+        """True where a cell's class novelty exceeds its predicted class's threshold."""
+        limit = np.array([self.thresholds.get(str(c), 1.0) for c in np.asarray(predicted)])
+        return np.nan_to_num(novelty, nan=0.0) > limit
 
 
 def fold_rows(table, label, novel, species, other, fold, seed) -> pd.DataFrame:
