@@ -23,7 +23,7 @@ from sklearn.base import clone
 from sklearn.metrics import f1_score, log_loss
 
 from ephys2tx.datasets.labels import DEFAULT_LABEL
-from ephys2tx.evaluation.folds import donor_kfold, grouped_folds
+from ephys2tx.evaluation.splits import DonorKFold, donor_kfold
 from ephys2tx.evaluation.trust import expected_calibration_error
 from ephys2tx.models.calibration import RECALIBRATIONS, fit_recalibration
 from ephys2tx.models.conformal import out_of_fold_proba
@@ -49,7 +49,7 @@ def fold_probabilities(species: str, model_kind: str, repeats: int, seed: int) -
     classes = sorted(set(y))
     out = []
     start = time.perf_counter()
-    for fold in grouped_folds(y, donors, 5, repeats, seed):
+    for fold in DonorKFold(5, repeats, seed).folds(y, donors):
         tr, te = fold.train, fold.test
         inner = donor_kfold(5, seed + 1000 * fold.repeat + fold.fold)
         oof = out_of_fold_proba(clone(estimator), X.iloc[tr], y[tr], donors[tr], inner)

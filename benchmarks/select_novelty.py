@@ -36,7 +36,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.metrics.pairwise import nan_euclidean_distances
 
 from ephys2tx.datasets.cells import build_cells, usable_features
-from ephys2tx.evaluation.folds import donor_kfold, grouped_folds
+from ephys2tx.evaluation.splits import DonorKFold, donor_kfold
 from ephys2tx.models.calibration import Temperature
 from ephys2tx.models.conformal import MondrianConformal, out_of_fold_proba
 from ephys2tx.models.forest import make_forest
@@ -219,8 +219,8 @@ def main() -> None:
     table = cells[args.species]
     table = table[table[label].notna()].reset_index(drop=True)
     other = {s: t for s, t in cells.items() if s != args.species}
-    folds = grouped_folds(table[label].to_numpy(), table["donor"].to_numpy(), 5, args.repeats,
-                          args.seed)  # fmt: skip
+    splitter = DonorKFold(5, args.repeats, args.seed)
+    folds = splitter.folds(table[label].to_numpy(), table["donor"].to_numpy())
     start = time.perf_counter()
     rows = []
     for fold in folds:

@@ -21,7 +21,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
 from ephys2tx.datasets.cells import build_cells, usable_features
-from ephys2tx.evaluation.folds import donor_kfold
+from ephys2tx.evaluation.splits import donor_kfold
 
 VARIANTS = {
     # name: (minimum coverage in both species, HGB settings)
