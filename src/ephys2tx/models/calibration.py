@@ -119,9 +119,6 @@ class LogitScaling:
         """Recalibrated probabilities; rows sum to 1."""
         return np.exp(log_softmax(_log_p(proba) @ self.weights.T + self.bias, axis=1))
 
-    def to_dict(self) -> dict:
-        return {"method": self.method, "weights": self.weights.tolist(), "bias": self.bias.tolist()}
-
 
 Recalibration = Temperature | LogitScaling
 RECALIBRATIONS = ("none", "temperature", "vector", "dirichlet")
@@ -140,17 +137,3 @@ def fit_recalibration(
     if method == "dirichlet":
         return LogitScaling.fit_dirichlet(proba, y, classes)
     raise Ephys2txError(f"unknown recalibration {method!r}; choose one of {RECALIBRATIONS}")
-
-
-def recalibration_from_dict(d: dict) -> Recalibration:
-    """Read back what `to_dict` wrote (a bare temperature is the stored form of old models)."""
-    try:
-        if d.get("method", "temperature") == "temperature":
-            return Temperature(float(d.get("temperature", 1.0)))
-        return LogitScaling(
-            str(d["method"]), np.asarray(d["weights"], float), np.asarray(d["bias"], float)
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise Ephys2txError(
-            f"stored recalibration is malformed ({exc}); retrain the model"
-        ) from exc
