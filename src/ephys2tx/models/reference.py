@@ -10,7 +10,8 @@ P(subclass) is temperature-scaled (`subclass_temperature`, fitted by `fit_refere
 donor-grouped out-of-fold subclass probabilities the conformal calibration computes anyway)
 and P(t-type | subclass) is kept, so the levels stay consistent. Why: the class-balanced
 average is underconfident (ECE 0.070 on human seed-100 folds, 0.021 after the temperature;
-vector scaling and Dirichlet calibration scored no better, `benchmarks/select_calibration.py`).
+vector scaling and Dirichlet calibration scored about the same but change calls and lost
+macro-F1, `benchmarks/select_calibration.py`).
 """
 
 from __future__ import annotations
