@@ -203,6 +203,12 @@ def _reference_section(results: StudyResults, figures: Path) -> str:
                         "mean_set_size",
                     )
                 )
+                + (
+                    _num(r.subclass_ece, f"reference.{species}.subclass_ece", 3)
+                    + _num(r.subclass_ece_unscaled, f"reference.{species}.subclass_ece_unscaled", 3)
+                    if level == "subclass"
+                    else "<td></td><td></td>"
+                )
                 + "</tr>"
             )
         images.extend(_figure(figures, f) for f in r.figures)
@@ -212,7 +218,9 @@ def _reference_section(results: StudyResults, figures: Path) -> str:
         "scores count cells of t-types with >= 10 cells; rarer ones stay at subclass level. "
         f"Conformal sets at alpha {any_ref.alpha}: the subclass set at alpha, the t-type set at "
         "alpha/2 before it is nested inside the subclass set (so it covers with >= 1 - 1.5 "
-        "alpha), calibrated on other folds' out-of-fold scores."
+        "alpha), calibrated on other folds' out-of-fold scores. ECE: top-label expected calibration error of "
+        "the subclass probabilities, after (and before) one temperature fitted on donor-grouped "
+        "out-of-fold probabilities inside each outer training fold."
     )
     return (
         "<h2 id='reference'>6. Hierarchical reference model: subclass, then t-type</h2>"
@@ -226,6 +234,8 @@ def _reference_section(results: StudyResults, figures: Path) -> str:
                 "balanced accuracy",
                 "coverage",
                 "mean set size",
+                "ECE",
+                "ECE before temperature",
             ],
             rows,
         )  # fmt: skip

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from ..errors import Ephys2txError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: the reference model's subclass ECE
 T = TypeVar("T")
 
 
@@ -223,6 +223,8 @@ class ReferenceRun:
     alpha: float
     levels: dict[str, dict]  # level -> metric -> {mean, sd}
     t_type_errors_with_right_subclass: float
+    subclass_ece: float  # top-label ECE after the temperature fitted in each training fold
+    subclass_ece_unscaled: float  # the same probabilities before it
     figures: list[Figure]
 
 

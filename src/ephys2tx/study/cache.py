@@ -18,7 +18,7 @@ from .. import __version__
 from ..console import console
 from ..report.results import StepTiming, build, to_dict
 
-CACHE_VERSION = 2  # 2: typed records (steps stored by version 1 run again)
+CACHE_VERSION = 3  # 2: typed records; 3: reference ECE (older steps run again)
 T = TypeVar("T")
 
 

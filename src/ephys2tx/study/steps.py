@@ -321,6 +321,7 @@ class Study:
             species=species, n_cells=m["n_cells"], n_t_types=m["n_t_types"],
             n_folds=m["n_folds"], n_repeats=m["n_repeats"], alpha=m["alpha"], levels=levels,
             t_type_errors_with_right_subclass=m["t_type"]["errors_with_right_subclass"]["mean"],
+            subclass_ece=m["subclass"]["ece"], subclass_ece_unscaled=m["subclass"]["ece_unscaled"],
             figures=figures,
         )  # fmt: skip
 
