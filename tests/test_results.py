@@ -48,10 +48,10 @@ def test_results_of_another_schema_are_refused(tmp_path):
 def test_presets_are_one_settings_class():
     quick = StudySettings.preset_named("quick", seed=4)
     demo = StudySettings.preset_named("demo", folds=2)
-    assert quick.seed == 4 and quick.forest_trees == 200 and len(quick.forest_runs) == 5
+    assert quick.seed == 4 and quick.forest_trees == 100 and len(quick.forest_runs) == 5
     assert demo.folds == 2 and demo.save_networks and not demo.reference_models
-    # each protocol knows its repeats: 1 x 5 grouped folds and 2 seeds in the quick run
-    assert quick.forest_splitter("grouped", "human").get_n_splits() == 5
+    # each protocol knows its repeats: 1 x 3 grouped folds and 2 seeds in the quick run
+    assert quick.forest_splitter("grouped", "human").get_n_splits() == 3
     assert quick.forest_splitter("seed", "mouse").get_n_splits() == 2
     assert quick.transfer_splitter("grouped").get_n_splits() == 3
     with pytest.raises(Ephys2txError, match="unknown preset"):
