@@ -1,16 +1,17 @@
 """Where `reproduce` spends its time, step by step, without running it whole.
 
-`reproduce` itself runs (so the steps, their order and settings are the real ones), but
-only the steps asked for are executed; the others are skipped and no report is written.
-A step in `--steps` runs in full (folds `--jobs` at a time, as in `reproduce`) and is
-timed. A step in `--model` runs on the first `--folds` folds of its cross-validation only,
+The study's engine runs (so the steps and their settings are the real ones), one step at
+a time, and only the steps asked for are executed; the others are skipped and no report is
+written. (`reproduce` itself runs whole steps `--jobs` at a time, one core each:
+`study/schedule.py`; time it whole for its wall time.) A step in `--steps` runs in full
+(folds `--jobs` at a time) and is timed. A step in `--model` runs on the first `--folds` folds of its cross-validation only,
 one fold at a time, and each fold fit is timed; its full time is estimated as
 
     measured + sum over its cross-validations of (N - k) x fastest fold fit
 
 (N folds planned, k run; the fastest fit leaves out one-time costs such as the mouse
 pretraining). Its wall time divides the fold part of networks and of the reference
-model, which `reproduce` fits `--jobs` folds at a time, by `--jobs`.
+model, which the engine fits `--jobs` folds at a time in a step of its own, by `--jobs`.
 
     EPHYS2TX_MIRROR=../shared/data .venv/bin/python benchmarks/bench_reproduce.py --list
     ... --steps data,embed_mouse,rf_human_label_raw_grouped --model transfer,trust_human_label
@@ -38,6 +39,8 @@ from threadpoolctl import threadpool_limits
 from ephys2tx.evaluation import crossval, splits
 from ephys2tx.study import cache, steps
 from ephys2tx.study import run as study_run
+from ephys2tx.study.settings import StudySettings
+from ephys2tx.study.sources import PublicCells
 
 warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*")
 PARALLEL_MODELS = ("BiLSTMClassifier", "TransferClassifier", "HierarchicalClassifier")
@@ -180,7 +183,7 @@ def main() -> None:
     parser.add_argument("--model", default="", help="steps estimated from their first folds")
     parser.add_argument("--folds", type=int, default=2, help="folds run of a modelled step (>=2)")
     parser.add_argument("--quick", action="store_true", help="the quick preset (default: full)")
-    parser.add_argument("--jobs", type=int, default=2, help="folds at once, as reproduce --jobs")
+    parser.add_argument("--jobs", type=int, default=2, help="folds of a step at once")
     parser.add_argument("--list", action="store_true", help="list the steps and exit")
     parser.add_argument("--out", type=Path, default=Path("bench-reproduce"))
     args = parser.parse_args()
@@ -209,7 +212,9 @@ def main() -> None:
 
     print(HEAD, flush=True)
     start = time.perf_counter()
-    study_run.reproduce(args.out, quick=args.quick, n_jobs=recorder.jobs)
+    settings = StudySettings.preset_named("quick" if args.quick else "full")
+    study = steps.Study(args.out, settings, PublicCells(), recorder.jobs)
+    study_run.run_study(study, lanes=1)  # one step at a time, each timed on its own
     total = time.perf_counter() - start
     if args.list:
         print("\n".join(recorder.names))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -188,6 +189,22 @@ def test_demo_rerun_reuses_every_step_without_a_cluster(demo_run, monkeypatch):
     assert time.perf_counter() - start < 20
     assert [t.reused for t in again.timings] == [True] * len(again.timings)
     again.timings = results.timings  # the only field that says which steps ran
+    same = [json.dumps(to_dict(r), sort_keys=True, default=float) for r in (again, results)]
+    assert same[0] == same[1]
+
+
+def test_steps_side_by_side_give_the_records_of_steps_one_at_a_time(demo_run, tmp_path):
+    """`reproduce` runs its steps two at a time in worker processes; the demo, one at a time
+    in-process. Rerun the demo's study steps (its cohort kept) in 2 lanes: same records."""
+    out, results, _ = demo_run
+    again_dir = tmp_path / "demo"
+    shutil.copytree(out, again_dir)
+    steps = {t.step for t in results.timings} - {"cohort", "data"}
+    for name in steps:
+        (again_dir / "steps" / f"{name}.json").unlink()
+    again = demo_module.demo(again_dir, **SMALL, lanes=2)
+    assert {t.step for t in again.timings if not t.reused} == steps
+    again.timings = results.timings
     same = [json.dumps(to_dict(r), sort_keys=True, default=float) for r in (again, results)]
     assert same[0] == same[1]
 

@@ -72,9 +72,22 @@ Protocol = Annotated[
 ]
 Repeats = Annotated[int, typer.Option("--repeats", min=1, help="Repeats of the fold split.")]
 Folds = Annotated[int, typer.Option("--folds", min=2, help="Number of folds.")]
+
+
+def check_jobs(value: int) -> int:
+    """--jobs: a positive count, or -1 for one per core (joblib's 0 means nothing)."""
+    if value == 0 or value < -1:
+        raise Ephys2txError(f"--jobs {value}: give a positive number, or -1 for one per core")
+    return value
+
+
 Jobs = Annotated[
     int,
-    typer.Option("--jobs", help="Networks fitted at once, one fold each (-1 = all cores)."),
+    typer.Option(
+        "--jobs",
+        help="Networks fitted at once, one fold each (-1 = all cores).",
+        callback=check_jobs,
+    ),
 ]
 
 

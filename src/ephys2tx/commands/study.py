@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import DataDir, Jobs, Mirror, Seed, console
+from .common import DataDir, Mirror, Seed, check_jobs, console
 
 
 def reproduce(
@@ -18,7 +18,14 @@ def reproduce(
         bool, typer.Option("--quick", help="Fewer repeats, smaller models (minutes).")
     ] = False,
     seed: Seed = 0,
-    jobs: Jobs = -1,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            callback=check_jobs,
+            help="Steps run at once, one core each (-1 = one per core; 1 = one at a time).",
+        ),
+    ] = -1,
     update_readme: Annotated[
         Path | None,
         typer.Option("--update-readme", help="Write the results table into this README."),

@@ -27,6 +27,9 @@ def family_permutation_importance(
     per_fold = []
     for fold in track(folds, description="permutation importance", transient=True):
         model = clone(estimator).fit(X.iloc[fold.train], y[fold.train])
+        # predict on one thread: a forest sums its trees in thread order, so tied votes
+        # among the thousands of permuted tables broke differently from run to run
+        model.set_params(**{k: 1 for k in model.get_params() if k.endswith("n_jobs")})
         result = permutation_importance(
             model,
             X.iloc[fold.test],

@@ -41,19 +41,19 @@ class StepCache:
         same = stored.get("settings") == self.settings and stored.get("version") == __version__
         return stored if same and stored.get("cache_version") == CACHE_VERSION else None
 
-    def run(self, name: str, step: Callable[[], T], kind: type | None = None) -> T:
-        """The step's result: stored, or computed now. `kind`: the type it returns (e.g. a record, `dict[str, Record]`)."""
-        path = self.dir / f"{name}.json"
-        stored = self._stored(path)
-        if stored is not None:
-            console.print(f"[dim]reusing {name}[/]")
-            self.timings.append(StepTiming(name, stored["seconds"], True))
-            result = stored["result"]
-            return build(kind, result) if kind is not None else result
-        console.print(f"[bold]{name}[/]")
-        start = time.perf_counter()
-        result = step()
-        seconds = round(time.perf_counter() - start, 1)
+    def lookup(self, name: str, kind: type | None = None) -> tuple[bool, Any]:
+        """(True, the stored result) when the step ran with these settings, else (False, None).
+        A reused step is logged as such."""
+        stored = self._stored(self.dir / f"{name}.json")
+        if stored is None:
+            return False, None
+        console.print(f"[dim]reusing {name}[/]")
+        self.timings.append(StepTiming(name, stored["seconds"], True))
+        result = stored["result"]
+        return True, (build(kind, result) if kind is not None else result)
+
+    def store(self, name: str, result: Any, seconds: float) -> None:
+        """Write a step's result with its settings and time, atomically, and log the time."""
         record = {
             "settings": self.settings,
             "version": __version__,
@@ -61,8 +61,20 @@ class StepCache:
             "seconds": seconds,
             "result": to_dict(result),
         }
+        path = self.dir / f"{name}.json"
         tmp = path.with_suffix(".part")
         tmp.write_text(json.dumps(record, indent=1, default=float))
         tmp.replace(path)
         self.timings.append(StepTiming(name, seconds, False))
+
+    def run(self, name: str, step: Callable[[], T], kind: type | None = None) -> T:
+        """The step's result: stored, or computed now. `kind`: the type it returns (e.g. a
+        record, `dict[str, Record]`)."""
+        found, result = self.lookup(name, kind)
+        if found:
+            return result
+        console.print(f"[bold]{name}[/]")
+        start = time.perf_counter()
+        result = step()
+        self.store(name, result, round(time.perf_counter() - start, 1))
         return result

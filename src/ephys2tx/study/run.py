@@ -10,6 +10,8 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from joblib import effective_n_jobs
+
 from .. import __version__
 from ..console import console
 from ..datasets.cells import SPECIES
@@ -29,9 +31,14 @@ from ..report.results import (
     to_dict,
     write_results,
 )
+from .schedule import Step, run_steps
 from .settings import StudySettings
 from .sources import PublicCells, SyntheticCells
 from .steps import Study
+
+# relative cost of a step by species (cells, classes): from the quick preset's timings
+SIZE = {"human": 1.0, "mouse": 1.6}
+EMBED = {"mouse": 13.0, "human": 3.0}
 
 DEMO_TITLE = "ephys2tx demo: SYNTHETIC cohort, end to end"
 REPRODUCTION_NOTES = [
@@ -80,33 +87,60 @@ def _synthetic_notes(study: Study) -> list[str]:
     return notes
 
 
-def run_study(study: Study, title: str | None = None) -> StudyResults:
-    """Every step of `study.settings` (reusing cached ones); writes results.json and the report."""
-    from ..report.html import write_report
+def plan(s: StudySettings) -> list[Step]:
+    """Every step the settings ask for after `data`, each weighted by its expected cost.
 
-    s, run = study.settings, study.cache.run
-    data, cohort = study.data()
-    embedding = {}
+    Weights are seconds on the quick preset (quiet, 2 cores), scaled by how much larger a
+    preset makes the step's models: forests by folds x trees, networks by members x epochs
+    (the full preset's transfer study then starts first, as it must)."""
+    forests = s.folds * s.repeats * s.forest_trees / 300
+    networks = s.bilstm_members * s.bilstm_max_epochs / 40
+    steps = []
     if s.embedding:
-        embedding = {
-            sp: run(f"embed_{sp}", lambda sp=sp: study.embed(sp), Embedding) for sp in SPECIES
-        }
-    forests = [
-        run(f"rf_{sp}_{lab}_{inp}_{pro}", lambda a=(sp, lab, inp, pro): study.forest(*a), ForestRun)
+        steps += [Step(f"embed_{sp}", "embed", (sp,), Embedding, w) for sp, w in EMBED.items()]
+    steps += [
+        Step(f"rf_{sp}_{lab}_{inp}_{pro}", "forest", (sp, lab, inp, pro), ForestRun, forests)
         for sp, lab, inp, pro in s.forest_runs
     ]
-    trust = [
-        run(f"trust_{sp}_{lab}", lambda a=(sp, lab): study.trust(*a), TrustRun)
+    steps += [
+        Step(f"trust_{sp}_{lab}", "trust", (sp, lab), TrustRun, 31 * forests * SIZE[sp])
         for sp, lab in s.trust_runs
     ]
-    importance = run("rf_importance_human", lambda: study.importance("human"), Importance)
-    bilstm = [
-        run(f"bilstm_{sp}_{lab}_{pro}", lambda a=(sp, lab, pro): study.bilstm(*a), NetworkRun)
+    steps.append(Step("rf_importance_human", "importance", ("human",), Importance, 5))
+    steps += [
+        Step(f"bilstm_{sp}_{lab}_{pro}", "bilstm", (sp, lab, pro), NetworkRun, 14 * networks)
         for sp, lab, pro in s.bilstm_runs
     ]
-    transfers = [run("transfer", study.transfer, TransferStudy)]
+    transfer = 25 * networks * s.transfer_repeats * len(s.transfer_fractions) / 2
+    steps.append(Step("transfer", "transfer", (), TransferStudy, transfer))
     if s.transfer_seed_protocol:
-        transfers.append(run("transfer_seed", lambda: study.transfer("seed"), TransferStudy))
+        seed = 25 * networks * s.network_seed_repeats / 2
+        steps.append(Step("transfer_seed", "transfer", ("seed",), TransferStudy, seed))
+    if s.reference_models:
+        steps += [
+            Step(f"reference_{sp}", "reference", (sp,), ReferenceRun, 30 * forests * SIZE[sp])
+            for sp in SPECIES
+        ]
+    steps.append(Step("models", "save_models", (), None, 22 * s.forest_trees / 100))
+    return steps
+
+
+def run_study(study: Study, title: str | None = None, lanes: int = 1) -> StudyResults:
+    """Every step of `study.settings` (reusing cached ones), `lanes` steps at a time; writes
+    results.json and the report."""
+    from ..report.html import write_report
+
+    s = study.settings
+    data, cohort = study.data()
+    done = run_steps(study, plan(s), lanes)
+    embedding = {sp: done[f"embed_{sp}"] for sp in SPECIES} if s.embedding else {}
+    forests = [done[f"rf_{sp}_{lab}_{inp}_{pro}"] for sp, lab, inp, pro in s.forest_runs]
+    trust = [done[f"trust_{sp}_{lab}"] for sp, lab in s.trust_runs]
+    importance = done["rf_importance_human"]
+    bilstm = [done[f"bilstm_{sp}_{lab}_{pro}"] for sp, lab, pro in s.bilstm_runs]
+    transfers = [done["transfer"]]
+    if s.transfer_seed_protocol:
+        transfers.append(done["transfer_seed"])
     notes = _synthetic_notes(study) if study.synthetic else list(REPRODUCTION_NOTES)
     if importance.figure is None:
         notes.append(
@@ -114,13 +148,8 @@ def run_study(study: Study, title: str | None = None) -> StudyResults:
             "left out: the forest separates these classes perfectly, and any one family "
             "permuted alone is made up for by the others."
         )
-    reference = {}
-    if s.reference_models:
-        reference = {
-            sp: run(f"reference_{sp}", lambda sp=sp: study.reference(sp), ReferenceRun)
-            for sp in SPECIES
-        }
-    models = run("models", study.save_models)
+    reference = {sp: done[f"reference_{sp}"] for sp in SPECIES} if s.reference_models else {}
+    models = done["models"]
     results = StudyResults(
         ephys2tx_version=__version__,
         preset=s.preset,
@@ -150,10 +179,11 @@ def reproduce(
     mirror: str | None = None,
     n_jobs: int = 1,
 ) -> StudyResults:
-    """The study from the public tables (`full`, or `quick` preset) into `out`."""
+    """The study from the public tables (`full`, or `quick` preset) into `out`, its steps
+    `n_jobs` at a time (-1: one per core)."""
     settings = StudySettings.preset_named("quick" if quick else "full", seed)
     study = Study(out, settings, PublicCells(data_dir, mirror), n_jobs)
-    return run_study(study)
+    return run_study(study, lanes=effective_n_jobs(n_jobs))
 
 
 def demo(
@@ -165,12 +195,14 @@ def demo(
     progress: bool = True,
     embedding: bool = True,
     folds: int = 3,
+    lanes: int = 1,
 ) -> StudyResults:
     """The study on a SYNTHETIC cohort (`demo` preset) into `out`, offline.
 
     `embedding=False` skips the sPCA/UMAP section (UMAP's compilation dominates small runs);
     `folds` donor-grouped folds (each repeated twice) need `n_per_class >= folds`;
-    `transfer=False` leaves out the mouse → human transfer network.
+    `transfer=False` leaves out the mouse → human transfer network; `lanes` steps run at
+    once (1: the demo's steps are too small to gain from worker processes).
     """
     if n_per_class < folds:  # stratified folds need a class with a cell per fold
         raise Ephys2txError(
@@ -187,7 +219,7 @@ def demo(
     if not transfer:
         settings = replace(settings, transfer_methods=())
     source = SyntheticCells(Path(out), n_per_class, seed, workers, progress)
-    results = run_study(Study(out, settings, source, 1), DEMO_TITLE)
+    results = run_study(Study(out, settings, source, 1), DEMO_TITLE, lanes)
     console.print(f"demo finished in {time.perf_counter() - start:.0f} s")
     return results
 

@@ -7,6 +7,7 @@ The same steps run the reproduction (public cells) and the demo (SYNTHETIC cells
 
 from __future__ import annotations
 
+import copy
 import shutil
 import warnings
 from pathlib import Path
@@ -109,6 +110,15 @@ class Study:
 
     def cells(self, species: str) -> pd.DataFrame:
         return self.source.cells(species)
+
+    def for_lanes(self) -> Study:
+        """A copy for worker processes (`schedule.run_steps`): one job per step, and the cells
+        read once here rather than once per step."""
+        for species in SPECIES:
+            self.cells(species)
+        lane = copy.copy(self)
+        lane.n_jobs = 1
+        return lane
 
     def _figure(self, source: Path, name: str, caption: str, move: bool = False) -> Figure:
         """Copy (or move) a PNG an evaluation wrote into figures/ under `name`."""
