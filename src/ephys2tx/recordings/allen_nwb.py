@@ -167,7 +167,8 @@ def read_allen_nwb(path: str | Path) -> Recording:
             f"{path}: IPFX cannot read it as an Allen-style NWB 2 file ({one_line(exc)}); "
             "use the modern-NWB or ABF reader for other files"
         ) from exc
-    if getattr(data_set._data.nwb, "sweep_table", None) is None:
+    has_sweep_table, species = _file_facts(path)
+    if not has_sweep_table:
         # IPFX 2.1.2 lists sweeps only through the deprecated SweepTable.
         raise Ephys2txError(
             f"{path}: no legacy sweep table, so IPFX cannot list its sweeps (a modern NWB "
@@ -184,7 +185,6 @@ def read_allen_nwb(path: str | Path) -> Recording:
     if table.empty:
         raise Ephys2txError(f"{path}: IPFX found no sweeps; use the modern-NWB reader")
 
-    species = _species_of(data_set)
     sweeps: list[Sweep] = []
     voltage_clamp: list[int] = []
     uncoded: list[Sweep] = []  # codes IPFX's ontology does not know
@@ -272,9 +272,14 @@ def _classify_uncoded(sweeps: list[Sweep]) -> None:
             s.stim_start, s.stim_end = info.start, info.end
 
 
-def _species_of(data_set) -> str | None:
-    """Mouse/human from the NWB subject, when the file says."""
-    try:
-        return species_from_text(data_set._data.nwb.subject.species or "")
-    except AttributeError:
-        return None
+def _file_facts(path: Path) -> tuple[bool, str | None]:
+    """Whether the file has the legacy sweep table (the only way IPFX 2.1.2 lists sweeps),
+    and mouse/human from its subject when it says; read with h5py, not IPFX's internals."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        has_table = "general/intracellular_ephys/sweep_table" in f
+        species = f.get("general/subject/species")
+        text = species[()] if isinstance(species, h5py.Dataset) else b""
+    text = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+    return has_table, species_from_text(text)
