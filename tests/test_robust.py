@@ -309,6 +309,31 @@ def test_cli_predict_on_a_comma_decimal_table_is_one_line(tmp_path):
     assert_one_line_error(res, "`tau`", "line 3", "'0,02'", "decimal point")
 
 
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        ("card_json", ["model.json", "damaged"]),
+        ("card_fields", ["model.json", "not an ephys2tx model card"]),
+        ("pickle", ["model.joblib", "cannot be read"]),
+    ],
+)
+def test_cli_predict_with_a_damaged_model_directory_is_one_line(tmp_path, damage, words):
+    from ephys2tx.models.bundle import META_FILE, MODEL_FILE, ModelCard, save_model
+
+    model = tmp_path / "model"
+    save_model(model, {"stand-in": "estimator"}, ModelCard("rf-raw", "human", "label", [], []))
+    if damage == "card_json":
+        (model / META_FILE).write_text("{oops")
+    elif damage == "card_fields":
+        (model / META_FILE).write_text(json.dumps({"colour": "blue"}))
+    else:
+        (model / MODEL_FILE).write_bytes((model / MODEL_FILE).read_bytes()[:20])
+    table = tmp_path / "cells.csv"
+    table.write_text("specimen_id,tau,rheobase_i\n1,0.01,50\n")
+    res = run_cli("predict", model, table, "--out", tmp_path / "p.csv")
+    assert_one_line_error(res, *words)
+
+
 def test_corrupt_parquet_and_missing_values_stay_nan(tmp_path):
     from ephys2tx.datasets.cells import read_cell_table
 

@@ -145,10 +145,9 @@ def _plain(value):
 
 def is_reference_model(model_dir: Path) -> bool:
     """True for a directory written by `train reference` or the reference cache."""
-    from ..models.bundle import META_FILE
+    from ..models.bundle import META_FILE, read_card
 
-    meta = model_dir / META_FILE
-    return meta.is_file() and json.loads(meta.read_text()).get("kind") == "reference"
+    return (model_dir / META_FILE).is_file() and read_card(model_dir).kind == "reference"
 
 
 def predict_reference(model_dir: Path, table, alpha: float, json_out: Path | None):

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..errors import Ephys2txError
+from ..errors import Ephys2txError, one_line
 from ..features.families import FAMILY_OF_FEATURE
 
 MODEL_FILE = "model.joblib"
@@ -82,16 +82,40 @@ def save_model(model_dir: str | Path, estimator, card: ModelCard) -> Path:
     return model_dir
 
 
-def load_model(model_dir: str | Path) -> tuple[object, ModelCard]:
-    """Return (estimator, card); a missing or incomplete directory is a clear error."""
-    model_dir = Path(model_dir)
-    if not (model_dir / META_FILE).is_file() or not (model_dir / MODEL_FILE).is_file():
+def read_card(model_dir: str | Path) -> ModelCard:
+    """The model card of a directory; a missing, damaged or foreign model.json is a clear
+    error."""
+    path = Path(model_dir) / META_FILE
+    if not path.is_file():
         raise Ephys2txError(
-            f"{model_dir} is not a model directory (no {META_FILE}/{MODEL_FILE}); "
-            "train one with `ephys2tx train rf|bilstm|transfer --out DIR`"
+            f"{model_dir} is not a model directory (no {META_FILE}); "
+            "train one with `ephys2tx train rf|bilstm|transfer|reference --out DIR`"
         )
-    card = ModelCard(**json.loads((model_dir / META_FILE).read_text()))
-    return joblib.load(model_dir / MODEL_FILE), card
+    try:
+        return ModelCard(**json.loads(path.read_text()))
+    except (ValueError, TypeError) as exc:  # bad JSON, or not a card's fields
+        raise Ephys2txError(
+            f"{path} is damaged or not an ephys2tx model card ({one_line(exc)}); "
+            "train the model again"
+        ) from exc
+
+
+def load_model(model_dir: str | Path) -> tuple[object, ModelCard]:
+    """Return (estimator, card); a missing, incomplete or damaged directory is a clear error."""
+    model_dir = Path(model_dir)
+    card = read_card(model_dir)
+    if not (model_dir / MODEL_FILE).is_file():
+        raise Ephys2txError(
+            f"{model_dir} is not a model directory (no {MODEL_FILE}); "
+            "train one with `ephys2tx train rf|bilstm|transfer|reference --out DIR`"
+        )
+    try:
+        estimator = joblib.load(model_dir / MODEL_FILE)
+    except Exception as exc:  # a truncated or foreign pickle fails in many ways
+        raise Ephys2txError(
+            f"{model_dir / MODEL_FILE} cannot be read ({one_line(exc)}); train the model again"
+        ) from exc
+    return estimator, card
 
 
 def align_features(cells: pd.DataFrame, features: list[str]) -> tuple[pd.DataFrame, list[str]]:
