@@ -306,8 +306,9 @@ def _timing_section(results: StudyResults) -> str:
     ran = sum(t.seconds for t in results.timings if not t.reused)
     return (
         "<h2 id='timings'>Time per step</h2>"
-        f"<p class='note'>Wall-clock seconds each step took when it ran; {ran:.0f} s ran in this "
-        "invocation, the rest was read from DIR/steps/.</p>"
+        f"<p class='note'>Wall-clock seconds each step took when it ran; the steps run in this "
+        f"invocation add up to {ran:.0f} s (reproduce runs steps side by side, one per core, so "
+        "its wall time is shorter); the rest was read from DIR/steps/.</p>"
         + _table(["step", "seconds", "this run"], rows)
     )
 
