@@ -32,7 +32,7 @@ from ephys2tx.features.families import SCALAR_FAMILIES
 from ephys2tx.models.bundle import ModelCard
 from ephys2tx.models.forest import make_forest
 from ephys2tx.models.species import SpeciesFingerprint
-from ephys2tx.models.trusted import TrustedModel, fit_calibration, fit_trust_reference
+from ephys2tx.models.trusted import TrustedModel, fit_calibration_oof, fit_trust_reference
 
 ALPHA = 0.1
 RUNS = [("human", "label", "Lamp5"), ("mouse", "label5", "Sncg")]  # species, label, novel class
@@ -102,10 +102,12 @@ def novel_part(cells: dict, repeats: int, runs: list) -> None:
         auroc_novelty = roc_auc_score(is_novel[measured], rows["novelty"][measured])
         auroc_conf = roc_auc_score(is_novel, 1 - rows["p_max"])
         auroc_cred = roc_auc_score(is_novel, 1 - rows["credibility"])
+        auroc_flag = roc_auc_score(is_novel, rows["novel_score"])
         print(f"\n{species}: {novel} left out ({is_novel.sum()} test rows; "
               f"{time.perf_counter() - start:.0f} s)")  # fmt: skip
         print(f"  AUROC novelty {auroc_novelty:.3f}; AUROC 1 - top probability {auroc_conf:.3f}; "
-              f"AUROC 1 - largest conformal p-value {auroc_cred:.3f}")  # fmt: skip
+              f"AUROC 1 - largest conformal p-value {auroc_cred:.3f}; AUROC of the score "
+              f"`novel` thresholds (rank average of both) {auroc_flag:.3f}")  # fmt: skip
         print(f"  {novel} cells called confidently {rows['confident'][is_novel].mean():.1%} "
               f"(flagged novel {rows['flags'][is_novel].str.contains('novel').mean():.1%}); "
               f"in-distribution cells confident {known['confident'].mean():.1%} (accuracy "
@@ -137,13 +139,14 @@ def trusted_model(table: pd.DataFrame, label: str, species: str, other: dict) ->
     """A forest with calibration and reference from `table`, as `train` would save it."""
     features = usable_features(table)
     model = make_forest(0).fit(table[features], table[label].to_numpy())
-    calibration = fit_calibration(
-        make_forest(0), table[features], table[label].to_numpy(), table["donor"].to_numpy(),
-        donor_kfold(5, 0),
-    )  # fmt: skip
+    donors = table["donor"].to_numpy()
+    conformal, temperature, oof = fit_calibration_oof(
+        make_forest(0), table[features], table[label].to_numpy(), donors, donor_kfold(5, 0)
+    )
     reference = fit_trust_reference(table, features, species, other, model=model)
+    reference.with_novel_flag(donors, oof.max(axis=1))
     card = ModelCard("rf-raw", species, label, list(model.classes_), features)
-    return TrustedModel(model, card, *calibration, reference)
+    return TrustedModel(model, card, conformal, temperature, reference)
 
 
 def fault_part(cells: dict) -> None:

@@ -46,6 +46,8 @@ from ephys2tx.models.trusted import fit_trust_reference
 RUNS = {"human": ("label", "Lamp5"), "mouse": ("label5", "Sncg")}
 ALPHA = 0.1
 KS = (5, 10, 20)
+SMALL_ALPHAS = (0.05, 0.02)
+PROX_KS = (1, 5, 10, 30)
 
 
 @dataclass
@@ -120,7 +122,7 @@ class ClassNovelty:
         return np.nan_to_num(novelty, nan=0.0) > limit
 
 
-def fold_rows(table, label, novel, species, other, fold, seed) -> pd.DataFrame:
+def fold_rows(table, label, novel, species, other, fold, seed, class_scores=False) -> pd.DataFrame:
     y = table[label].astype(str).to_numpy()
     train_idx = fold.train[y[fold.train] != novel]
     train, test = table.iloc[train_idx], table.iloc[fold.test]
@@ -152,12 +154,96 @@ def fold_rows(table, label, novel, species, other, fold, seed) -> pd.DataFrame:
             "1-top p": 1 - proba.max(axis=1),
         }
     )
-    for k in KS:
-        cn = ClassNovelty.fit(reference.novelty, y[train_idx], train["donor"].to_numpy(), k=k)
-        score = cn.novelty(test[features], predicted, reference.novelty)
-        rows[f"class-k{k}"] = score
-        rows[f"class-k{k}_flag"] = cn.is_novel(score, predicted)
+    if class_scores:
+        for k in KS:
+            cn = ClassNovelty.fit(reference.novelty, y[train_idx], train["donor"].to_numpy(), k=k)
+            score = cn.novelty(test[features], predicted, reference.novelty)
+            rows[f"class-k{k}"] = score
+            rows[f"class-k{k}_flag"] = cn.is_novel(score, predicted)
+    # reference-cell distributions (out of fold / out of donor), for 5% false-alarm flags
+    nov_ref = reference.novelty._share_below(
+        reference.novelty._knn_distance(reference.novelty.cells, train["donor"].to_numpy())
+    )
+    topp_ref = 1 - temperature.apply(oof).max(axis=1)
+    pct_topp = percentile_of(topp_ref, rows["1-top p"].to_numpy())
+    pct_topp_ref = percentile_of(topp_ref, topp_ref)
+    rows["1-top p_flag"] = rows["1-top p"].to_numpy() > np.quantile(topp_ref, 1 - NOVEL_SHARE)
+    nov = np.nan_to_num(novelty, nan=0.0)
+    for name, combine in (("max(nov,1-p)", np.maximum), ("mean(nov,1-p)", _mean)):
+        ref_score = combine(np.nan_to_num(nov_ref, nan=0.0), pct_topp_ref)
+        rows[name] = combine(nov, pct_topp)
+        rows[f"{name}_flag"] = rows[name].to_numpy() > np.quantile(ref_score, 1 - NOVEL_SHARE)
+    cred = pvals.max(axis=1)
+    rows["1-max p-value"] = 1 - cred
+    for a in SMALL_ALPHAS:
+        rows[f"empty set a={a}_flag"] = cred <= a  # the conformal set at alpha a is empty
+    rows["vote entropy"] = vote_entropy(model, test[features].to_numpy(float))
+    leaves_train, leaves = model.apply(train[features]), model.apply(test[features])
+    ytr = y[train_idx]
+    for k in PROX_KS:
+        rows[f"1-prox k{k}"] = 1 - proximity(leaves_train, ytr, leaves, predicted, k)
+    rows["1-prox all k10"] = 1 - proximity(leaves_train, ytr, leaves, None, 10)
+    # reference: each training cell against other donors' cells of its class, over the trees
+    # it was out of bag in; a 5% false-alarm flag and a rank average with 1 - top p
+    inbag = np.zeros((len(train_idx), len(model.estimators_)), bool)
+    for t, sample in enumerate(model.estimators_samples_):
+        inbag[sample, t] = True
+    ref_prox = 1 - proximity(
+        leaves_train, ytr, leaves_train, ytr, 10, ~inbag, train["donor"].to_numpy()
+    )
+    prox = rows["1-prox k10"].to_numpy()
+    rows["1-prox k10_flag"] = prox > np.quantile(ref_prox, 1 - NOVEL_SHARE)
+    for name, combine in (("max(prox,1-p)", np.maximum), ("mean(prox,1-p)", _mean)):
+        ref_score = combine(percentile_of(ref_prox, ref_prox), pct_topp_ref)
+        rows[name] = combine(percentile_of(ref_prox, prox), pct_topp)
+        rows[f"{name}_flag"] = rows[name].to_numpy() > np.quantile(ref_score, 1 - NOVEL_SHARE)
     return rows
+
+
+def _mean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a + b) / 2
+
+
+def percentile_of(ref: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Share of the reference values below each x (a rank on the reference scale)."""
+    ref = np.sort(np.asarray(ref, float)[np.isfinite(ref)])
+    return np.searchsorted(ref, np.asarray(x, float), side="left") / max(len(ref), 1)
+
+
+def vote_entropy(forest, X: np.ndarray) -> np.ndarray:
+    """Entropy (bits) of the trees' hard votes: disagreement between ensemble members."""
+    votes = np.zeros((len(X), len(forest.classes_)))
+    for tree in forest.estimators_:
+        votes[np.arange(len(X)), tree.predict(X).astype(int)] += 1
+    share = votes / len(forest.estimators_)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.nansum(np.where(share > 0, share * np.log2(share), 0.0), axis=1)
+
+
+def proximity(leaves_ref, y_ref, leaves, predicted, k=10, trees=None, groups=None, chunk=16):
+    """Mean forest proximity (share of trees where both land in the same leaf) of each row
+    to its k most proximate reference cells of the class it is called (`predicted`; None:
+    any class). `trees` (rows x trees, bool) limits each row to some trees (out of bag);
+    `groups` (rows = reference cells) leaves out the row's own donor."""
+    out = np.full(len(leaves), np.nan)
+    labels = np.zeros(len(leaves), int) if predicted is None else np.asarray(predicted)
+    y_ref = np.zeros(len(leaves_ref), int) if predicted is None else np.asarray(y_ref)
+    for c in np.unique(labels):
+        ref_idx = np.flatnonzero(y_ref == c)
+        rows = np.flatnonzero(labels == c)
+        kk = min(k, len(ref_idx))
+        for start in range(0, len(rows), chunk):
+            r = rows[start : start + chunk]
+            same = leaves[r][:, None, :] == leaves_ref[ref_idx][None, :, :]
+            if trees is None:
+                prox = same.mean(axis=2)
+            else:
+                w = trees[r][:, None, :]
+                prox = (same & w).sum(axis=2) / np.maximum(w.sum(axis=2), 1)
+            if groups is not None:
+                prox[groups[r][:, None] == groups[ref_idx][None, :]] = -np.inf
+            out[r] = -np.partition(-prox, kk - 1, axis=1)[:, :kk].mean(axis=1)
+    return out
 
 
 def report(rows: pd.DataFrame, novel: str) -> None:
@@ -168,11 +254,20 @@ def report(rows: pd.DataFrame, novel: str) -> None:
     print(f"  no novelty flag: {novel} confident {base_conf[is_novel].mean():.1%}; "
           f"in-distribution confident {base_conf[known].mean():.1%} "
           f"(accuracy {correct[known & base_conf].mean():.3f})")  # fmt: skip
-    for name in ["global", *[f"class-k{k}" for k in KS], "1-credibility", "1-top p"]:
-        score = rows[name].to_numpy(float)
-        ok = np.isfinite(score)
-        auroc = roc_auc_score(is_novel[ok], score[ok])
-        line = f"  {name:14} AUROC {auroc:.3f}"
+    names = ["global", *[f"class-k{k}" for k in KS], "1-credibility", "1-top p"]
+    names += ["max(nov,1-p)", "mean(nov,1-p)", "1-max p-value", "vote entropy"]
+    names += [*[f"1-prox k{k}" for k in PROX_KS], "1-prox all k10"]
+    names += ["max(prox,1-p)", "mean(prox,1-p)"]
+    names += [f"empty set a={a}" for a in SMALL_ALPHAS]
+    for name in names:
+        if name in rows:
+            score = rows[name].to_numpy(float)
+            ok = np.isfinite(score)
+            line = f"  {name:14} AUROC {roc_auc_score(is_novel[ok], score[ok]):.3f}"
+        elif f"{name}_flag" in rows:
+            line = f"  {name:14} (a flag)"
+        else:
+            continue
         if f"{name}_flag" in rows:
             conf = base_conf & ~rows[f"{name}_flag"]
             both = base_conf & ~rows[f"{name}_flag"] & ~rows["global_flag"]
@@ -185,6 +280,31 @@ def report(rows: pd.DataFrame, novel: str) -> None:
         print(line)
     called = rows.loc[is_novel, "predicted"].value_counts(normalize=True).round(2).to_dict()
     print(f"  {novel} cells are called: {called}")
+
+
+def tradeoff(rows: pd.DataFrame, novel: str, cost: float = 0.03, target: float = 0.30) -> None:
+    """What a flag on each score could do at best (thresholds set on these test cells, so an
+    upper bound, for the argument only): the novel cells left confident when the flag may
+    take `cost` of the in-distribution cells out of the confident calls, and the share of
+    in-distribution cells it must take out to leave at most `target` of novel cells."""
+    is_novel = (rows["true"] == novel).to_numpy()
+    base = (rows["singleton"] & ~rows["other_flag"]).to_numpy()
+    print(f"  oracle trade-off (thresholds on the test cells; an upper bound): at a cost of "
+          f"{cost:.0%} of in-distribution cells / to reach {target:.0%} of {novel} confident")  # fmt: skip
+    for name in rows.columns:
+        if name in ("true", "predicted", "singleton", "other_flag") or name.endswith("_flag"):
+            continue
+        score = np.nan_to_num(rows[name].to_numpy(float), nan=-np.inf)
+        known = np.sort(score[~is_novel & base])[::-1]  # most novel first
+        n_known = (~is_novel).sum()
+        take = int(cost * n_known)
+        t = known[take] if take < len(known) else -np.inf
+        left = np.mean(base[is_novel] & (score[is_novel] <= t))
+        nov = np.sort(score[is_novel & base])[::-1]
+        need = int(np.ceil(base[is_novel].sum() - target * is_novel.sum()))
+        t_need = nov[need - 1] if 0 < need <= len(nov) else np.inf
+        paid = np.sum(base & ~is_novel & (score >= t_need)) / n_known
+        print(f"    {name:16} {left:.1%} / in-distribution cost {paid:.1%}")
 
 
 def ceiling(table, label, novel, folds, seed) -> None:
@@ -213,8 +333,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--ceiling", action="store_true")
+    parser.add_argument("--class-scores", action="store_true", help="also class-kNN typicality")
+    parser.add_argument("--save", help="write the per-cell scores to this CSV")
+    parser.add_argument("--load", help="report on per-cell scores saved by --save")
     args = parser.parse_args()
     label, novel = RUNS[args.species]
+    if args.load:
+        rows = pd.read_csv(args.load)
+        report(rows, novel)
+        tradeoff(rows, novel)
+        return
     cells = {s: build_cells(s)[0] for s in ("mouse", "human")}
     table = cells[args.species]
     table = table[table[label].notna()].reset_index(drop=True)
@@ -224,10 +352,16 @@ def main() -> None:
     start = time.perf_counter()
     rows = []
     for fold in folds:
-        rows.append(fold_rows(table, label, novel, args.species, other, fold, args.seed))
+        rows.append(
+            fold_rows(table, label, novel, args.species, other, fold, args.seed, args.class_scores)
+        )
         print(f"fold {fold.repeat}.{fold.fold}: {time.perf_counter() - start:.0f} s", flush=True)
     print(f"{args.species}: {novel} left out, seed-{args.seed} donor-grouped 5x{args.repeats}")
-    report(pd.concat(rows, ignore_index=True), novel)
+    rows = pd.concat(rows, ignore_index=True)
+    if args.save:
+        rows.to_csv(args.save, index=False)
+    report(rows, novel)
+    tradeoff(rows, novel)
     if args.ceiling:
         ceiling(table, label, novel, folds, args.seed)
 

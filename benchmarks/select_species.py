@@ -1,13 +1,16 @@
 """Species fingerprint variants, selected on seed-100 donor-grouped folds (never seed 0).
 
-Mouse and human public cells are pooled; in each donor-grouped fold a fingerprint is fitted
-on the training cells of both species (over the features of a `--species` model) and
-scores the held-out cells of both. Prints, per variant, the AUROC of P(mouse) and, for
-thresholds set at a fixed false-alarm rate on same-species held-out cells, the share of the
-other species' cells flagged, for a mouse model and a human model:
+Measured as `bench_trust.py --parts species` measures the adopted one, on other folds: each
+species' labelled cells are cut into 5 donor-grouped folds (seed 100); fold k of both is
+held out together, and for each model species a fingerprint is fitted and calibrated
+(inner out-of-fold threshold) on the other folds of both species, exactly as `train` does.
+Prints, per variant and model species, the share of the other species' held-out cells
+flagged `species_mismatch` and the false alarms on the model's own held-out cells (the
+calibration is nested, so these are the rates `predict` would give), plus the pooled
+out-of-fold AUROC and the other species flagged at an oracle 5% false-alarm threshold:
 
     EPHYS2TX_MIRROR=../shared/data OMP_NUM_THREADS=1 .venv/bin/python \
-        benchmarks/select_species.py
+        benchmarks/select_species.py --variants current,missing
 """
 
 from __future__ import annotations
@@ -16,62 +19,70 @@ import argparse
 import time
 
 import numpy as np
-import pandas as pd
-from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
 from ephys2tx.datasets.cells import build_cells, usable_features
-from ephys2tx.evaluation.splits import donor_kfold
+from ephys2tx.evaluation.folds import cell_folds
+from ephys2tx.models.species import HGB_SETTINGS, FingerprintSettings, SpeciesFingerprint
 
+LABELS = {"human": "label", "mouse": "label5"}
+SLOW = {"max_iter": 500, "learning_rate": 0.05, "min_samples_leaf": 10}
+TUNED = {"max_iter": 300, "learning_rate": 0.05, "max_leaf_nodes": 15, "l2_regularization": 1.0}
 VARIANTS = {
-    # name: (minimum coverage in both species, HGB settings)
-    "current": (0.2, {"max_iter": 200, "learning_rate": 0.1}),
-    "cov0.05": (0.05, {"max_iter": 200, "learning_rate": 0.1}),
-    "slow": (0.2, {"max_iter": 500, "learning_rate": 0.05, "min_samples_leaf": 10}),
-    "cov0.05-slow": (0.05, {"max_iter": 500, "learning_rate": 0.05, "min_samples_leaf": 10}),
+    "current": FingerprintSettings(),
+    "cov0.05": FingerprintSettings(min_coverage=0.05),
+    "slow": FingerprintSettings(hgb=SLOW),
+    "missing": FingerprintSettings(missingness=True),
+    "missing-cov0.05": FingerprintSettings(min_coverage=0.05, missingness=True),
+    "tuned": FingerprintSettings(hgb=TUNED),
+    "missing-tuned": FingerprintSettings(missingness=True, hgb=TUNED),
+    "missing-deep": FingerprintSettings(
+        missingness=True, hgb={**HGB_SETTINGS, "max_iter": 400, "max_leaf_nodes": 63}
+    ),
+    "10splits": FingerprintSettings(splits=10),
+    "fa0.045": FingerprintSettings(false_alarm=0.045),
+    "fa0.055": FingerprintSettings(false_alarm=0.055),
+    "fa0.06": FingerprintSettings(false_alarm=0.06),
+    "missing-10splits": FingerprintSettings(missingness=True, splits=10),
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seed", type=int, default=100)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default="current,missing,tuned,missing-tuned")
     args = parser.parse_args()
-    cells = {s: build_cells(s)[0] for s in ("mouse", "human")}
-    features = {s: usable_features(t) for s, t in cells.items()}
-    table = pd.concat(list(cells.values()), ignore_index=True)
-    y = (table["species"] == "mouse").to_numpy()
-    donors = (table["species"] + ":" + table["donor"].astype(str)).to_numpy()
-    folds = list(donor_kfold(5, args.seed).split(np.zeros(len(y)), y, donors))
+    cells = {s: build_cells(s)[0] for s in LABELS}
+    tables = {s: t[t[LABELS[s]].notna()].reset_index(drop=True) for s, t in cells.items()}
+    folds = {s: cell_folds(t, LABELS[s], s, "grouped", 5, 1, args.seed) for s, t in tables.items()}
     for name in args.variants.split(","):
-        coverage, params = VARIANTS[name]
-        for model_species in ("mouse", "human"):
-            shared = [
-                f
-                for f in features[model_species]
-                if all(t[f].notna().mean() >= coverage if f in t else False for t in cells.values())
-            ]
-            X = table[shared].to_numpy(float)
-            p_mouse = np.full(len(y), np.nan)
+        settings = VARIANTS[name]
+        for model_species in tables:
+            other = next(s for s in tables if s != model_species)
             start = time.perf_counter()
-            for train, test in folds:
-                model = HistGradientBoostingClassifier(
-                    class_weight="balanced", random_state=args.seed, **params
-                ).fit(X[train], y[train])
-                p_mouse[test] = model.predict_proba(X[test])[:, 1]
-            own = y if model_species == "mouse" else ~y
-            p_own = p_mouse if model_species == "mouse" else 1 - p_mouse
-            parts = []
-            for fa in (0.01, 0.02, 0.05):
-                threshold = np.quantile(p_own[own], fa)
-                parts.append(f"FA {fa:.0%}: other flagged {np.mean(p_own[~own] < threshold):.1%}")
-            legacy = {"mouse": 0.5, "human": 0.02}[model_species]
+            flagged = {s: np.zeros(len(t), bool) for s, t in tables.items()}
+            p_own = {s: np.full(len(t), np.nan) for s, t in tables.items()}
+            for k in range(5):
+                train = {s: t.iloc[folds[s][k].train] for s, t in tables.items()}
+                fp = SpeciesFingerprint.fit(
+                    train, usable_features(tables[model_species]), args.seed, model_species,
+                    settings,
+                )  # fmt: skip
+                for s, t in tables.items():
+                    test = folds[s][k].test
+                    flagged[s][test] = fp.mismatch(t.iloc[test], model_species)
+                    p_own[s][test] = fp.proba(t.iloc[test], model_species)
+            own, oth = p_own[model_species], p_own[other]
+            auroc = roc_auc_score(
+                np.r_[np.ones(len(own)), np.zeros(len(oth))], np.nan_to_num(np.r_[own, oth], nan=1)
+            )
+            oracle = np.mean(oth < np.nanquantile(own, 0.05))
             print(
-                f"{name:13} {model_species} model ({len(shared)} features, "
-                f"{time.perf_counter() - start:.0f} s): AUROC {roc_auc_score(y, p_mouse):.3f}; "
-                + "; ".join(parts)
-                + f"; at {legacy}: other {np.mean(p_own[~own] < legacy):.1%}, "
-                f"own {np.mean(p_own[own] < legacy):.1%}",
+                f"{name:16} {model_species} model ({len(fp.features)} features, "
+                f"{time.perf_counter() - start:.0f} s): species_mismatch on "
+                f"{flagged[other].mean():.1%} of {other} cells, false alarms "
+                f"{flagged[model_species].mean():.1%} of {model_species}; AUROC {auroc:.4f}; "
+                f"oracle 5% threshold: {oracle:.1%}",
                 flush=True,
             )
 

@@ -22,7 +22,7 @@ from ephys2tx.evaluation.trust import (
 from ephys2tx.features.families import SCALAR_FAMILIES
 from ephys2tx.models.bundle import ModelCard, save_model
 from ephys2tx.models.calibration import Temperature, fit_recalibration
-from ephys2tx.models.novelty import NoveltyReference
+from ephys2tx.models.novelty import NovelFlag, NoveltyReference
 from ephys2tx.models.species import FALSE_ALARM, MISMATCH_BELOW, SpeciesFingerprint
 from ephys2tx.models.trust import TrustReference
 from ephys2tx.models.trusted import TrustedModel, fit_calibration, fit_trust_reference, save_trust
@@ -186,6 +186,38 @@ def test_novelty_threshold_flags_five_percent_of_reference_cells():
     assert 0.02 <= share <= 0.09
     back = NoveltyReference.from_arrays(ref.to_arrays())
     assert np.allclose(back.novelty(fresh[FEATURES]), ref.novelty(fresh[FEATURES]), atol=1e-3)
+
+
+def test_novel_flag_combines_novelty_and_top_probability():
+    rng = np.random.default_rng(0)
+    novelty, top = rng.random(2000), rng.uniform(0.4, 1.0, 2000)
+    flag = NovelFlag.fit(novelty, top)
+    assert flag.is_novel(novelty, top).mean() == pytest.approx(0.05, abs=0.005)
+    # an atypical cell the model is sure of is not novel; the same cell called unsure is
+    assert flag.is_novel([0.9, 0.9, 0.0], [0.99, 0.41, 0.41]).tolist() == [False, True, False]
+    back = NovelFlag.from_arrays(flag.to_arrays())
+    assert np.array_equal(back.score(novelty, top), flag.score(novelty, top))
+
+
+def test_train_stores_the_combined_novel_flag_and_predict_uses_it(tmp_path):
+    from ephys2tx.models.trusted import store_trust
+
+    cells = synthetic_cells()
+    model = logistic().fit(cells[FEATURES], cells["label"])
+    save_model(tmp_path, model, ModelCard("logistic", "human", "label", ["A", "B", "C"], FEATURES))
+    store_trust(tmp_path, logistic(), model, cells, "label", "human", FEATURES, None,
+                donor_kfold(5, 0))  # fmt: skip
+    loaded = TrustedModel.load(tmp_path)
+    assert loaded.reference.novel_flag is not None
+    fresh = synthetic_cells(2000, seed=5)
+    table, _ = loaded.predict_table(fresh)
+    novel = table["flags"].str.contains("novel").to_numpy()
+    top = loaded.predict_proba(fresh).max(axis=1)
+    assert np.array_equal(novel, loaded.reference.novel_flag.is_novel(table["novelty"], top))
+    assert 0.02 <= novel.mean() <= 0.09  # calibrated on the reference cells
+    # a model saved without calibration keeps the flag on novelty alone
+    save_trust(tmp_path, fit_trust_reference(cells, FEATURES, "human"))
+    assert TrustedModel.load(tmp_path).reference.novel_flag is None
 
 
 def test_partial_table_is_nan_and_a_table_without_features_is_an_error(trusted):

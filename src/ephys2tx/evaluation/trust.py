@@ -72,7 +72,7 @@ def _trust_on_fold(
     conformal = MondrianConformal.fit(temperature.apply(oof), y_train, classes_sorted)
     reference = fit_trust_reference(
         train, model_features(model, features), species, other, seed, model
-    )
+    ).with_novel_flag(train["donor"].to_numpy(), temperature.apply(oof).max(axis=1))
     test = cells.iloc[fold.test]
     proba = model.predict_proba(X_test)
     classes = [str(c) for c in model.classes_]
@@ -80,7 +80,7 @@ def _trust_on_fold(
     raw = proba[:, order]  # conformal column order (sorted classes)
     proba = temperature.apply(raw)
     novelty = reference.novelty.novelty(test.reindex(columns=reference.features))
-    flags = reference.flags(test, novelty)
+    flags = reference.flags(test, novelty, proba.max(axis=1))
     sets = conformal.predict_set(proba, alpha)
     records = assess(test["specimen_id"].to_numpy(), proba, conformal.classes, sets, flags, novelty)
     true = test[label].astype(str).to_numpy()
@@ -100,6 +100,7 @@ def _trust_on_fold(
             "covered": [t in r.prediction_set for t, r in zip(true, records, strict=True)],
             "confident": [r.confident for r in records],
             "novelty": novelty,
+            "novel_score": reference.novel_score(novelty, proba.max(axis=1)),
             "flags": ["; ".join(r.flags) for r in records],
         }
     )

@@ -19,7 +19,7 @@ falls back on the fixed `MISMATCH_BELOW`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,28 @@ HGB_SETTINGS = {"max_iter": 200, "learning_rate": 0.1}
 MISMATCH_BELOW = {"human": 0.02, "mouse": 0.5}  # fingerprints saved without a threshold
 
 
+@dataclass(frozen=True)
+class FingerprintSettings:
+    """How a fingerprint is fitted: which features (measured in at least `min_coverage` of
+    each species' cells), whether their missingness pattern is added as 0/1 columns plus the
+    share of shared features measured, the classifier, and the calibration."""
+
+    min_coverage: float = MIN_COVERAGE
+    missingness: bool = False
+    hgb: Mapping[str, object] = field(default_factory=lambda: dict(HGB_SETTINGS))
+    false_alarm: float = FALSE_ALARM
+    splits: int = CALIBRATION_SPLITS
+
+
+def design(values: np.ndarray, missingness: bool) -> np.ndarray:
+    """The classifier's input: the shared features, then (if asked) one 0/1 column per
+    feature for "not measured" and the share of features measured."""
+    if not missingness:
+        return values
+    missing = np.isnan(values)
+    return np.hstack([values, missing.astype(float), 1 - missing.mean(axis=1, keepdims=True)])
+
+
 @dataclass
 class SpeciesFingerprint:
     """A fitted mouse-vs-human classifier, the features it reads, and (for the species it was
@@ -43,6 +65,7 @@ class SpeciesFingerprint:
     estimator: HistGradientBoostingClassifier
     species: str | None = None
     threshold: float | None = None
+    missingness: bool = False
 
     @classmethod
     def fit(
@@ -51,33 +74,39 @@ class SpeciesFingerprint:
         features: list[str],
         seed: int = 0,
         own: str | None = None,
+        settings: FingerprintSettings | None = None,
     ) -> SpeciesFingerprint:
         """Fit on the cells of each species (keys are species names) over shared features;
         given `own` (a key), calibrate its threshold on out-of-fold probabilities (cells need
         a `donor` column)."""
+        settings = settings or FingerprintSettings()
         shared = [
             f
             for f in features
-            if all(f in t.columns and t[f].notna().mean() >= MIN_COVERAGE for t in cells.values())
+            if all(
+                f in t.columns and t[f].notna().mean() >= settings.min_coverage
+                for t in cells.values()
+            )
         ]
-        X = pd.concat([t[shared] for t in cells.values()], ignore_index=True).to_numpy(float)
+        values = pd.concat([t[shared] for t in cells.values()], ignore_index=True).to_numpy(float)
+        X = design(values, settings.missingness)
         y = np.concatenate([[name] * len(t) for name, t in cells.items()])
         model = HistGradientBoostingClassifier(
-            class_weight="balanced", random_state=seed, **HGB_SETTINGS
+            class_weight="balanced", random_state=seed, **settings.hgb
         )
         threshold = None
         if own is not None:
             donors = np.concatenate(
                 [name + ":" + t["donor"].astype(str).to_numpy() for name, t in cells.items()]
             )
-            splitter = StratifiedGroupKFold(CALIBRATION_SPLITS, shuffle=True, random_state=seed)
+            splitter = StratifiedGroupKFold(settings.splits, shuffle=True, random_state=seed)
             p_own = np.full(len(y), np.nan)
             for train, test in splitter.split(X, y, donors):
                 fitted = clone(model).fit(X[train], y[train])
                 p_own[test] = fitted.predict_proba(X[test])[:, list(fitted.classes_).index(own)]
-            mine = (y == own) & ~np.isnan(X).all(axis=1)
-            threshold = float(np.quantile(p_own[mine], FALSE_ALARM))
-        return cls(shared, model.fit(X, y), own, threshold)
+            mine = (y == own) & ~np.isnan(values).all(axis=1)
+            threshold = float(np.quantile(p_own[mine], settings.false_alarm))
+        return cls(shared, model.fit(X, y), own, threshold, settings.missingness)
 
     def proba(self, X: pd.DataFrame, species: str) -> np.ndarray:
         """Probability that each cell comes from `species` (NaN if no shared feature measured)."""
@@ -85,7 +114,8 @@ class SpeciesFingerprint:
         classes = list(self.estimator.classes_)
         if species not in classes:
             return np.full(len(values), np.nan)
-        p = self.estimator.predict_proba(values)[:, classes.index(species)]
+        missingness = getattr(self, "missingness", False)  # pickles from before the option
+        p = self.estimator.predict_proba(design(values, missingness))[:, classes.index(species)]
         p[np.isnan(values).all(axis=1)] = np.nan
         return p
 

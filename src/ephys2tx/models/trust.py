@@ -13,7 +13,8 @@ Flags (fixed vocabulary, joined by "; " in tables):
 - `species_mismatch`: the table's `species` column (or a recording's subject, e.g.
   "Mus musculus") names another species than the model's, or the species fingerprint (`models/species.py`) finds the cell closer to
   the other species' public cells;
-- `novel`: novelty above the threshold that flags 5% of reference cells (`models/novelty.py`).
+- `novel`: the rank average of novelty and 1 - top probability (calibrated models; else the
+  novelty alone) above the threshold that flags 5% of reference cells (`models/novelty.py`).
 `confident` is true only when the prediction set holds one class and no flag is raised.
 """
 
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from .novelty import NoveltyReference
+from .novelty import NovelFlag, NoveltyReference
 from .species import SpeciesFingerprint
 
 RANGE_MARGIN = 0.25
@@ -53,6 +54,7 @@ class TrustReference:
     min_measured: int  # fewer measured features than this raises `few_features`
     novelty: NoveltyReference
     fingerprint: SpeciesFingerprint | None = None
+    novel_flag: NovelFlag | None = None  # set by `with_novel_flag` when calibrated
 
     @classmethod
     def fit(
@@ -86,16 +88,44 @@ class TrustReference:
             fingerprint=fingerprint,
         )
 
-    def assess_cells(self, cells: pd.DataFrame) -> tuple[np.ndarray, list[list[str]]]:
+    def with_novel_flag(self, groups: ArrayLike, top_probability: ArrayLike) -> TrustReference:
+        """Calibrate the combined `novel` flag from the reference cells' donors (as at
+        fitting) and their out-of-fold top probabilities (same order); returns self."""
+        self.novel_flag = NovelFlag.fit(self.novelty.own_novelty(groups), top_probability)
+        return self
+
+    def assess_cells(
+        self, cells: pd.DataFrame, top_probability: np.ndarray | None = None
+    ) -> tuple[np.ndarray, list[list[str]]]:
         """Novelty and flags of each cell of a table (model columns it lacks count as NaN)."""
         table = cells.reindex(columns=self.features)
         if "species" in cells.columns:
             table["species"] = cells["species"].to_numpy()
         novelty = self.novelty.novelty(table[self.features])
-        return novelty, self.flags(table, novelty)
+        return novelty, self.flags(table, novelty, top_probability)
 
-    def flags(self, cells: pd.DataFrame, novelty: np.ndarray | None = None) -> list[list[str]]:
-        """The flags of each cell (a table with the model's feature columns, NaN allowed)."""
+    def novel_score(self, novelty: np.ndarray, top_probability: np.ndarray | None) -> np.ndarray:
+        """The score the `novel` flag thresholds: combined when calibrated, else the novelty."""
+        flag = getattr(self, "novel_flag", None)
+        if flag is None or top_probability is None:
+            return np.asarray(novelty, float)
+        return flag.score(novelty, top_probability)
+
+    def is_novel(self, novelty: np.ndarray, top_probability: np.ndarray | None) -> np.ndarray:
+        """The `novel` flag: combined with the top probability when both are available."""
+        flag = getattr(self, "novel_flag", None)
+        if flag is None or top_probability is None:
+            return self.novelty.is_novel(novelty)
+        return flag.is_novel(novelty, top_probability)
+
+    def flags(
+        self,
+        cells: pd.DataFrame,
+        novelty: np.ndarray | None = None,
+        top_probability: np.ndarray | None = None,
+    ) -> list[list[str]]:
+        """The flags of each cell (a table with the model's feature columns, NaN allowed);
+        `top_probability` (the model's, temperature-scaled) feeds the combined `novel`."""
         X = cells.reindex(columns=self.features).to_numpy(float)
         if novelty is None:
             novelty = self.novelty.novelty(X)
@@ -111,7 +141,7 @@ class TrustReference:
             mismatch |= np.array([n is not None and n != self.species for n in named])
         if self.fingerprint is not None:
             mismatch |= self.fingerprint.mismatch(cells, self.species)
-        novel = self.novelty.is_novel(novelty)
+        novel = self.is_novel(novelty, top_probability)
         out = []
         for i in range(len(X)):
             flags = []

@@ -30,7 +30,7 @@ from ..errors import Ephys2txError
 from .bundle import ModelCard, align_features, families_of, load_model, proba_table
 from .calibration import Temperature
 from .conformal import MondrianConformal, check_alpha, out_of_fold_proba
-from .novelty import NoveltyReference
+from .novelty import NovelFlag, NoveltyReference
 from .species import SpeciesFingerprint
 from .trust import TrustReference, assess, trust_columns
 
@@ -45,11 +45,21 @@ def fit_calibration(
     estimator, X: pd.DataFrame, y, groups, cv, n_jobs: int = 1
 ) -> tuple[MondrianConformal, Temperature]:
     """Temperature and Mondrian scores from one set of donor-grouped out-of-fold probabilities."""
+    conformal, temperature, _ = fit_calibration_oof(estimator, X, y, groups, cv, n_jobs)
+    return conformal, temperature
+
+
+def fit_calibration_oof(
+    estimator, X: pd.DataFrame, y, groups, cv, n_jobs: int = 1
+) -> tuple[MondrianConformal, Temperature, np.ndarray]:
+    """As `fit_calibration`, plus the temperature-scaled out-of-fold probabilities (rows of
+    X, columns the sorted classes), which also calibrate the `novel` flag."""
     y = np.asarray(y).astype(str)
     classes = sorted(set(y))
     oof = out_of_fold_proba(estimator, X, y, groups, cv, n_jobs)
     temperature = Temperature.fit(oof, y, classes)
-    return MondrianConformal.fit(temperature.apply(oof), y, classes), temperature
+    scaled = temperature.apply(oof)
+    return MondrianConformal.fit(scaled, y, classes), temperature, scaled
 
 
 def feature_weights(model, features: list[str]) -> np.ndarray | None:
@@ -113,8 +123,10 @@ def save_trust(
         "required_families": reference.required_families,
         "min_measured": reference.min_measured,
     }
+    novel_flag = getattr(reference, "novel_flag", None)
     arrays = {
         **{f"novelty_{k}": v for k, v in reference.novelty.to_arrays().items()},
+        **{f"novelflag_{k}": v for k, v in (novel_flag.to_arrays() if novel_flag else {}).items()},
         "low": reference.low,
         "high": reference.high,
         "meta": np.asarray(json.dumps(meta)),
@@ -157,7 +169,9 @@ def store_trust(
     if cv is not None:
         X = cells[features] if features is not None else cells
         y, donors = cells[label].to_numpy(), cells["donor"].to_numpy()
-        calibration = fit_calibration(clone(estimator), X, y, donors, cv)
+        *calibration, oof = fit_calibration_oof(clone(estimator), X, y, donors, cv)
+        calibration = tuple(calibration)
+        reference.with_novel_flag(donors, oof.max(axis=1))
         save_trust(out, reference, calibration, folds=cv.get_n_splits(), seed=seed)
     else:
         save_trust(out, reference, None, seed=seed)
@@ -180,6 +194,11 @@ def load_reference(model_dir: Path) -> TrustReference | None:
             {k[len("novelty_") :]: a[k] for k in a.files if k.startswith("novelty_")}
         )
         low, high = a["low"], a["high"]
+        novel_flag = None  # references saved before the combined flag keep the kNN-only one
+        if "novelflag_threshold" in a.files:
+            novel_flag = NovelFlag.from_arrays(
+                {k[len("novelflag_") :]: a[k] for k in a.files if k.startswith("novelflag_")}
+            )
     fingerprint = None
     if (model_dir / SPECIES_FILE).is_file():
         fingerprint = joblib.load(model_dir / SPECIES_FILE)
@@ -194,6 +213,7 @@ def load_reference(model_dir: Path) -> TrustReference | None:
         min_measured=int(meta["min_measured"]),
         novelty=novelty,
         fingerprint=fingerprint,
+        novel_flag=novel_flag,
     )
 
 
@@ -279,7 +299,7 @@ def trust_table(
     confident); without a stored reference there is no novelty and no flag."""
     n = len(cells)
     if reference is not None:
-        novelty, flags = reference.assess_cells(cells)
+        novelty, flags = reference.assess_cells(cells, np.asarray(proba, float).max(axis=1))
     else:
         novelty, flags = np.full(n, np.nan), [[] for _ in range(n)]
     sets = sets if sets is not None else [[] for _ in range(n)]
