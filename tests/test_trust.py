@@ -23,7 +23,12 @@ from ephys2tx.features.families import SCALAR_FAMILIES
 from ephys2tx.models.bundle import ModelCard, save_model
 from ephys2tx.models.calibration import Temperature, fit_recalibration
 from ephys2tx.models.novelty import NovelFlag, NoveltyReference
-from ephys2tx.models.species import FALSE_ALARM, MISMATCH_BELOW, SpeciesFingerprint
+from ephys2tx.models.species import (
+    FALSE_ALARM,
+    FALSE_ALARM_BY_SPECIES,
+    MISMATCH_BELOW,
+    SpeciesFingerprint,
+)
 from ephys2tx.models.trust import TrustReference
 from ephys2tx.models.trusted import TrustedModel, fit_calibration, fit_trust_reference, save_trust
 
@@ -264,6 +269,13 @@ def test_species_threshold_is_calibrated_at_its_false_alarm_rate(mouse_cells, hu
     assert fp.mismatch(human_cells[h_test], "mouse").mean() >= 0.9
     legacy = SpeciesFingerprint(fp.features, fp.estimator)  # saved before thresholds existed
     assert legacy.limit("mouse") == MISMATCH_BELOW["mouse"]
+    # a human model's threshold sits at its own (higher) rate, chosen on seed-100 folds
+    human = SpeciesFingerprint.fit(train, features, own="human")
+    assert human.threshold > 0
+    assert (
+        human.mismatch(human_cells[h_test], "human").mean() <= 2 * FALSE_ALARM_BY_SPECIES["human"]
+    )
+    assert human.mismatch(mouse_cells[m_test], "human").mean() >= 0.95
 
 
 def test_reference_without_fingerprint_still_flags_by_species_column():
