@@ -99,8 +99,9 @@ FLAG_SENTENCES = {
     "check its unit and the recording.",
     "species_mismatch": "The cell's species (its table, recording metadata or feature "
     "distribution) disagrees with the species the model was trained on.",
-    "novel": "Its novelty is above the level only 5% of the model's reference cells reach: "
-    "it may be a type, area or rig the model has not seen.",
+    "novel": "Its novelty (with a calibrated model: together with how unsure the call is) is "
+    "above the level only 5% of the model's reference cells reach: it may be a type, area or "
+    "rig the model has not seen.",
 }
 
 
