@@ -17,8 +17,8 @@ raised when the rank average of the novelty and of 1 - the top (temperature-scal
 probability, each as a share of the reference cells' own out-of-fold values, exceeds the
 level that 5% of the reference cells reach. On seed-100 folds with a held-out class it left
 fewer unseen-class cells confident than the kNN novelty alone (mouse Sncg 54.7% vs 68.8%,
-human Lamp5 32.8% vs 34.3%) while keeping more in-distribution calls confident (84.1% vs
-83.7%, 66.9% vs 65.7%); a max of the two, forest proximity, tree vote entropy and an empty
+human Lamp5 32.8% vs 34.3%) while keeping more in-distribution calls confident (84.4% vs
+84.0%, 66.3% vs 65.0%); a max of the two, forest proximity, tree vote entropy and an empty
 conformal set at a smaller alpha did worse (`benchmarks/select_novelty.py`). An
 uncalibrated model (no out-of-fold probabilities) keeps the kNN-only flag.
 
