@@ -169,9 +169,9 @@ def store_trust(
     if cv is not None:
         X = cells[features] if features is not None else cells
         y, donors = cells[label].to_numpy(), cells["donor"].to_numpy()
-        *calibration, oof = fit_calibration_oof(clone(estimator), X, y, donors, cv)
-        calibration = tuple(calibration)
-        reference.with_novel_flag(donors, oof.max(axis=1))
+        conformal, temperature, oof = fit_calibration_oof(clone(estimator), X, y, donors, cv)
+        calibration = (conformal, temperature)
+        reference.with_novel_flag(donors, oof.max(axis=1))  # the combined `novel` flag
         save_trust(out, reference, calibration, folds=cv.get_n_splits(), seed=seed)
     else:
         save_trust(out, reference, None, seed=seed)
