@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import Annotated
 
 import typer
 
 from .errors import Ephys2txError, one_line
+
+DEBUG_ENV = "EPHYS2TX_DEBUG"
 
 app = typer.Typer(
     help="Predict transcriptomic subclasses of cortical interneurons from electrophysiology.",
@@ -24,6 +28,17 @@ app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
 
 
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help=f"Show the traceback of any error (or set {DEBUG_ENV}=1)."),
+    ] = False,
+) -> None:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
 def _register() -> None:
     from .commands import data, demo, extract, recordings, reference, sequence, study, synth
 
@@ -34,13 +49,48 @@ def _register() -> None:
 _register()
 
 
+def _fail(message: str, status: int) -> None:
+    typer.secho(f"error: {message}", err=True, fg="red")
+    sys.exit(status)
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """A bad command line (unknown option, bad value, missing argument) as Click reports it.
+
+    Typer vendors Click, so its exception classes are not public: recognise them by shape.
+    """
+    return all(hasattr(exc, a) for a in ("ctx", "format_message", "exit_code"))
+
+
 def main() -> None:
-    """Entry point: user errors print one line and exit 2, never a traceback."""
+    """Entry point: every error prints one line and exits non-zero, never a traceback.
+
+    A user error (our own, or a bad option) exits 2; an unexpected one exits 1 and names
+    `--debug`, which shows the traceback instead.
+    """
     try:
-        app()
+        status = app(standalone_mode=False)
+    except typer.Abort:
+        _fail("interrupted", 130)
     except Ephys2txError as exc:
-        typer.secho(f"error: {one_line(exc)}", err=True, fg="red")
-        sys.exit(2)
+        if os.environ.get(DEBUG_ENV):
+            raise
+        _fail(one_line(exc), 2)
+    except Exception as exc:
+        if _is_usage_error(exc):
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                sys.exit(exc.exit_code)  # the help is printed already
+            where = exc.ctx.command_path if exc.ctx is not None else "ephys2tx"
+            message = one_line(Ephys2txError(exc.format_message())).rstrip(".")
+            _fail(f"{message}; see `{where} --help`", 2)
+        if os.environ.get(DEBUG_ENV):
+            raise
+        _fail(
+            f"unexpected {one_line(exc)}; rerun with `ephys2tx --debug ...` for the traceback "
+            "and report it",
+            1,
+        )
+    sys.exit(status if isinstance(status, int) and not isinstance(status, bool) else 0)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from pathlib import Path
+
+from .errors import Ephys2txError, one_line
 
 CHUNK = 1 << 20  # bytes read at a time
 
@@ -15,3 +18,37 @@ def sha256_of(path: str | Path, chunk: int = CHUNK) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def check_writable_folder(folder: str | Path, what: str) -> Path:
+    """Create `folder` if absent and prove a file can be written in it, before any work.
+
+    `what` names the place in the message (e.g. "--out /x"). A path under a file, a
+    read-only or pseudo file system (/proc), or a full disk is a one-line error.
+    """
+    folder = Path(folder)
+    existing = next(p for p in [folder, *folder.parents] if p.exists())
+    if not existing.is_dir():
+        raise Ephys2txError(f"{what}: {existing} is a file, not a folder; give a folder path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise Ephys2txError(
+            f"{what}: cannot write in {folder} ({exc.strerror or one_line(exc)}); "
+            "choose a writable folder"
+        ) from exc
+    return folder
+
+
+def check_out_file(path: str | Path, option: str = "--out") -> Path:
+    """An output file's place, checked before any work: not a folder or a device, and its
+    folder writable (the file itself is replaced atomically when done)."""
+    path = Path(path)
+    if path.is_dir():
+        raise Ephys2txError(f"{option} {path} is a folder; give a file name inside it")
+    if path.exists() and not path.is_file():
+        raise Ephys2txError(f"{option} {path} is not a regular file; give a file name")
+    check_writable_folder(path.parent, f"{option} {path}")
+    return path

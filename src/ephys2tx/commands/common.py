@@ -7,7 +7,6 @@ while the command line is parsed, so no command body repeats it).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +16,7 @@ import typer
 from ..console import console
 from ..datasets.cells import build_cells, read_id_list
 from ..errors import Ephys2txError
+from ..files import check_writable_folder
 from ..schema import DEFAULT_LABEL, check_label, check_species
 
 DataDir = Annotated[
@@ -63,7 +63,18 @@ AllowUnknownIds = Annotated[
     ),
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a model already in --out.")]
-Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
+# numpy and scikit-learn take seeds in [0, 2**32 - 1]
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(value: int) -> int:
+    """--seed: a whole number numpy and scikit-learn accept, checked before any work."""
+    if not 0 <= value <= SEED_MAX:
+        raise Ephys2txError(f"--seed {value} is out of range; give a number from 0 to {SEED_MAX}")
+    return value
+
+
+Seed = Annotated[int, typer.Option("--seed", help="Random seed.", callback=check_seed)]
 Protocol = Annotated[
     str,
     typer.Option(
@@ -155,11 +166,7 @@ def check_out_dir(out: Path, overwrite: bool = False) -> None:
                 f"--out {out} already holds a model; pass --overwrite to replace it, "
                 "or choose another folder"
             )
-    existing = next(p for p in [out, *out.parents] if p.exists())
-    if not existing.is_dir():
-        raise Ephys2txError(f"--out {out}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK):
-        raise Ephys2txError(f"--out {out}: cannot write in {existing}; choose another folder")
+    check_writable_folder(out, f"--out {out}")
 
 
 def print_f1(model: str, species: str, label: str, protocol: str, metrics: dict, out: Path) -> None:

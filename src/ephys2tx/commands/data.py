@@ -12,6 +12,8 @@ from rich.table import Table
 
 from ..datasets.cells import (
     build_cells,
+    check_table_out,
+    check_unique_ids,
     other_species_cells,
     read_cell_table,
     usable_features,
@@ -63,6 +65,8 @@ def cells(
     mirror: Mirror = None,
 ) -> None:
     """Build the harmonized cell table of one species and print QC counts per reason."""
+    if out is not None:
+        check_table_out(out)
     table, report = build_cells(species, data_dir, mirror)
     summary = Table(title=f"{species} cells: QC")
     summary.add_column("rule")
@@ -162,7 +166,10 @@ def _cells_from_inputs(inputs: list[Path], features_dir: Path):
         raise Ephys2txError(
             "no cells to predict: no recording gave a cell and no cell table was given (see above)"
         )
-    return pd.concat(tables, ignore_index=True)
+    table = pd.concat(tables, ignore_index=True)
+    if len(tables) > 1:
+        check_unique_ids(table, "the inputs together")
+    return table
 
 
 def predict(
@@ -210,9 +217,14 @@ def predict(
 
     `predict --species human|mouse CELLS...` needs no model: it uses the reference model
     (subclass, then t-type), trained from the public tables on first use and cached."""
+    from ..files import check_out_file
     from ..models.trusted import TrustedModel
     from .reference import is_reference_model, predict_reference, resolve_predict_model
 
+    check_out_file(out, "--out")
+    for option, path in (("--report", report), ("--json", json_out)):
+        if path is not None:
+            check_out_file(path, option)
     model_dir, inputs = resolve_predict_model(model_dir, inputs or [], species, data_dir, mirror)
     if is_reference_model(model_dir):
         table = _cells_from_inputs(inputs, features_dir or out.with_name(out.stem + "_features"))

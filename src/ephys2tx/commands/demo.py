@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from .common import Seed, console
+
+# two workers, or one on a one-core machine (more than its cores is an error in `extract`)
+DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
 
 
 def demo(
@@ -20,7 +24,7 @@ def demo(
     seed: Seed = 0,
     workers: Annotated[
         int, typer.Option("--workers", help="Local Dask workers for simulation and extraction.")
-    ] = 2,
+    ] = DEFAULT_WORKERS,
     transfer: Annotated[
         bool, typer.Option("--transfer/--no-transfer", help="Also train mouse → human transfer.")
     ] = True,

@@ -7,12 +7,17 @@ from typing import Annotated
 
 import typer
 
-from .common import Seed, Species
+from .common import Seed, Species, check_jobs
 
 NPerClass = Annotated[int, typer.Option("--n-per-class", help="cells per subclass")]
 Out = Annotated[Path, typer.Option("--out", help="output directory")]
 Processes = Annotated[
-    int, typer.Option("--jobs", help="worker processes (results do not depend on it)")
+    int,
+    typer.Option(
+        "--jobs",
+        help="worker processes, -1 = one per core (results do not depend on it)",
+        callback=check_jobs,
+    ),
 ]
 
 
@@ -28,8 +33,14 @@ def synth(
     Writes one IPFX-readable NWB file per cell and OUT/cohort.csv. These are model cells,
     not recordings: never mix them with real data without the `synthetic` column.
     """
+    import os
+
+    from ..files import check_writable_folder
     from ..synthetic import SYNTHETIC_NOTICE, write_cohort
 
+    check_writable_folder(out, f"--out {out}")
+    if jobs == -1:
+        jobs = os.cpu_count() or 1
     typer.secho(f"NOTE: {SYNTHETIC_NOTICE}", fg="yellow")
     table = write_cohort(species, n_per_class, out, seed=seed, jobs=jobs)
     counts = ", ".join(f"{k} {v}" for k, v in table["subclass"].value_counts().sort_index().items())

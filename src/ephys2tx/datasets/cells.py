@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..errors import Ephys2txError, one_line
 from ..features.families import SCALAR_FEATURES
+from ..files import check_out_file
 from ..schema import FEATURE_DTYPE, ID_COLUMNS, SPECIES, check_species
 from . import labels
 from .featuremap import EFEATURE, GOUWENS, map_mouse_features
@@ -189,16 +190,46 @@ def read_cell_table(path: str | Path) -> pd.DataFrame:
             f"or not a {suffix[1:]} file: write it again"
         ) from exc
     if "specimen_id" not in table.columns:
+        columns = list(table.columns)
+        hint = ""
+        if len(columns) == 1 and any(s in str(columns[0]) for s in (";", "\t", "|")):
+            hint = " (it looks separated by ';', tab or '|': write it with commas)"
         raise Ephys2txError(
-            f"cell table {path} has no `specimen_id` column; add one (one row per cell)"
+            f"cell table {path} has no `specimen_id` column{hint}; add one (one row per cell)"
         )
     if table.empty:
         raise Ephys2txError(f"cell table {path} has no rows; give one row per cell")
+    row_offset = 2 if suffix != ".parquet" else 1
+    check_unique_ids(table, f"cell table {path}", row_offset)
     for column in [c for c in SCALAR_FEATURES if c in table.columns]:
-        table[column] = _numeric_column(
-            table[column], column, path, row_offset=2 if suffix != ".parquet" else 1
-        )
+        table[column] = _numeric_column(table[column], column, path, row_offset)
     return table
+
+
+def check_unique_ids(table: pd.DataFrame, source: str, row_offset: int = 1) -> None:
+    """Every cell has a `specimen_id`, and no two rows share one (predictions are keyed by it).
+
+    `row_offset` turns a row index into the number a user sees (2 for a CSV line).
+    """
+    where = "line" if row_offset == 2 else "row"
+    ids = table["specimen_id"]
+    blank = ids.isna().to_numpy() | (ids.astype(str).str.strip() == "").to_numpy()
+    if blank.any():
+        rows = np.flatnonzero(blank)
+        raise Ephys2txError(
+            f"{source}: `specimen_id` is empty on {where} {rows[0] + row_offset} "
+            f"({len(rows)} such row(s)); give every cell an id"
+        )
+    repeated = ids.astype(str).duplicated(keep=False).to_numpy()
+    if repeated.any():
+        rows = np.flatnonzero(repeated)
+        first = ids.astype(str).iloc[rows[0]]
+        same = rows[ids.astype(str).iloc[rows].to_numpy() == first] + row_offset
+        raise Ephys2txError(
+            f"{source}: specimen_id {first} appears on {where}s "
+            f"{', '.join(map(str, same[:5]))}{' ...' if len(same) > 5 else ''} "
+            f"({int(repeated.sum())} rows share an id); give each cell one row and its own id"
+        )
 
 
 def _numeric_column(values: pd.Series, column: str, path: Path, row_offset: int) -> pd.Series:
@@ -228,21 +259,44 @@ def _numeric_column(values: pd.Series, column: str, path: Path, row_offset: int)
             f"cell table {path}: column `{column}`, {where} {k + row_offset} is "
             f"{numbers.iloc[k]}; a feature must be finite: leave the cell empty for a missing value"
         )
+    # scikit-learn's trees compute in float32: a larger magnitude would turn into inf there
+    largest = float(np.finfo(np.float32).max)
+    huge = np.abs(numbers.to_numpy()) > largest
+    if huge.any():
+        k = int(np.flatnonzero(huge)[0])
+        raise Ephys2txError(
+            f"cell table {path}: column `{column}`, {where} {k + row_offset} is "
+            f"{numbers.iloc[k]:g}, too large for a feature (at most {largest:.3g}"
+            "); check its units, or leave the cell empty for a missing value"
+        )
     return numbers
 
 
-def write_cell_table(cells: pd.DataFrame, path: str | Path) -> Path:
-    """Write Parquet or CSV by suffix, atomically."""
+def check_table_out(path: str | Path, option: str = "--out") -> Path:
+    """A cell table's output path, checked before any work: .parquet or .csv, writable."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix not in (".parquet", ".csv"):
+        raise Ephys2txError(f"{option} {path} must end in .parquet or .csv")
+    return check_out_file(path, option)
+
+
+def write_cell_table(cells: pd.DataFrame, path: str | Path) -> Path:
+    """Write Parquet or CSV by suffix, atomically: a failed write (full disk) leaves no part."""
+    path = check_table_out(path, "output")
     tmp = path.with_name(f".{path.name}.part")
-    if path.suffix == ".parquet":
-        cells.to_parquet(tmp, index=False)
-    elif path.suffix == ".csv":
-        cells.to_csv(tmp, index=False)
-    else:
-        raise Ephys2txError(f"output {path} must end in .parquet or .csv")
-    tmp.replace(path)
+    try:
+        if path.suffix == ".parquet":
+            cells.to_parquet(tmp, index=False)
+        else:
+            cells.to_csv(tmp, index=False)
+        tmp.replace(path)
+    except OSError as exc:
+        raise Ephys2txError(
+            f"cannot write {path} ({exc.strerror or one_line(exc)}); free some space or "
+            "choose another folder"
+        ) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from platformdirs import user_cache_dir
 
-from ..errors import DataFileMissing, Ephys2txError
-from ..files import sha256_of
+from ..errors import DataFileMissing, Ephys2txError, one_line
+from ..files import check_writable_folder, sha256_of
 from .sources import DATA_FILES, DataFile
 
 DATA_DIR_ENV = "EPHYS2TX_DATA_DIR"
@@ -119,14 +119,20 @@ def fetch_file(entry: DataFile, data_dir: Path, mirror: str | None = None) -> Pa
     target = data_dir / entry.name
     if local_state(entry, data_dir) == "ok":
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(target.parent, f"data directory {data_dir}")
     handle, tmp_name = tempfile.mkstemp(
         dir=target.parent, prefix=f".{target.name}.", suffix=".part"
     )
     os.close(handle)
     tmp = Path(tmp_name)
     try:
-        _copy_to(_source_of(entry, mirror), tmp)
+        try:
+            _copy_to(_source_of(entry, mirror), tmp)
+        except OSError as exc:  # a local copy that fails, e.g. a full disk
+            raise Ephys2txError(
+                f"cannot copy {entry.name} into {data_dir} ({exc.strerror or one_line(exc)}); "
+                "free some space or pass --data-dir a writable folder"
+            ) from exc
         got = sha256_of(tmp)
         if got != entry.sha256:
             raise Ephys2txError(

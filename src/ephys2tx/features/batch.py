@@ -413,6 +413,13 @@ def run_batch(
         raise Ephys2txError("no recording files given; pass .abf/.nwb files or a folder")
     if workers < 1:
         raise Ephys2txError(f"--workers must be at least 1, got {workers}")
+    cores = os.cpu_count() or 1
+    if scheduler is None and processes and workers > cores:
+        raise Ephys2txError(
+            f"--workers {workers} is more than the {cores} CPU core(s) of this machine; give "
+            f"--workers {cores} or fewer (or --scheduler ADDRESS for a cluster)"
+        )
+    workers = min(workers, len(paths))  # a worker without a file only costs start-up time
     if scheduler is None:
         memory_limit = check_memory_limit(memory_limit)
     check_out_folder(out_dir)
