@@ -458,3 +458,148 @@ def test_in_process_workers_have_no_memory_limit_to_pause_on():
     finally:
         client.close()
         cluster.close()
+
+
+# ------------------------------------------------------------------ 7. probed as a new user
+
+
+def test_usage_errors_are_one_line_with_the_help_command():
+    res = run_cli("inspect", "--bogus", ABF)
+    assert_one_line_error(res, "No such option: --bogus", "`ephys2tx inspect --help`")
+    res = run_cli("predict", "--alpha", "abc", "model")
+    assert_one_line_error(res, "'--alpha'", "`ephys2tx predict --help`")
+    assert_one_line_error(run_cli("cells"), "Missing argument", "`ephys2tx cells --help`")
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
+    from ephys2tx import cli
+    from ephys2tx.recordings import read
+
+    def broken(path):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(read, "read_recording", broken)
+    monkeypatch.setenv(cli.DEBUG_ENV, "")  # restored after the test: --debug sets it
+    monkeypatch.setattr(sys, "argv", ["ephys2tx", "inspect", str(ABF)])
+    with pytest.raises(SystemExit) as stop:
+        cli.main()
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: unexpected RuntimeError: boom")
+    assert "--debug" in err
+    monkeypatch.setattr(sys, "argv", ["ephys2tx", "--debug", "inspect", str(ABF)])
+    with pytest.raises(RuntimeError, match="boom"):
+        cli.main()
+
+
+@pytest.mark.parametrize("where", ["folder", "pipe", "under_a_file"])
+def test_output_files_that_cannot_be_written_are_refused_first(tmp_path, where):
+    plain = tmp_path / "plain.csv"
+    plain.write_text("x")
+    out = {"folder": tmp_path, "pipe": tmp_path / "pipe.csv", "under_a_file": plain / "p.csv"}
+    if where == "pipe":
+        os.mkfifo(out["pipe"])  # not a regular file: an atomic rename would replace it
+    words = {"folder": "is a folder", "pipe": "not a regular file", "under_a_file": "is a file"}
+    # checked before the model or the cells are read: neither exists here
+    res = run_cli("predict", tmp_path / "no-model", tmp_path / "no.csv", "--out", out[where])
+    assert_one_line_error(res, "--out", words[where])
+    res = run_cli("predict", tmp_path / "m", tmp_path / "c.csv", "--report", out[where])
+    assert_one_line_error(res, "--report", words[where])
+    if where == "folder":  # a folder named like a table
+        (tmp_path / "d.csv").mkdir()
+        out["folder"] = tmp_path / "d.csv"
+    res = run_cli("cells", "human", "--out", out[where])
+    assert_one_line_error(res, "--out", words[where])
+    assert plain.read_text() == "x"
+
+
+def test_cells_out_and_data_dir_are_checked_before_any_work(tmp_path):
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    assert_one_line_error(run_cli("cells", "human", "--out", tmp_path / "c.txt"), ".parquet")
+    res = run_cli("cells", "human", "--data-dir", plain)
+    assert_one_line_error(res, "data directory", "is a file, not a folder")
+    res = run_cli("fetch", "--data-dir", plain / "sub", "--mirror", SHARED_DATA)
+    assert_one_line_error(res, "data directory", "is a file, not a folder")
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("specimen_id,tau\n1,0.01\n2,0.02\n1,0.03\n", ["specimen_id 1", "lines 2, 4"]),
+        ("specimen_id,tau\n1,0.01\n,0.02\n", ["empty on line 3"]),
+        ("specimen_id,tau\n1,1e300\n", ["`tau`", "line 2", "too large"]),
+        ("specimen_id;tau\n1;0.01\n", ["no `specimen_id` column", "with commas"]),
+    ],
+)
+def test_duplicate_ids_huge_values_and_semicolons_are_errors(tmp_path, content, words):
+    from ephys2tx.datasets.cells import read_cell_table
+
+    path = tmp_path / "cells.csv"
+    path.write_text(content)
+    with pytest.raises(Ephys2txError) as err:
+        read_cell_table(path)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_the_same_cell_in_two_inputs_is_an_error(tmp_path):
+    from ephys2tx.commands.data import _cells_from_inputs
+
+    path = tmp_path / "cells.csv"
+    path.write_text("specimen_id,tau\n1,0.01\n2,0.02\n")
+    assert len(_cells_from_inputs([path], tmp_path / "f")) == 2
+    with pytest.raises(Ephys2txError, match="specimen_id 1 appears"):
+        _cells_from_inputs([path, path], tmp_path / "f")
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--seed", "-1"], ["--seed -1", "0 to 4294967295"]),
+        (["--seed", str(2**32)], ["out of range"]),
+        (["--jobs", "0"], ["--jobs 0"]),
+    ],
+)
+def test_synth_options_out_of_range(tmp_path, args, words):
+    res = run_cli("synth", "--species", "human", "--n-per-class", "1", "--out", tmp_path, *args)
+    assert_one_line_error(res, *words)
+    assert not (tmp_path / "cohort.csv").exists()
+
+
+def test_synth_out_that_is_a_file(tmp_path):
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    res = run_cli("synth", "--species", "human", "--n-per-class", "1", "--out", plain)
+    assert_one_line_error(res, "--out", "is a file, not a folder")
+
+
+def test_a_synthetic_nwb_that_does_not_fit_is_refused_whole(synthetic_nwb, tmp_path, monkeypatch):
+    import shutil as shell
+
+    from ephys2tx.recordings import allen_nwb
+    from ephys2tx.recordings.read import read_recording
+
+    recording = read_recording(synthetic_nwb)
+    usage = shell.disk_usage(tmp_path)
+    monkeypatch.setattr(allen_nwb.shutil, "disk_usage", lambda p: usage._replace(free=10_000))
+    with pytest.raises(Ephys2txError, match="MB needed"):
+        allen_nwb.write_allen_nwb(tmp_path / "c.nwb", recording, "test")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_extract_workers_beyond_the_cores(tmp_path):
+    res = run_cli("extract", ABF, "--out", tmp_path / "o", "--workers", (os.cpu_count() or 1) + 1)
+    assert_one_line_error(res, "CPU core", "--workers")
+
+
+def test_an_nwb_whose_sweep_data_is_missing_is_one_line(tmp_path):
+    from ephys2tx.recordings.read import read_recording
+
+    damaged = tmp_path / "cell.nwb"
+    shutil.copy(RECORDINGS / "nwb" / "99111002.nwb", damaged)
+    with h5py.File(damaged, "a") as h5:
+        del h5["acquisition"]
+    with pytest.raises(Ephys2txError, match="cannot read its sweeps") as err:
+        read_recording(damaged)
+    assert "\n" not in str(err.value)

@@ -11,6 +11,7 @@ import typer
 from .errors import Ephys2txError, one_line
 
 DEBUG_ENV = "EPHYS2TX_DEBUG"
+INTERRUPTED = 130  # the shell's status for a command stopped by Ctrl-C (128 + SIGINT)
 
 app = typer.Typer(
     help="Predict transcriptomic subclasses of cortical interneurons from electrophysiology.",
@@ -69,9 +70,9 @@ def main() -> None:
     `--debug`, which shows the traceback instead.
     """
     try:
-        status = app(standalone_mode=False)
+        status = app(standalone_mode=False, prog_name="ephys2tx")
     except typer.Abort:
-        _fail("interrupted", 130)
+        _fail("interrupted", INTERRUPTED)
     except Ephys2txError as exc:
         if os.environ.get(DEBUG_ENV):
             raise
@@ -90,6 +91,8 @@ def main() -> None:
             "and report it",
             1,
         )
+    if status == INTERRUPTED:  # Typer turns Ctrl-C into this status
+        _fail("interrupted; rerun the same command to resume (finished work is kept)", status)
     sys.exit(status if isinstance(status, int) and not isinstance(status, bool) else 0)
 
 

@@ -10,6 +10,8 @@ everything else is ordinary pynwb, so the files also open in pynwb and the moder
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,10 +111,30 @@ def write_allen_nwb(
         nwb.add_acquisition(resp)
         sweep_table.add_entry(stim)
         sweep_table.add_entry(resp)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with NWBHDF5IO(str(path), "w") as io:
-            io.write(nwb)
+    # HDF5 cannot recover from a disk filling up mid-write (it floods stderr and can crash
+    # the interpreter at exit), so the room is checked first, for the data uncompressed.
+    needed = sum(4 * (s.voltage.size + s.current.size) for s in recording.sweeps) + (1 << 20)
+    free = shutil.disk_usage(path.parent).free
+    if free < needed:
+        raise Ephys2txError(
+            f"cannot write {path}: {free / 1e6:.1f} MB free in {path.parent}, up to "
+            f"{needed / 1e6:.1f} MB needed; free some space or choose another folder"
+        )
+    # written under a temporary name and renamed: a failed write leaves no half file behind
+    tmp = path.with_name(f".{path.name}.part")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with NWBHDF5IO(str(tmp), "w") as io:
+                io.write(nwb)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # h5py reports a failed write as RuntimeError
+        raise Ephys2txError(
+            f"cannot write {path} ({one_line(exc, 100)}); free some space or choose another "
+            "folder"
+        ) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

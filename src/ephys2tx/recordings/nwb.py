@@ -172,6 +172,13 @@ def read_nwb(path: str | Path) -> Recording:
             "session_description": nwb.session_description,
             "skipped": skipped,
         }
+    except Ephys2txError:
+        raise
+    except Exception as exc:  # opened, but its sweep data is damaged (e.g. a dangling link)
+        raise Ephys2txError(
+            f"{path}: cannot read its sweeps ({one_line(exc)}); the file is damaged or "
+            "incomplete: download or export it again"
+        ) from exc
     finally:
         io.close()
     if not traces:
