@@ -603,3 +603,13 @@ def test_an_nwb_whose_sweep_data_is_missing_is_one_line(tmp_path):
     with pytest.raises(Ephys2txError, match="cannot read its sweeps") as err:
         read_recording(damaged)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "command", [["embed", "human"], ["evaluate", "rf", "--species", "human"],
+                ["evaluate", "bilstm", "--species", "human"]],
+)  # fmt: skip
+def test_out_folders_that_are_files_are_refused_while_parsing(tmp_path, command):
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    assert_one_line_error(run_cli(*command, "--out", plain), "--out", "is a file, not a folder")

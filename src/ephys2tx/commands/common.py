@@ -43,7 +43,14 @@ FileSpecies = Annotated[
         "--species", help="mouse or human (default: as the file says).", callback=_check_species
     ),
 ]
-OutDir = Annotated[Path, typer.Option("--out", help="Output directory.")]
+
+
+def check_out_folder(value: Path) -> Path:
+    """--out of a command writing several files: a writable folder (created), checked first."""
+    return check_writable_folder(value, f"--out {value}")
+
+
+OutDir = Annotated[Path, typer.Option("--out", help="Output directory.", callback=check_out_folder)]
 ModelDir = Annotated[Path, typer.Option("--out", help="Model directory to write.")]
 Labels = Annotated[
     str | None,

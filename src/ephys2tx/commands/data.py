@@ -30,6 +30,7 @@ from .common import (
     Folds,
     Labels,
     Mirror,
+    OutDir,
     Overwrite,
     Protocol,
     Repeats,
@@ -87,7 +88,7 @@ def cells(
 
 def embed(
     species: Annotated[str, typer.Argument(help="mouse or human")],
-    out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    out: OutDir,
     labels: Labels = None,
     seed: Seed = 0,
     data_dir: DataDir = None,
@@ -280,7 +281,7 @@ def predict(
 
 def evaluate_rf(
     species: Species,
-    out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    out: OutDir,
     labels: Labels = None,
     protocol: Protocol = "grouped",
     repeats: Repeats = 3,

@@ -130,8 +130,7 @@ def write_allen_nwb(
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:  # h5py reports a failed write as RuntimeError
         raise Ephys2txError(
-            f"cannot write {path} ({one_line(exc, 100)}); free some space or choose another "
-            "folder"
+            f"cannot write {path} ({one_line(exc, 100)}); free some space or choose another folder"
         ) from exc
     finally:
         tmp.unlink(missing_ok=True)
