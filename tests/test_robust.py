@@ -613,3 +613,12 @@ def test_out_folders_that_are_files_are_refused_while_parsing(tmp_path, command)
     plain = tmp_path / "plain"
     plain.write_text("x")
     assert_one_line_error(run_cli(*command, "--out", plain), "--out", "is a file, not a folder")
+
+
+def test_a_features_dir_that_is_a_file_is_named_as_such(tmp_path):
+    from ephys2tx.commands.data import _cells_from_inputs
+
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    with pytest.raises(Ephys2txError, match="--features-dir"):
+        _cells_from_inputs([ABF], plain)

@@ -148,6 +148,7 @@ def _cells_from_inputs(inputs: list[Path], features_dir: Path):
     import pandas as pd
 
     from ..features.batch import run_batch
+    from ..files import check_writable_folder
     from ..recordings.read import expand_recordings, is_recording_input
 
     tables = [read_cell_table(path) for path in inputs if not is_recording_input(path)]
@@ -155,6 +156,7 @@ def _cells_from_inputs(inputs: list[Path], features_dir: Path):
     for line in found:
         console.print(line, highlight=False, soft_wrap=True)
     if recordings:
+        check_writable_folder(features_dir, f"features folder {features_dir} (--features-dir)")
         batch = run_batch(recordings, features_dir)
         for note in batch.warnings:  # e.g. two recordings of one name: ids named apart
             console.print(f"[yellow]warning[/] {note}")
