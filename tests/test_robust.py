@@ -622,3 +622,33 @@ def test_a_features_dir_that_is_a_file_is_named_as_such(tmp_path):
     plain.write_text("x")
     with pytest.raises(Ephys2txError, match="--features-dir"):
         _cells_from_inputs([ABF], plain)
+
+
+def test_read_only_files_and_folders_are_not_replaced(tmp_path):
+    """An atomic rename ignores a file's own permissions (and root ignores a folder's): the
+    read-only marks are honoured, so a shared data mirror is never written into."""
+    table = tmp_path / "t.csv"
+    table.write_text("specimen_id,tau\n1,0.01\n")
+    table.chmod(0o444)
+    res = run_cli("cells", "human", "--out", table)
+    assert_one_line_error(res, "--out", "read-only file")
+    assert table.read_text() == "specimen_id,tau\n1,0.01\n"
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    mirror.chmod(0o555)
+    try:
+        res = run_cli("cells", "human", "--out", mirror / "sub" / "c.csv")
+        assert_one_line_error(res, "marked read-only")
+        res = run_cli("extract", ABF, "--out", mirror / "out")
+        assert_one_line_error(res, "marked read-only")
+        assert list(mirror.iterdir()) == []
+    finally:
+        mirror.chmod(0o755)
+
+
+def test_predict_refuses_to_write_over_its_input(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("specimen_id,tau\n1,0.01\n")
+    res = run_cli("predict", tmp_path / "m", table, "--out", table)
+    assert_one_line_error(res, "is one of the inputs")
+    assert table.read_text() == "specimen_id,tau\n1,0.01\n"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import stat
 import tempfile
 from pathlib import Path
 
@@ -31,6 +33,8 @@ def check_writable_folder(folder: str | Path, what: str) -> Path:
     if not existing.is_dir():
         raise Ephys2txError(f"{what}: {existing} is a file, not a folder; give a folder path")
     try:
+        if marked_read_only(existing):
+            raise PermissionError(errno.EACCES, f"{existing} is marked read-only")
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
@@ -42,6 +46,12 @@ def check_writable_folder(folder: str | Path, what: str) -> Path:
     return folder
 
 
+def marked_read_only(folder: Path) -> bool:
+    """A folder without its owner's write bit: root could write there, but must not (e.g. a
+    shared read-only data mirror)."""
+    return not folder.stat().st_mode & stat.S_IWUSR
+
+
 def check_out_file(path: str | Path, option: str = "--out") -> Path:
     """An output file's place, checked before any work: not a folder or a device, and its
     folder writable (the file itself is replaced atomically when done)."""
@@ -50,5 +60,10 @@ def check_out_file(path: str | Path, option: str = "--out") -> Path:
         raise Ephys2txError(f"{option} {path} is a folder; give a file name inside it")
     if path.exists() and not path.is_file():
         raise Ephys2txError(f"{option} {path} is not a regular file; give a file name")
+    # an atomic rename replaces a file whatever its own permissions: honour its read-only mark
+    if path.is_file() and not path.stat().st_mode & stat.S_IWUSR:
+        raise Ephys2txError(
+            f"{option} {path} is a read-only file; give another name, or make it writable first"
+        )
     check_writable_folder(path.parent, f"{option} {path}")
     return path

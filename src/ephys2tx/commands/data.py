@@ -225,6 +225,8 @@ def predict(
     from .reference import is_reference_model, predict_reference, resolve_predict_model
 
     check_out_file(out, "--out")
+    if out.resolve() in {Path(p).resolve() for p in inputs or []}:
+        raise Ephys2txError(f"--out {out} is one of the inputs; give another file for predictions")
     for option, path in (("--report", report), ("--json", json_out)):
         if path is not None:
             check_out_file(path, option)

@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..console import console
 from ..errors import Ephys2txError, one_line
-from ..files import sha256_of
+from ..files import marked_read_only, sha256_of
 from ..recordings.sweeps import Recording
 from ..schema import FEATURE_DTYPE, ID_COLUMNS
 from .analysis import FAILED, MISSING, CellFeatures
@@ -312,6 +312,12 @@ def check_out_folder(out_dir: Path) -> None:
     """The output folder must be a writable folder (created if absent), checked up front."""
     if out_dir.exists() and not out_dir.is_dir():
         raise Ephys2txError(f"--out {out_dir} is an existing file; give a folder for the outputs")
+    existing = next(p for p in [out_dir, *out_dir.parents] if p.exists())
+    if existing.is_dir() and marked_read_only(existing):
+        raise Ephys2txError(
+            f"cannot write to --out {out_dir} ({existing} is marked read-only); "
+            "choose a writable folder"
+        )
     try:
         (out_dir / CACHE_DIR).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out_dir):
