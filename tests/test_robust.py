@@ -652,3 +652,19 @@ def test_predict_refuses_to_write_over_its_input(tmp_path):
     res = run_cli("predict", tmp_path / "m", table, "--out", table)
     assert_one_line_error(res, "is one of the inputs")
     assert table.read_text() == "specimen_id,tau\n1,0.01\n"
+
+
+def test_a_pipe_given_as_a_recording_is_an_error_not_a_hang(tmp_path):
+    from ephys2tx.datasets.cells import read_cell_table
+    from ephys2tx.features.batch import process_file
+    from ephys2tx.recordings.read import read_recording
+
+    pipe = tmp_path / "cell.abf"
+    os.mkfifo(pipe)  # reading (or hashing) it would wait for a writer forever
+    with pytest.raises(Ephys2txError, match="not a regular file"):
+        read_recording(pipe)
+    assert "not a regular file" in process_file(pipe, tmp_path / "cache")["error"][1]
+    table = tmp_path / "cells.csv"
+    os.mkfifo(table)
+    with pytest.raises(Ephys2txError, match="not a regular file"):
+        read_cell_table(table)

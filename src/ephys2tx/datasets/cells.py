@@ -168,6 +168,8 @@ def read_cell_table(path: str | Path) -> pd.DataFrame:
     reported with its column and row, never turned into a silent NaN.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise Ephys2txError(f"cell table {path} is not a regular file; give a .parquet or .csv")
     if not path.is_file():
         raise Ephys2txError(
             f"cell table {path} not found; write one with `ephys2tx cells SPECIES --out FILE`"

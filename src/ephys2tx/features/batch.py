@@ -96,6 +96,9 @@ def _meta(rec: Recording, species: str | None) -> dict:
     return out
 
 
+NOT_A_FILE = "not a regular file (a device or a pipe); pass a recording file"
+
+
 def process_file(
     path: str | Path,
     cache_dir: str | Path,
@@ -115,6 +118,8 @@ def process_file(
     t0 = time.perf_counter()
     path = Path(path)
     base = {"file": str(path), "cached": False, "error": None}
+    if path.exists() and not path.is_file():  # a device or a pipe: hashing it never ends
+        return {**base, "sha256": None, "error": ("read", NOT_A_FILE)}
     try:
         digest = sha256_of(path)  # the cache key: renaming or moving a file keeps its cache
     except FileNotFoundError:

@@ -91,6 +91,8 @@ def read_recording(path: str | Path) -> Recording:
     path = Path(path).expanduser()
     if path.is_dir():
         raise Ephys2txError(f"{path} is a folder; pass one .abf or .nwb file (or use read_folder)")
+    if path.exists() and not path.is_file():
+        raise Ephys2txError(f"{path}: not a regular file (a device or a pipe); pass a recording")
     if not path.is_file():
         raise Ephys2txError(f"{path}: file not found; check the path")
     if path.stat().st_size == 0:
