@@ -668,3 +668,10 @@ def test_a_pipe_given_as_a_recording_is_an_error_not_a_hang(tmp_path):
     os.mkfifo(table)
     with pytest.raises(Ephys2txError, match="not a regular file"):
         read_cell_table(table)
+
+
+def test_fetch_nwb_out_is_checked_before_the_network(tmp_path):
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    res = run_cli("fetch-nwb", "--dandiset", "000020", "--out", plain, "--limit", "1")
+    assert_one_line_error(res, "--out", "is a file, not a folder")

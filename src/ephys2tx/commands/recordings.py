@@ -39,7 +39,9 @@ def fetch_nwb(
     )
 
     from ..datasets.dandi import fetch_assets, list_assets
+    from ..files import check_writable_folder
 
+    check_writable_folder(out, f"--out {out}")  # before the listing: a bad --out fails at once
     with console.status(f"listing dandiset {dandiset} ..."):
         assets = list_assets(dandiset, limit=limit, version=version)
     if not assets:
