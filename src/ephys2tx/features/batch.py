@@ -437,9 +437,9 @@ def run_batch(
     t0 = time.perf_counter()
     client, cluster = dask_client(workers, scheduler, memory_limit, processes)
     results: dict[int, dict] = {}
-    client.run(_warm_up)
-    t_submit = time.perf_counter()
-    try:
+    try:  # from here on the cluster is closed whatever happens (Ctrl-C during warm-up too)
+        client.run(_warm_up)
+        t_submit = time.perf_counter()
         # largest files first, so no worker is left with a big file while the others idle
         futures = {
             client.submit(
