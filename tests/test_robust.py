@@ -675,3 +675,20 @@ def test_fetch_nwb_out_is_checked_before_the_network(tmp_path):
     plain.write_text("x")
     res = run_cli("fetch-nwb", "--dandiset", "000020", "--out", plain, "--limit", "1")
     assert_one_line_error(res, "--out", "is a file, not a folder")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--out", "{file}"], ["--out", "is a file"]),
+        (["--out", "{tmp}/r", "--update-readme", "{tmp}"], ["--update-readme", "is a folder"]),
+        (["--out", "{tmp}/r", "--jobs", "0"], ["--jobs 0"]),
+    ],
+)
+def test_reproduce_checks_its_outputs_and_jobs_before_any_step(tmp_path, args, words):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    args = [a.format(file=afile, tmp=tmp_path) for a in args]
+    res = run_cli("reproduce", "--quick", *args)
+    assert_one_line_error(res, *words)
+    assert not (tmp_path / "r" / "steps").exists()  # refused before the data step

@@ -34,10 +34,14 @@ def reproduce(
     mirror: Mirror = None,
 ) -> None:
     """Reproduce the study from the public data: QC, sPCA/UMAP, forest, BiLSTM, transfer."""
+    from ..files import check_out_file, check_writable_folder
     from ..report.html import results_markdown
     from ..report.html import update_readme as write_table
     from ..study.run import reproduce as run
 
+    check_writable_folder(out, f"--out {out}")  # before any step, not after the first
+    if update_readme is not None:
+        check_out_file(update_readme, "--update-readme")
     results = run(out, quick, seed, data_dir, mirror, jobs)
     (out / "results.md").write_text(results_markdown(results))
     if update_readme is not None:
