@@ -28,6 +28,19 @@ ID_COLUMNS: tuple[str, ...] = (
 )
 FEATURE_DTYPE = "float64"
 
+# Predictions tables (`predict`): list-valued cells are joined into one string, sets most
+# probable first ("Sst|Vip"), flags in their fixed vocabulary ("novel; out_of_range:tau").
+SET_SEPARATOR = "|"
+FLAG_SEPARATOR = "; "
+
+
+def split_joined(text: object, separator: str) -> list[str]:
+    """The items of a joined cell (`SET_SEPARATOR` or `FLAG_SEPARATOR`); empty or NaN: []."""
+    if not isinstance(text, str):
+        return []
+    return [item.strip() for item in text.split(separator.strip()) if item.strip()]
+
+
 ALIGNED_CLASSES: tuple[str, ...] = ("Lamp5", "Pvalb", "Sst", "Vip")
 MOUSE_CLASSES: tuple[str, ...] = ("Lamp5", "Pvalb", "Sncg", "Sst", "Vip")
 

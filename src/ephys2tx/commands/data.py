@@ -22,6 +22,7 @@ from ..datasets.cells import (
 from ..datasets.fetch import fetch_all, resolve_data_dir, resolve_mirror
 from ..datasets.sources import DATA_FILES
 from ..errors import Ephys2txError
+from ..schema import FLAG_SEPARATOR, split_joined
 from .calibration import Alpha, Calibrate, TrustOption, print_trust
 from .common import (
     AllowUnknownIds,
@@ -247,7 +248,7 @@ def predict(
             console.print("[yellow]warning[/] no stored calibration: no prediction sets")
         columns = ["specimen_id", "predicted", "prediction_set", "confident", "novelty", "flags"]
     if missing:
-        raised = predictions["flags"].str.split("; ").explode()
+        raised = predictions["flags"].map(lambda f: split_joined(f, FLAG_SEPARATOR)).explode()
         raised = raised[raised.str.startswith(("few_features", "missing_family:"))]
         counts = ", ".join(f"{k} ({v} cells)" for k, v in raised.value_counts().items())
         console.print(

@@ -22,6 +22,7 @@ from ..models.calibration import Temperature
 from ..models.conformal import MondrianConformal, out_of_fold_proba
 from ..models.trust import assess
 from ..models.trusted import fit_trust_reference
+from ..schema import FLAG_SEPARATOR, SET_SEPARATOR
 from .crossval import CVResult, cross_validate
 from .splits import Fold, donor_kfold
 
@@ -95,13 +96,13 @@ def _trust_on_fold(
             "p_max_raw": raw.max(axis=1),
             "temperature": temperature.temperature,
             "credibility": conformal.p_values(proba).max(axis=1),  # largest class p-value
-            "prediction_set": ["|".join(r.prediction_set) for r in records],
+            "prediction_set": [SET_SEPARATOR.join(r.prediction_set) for r in records],
             "set_size": [len(r.prediction_set) for r in records],
             "covered": [t in r.prediction_set for t, r in zip(true, records, strict=True)],
             "confident": [r.confident for r in records],
             "novelty": novelty,
             "novel_score": reference.novel_score(novelty, proba.max(axis=1)),
-            "flags": ["; ".join(r.flags) for r in records],
+            "flags": [FLAG_SEPARATOR.join(r.flags) for r in records],
         }
     )
 

@@ -4,7 +4,7 @@ Pure computation: `TrustReference.fit` summarizes a model's training cells (rang
 coverage, novelty reference, species fingerprint); `assess` turns probabilities plus that
 reference plus a Mondrian conformal calibration into one `CellTrust` per cell.
 
-Flags (fixed vocabulary, joined by "; " in tables):
+Flags (fixed vocabulary, joined by `schema.FLAG_SEPARATOR` in tables):
 - `few_features`: fewer than half as many of the model's features measured as the
   median reference cell has;
 - `missing_family:<name>`: no feature of a family that most (>= 50%) reference cells have;
@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from ..schema import FLAG_SEPARATOR, SET_SEPARATOR
 from .novelty import NovelFlag, NoveltyReference
 from .species import SpeciesFingerprint
 
@@ -209,12 +210,13 @@ def assess(
 
 
 def trust_columns(records: list[CellTrust]) -> pd.DataFrame:
-    """prediction_set ("|"), confident, novelty and flags ("; ") columns of a predictions table."""
+    """prediction_set, confident, novelty and flags columns of a predictions table (list
+    cells joined by `schema.SET_SEPARATOR` and `schema.FLAG_SEPARATOR`)."""
     return pd.DataFrame(
         {
-            "prediction_set": ["|".join(r.prediction_set) for r in records],
+            "prediction_set": [SET_SEPARATOR.join(r.prediction_set) for r in records],
             "confident": [r.confident for r in records],
             "novelty": [r.novelty for r in records],
-            "flags": ["; ".join(r.flags) for r in records],
+            "flags": [FLAG_SEPARATOR.join(r.flags) for r in records],
         }
     )

@@ -23,11 +23,11 @@ from scipy.stats import mannwhitneyu
 from ..errors import Ephys2txError
 from ..features.families import FAMILIES, FAMILY_OF_FEATURE, FEATURE_UNITS
 from ..recordings.sweeps import Sweep
+from ..schema import FLAG_SEPARATOR, SET_SEPARATOR, split_joined
 
 N_FEATURES = 6  # features drawn per card
 N_NEIGHBOURS = 5
 MIN_CLASS_CELLS = 5  # reference cells of each class a feature needs to be scored
-SET_SEPARATOR, FLAG_SEPARATOR = "|", ";"
 REFERENCE_COLUMNS = ("specimen_id", "donor", "t_type", "subclass")
 
 
@@ -121,11 +121,9 @@ def flag_sentence(code: str, values: Mapping[str, float] | None = None) -> str:
 
 # --- reading the prediction columns -------------------------------------------------------
 def _split(value, separator: str) -> list[str]:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return []
     if isinstance(value, list | tuple | np.ndarray):
         return [str(v) for v in value]
-    return [part.strip() for part in str(value).split(separator) if part.strip()]
+    return split_joined(value, separator)
 
 
 def _as_bool(value) -> bool | None:
@@ -251,8 +249,8 @@ def build_cards(
     """One card per row of `predictions` (row i describes row i of `cells`).
 
     `predictions` is the table `predict` writes: specimen_id, predicted, p_<Class>, and,
-    when the model is calibrated, prediction_set ("|"-joined), confident, novelty and
-    flags ("; "-joined); a column that is absent leaves its part of the card None.
+    when the model is calibrated, prediction_set, confident, novelty and
+    flags (joined as `schema` says); a column that is absent leaves its part of the card None.
     `reference` is the model's reference cell table (specimen_id, donor, t_type, subclass,
     the `label` column and the features); `neighbour_indices`/`neighbour_distances`
     (cells x k) point into its rows. `sweeps` maps a row number to its sweeps to draw
