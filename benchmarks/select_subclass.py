@@ -1,6 +1,8 @@
 """Subclass-level model selection for the reference model on seed-100 donor-grouped folds
 (never the reported seed-0 folds): each fold fits every base model once, and every average
-of their probabilities is scored. Prints macro-F1 (mean over folds) per candidate:
+of their probabilities is scored; with `--stack`, also a logistic meta-learner on the
+log-probabilities of the components (fitted on donor-grouped inner out-of-fold probabilities
+of the outer training cells). Prints macro-F1 (mean over folds) per candidate:
 
     EPHYS2TX_MIRROR=../shared/data OMP_NUM_THREADS=1 .venv/bin/python \
         benchmarks/select_subclass.py --species human --repeats 3
@@ -15,12 +17,28 @@ import time
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
 from ephys2tx.datasets.labels import DEFAULT_LABEL
-from ephys2tx.evaluation.splits import DonorKFold
+from ephys2tx.evaluation.splits import DonorKFold, donor_kfold
+from ephys2tx.models.conformal import out_of_fold_proba
 from ephys2tx.models.reference import _aligned, make_base, model_inputs
 from ephys2tx.reference import EXTRA_INPUTS, reference_cells, usable_features
+
+
+def _log(p: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(p, 1e-4, 1.0))
+
+
+def _stacked(kinds, test_proba, X_train, y_train, donors, seed) -> np.ndarray:
+    """Test probabilities of a class-balanced logistic meta-learner on the components'
+    log-probabilities, fitted on their inner donor-grouped out-of-fold probabilities."""
+    cv = donor_kfold(5, seed)
+    inner = [out_of_fold_proba(make_base(k, seed), X_train, y_train, donors, cv) for k in kinds]
+    meta = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
+    meta.fit(np.hstack([_log(p) for p in inner]), y_train)
+    return meta.predict_proba(np.hstack([_log(test_proba[k]) for k in kinds]))
 
 
 def main() -> None:
@@ -29,6 +47,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--kinds", default="rf,hgb,hgb-slow,logreg")
+    parser.add_argument("--stack", default="", help="comma-separated kinds to stack")
     args = parser.parse_args()
     species, label = args.species, DEFAULT_LABEL[args.species]
     cells = reference_cells(species)
@@ -39,8 +58,12 @@ def main() -> None:
     kinds = args.kinds.split(",")
     combos = [c for r in range(1, len(kinds) + 1) for c in itertools.combinations(kinds, r)]
     scores: dict[str, list[float]] = {"+".join(c): [] for c in combos}
+    stack = [k for k in args.stack.split(",") if k]
+    if stack:
+        scores["stack " + "+".join(stack)] = []
     seconds = dict.fromkeys(kinds, 0.0)
-    for fold in folds:
+    donors = cells["donor"].to_numpy()
+    for i, fold in enumerate(folds):
         proba = {}
         for kind in kinds:
             start = time.process_time()
@@ -51,6 +74,12 @@ def main() -> None:
             p = sum(proba[k] for k in combo) / len(combo)
             pred = np.asarray(classes)[p.argmax(axis=1)]
             scores["+".join(combo)].append(f1_score(y[fold.test], pred, average="macro"))
+        if stack:
+            p = _stacked(stack, proba, X.iloc[fold.train], y[fold.train], donors[fold.train],
+                         args.seed + i)  # fmt: skip
+            pred = np.asarray(classes)[p.argmax(axis=1)]
+            scores["stack " + "+".join(stack)].append(f1_score(y[fold.test], pred, average="macro"))
+        print(f"fold {i + 1}/{len(folds)}", flush=True)
     table = pd.DataFrame(
         {"macro_f1": {k: np.mean(v) for k, v in scores.items()},
          "sd": {k: np.std(v, ddof=1) for k, v in scores.items()}}

@@ -22,6 +22,8 @@ from ephys2tx.models.mapping import map_cells
 from ephys2tx.models.reference import (
     CONDITION_FEATURE,
     HierarchicalClassifier,
+    assign_levels,
+    hierarchical_argmax,
     model_inputs,
     sum_to_subclass,
 )
@@ -105,6 +107,59 @@ def test_t_type_set_lies_inside_the_subclass_set():
     assert table.loc[1, "most_specific_level"] == "subclass"
     assert "stays at subclass level" in mapping.json["results"][1]["t_type"]["note"]
     assert table.loc[0, "predicted"] == "Sst" and table.loc[0, "p_Sst"] == 0.7
+
+
+def test_prior_corrected_t_type_rule_stays_inside_the_chosen_subclass():
+    tax = build_taxonomy(
+        pd.DataFrame(
+            {
+                "t_type": ["Sst A"] * 40 + ["Sst B"] * 10 + ["Vip C"] * 10 + ["Sst r", "Vip r"],
+                "label": ["Sst"] * 50 + ["Vip"] * 10 + ["Sst", "Vip"],
+            }
+        ),
+        "human",
+    )
+    leaves = tax.leaves  # Sst, Sst A, Sst B, Vip, Vip C
+    prior = np.array([1, 40, 10, 1, 10]) / 62
+    leaf_p = np.array(
+        [
+            [0.02, 0.30, 0.20, 0.03, 0.45],  # Vip C alone beats Sst A, but Sst wins as subclass
+            [0.00, 0.40, 0.30, 0.05, 0.25],  # Sst B is rarer than Sst A: a positive beta picks it
+            [0.40, 0.10, 0.05, 0.05, 0.40],  # the subclass-level leaf is likeliest
+        ]
+    )
+    base_sub, base = hierarchical_argmax(leaf_p, leaves, tax)
+    assert list(base) == ["Sst A", "Sst A", "Sst"]
+    rng = np.random.default_rng(0)
+    random_p = rng.dirichlet(np.ones(5), size=200)
+    for beta in (-1.0, -0.25, 0.0, 0.5, 1.0):
+        for learned in (False, True):
+            sub, leaf = assign_levels(leaf_p, leaves, tax, prior, beta, learned)
+            assert list(sub) == list(base_sub) == ["Sst", "Sst", "Sst"]  # beta never moves it
+            r_sub, r_leaf = assign_levels(random_p, leaves, tax, prior, beta, learned)
+            assert all(tax.parent[t] == s for t, s in zip(r_leaf, r_sub, strict=True))
+            if learned:
+                assert all(tax.is_resolved(t) for t in r_leaf)
+    assert list(assign_levels(leaf_p, leaves, tax, prior, 0.0)[1]) == list(base)
+    assert assign_levels(leaf_p, leaves, tax, prior, 1.0)[1][1] == "Sst B"
+    assert assign_levels(leaf_p, leaves, tax, prior, 0.0, learned_first=True)[1][2] == "Sst A"
+    # the fitted model applies its own rule with its training shares, in predict and assign
+    cells = pd.DataFrame(
+        {
+            "a": np.r_[np.zeros(40), np.ones(10), np.full(10, 2.0), 0.0, 2.0],
+            "b": rng.normal(size=62),
+        }
+    )
+    y = tax.leaf_labels(
+        pd.Series(["Sst A"] * 40 + ["Sst B"] * 10 + ["Vip C"] * 10 + ["Sst r", "Vip r"]),
+        pd.Series(["Sst"] * 50 + ["Vip"] * 10 + ["Sst", "Vip"]),
+    )
+    model = HierarchicalClassifier(
+        tax, "rf", "per-subclass", "rf", n_estimators=10, t_type_beta=0.5
+    ).fit(cells, y)
+    assert np.allclose(model.leaf_prior_, prior)
+    p = model.predict_proba(cells)
+    assert list(model.predict(cells)) == list(assign_levels(p, leaves, tax, prior, 0.5)[1])
 
 
 @pytest.fixture

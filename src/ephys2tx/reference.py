@@ -50,12 +50,13 @@ DEFAULT_SETTINGS: dict[str, dict] = {
     "mouse": {
         "subclass_model": "rf+hgb+logreg",
         "t_type_model": "per-subclass",
-        "t_type_estimator": "rf+hgb",
+        "t_type_estimator": "rf+hgb-t+logreg1+svc",
     },
     "human": {
         "subclass_model": "rf+hgb-slow+logreg",
-        "t_type_model": "flat",
-        "t_type_estimator": "rf+hgb",
+        "t_type_model": "per-subclass",
+        "t_type_estimator": "rf+svc",
+        "learned_first": True,
     },
 }
 EXTRA_INPUTS: dict[str, list[str]] = {"mouse": [], "human": [CONDITION_FEATURE]}

@@ -20,7 +20,8 @@ from ..models.calibration import Temperature
 from ..models.conformal import MondrianConformal
 from ..models.mapping import level_alpha, nest_sets
 from ..models.reference import (
-    hierarchical_argmax,
+    assign_levels,
+    leaf_shares,
     model_inputs,
     subclass_out_of_fold,
     sum_to_subclass,
@@ -159,6 +160,16 @@ def _nested_temperature(model, fold: Fold, X_test: pd.DataFrame, *, table, featu
     )
 
 
+def fold_leaf_shares(
+    predictions: pd.DataFrame, folds: list[Fold], leaf: np.ndarray, leaves: list[str]
+) -> np.ndarray:
+    """Per prediction row, each leaf's share of its fold's training cells (the prior of a
+    prior-corrected t-type rule, as the model fitted on that fold stores it)."""
+    by_fold = {(f.repeat, f.fold): leaf_shares(leaf[f.train], leaves) for f in folds}
+    keys = zip(predictions["repeat"], predictions["fold"], strict=True)
+    return np.vstack([by_fold[key] for key in keys])
+
+
 def evaluate_reference(
     estimator,
     cells: pd.DataFrame,
@@ -195,7 +206,12 @@ def evaluate_reference(
     for leaf in leaves:  # leaves absent from every training fold
         predictions[f"p_{leaf}"] = predictions.get(f"p_{leaf}", 0.0)
     leaf_p = predictions[[f"p_{leaf}" for leaf in leaves]].to_numpy()
-    predictions["subclass"], predictions["t_type"] = hierarchical_argmax(leaf_p, leaves, taxonomy)
+    prior = fold_leaf_shares(predictions, folds, table["_leaf"].to_numpy(), leaves)
+    params = estimator.get_params()
+    predictions["subclass"], predictions["t_type"] = assign_levels(
+        leaf_p, leaves, taxonomy, prior, params.get("t_type_beta", 0.0),
+        params.get("learned_first", False),
+    )  # fmt: skip
     sets = _split_conformal_sets(predictions, leaves, taxonomy, alpha)
     predictions = predictions.merge(sets, on=["repeat", "fold", "specimen_id"], how="left")
     scores = level_scores(predictions, taxonomy)

@@ -83,12 +83,14 @@ def map_cells(
     alpha: float | None = None,
     metadata: dict | None = None,
     n_runner_ups: int = 3,
+    assignment: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Mapping:
     """Table (one row per cell) and JSON (one record per cell, one entry per level).
 
     `levels` are `predict_proba_levels` output; `sets` the per-level conformal masks
     (before nesting), or None for an uncalibrated model (set columns then stay empty and
-    `most_specific` follows the assignment).
+    `most_specific` follows the assignment); `assignment` the model's (subclass, t-type) per
+    cell (`HierarchicalClassifier.assign`), by default `hierarchical_argmax`.
     """
     subclasses = list(levels["subclass"].columns)
     leaves = list(levels["t_type"].columns)
@@ -98,7 +100,9 @@ def map_cells(
     leaf_names = np.asarray(leaves, dtype=object)
     n = len(sub_p)
 
-    best_sub, best_leaf = hierarchical_argmax(leaf_p, leaves, taxonomy)
+    if assignment is None:
+        assignment = hierarchical_argmax(leaf_p, leaves, taxonomy)
+    best_sub, best_leaf = assignment
     best_leaf_idx = np.array([leaves.index(leaf) for leaf in best_leaf], dtype=int)
 
     sub_rank, sub_rank_p = _ranked(sub_p, sub_names)
@@ -241,6 +245,8 @@ def predict_mapping(estimator, card: ModelCard, cells: pd.DataFrame, alpha: floa
         "calibrated": sets is not None,
         **{k: card.extra[k] for k in ("settings", "data_sha256") if k in card.extra},
     }
+    assignment = estimator.assign(levels["t_type"].to_numpy())
     return map_cells(
-        cells["specimen_id"].to_numpy(), levels, taxonomy, sets, alpha if sets else None, metadata
-    )
+        cells["specimen_id"].to_numpy(), levels, taxonomy, sets, alpha if sets else None,
+        metadata, assignment=assignment,
+    )  # fmt: skip

@@ -16,16 +16,20 @@ macro-F1, `benchmarks/select_calibration.py`).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
 
 from ..datasets.labels import DEFAULT_LABEL
 from ..datasets.taxonomy import LEVELS, Taxonomy, build_taxonomy
@@ -34,7 +38,9 @@ from .calibration import Temperature
 from .conformal import MondrianConformal, out_of_fold_proba
 from .forest import make_forest
 
-BASE_MODELS = ("rf", "hgb", "hgb-u", "hgb-slow", "logreg")
+BASE_MODELS = (
+    "rf", "hgb", "hgb-u", "hgb-slow", "hgb-t", "logreg", "logreg1", "logreg10", "knn", "svc",
+)  # fmt: skip
 T_TYPE_MODELS = ("per-subclass", "flat")
 # A derived input: 1 for cultured human slices, 0 for acute, NaN when unknown.
 CONDITION_FEATURE = "condition_culture"
@@ -74,8 +80,10 @@ def make_base(kind: str, seed: int = 0, n_jobs: int = 1, n_estimators: int = 300
     """A class-balanced classifier that takes NaN; `a+b` averages the probabilities of a and b.
 
     rf: the forest; hgb: gradient boosting (hgb-slow: smaller steps, more of them; hgb-u:
-    no class weights); logreg: logistic regression on median-imputed, standardized inputs
-    with missing-value indicators.
+    no class weights; hgb-t: smaller regularized trees); logreg: logistic regression on
+    median-imputed, standardized inputs with missing-value indicators; knn: 15 nearest
+    neighbours (distance-weighted) on the same inputs. Fitted per subclass, logreg and knn
+    standardize the features within the subclass.
     """
     if "+" in kind:
         parts = kind.split("+")
@@ -85,18 +93,33 @@ def make_base(kind: str, seed: int = 0, n_jobs: int = 1, n_estimators: int = 300
         return VotingClassifier(members, voting="soft")
     if kind == "rf":
         return make_forest(seed, "raw", n_estimators=n_estimators, n_jobs=n_jobs)
-    if kind in ("hgb", "hgb-u", "hgb-slow"):
+    if kind in ("hgb", "hgb-u", "hgb-slow", "hgb-t"):
         weights = None if kind == "hgb-u" else "balanced"
         steps = {"learning_rate": 0.05, "max_iter": 200} if kind == "hgb-slow" else {}
+        if kind == "hgb-t":  # smaller, regularized trees for small per-subclass problems
+            steps = {"max_leaf_nodes": 15, "min_samples_leaf": 10, "l2_regularization": 1.0}
         hgb = HistGradientBoostingClassifier(
             class_weight=weights, early_stopping=False, random_state=seed, **steps
         )
         return make_pipeline(QuantileBins(), hgb)
-    if kind == "logreg":
+    if kind.startswith("logreg") and kind[6:] in ("", "1", "10"):
         return make_pipeline(
             SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
             StandardScaler(),
-            LogisticRegression(C=0.1, class_weight="balanced", max_iter=2000),
+            LogisticRegression(C=float(kind[6:] or 0.1), class_weight="balanced", max_iter=5000),
+        )
+    if kind == "svc":
+        svc = SVC(class_weight="balanced", random_state=seed)
+        return make_pipeline(
+            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            StandardScaler(),
+            CalibratedClassifierCV(svc, ensemble=False),
+        )
+    if kind == "knn":
+        return make_pipeline(
+            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            StandardScaler(),
+            KNeighborsClassifier(n_neighbors=15, weights="distance"),
         )
     raise Ephys2txError(
         f"unknown base model {kind!r}; choose from {', '.join(BASE_MODELS)} joined by +"
@@ -130,6 +153,8 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
     summed up the tree); `t_type_model` is `per-subclass` or `flat`. `subclass_temperature`
     rescales P(subclass) (`Temperature`) and each subclass's t-types with it; 1 leaves the
     fitted probabilities as they are (it is set after fitting, see `fit_reference`).
+    `t_type_beta` and `learned_first` set the t-type decision rule (`assign`); they change
+    calls, never probabilities.
     """
 
     def __init__(
@@ -142,6 +167,8 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
         n_jobs: int = 1,
         n_estimators: int = 300,
         subclass_temperature: float = 1.0,
+        t_type_beta: float = 0.0,
+        learned_first: bool = False,
     ):
         self.taxonomy = taxonomy
         self.subclass_model = subclass_model
@@ -151,6 +178,8 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.n_estimators = n_estimators
         self.subclass_temperature = subclass_temperature
+        self.t_type_beta = t_type_beta
+        self.learned_first = learned_first
 
     def _base(self, kind: str):
         return make_base(kind, self.seed, self.n_jobs, self.n_estimators)
@@ -170,6 +199,7 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
         seen = set(leaves)  # leaves without training cells get no column
         self.classes_ = np.array([leaf for leaf in tax.leaves if leaf in seen], dtype=object)
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.leaf_prior_ = leaf_shares(leaves, [str(c) for c in self.classes_])
         self.subclass_estimator_ = None
         if self.subclass_model != "leaf-sum":
             self.subclass_estimator_ = clone(self._base(self.subclass_model)).fit(X, subclass)
@@ -183,7 +213,9 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
                 seen = np.unique(leaves[mask])
                 if len(seen) > 1:
                     model = clone(self._base(self.t_type_estimator))
-                    self.per_subclass_[s] = model.fit(X[mask], leaves[mask])
+                    with warnings.catch_warnings():  # svc's inner 5 folds on rare t-types
+                        warnings.filterwarnings("ignore", "The least populated class")
+                        self.per_subclass_[s] = model.fit(X[mask], leaves[mask])
                 elif len(seen) == 1:
                     self.per_subclass_[s] = str(seen[0])  # one leaf: certain given s
         return self
@@ -253,8 +285,18 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
         """The leaf (t-type level) distribution, columns = `classes_`."""
         return self.predict_proba_levels(X)[LEVELS[1]].to_numpy()
 
+    def assign(self, leaf_p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(subclass, t-type) per cell from the leaf distribution (columns = `classes_`),
+        under this model's t-type rule (`assign_levels`; models saved before it: argmax)."""
+        return assign_levels(
+            leaf_p, [str(c) for c in self.classes_], self.taxonomy,
+            getattr(self, "leaf_prior_", None), getattr(self, "t_type_beta", 0.0),
+            getattr(self, "learned_first", False),
+        )  # fmt: skip
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        """The assigned leaf (`assign`), which lies under the most probable subclass."""
+        return self.assign(self.predict_proba(X))[1]
 
 
 def sum_to_subclass(
@@ -306,24 +348,51 @@ def subclass_out_of_fold(
     return sum_to_subclass(leaf_p, tax.leaves, tax.parent, subclasses), subclass
 
 
-def hierarchical_argmax(
-    leaf_p: np.ndarray, leaves: list[str], taxonomy: Taxonomy, learned_first: bool = False
+def assign_levels(
+    leaf_p: np.ndarray,
+    leaves: list[str],
+    taxonomy: Taxonomy,
+    prior: np.ndarray | None = None,
+    beta: float = 0.0,
+    learned_first: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Level by level, as MapMyCells does: the most probable subclass, then its most
-    probable leaf, which may be its subclass-level leaf (the cell is most likely of a rarer
-    t-type). `learned_first` prefers any learned t-type of that subclass instead: it scores
-    about 0.02 higher t-type accuracy on human seed-100 folds, but then reports e.g. a Vip
-    t-type at p = 0.04 while the rarer Vip types hold 0.84, so it is off by default.
-    Returns (subclass, leaf) per cell."""
+    """Level by level, as MapMyCells does: the most probable subclass, then the leaf under it
+    with the highest P(t) / prior(t)^beta (`prior`: each leaf's share of the training cells,
+    per leaf or per cell and leaf; beta > 0 favours rare t-types, < 0 common ones; beta 0 is
+    the most probable leaf). That leaf may be the subclass-level leaf (the cell is most
+    likely of a rarer t-type); `learned_first` takes the best learned t-type of the subclass
+    instead, when it has one. The leaf always lies under the chosen subclass, and the
+    subclass never depends on beta. Returns (subclass, leaf) per cell."""
     subclasses = list(taxonomy.subclasses)
     sub_p = sum_to_subclass(leaf_p, leaves, taxonomy.parent, subclasses)
     best_sub = np.asarray(subclasses, dtype=object)[sub_p.argmax(axis=1)]
     owner = np.array([taxonomy.parent[leaf] for leaf in leaves], dtype=object)
-    score = np.where(owner[None, :] == best_sub[:, None], leaf_p, -2.0)
+    score = np.asarray(leaf_p, float)
+    if beta != 0.0:
+        if prior is None:
+            raise Ephys2txError("a prior-corrected t-type rule needs the training leaf shares")
+        prior = np.broadcast_to(np.asarray(prior, float), score.shape)
+        score = score / np.maximum(prior, 1e-6) ** beta
+    score = score / np.maximum(score.max(axis=1, keepdims=True), 1e-300)  # into [0, 1]
     if learned_first:
         unresolved = np.array([not taxonomy.is_resolved(leaf) for leaf in leaves])
-        score = score - 1.0 * unresolved[None, :]  # below every learned leaf of the subclass
+        score = score - 2.0 * unresolved[None, :]  # below every learned leaf of the subclass
+    score = np.where(owner[None, :] == best_sub[:, None], score, -np.inf)
     return best_sub, np.asarray(leaves, dtype=object)[score.argmax(axis=1)]
+
+
+def hierarchical_argmax(
+    leaf_p: np.ndarray, leaves: list[str], taxonomy: Taxonomy, learned_first: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """`assign_levels` without a prior correction: the most probable subclass, then its most
+    probable leaf (or learned t-type, with `learned_first`)."""
+    return assign_levels(leaf_p, leaves, taxonomy, learned_first=learned_first)
+
+
+def leaf_shares(leaves, columns: list[str]) -> np.ndarray:
+    """Each leaf's share of the training cells `leaves`, in the order of `columns`."""
+    counts = pd.Series(np.asarray(leaves, dtype=object).astype(str)).value_counts()
+    return np.array([counts.get(c, 0) for c in columns], float) / max(len(leaves), 1)
 
 
 @dataclass
