@@ -48,7 +48,7 @@ SPECIES_SOURCES = {"mouse": ("mouse_gouwens2020/",), "human": ("human_lee2023/",
 # average, benchmarks/select_reference.py for the t-type level; README "Reference model").
 DEFAULT_SETTINGS: dict[str, dict] = {
     "mouse": {
-        "subclass_model": "rf+hgb+logreg",
+        "subclass_model": "rf+hgb+logreg1+svc",
         "t_type_model": "per-subclass",
         "t_type_estimator": "rf+hgb-t+logreg1+svc",
     },
