@@ -48,10 +48,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--kinds", default="rf,hgb,hgb-slow,logreg")
     parser.add_argument("--stack", default="", help="comma-separated kinds to stack")
+    parser.add_argument(
+        "--pool", type=float, default=0.0,
+        help="human only: add this share of the mouse cells (aligned label) to every training "
+        "fold, with a species input; the human test cells are scored as before",
+    )  # fmt: skip
     args = parser.parse_args()
     species, label = args.species, DEFAULT_LABEL[args.species]
     cells = reference_cells(species)
-    X = model_inputs(cells, usable_features(cells) + EXTRA_INPUTS[species])
+    features = usable_features(cells) + EXTRA_INPUTS[species]
+    X = model_inputs(cells, features)
+    extra_X, extra_y = X.iloc[:0], np.array([], dtype=object)
+    if args.pool > 0:
+        other = reference_cells("mouse")
+        other = other[other[label].notna()].sample(frac=args.pool, random_state=args.seed)
+        extra_X = model_inputs(other, features).assign(species_mouse=1.0)
+        extra_y = other[label].to_numpy()
+        X = X.assign(species_mouse=0.0)
     y = cells[label].to_numpy()
     classes = sorted(set(y))
     folds = DonorKFold(5, args.repeats, args.seed).folds(y, cells["donor"].to_numpy())
@@ -67,7 +80,9 @@ def main() -> None:
         proba = {}
         for kind in kinds:
             start = time.process_time()
-            model = clone(make_base(kind, args.seed)).fit(X.iloc[fold.train], y[fold.train])
+            X_train = pd.concat([X.iloc[fold.train], extra_X])
+            y_train = np.concatenate([y[fold.train], extra_y])
+            model = clone(make_base(kind, args.seed)).fit(X_train, y_train)
             proba[kind] = _aligned(model.predict_proba(X.iloc[fold.test]), model.classes_, classes)
             seconds[kind] += time.process_time() - start
         for combo in combos:
