@@ -3,8 +3,9 @@
 Pure computation: both are built from the per-level probabilities and (when the model was
 calibrated) the per-level conformal sets; the CLI only writes them.
 
-Per level: `assignment` (subclass: the most probable; t-type: the most probable learned
-t-type of the chosen subclass, level by level as MapMyCells maps; `hierarchical_argmax`), its probability (the t-type's is
+Per level: `assignment` (subclass: the most probable; t-type: a leaf under the chosen
+subclass by the model's rule, level by level as MapMyCells maps; `HierarchicalClassifier.assign`,
+`assign_levels`), its probability (the t-type's is
 unconditional, so t-type probabilities sum to their subclass's), the runner-up, and the
 conformal set. The t-type set lies inside the subclass set: t-types whose subclass is not
 in the subclass set are dropped, and when none is left the cell stays at subclass level
