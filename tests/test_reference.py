@@ -27,6 +27,7 @@ from ephys2tx.models.reference import (
     model_inputs,
     sum_to_subclass,
 )
+from ephys2tx.models.trusted import load_reference
 
 # Light settings so that a test trains in seconds; the defaults are measured in benchmarks/.
 LIGHT = {
@@ -182,6 +183,11 @@ def test_cache_is_reused_and_invalidated(light_reference, monkeypatch):
     temperature = card["extra"]["subclass_recalibration"]["temperature"]
     model = joblib.load(first / "model.joblib")
     assert model.subclass_temperature == temperature and abs(temperature - 1) > 0.01
+    # `novel` is the combined flag (novelty with the out-of-fold top probability), as for
+    # every saved model, calibrated on every training cell's out-of-fold top probability
+    flag = load_reference(first).novel_flag
+    assert flag is not None and len(flag.uncertainty) == card["n_train_cells"]
+    assert 0 < flag.threshold < 1
     stamp = (first / "model.joblib").stat().st_mtime_ns
     again = reference.cached_reference("human", say=said.append, n_jobs=1)
     assert again == first and "using the cached" in said[-1]

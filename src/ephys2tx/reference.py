@@ -151,6 +151,8 @@ def save_reference(
     other = other_species_cells(card.species, data_dir, mirror)
     weights = novelty_weights(fit.model, features)
     reference = fit_trust_reference(cells, features, card.species, other, seed, weights=weights)
+    if fit.top_probability is not None:  # the combined `novel` flag, as for every model
+        reference.with_novel_flag(cells["donor"].to_numpy(), fit.top_probability)
     save_trust(model_dir, reference)
     return model_dir
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import typer
 
+from ..schema import SET_SEPARATOR, split_joined
 from .calibration import Alpha
 from .common import (
     AllowUnknownIds,
@@ -167,7 +168,7 @@ def predict_reference(model_dir: Path, table, alpha: float, json_out: Path | Non
     _, missing = align_features(table, reference_features(card))
     classes = list(card.classes)
     proba = mapping[[f"p_{c}" for c in classes]].to_numpy()
-    sets = [s.split("|") if s else [] for s in mapping["subclass_set"]]
+    sets = [split_joined(s, SET_SEPARATOR) for s in mapping["subclass_set"]]
     calibrated = mapping["subclass_set"].astype(bool).any()
     trust = trust_table(
         table, proba, classes, sets if calibrated else None, load_reference(model_dir)

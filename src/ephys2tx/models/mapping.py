@@ -25,11 +25,11 @@ import pandas as pd
 
 from .. import __version__
 from ..datasets.taxonomy import LEVELS, Taxonomy
+from ..schema import SET_SEPARATOR
 from .bundle import ModelCard, align_features
 from .conformal import MondrianConformal, check_alpha
 from .reference import CONDITION_FEATURE, hierarchical_argmax, model_inputs
 
-SET_SEPARATOR = "|"
 STAYS_AT_SUBCLASS = "t-type set empty inside the subclass set: stays at subclass level"
 
 

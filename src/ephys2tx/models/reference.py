@@ -405,6 +405,9 @@ class ReferenceFit:
     features: list[str]
     calibration: dict[str, MondrianConformal] = field(default_factory=dict)
     temperature: Temperature = field(default_factory=Temperature)
+    # each training cell's out-of-fold top subclass probability (temperature applied), for
+    # the `novel` flag's calibration; None without a splitter
+    top_probability: np.ndarray | None = None
 
 
 def fit_reference(
@@ -427,7 +430,7 @@ def fit_reference(
     X = model_inputs(cells, features)
     # folds run in parallel with one-core models; the final fit uses n_jobs inside the forest
     model = HierarchicalClassifier(taxonomy, seed=seed, n_jobs=1, **(settings or {}))
-    calibration, temperature = {}, Temperature()
+    calibration, temperature, top_probability = {}, Temperature(), None
     if cv is not None:
         oof = out_of_fold_proba(model, X, leaves, cells["donor"].to_numpy(), cv, n_jobs=n_jobs)
         order = [sorted(taxonomy.leaves).index(leaf) for leaf in taxonomy.leaves]
@@ -442,6 +445,7 @@ def fit_reference(
             "subclass": MondrianConformal.fit(sub_p, cells[label].astype(str), subclasses),
             "t_type": MondrianConformal.fit(leaf_p, leaves.astype(str), taxonomy.leaves),
         }
+        top_probability = sub_p.max(axis=1)
     model.set_params(n_jobs=n_jobs).fit(X, leaves)
     model.set_params(subclass_temperature=temperature.temperature)
-    return ReferenceFit(model, taxonomy, list(features), calibration, temperature)
+    return ReferenceFit(model, taxonomy, list(features), calibration, temperature, top_probability)

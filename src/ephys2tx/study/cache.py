@@ -18,7 +18,7 @@ from .. import __version__
 from ..console import console
 from ..report.results import StepTiming, build, to_dict
 
-CACHE_VERSION = 3  # 2: typed records; 3: reference ECE (older steps run again)
+CACHE_VERSION = 4  # 2: typed records; 3: reference ECE; 4: new reference t-type models and novel flag (older steps run again)
 T = TypeVar("T")
 
 
