@@ -284,6 +284,10 @@ def test_memory_limit_that_is_not_a_size(tmp_path):
         ("specimen_id,rheobase_i\n1,-inf\n", ["`rheobase_i`", "line 2", "finite"]),
         ("specimen_id,tau\n", ["no rows"]),
         ("", ["is empty"]),
+        ("specimen_id,tau\n1,0.01\n2,0.02\n1,0.03\n", ["specimen_id 1", "lines 2, 4"]),
+        ("specimen_id,tau\n1,0.01\n,0.02\n", ["empty on line 3"]),
+        ("specimen_id,tau\n1,1e300\n", ["`tau`", "line 2", "too large"]),
+        ("specimen_id;tau\n1;0.01\n", ["no `specimen_id` column", "with commas"]),
     ],
 )
 def test_malformed_csv_cell_tables(tmp_path, content, words):
@@ -521,26 +525,6 @@ def test_cells_out_and_data_dir_are_checked_before_any_work(tmp_path):
     assert_one_line_error(res, "data directory", "is a file, not a folder")
     res = run_cli("fetch", "--data-dir", plain / "sub", "--mirror", SHARED_DATA)
     assert_one_line_error(res, "data directory", "is a file, not a folder")
-
-
-@pytest.mark.parametrize(
-    "content, words",
-    [
-        ("specimen_id,tau\n1,0.01\n2,0.02\n1,0.03\n", ["specimen_id 1", "lines 2, 4"]),
-        ("specimen_id,tau\n1,0.01\n,0.02\n", ["empty on line 3"]),
-        ("specimen_id,tau\n1,1e300\n", ["`tau`", "line 2", "too large"]),
-        ("specimen_id;tau\n1;0.01\n", ["no `specimen_id` column", "with commas"]),
-    ],
-)
-def test_duplicate_ids_huge_values_and_semicolons_are_errors(tmp_path, content, words):
-    from ephys2tx.datasets.cells import read_cell_table
-
-    path = tmp_path / "cells.csv"
-    path.write_text(content)
-    with pytest.raises(Ephys2txError) as err:
-        read_cell_table(path)
-    for word in words:
-        assert word in str(err.value)
 
 
 def test_the_same_cell_in_two_inputs_is_an_error(tmp_path):
