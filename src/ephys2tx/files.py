@@ -46,10 +46,10 @@ def check_writable_folder(folder: str | Path, what: str) -> Path:
     return folder
 
 
-def marked_read_only(folder: Path) -> bool:
-    """A folder without its owner's write bit: root could write there, but must not (e.g. a
-    shared read-only data mirror)."""
-    return not folder.stat().st_mode & stat.S_IWUSR
+def marked_read_only(path: Path) -> bool:
+    """A file or folder without its owner's write bit: root could write there, but must not
+    (e.g. a shared read-only data mirror)."""
+    return not path.stat().st_mode & stat.S_IWUSR
 
 
 def check_out_file(path: str | Path, option: str = "--out") -> Path:
@@ -61,7 +61,7 @@ def check_out_file(path: str | Path, option: str = "--out") -> Path:
     if path.exists() and not path.is_file():
         raise Ephys2txError(f"{option} {path} is not a regular file; give a file name")
     # an atomic rename replaces a file whatever its own permissions: honour its read-only mark
-    if path.is_file() and not path.stat().st_mode & stat.S_IWUSR:
+    if path.is_file() and marked_read_only(path):
         raise Ephys2txError(
             f"{option} {path} is a read-only file; give another name, or make it writable first"
         )

@@ -132,15 +132,15 @@ def run_study(study: Study, title: str | None = None, lanes: int = 1) -> StudyRe
 
     s = study.settings
     data, cohort = study.data()
-    done = run_steps(study, plan(s), lanes)
-    embedding = {sp: done[f"embed_{sp}"] for sp in SPECIES} if s.embedding else {}
-    forests = [done[f"rf_{sp}_{lab}_{inp}_{pro}"] for sp, lab, inp, pro in s.forest_runs]
-    trust = [done[f"trust_{sp}_{lab}"] for sp, lab in s.trust_runs]
-    importance = done["rf_importance_human"]
-    bilstm = [done[f"bilstm_{sp}_{lab}_{pro}"] for sp, lab, pro in s.bilstm_runs]
-    transfers = [done["transfer"]]
-    if s.transfer_seed_protocol:
-        transfers.append(done["transfer_seed"])
+    steps = plan(s)  # step names are made there only; results are taken back by method
+    done = run_steps(study, steps, lanes)
+
+    def of(method: str) -> list:
+        return [done[step.name] for step in steps if step.method == method]
+
+    embedding = {e.species: e for e in of("embed")}
+    forests, trust, bilstm, transfers = of("forest"), of("trust"), of("bilstm"), of("transfer")
+    (importance,) = of("importance")
     notes = _synthetic_notes(study) if study.synthetic else list(REPRODUCTION_NOTES)
     if importance.figure is None:
         notes.append(
@@ -148,8 +148,8 @@ def run_study(study: Study, title: str | None = None, lanes: int = 1) -> StudyRe
             "left out: the forest separates these classes perfectly, and any one family "
             "permuted alone is made up for by the others."
         )
-    reference = {sp: done[f"reference_{sp}"] for sp in SPECIES} if s.reference_models else {}
-    models = done["models"]
+    reference = {r.species: r for r in of("reference")}
+    (models,) = of("save_models")
     results = StudyResults(
         ephys2tx_version=__version__,
         preset=s.preset,
