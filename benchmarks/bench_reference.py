@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ephys2tx.evaluation.splits import DonorKFold
 from ephys2tx.reference import cached_reference, evaluate_reference_model, reference_cells
 
 TARGETS = {  # species: (subclass macro-F1, t-type accuracy, t-type macro-F1)
@@ -45,7 +46,7 @@ def _accuracy_lines(species: str, args) -> list[str]:
     """The cross-validated figures of one species on seed-0 donor-grouped folds."""
     lines = []
     start = time.perf_counter()
-    result = evaluate_reference_model(species, 5, args.repeats, 0, 0.1, args.jobs)
+    result = evaluate_reference_model(species, DonorKFold(5, args.repeats, 0), 0.1, args.jobs)
     cv_seconds = time.perf_counter() - start
     m = result.metrics
     sub, tt = m["subclass"], m["t_type"]

@@ -26,7 +26,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from ephys2tx.datasets.cells import build_cells, usable_features
-from ephys2tx.evaluation.folds import Fold, cell_folds, donor_kfold
+from ephys2tx.evaluation.splits import DonorKFold, Fold, donor_kfold
 from ephys2tx.evaluation.trust import evaluate_trust
 from ephys2tx.features.families import SCALAR_FAMILIES
 from ephys2tx.models.bundle import ModelCard
@@ -66,7 +66,7 @@ def main_part(cells: dict, repeats: int, runs: list) -> None:
     print(f"== per species: forest, alpha {ALPHA}, donor-grouped 5 x {repeats}, seed 0, nested")
     for species, label, _ in runs:
         table = labelled(cells, species, label)
-        folds = cell_folds(table, label, species, "grouped", 5, repeats, 0)
+        folds = DonorKFold(5, repeats, 0).cell_folds(table, label)
         start = time.perf_counter()
         ev = evaluate_trust(
             make_forest(0), table, label, folds, species, usable_features(table), ALPHA,
@@ -88,7 +88,7 @@ def novel_part(cells: dict, repeats: int, runs: list) -> None:
         y = table[label].to_numpy()
         folds = [
             Fold(f.repeat, f.fold, f.train[y[f.train] != novel], f.test)
-            for f in cell_folds(table, label, species, "grouped", 5, repeats, 0)
+            for f in DonorKFold(5, repeats, 0).cell_folds(table, label)
         ]
         start = time.perf_counter()
         ev = evaluate_trust(
@@ -121,7 +121,7 @@ def condition_part(cells: dict, repeats: int) -> None:
     print(f"\n== (b) condition shift: train on acute human cells, predict cultured; 5 x {repeats}")
     table = labelled(cells, "human", "label")
     acute = (table["condition"] == "acute").to_numpy()
-    base = cell_folds(table, "label", "human", "grouped", 5, repeats, 0)
+    base = DonorKFold(5, repeats, 0).cell_folds(table, "label")
     shifted = [
         Fold(f.repeat, f.fold, f.train[acute[f.train]], f.test[~acute[f.test]]) for f in base
     ]
@@ -157,7 +157,7 @@ def fault_part(cells: dict) -> None:
     tables, folds = {}, {}
     for species, label, _ in RUNS:
         tables[species] = labelled(cells, species, label)
-        folds[species] = cell_folds(tables[species], label, species, "grouped", 5, 1, 0)[0]
+        folds[species] = DonorKFold(5, 1, 0).cell_folds(tables[species], label)[0]
     models, tests = {}, {}
     for species, label, _ in RUNS:
         # the fingerprint sees the training cells of both species, never a test cell
@@ -219,7 +219,7 @@ def species_part(cells: dict) -> None:
     print("\n== species fingerprint from the features alone, donor-grouped 5 folds, seed 0")
     tables = {s: labelled(cells, s, label) for s, label, _ in RUNS}
     labels = dict((s, label) for s, label, _ in RUNS)
-    folds = {s: cell_folds(t, labels[s], s, "grouped", 5, 1, 0) for s, t in tables.items()}
+    folds = {s: DonorKFold(5, 1, 0).cell_folds(t, labels[s]) for s, t in tables.items()}
     flagged = {(m, s): [] for m in tables for s in tables}
     for k in range(5):
         train = {s: t.iloc[folds[s][k].train] for s, t in tables.items()}

@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from ephys2tx.datasets.cells import build_cells, usable_features
-from ephys2tx.evaluation.folds import cell_folds
+from ephys2tx.evaluation.splits import DonorKFold
 from ephys2tx.models.species import HGB_SETTINGS, FingerprintSettings, SpeciesFingerprint
 
 LABELS = {"human": "label", "mouse": "label5"}
@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     cells = {s: build_cells(s)[0] for s in LABELS}
     tables = {s: t[t[LABELS[s]].notna()].reset_index(drop=True) for s, t in cells.items()}
-    folds = {s: cell_folds(t, LABELS[s], s, "grouped", 5, 1, args.seed) for s, t in tables.items()}
+    folds = {s: DonorKFold(5, 1, args.seed).cell_folds(t, LABELS[s]) for s, t in tables.items()}
     for name in args.variants.split(","):
         settings = VARIANTS[name]
         for model_species in tables:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from ephys2tx.errors import Ephys2txError
@@ -56,3 +57,23 @@ def test_presets_are_one_settings_class():
     assert quick.transfer_splitter("grouped").get_n_splits() == 3
     with pytest.raises(Ephys2txError, match="unknown preset"):
         StudySettings.preset_named("tiny")
+
+
+def test_full_preset_sections_run_the_first_repeat_of_the_benchmarks_folds():
+    """The trust, reference and transfer sections run 5 x 1 folds: exactly the first repeat of
+    the 5 x 3 the forests (and benchmarks/) use, so each of their folds scores as there."""
+    full = StudySettings.preset_named("full")
+    rng = np.random.default_rng(0)
+    y = rng.choice(list("abcd"), 300)
+    donors = rng.integers(0, 40, 300).astype(str)
+    forest = full.forest_splitter("grouped", "human").folds(y, donors)
+    assert len(forest) == 15
+    for sections in (full.nested_splitter(), full.transfer_splitter("grouped")):
+        folds = sections.folds(y, donors)
+        assert len(folds) == 5
+        for a, b in zip(folds, forest[:5], strict=True):
+            assert (a.repeat, a.fold) == (b.repeat, b.fold)
+            assert np.array_equal(a.train, b.train) and np.array_equal(a.test, b.test)
+    # the study's protocol: one seed, the first of the benchmark's, 5 folds
+    seed_folds = full.transfer_splitter("seed").folds(y)
+    assert len(seed_folds) == 5 and {f.repeat for f in seed_folds} == {0}

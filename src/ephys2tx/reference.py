@@ -25,8 +25,8 @@ from .datasets.fetch import data_path, resolve_data_dir
 from .datasets.labels import DEFAULT_LABEL
 from .datasets.sources import DATA_FILES
 from .datasets.taxonomy import HOMOLOGY_FILE, build_taxonomy, homology_links, read_homology
-from .evaluation.folds import cell_folds, donor_kfold
 from .evaluation.hierarchy import ReferenceEvaluation, evaluate_reference, t_type_confusion
+from .evaluation.splits import DonorKFold, donor_kfold
 from .models.bundle import ModelCard, card_for, load_model, save_model
 from .models.mapping import reference_features
 from .models.reference import (
@@ -213,28 +213,29 @@ def cached_reference(
 
 def evaluate_reference_model(
     species: str,
-    n_folds: int = 5,
-    n_repeats: int = 3,
-    seed: int = 0,
+    splitter: DonorKFold = DonorKFold(),
     alpha: float = 0.1,
     n_jobs: int = 1,
     settings: dict | None = None,
     data_dir=None,
     mirror=None,
 ) -> ReferenceEvaluation:
-    """The reference model on the shared donor-grouped folds of a species (both levels)."""
+    """The reference model on donor-grouped folds of a species (both levels); the model's
+    seed is the splitter's."""
     cells = reference_cells(species, data_dir, mirror)
     label = DEFAULT_LABEL[species]
     taxonomy = build_taxonomy(cells, species)
     features = usable_features(cells) + EXTRA_INPUTS[species]
     settings = settings if settings is not None else DEFAULT_SETTINGS[species]
+    seed = splitter.seed
     model = HierarchicalClassifier(taxonomy, seed=seed, n_jobs=1, **settings)
-    folds = cell_folds(cells, label, species, "grouped", n_folds, n_repeats, seed)
+    folds = splitter.cell_folds(cells, label)
     result = evaluate_reference(
         model, cells, label, folds, features, taxonomy, alpha, n_jobs, seed=seed
     )
     result.metrics.update(
-        species=species, label=label, seed=seed, n_folds=n_folds, n_repeats=n_repeats,
+        species=species, label=label, seed=seed, n_folds=splitter.n_splits,
+        n_repeats=splitter.n_repeats,
         n_cells=len(cells), n_donors=int(cells["donor"].nunique()), settings=settings,
         n_t_types=len(taxonomy.t_types), min_cells_per_t_type=taxonomy.min_cells,
     )  # fmt: skip

@@ -67,10 +67,12 @@ def evaluate_reference_cmd(
     mirror: Mirror = None,
 ) -> None:
     """Cross-validate the reference model per level on donor-grouped folds, with figures."""
+    from ..evaluation.splits import DonorKFold
     from ..reference import evaluate_reference_model, write_reference_evaluation
 
+    splitter = DonorKFold(folds, repeats, seed)
     result = evaluate_reference_model(
-        species, folds, repeats, seed, alpha, jobs, data_dir=data_dir, mirror=mirror
+        species, splitter, alpha, jobs, data_dir=data_dir, mirror=mirror
     )
     write_reference_evaluation(out, result, species)
     m = result.metrics

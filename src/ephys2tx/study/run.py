@@ -94,6 +94,7 @@ def plan(s: StudySettings) -> list[Step]:
     preset makes the step's models: forests by folds x trees, networks by members x epochs
     (the full preset's transfer study then starts first, as it must)."""
     forests = s.folds * s.repeats * s.forest_trees / 300
+    nested = s.folds * s.nested_repeats * s.forest_trees / 300  # trust and reference sections
     networks = s.bilstm_members * s.bilstm_max_epochs / 40
     steps = []
     if s.embedding:
@@ -103,7 +104,7 @@ def plan(s: StudySettings) -> list[Step]:
         for sp, lab, inp, pro in s.forest_runs
     ]
     steps += [
-        Step(f"trust_{sp}_{lab}", "trust", (sp, lab), TrustRun, 31 * forests * SIZE[sp])
+        Step(f"trust_{sp}_{lab}", "trust", (sp, lab), TrustRun, 31 * nested * SIZE[sp])
         for sp, lab in s.trust_runs
     ]
     steps.append(Step("rf_importance_human", "importance", ("human",), Importance, 5))
@@ -114,11 +115,11 @@ def plan(s: StudySettings) -> list[Step]:
     transfer = 25 * networks * s.transfer_repeats * len(s.transfer_fractions) / 2
     steps.append(Step("transfer", "transfer", (), TransferStudy, transfer))
     if s.transfer_seed_protocol:
-        seed = 25 * networks * s.network_seed_repeats / 2
+        seed = 25 * networks * s.transfer_repeats / 2
         steps.append(Step("transfer_seed", "transfer", ("seed",), TransferStudy, seed))
     if s.reference_models:
         steps += [
-            Step(f"reference_{sp}", "reference", (sp,), ReferenceRun, 30 * forests * SIZE[sp])
+            Step(f"reference_{sp}", "reference", (sp,), ReferenceRun, 30 * nested * SIZE[sp])
             for sp in SPECIES
         ]
     steps.append(Step("models", "save_models", (), None, 22 * s.forest_trees / 100))

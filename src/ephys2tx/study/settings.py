@@ -46,6 +46,9 @@ class StudySettings:
     forest_trees: int = 500
     forest_runs: tuple[tuple[str, str, str, str], ...] = FOREST_RUNS
     trust_runs: tuple[tuple[str, str], ...] = TRUST_RUNS
+    # trust and reference sections: calibration nested in each outer fold makes ~6 fits a
+    # fold, so they run the first repeat of the forests' folds; benchmarks/ run 5 x 3
+    nested_repeats: int = 1
     importance_folds: int = 5
     importance_repeats: int = 3
     embedding: bool = True
@@ -60,12 +63,14 @@ class StudySettings:
     head_epochs: int = 50  # transfer: epochs of the head-only stage
     network_folds: int = 5
     network_repeats: int = 1  # networks cost ~20x a forest; benchmarks/ run 5 x 3
-    network_seed_repeats: int = 3  # the study's protocol for the networks: fewer seeds than 10
+    network_seed_repeats: int = 3  # the mouse BiLSTM in the study's protocol: 3 seeds of 10
     # transfer study on human cells
     transfer_methods: tuple[str, ...] = ("finetune", "align")  # joint = align without CORAL
     transfer_baselines: tuple[str, ...] = ("rf", "rf_pooled")
     transfer_fractions: tuple[float, ...] = LEARNING_CURVE_FRACTIONS
-    transfer_repeats: int = 3
+    # repeats of the transfer study's folds (and seeds of its study-protocol run): the first
+    # of benchmarks/bench_transfer.py's 3, which gives each of them the same numbers
+    transfer_repeats: int = 1
     transfer_seed_protocol: bool = True  # also the study's random folds, all training cells
     # the hierarchical reference model, and what `save_models` stores
     reference_models: bool = True
@@ -91,6 +96,11 @@ class StudySettings:
         repeats = {"grouped": self.repeats, "seed": self.seed_repeats}
         return self._splitter(protocol, species, self.folds, repeats)
 
+    def nested_splitter(self) -> Splitter:
+        """Folds of the trust and reference sections: the first `nested_repeats` repeats of
+        the forests' donor-grouped folds."""
+        return DonorKFold(self.folds, self.nested_repeats, self.seed)
+
     def importance_splitter(self) -> Splitter:
         """One repeat of the grouped folds; the first `importance_folds` are used."""
         return DonorKFold(self.folds, 1, self.seed)
@@ -101,8 +111,8 @@ class StudySettings:
         return self._splitter(protocol, species, self.network_folds, repeats)
 
     def transfer_splitter(self, protocol: str) -> Splitter:
-        """Human folds of the transfer study."""
-        repeats = {"grouped": self.transfer_repeats, "seed": self.network_seed_repeats}
+        """Human folds of the transfer study (`transfer_repeats` repeats or seeds)."""
+        repeats = {"grouped": self.transfer_repeats, "seed": self.transfer_repeats}
         return self._splitter(protocol, "human", self.network_folds, repeats)
 
 

@@ -180,7 +180,7 @@ class Study:
         table = self.cells(species)
         table = table[table[label].notna()].reset_index(drop=True)
         s = self.settings
-        splitter = s.forest_splitter("grouped", species)
+        splitter = s.nested_splitter()
         others = {sp: self.cells(sp) for sp in SPECIES if sp != species}
         evaluation = evaluate_trust(
             recipes.forest(s.seed, trees=s.forest_trees), table, label,
@@ -306,7 +306,7 @@ class Study:
         s = self.settings
         source = self.source
         result = evaluate_reference_model(
-            species, s.folds, s.repeats, s.seed, REFERENCE_ALPHA, self.n_jobs,
+            species, s.nested_splitter(), REFERENCE_ALPHA, self.n_jobs,
             data_dir=getattr(source, "data_dir", None), mirror=getattr(source, "mirror", None),
         )  # fmt: skip
         target = write_reference_evaluation(self.out / "reference" / species, result, species)
