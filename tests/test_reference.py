@@ -193,6 +193,12 @@ def test_cache_is_reused_and_invalidated(light_reference, monkeypatch):
     assert again == first and "using the cached" in said[-1]
     assert (first / "model.joblib").stat().st_mtime_ns == stamp  # not retrained
 
+    # a damaged cached model (the cache is derived data): trained again, not an error
+    (first / "model.joblib").write_bytes(b"truncated")
+    repaired = reference.cached_reference("human", say=said.append, n_jobs=1)
+    assert repaired == first and "again: the cached one is unreadable" in said[-1]
+    assert load_reference(repaired).novel_flag is not None
+
     # a changed data file (a new pinned release: file and pin change together): a new key,
     # a retrained model, the stale one removed
     name = "human_lee2023/LeeDalley_manuscript_metadata_v2.csv"

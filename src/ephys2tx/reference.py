@@ -25,6 +25,7 @@ from .datasets.fetch import data_path, resolve_data_dir
 from .datasets.labels import DEFAULT_LABEL
 from .datasets.sources import DATA_FILES
 from .datasets.taxonomy import HOMOLOGY_FILE, build_taxonomy, homology_links, read_homology
+from .errors import Ephys2txError
 from .evaluation.hierarchy import ReferenceEvaluation, evaluate_reference, t_type_confusion
 from .evaluation.splits import DonorKFold, donor_kfold
 from .models.bundle import ModelCard, card_for, load_model, save_model
@@ -177,17 +178,23 @@ def cached_reference(
     say: Callable[[str], None] = print,
     n_jobs: int = -1,
 ) -> Path:
-    """The cached reference model directory of a species, trained now if absent or stale."""
+    """The cached reference model directory of a species, trained now if absent, stale or
+    damaged (the cache holds only what the public tables give again)."""
     checksums = data_checksums(species, data_dir, mirror)
     key = cache_key(species, checksums)
     root = resolve_data_dir(data_dir) / CACHE_FOLDER
     target = root / f"{species}-{key[:16]}"
+    why = "on first use"
     if target.is_dir():
-        load_model(target)  # an incomplete directory raises a clear error
-        say(f"using the cached {species} reference model in {target}")
-        return target
+        try:
+            load_model(target)
+        except Ephys2txError as err:  # damaged: train it again rather than stop the user
+            why = f"again: the cached one is unreadable ({err})"
+        else:
+            say(f"using the cached {species} reference model in {target}")
+            return target
     say(
-        f"training the {species} reference model on first use (about "
+        f"training the {species} reference model {why} (about "
         f"{FIRST_USE_SECONDS[species]} s); cached in {target}"
     )
     start = time.perf_counter()
@@ -198,9 +205,8 @@ def cached_reference(
     tmp = Path(tempfile.mkdtemp(prefix=f".{species}-", dir=root))
     try:
         save_reference(tmp, fit, card, cells, data_dir=data_dir, mirror=mirror)
-        for stale in root.glob(f"{species}-*"):  # older data or version: replaced
-            if stale != target:
-                shutil.rmtree(stale, ignore_errors=True)
+        for stale in root.glob(f"{species}-*"):  # older data or version, or damaged: replaced
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             tmp.rename(target)
         except OSError:  # another process cached the same model meanwhile: use that one
