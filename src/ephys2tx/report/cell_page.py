@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.progress import track
 
+from ..schema import FLAG_SEPARATOR
 from .cell_figures import features_png, format_value, sweeps_png
 from .cells import CellCard, flag_sentence
 from .figures import CLASS_COLORS
@@ -216,7 +217,7 @@ def _summary_table(cards: Sequence[CellCard]) -> str:
             _e(" | ".join(card.prediction_set)) if card.prediction_set is not None else "—",
             {True: "yes", False: "no", None: "—"}[card.confident],
             f"{card.novelty:.2f}" if card.novelty is not None else "—",
-            _e("; ".join(card.flags)) if card.flags is not None else "—",
+            _e(FLAG_SEPARATOR.join(card.flags)) if card.flags is not None else "—",
         ]
         rows.append(f"<tr {_marks(card)}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     head = "".join(
