@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -79,3 +80,34 @@ def store_trust(
             f"calibration stored: {len(calibration[0].scores)} out-of-fold scores, "
             f"temperature {calibration[1].temperature:.2f}"
         )
+
+
+def train_and_store(
+    out: Path,
+    make: Callable[[], object],
+    cells: pd.DataFrame,
+    label: str,
+    species: str,
+    kind: str,
+    features: list[str] | None,
+    *,
+    calibrate: bool,
+    seed: int,
+    data_dir: Path | None,
+    mirror: str | None,
+    doing: str,
+    **card_fields,
+) -> None:
+    """What every `train` command does: fit `make()` on `cells` (the `features` columns, or
+    the whole table for networks), save it with its card, store its trust beside it."""
+    from ..models.bundle import card_for, save_model
+
+    model = make()
+    with console.status(doing):
+        model.fit(cells[features] if features is not None else cells, cells[label].to_numpy())
+    card = card_for(model, kind, species, label, len(cells), seed=seed, **card_fields)
+    save_model(out, model, card)
+    store_trust(
+        out, make(), model, cells, label, species, features, calibrate, seed, data_dir, mirror
+    )
+    console.print(f"saved {kind} model ({len(card.features)} features) to {out}")

@@ -126,22 +126,15 @@ def train_rf(
 ) -> None:
     """Train the class-balanced random forest on all cells of a species and save it."""
     from ..models import recipes
-    from ..models.bundle import card_for, save_model
-    from .calibration import store_trust
+    from .calibration import train_and_store
 
     check_out_dir(out, overwrite)
     table, label = training_cells(species, labels, exclude_ids, data_dir, mirror, allow_unknown_ids)
-    features = usable_features(table)
-    model = recipes.forest(seed, inputs)
-    with console.status(f"training forest on {len(table)} {species} cells"):
-        model.fit(table[features], table[label].to_numpy())
-    card = card_for(model, f"rf-{inputs}", species, label, len(table), seed=seed)
-    save_model(out, model, card)
-    store_trust(
-        out, recipes.forest(seed, inputs), model, table, label, species, features,
-        calibrate, seed, data_dir, mirror,
+    train_and_store(
+        out, lambda: recipes.forest(seed, inputs), table, label, species, f"rf-{inputs}",
+        usable_features(table), calibrate=calibrate, seed=seed, data_dir=data_dir,
+        mirror=mirror, doing=f"training forest on {len(table)} {species} cells",
     )  # fmt: skip
-    console.print(f"saved {card.kind} model ({len(features)} features) to {out}")
 
 
 def _cells_from_inputs(inputs: list[Path], features_dir: Path):

@@ -92,22 +92,16 @@ def train_bilstm(
 ) -> None:
     """Train the attention BiLSTM over feature families on all cells of a species."""
     from ..models import recipes
-    from ..models.bundle import card_for, save_model
-    from .calibration import store_trust
+    from .calibration import train_and_store
 
     check_out_dir(out, overwrite)
     table, label = training_cells(species, labels, exclude_ids, data_dir, mirror, allow_unknown_ids)
     recipe = recipes.NetworkRecipe(seed=seed, bilstm_members=members)
-    model = recipes.bilstm(recipe)
-    with console.status(f"training BiLSTM on {len(table)} {species} cells"):
-        model.fit(table, table[label].to_numpy())
-    card = card_for(model, "bilstm", species, label, len(table))
-    save_model(out, model, card)
-    unfitted = recipes.bilstm(recipe)
-    store_trust(
-        out, unfitted, model, table, label, species, None, calibrate, seed, data_dir, mirror
-    )
-    console.print(f"saved bilstm model ({len(card.features)} features) to {out}")
+    train_and_store(
+        out, lambda: recipes.bilstm(recipe), table, label, species, "bilstm", None,
+        calibrate=calibrate, seed=seed, data_dir=data_dir, mirror=mirror,
+        doing=f"training BiLSTM on {len(table)} {species} cells",
+    )  # fmt: skip
 
 
 def train_transfer(
@@ -124,8 +118,7 @@ def train_transfer(
 ) -> None:
     """Train a human classifier that learns from all mouse cells too (aligned 4 classes)."""
     from ..models import recipes
-    from ..models.bundle import card_for, save_model
-    from .calibration import store_trust
+    from .calibration import train_and_store
 
     check_out_dir(out, overwrite)
     human, label = training_cells("human", "label", data_dir=data_dir, mirror=mirror)
@@ -133,19 +126,12 @@ def train_transfer(
     if exclude_ids is not None:  # one list for both species: an id may be of either
         human, mouse = exclude_specimens([human, mouse], exclude_ids, allow_unknown_ids)
     recipe = recipes.NetworkRecipe(seed=seed, bilstm_members=members)
-    model = recipes.transfer(recipe, mouse, method)
-    with console.status(f"pretraining on {len(mouse)} mouse, training on {len(human)} human"):
-        model.fit(human, human[label].to_numpy())
-    card = card_for(
-        model, f"transfer-{method}", "human", label, len(human),
+    train_and_store(
+        out, lambda: recipes.transfer(recipe, mouse, method), human, label, "human",
+        f"transfer-{method}", None, calibrate=calibrate, seed=seed, data_dir=data_dir,
+        mirror=mirror, doing=f"pretraining on {len(mouse)} mouse, training on {len(human)} human",
         method=method, n_source_cells=len(mouse),
     )  # fmt: skip
-    save_model(out, model, card)
-    unfitted = recipes.transfer(recipe, mouse, method)
-    store_trust(
-        out, unfitted, model, human, label, "human", None, calibrate, seed, data_dir, mirror
-    )
-    console.print(f"saved transfer-{method} model ({len(card.features)} features) to {out}")
 
 
 def evaluate_bilstm(
