@@ -6,13 +6,27 @@ of the outer training cells). Prints macro-F1 (mean over folds) per candidate:
 
     EPHYS2TX_MIRROR=../shared/data OMP_NUM_THREADS=1 .venv/bin/python \
         benchmarks/select_subclass.py --species human --repeats 3
+
+Besides the `make_base` kinds, `--kinds` takes networks, fitted on the cells' rows of the
+cell table (their feature families and `donor`), not on the model's input matrix:
+`bilstm` (the BiLSTM of the full preset, `StudySettings()`, 3 members; `bilstm1`: 1 member)
+and, for human, `align` / `finetune` / `joint` / `adversarial` (the mouse → human transfer
+network, `recipes.transfer`, trained with every labelled mouse cell; `align1`: 1 member).
+Every component's out-of-fold test probabilities and CPU seconds are cached per fold in
+`--cache` (default: `<data dir>/select-subclass/<species>-seed<seed>.npz`), so a rerun with
+more kinds fits only the new ones, and a rerun with the same kinds only scores (remove the
+file when a model or its settings change).
+`--baseline AVERAGE` adds each candidate's paired difference from that average (95%
+t-interval over folds); `--time-all` also times one fit of each component on all cells.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,11 +34,61 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
+from ephys2tx.datasets.cells import build_cells
+from ephys2tx.datasets.fetch import resolve_data_dir
 from ephys2tx.datasets.labels import DEFAULT_LABEL
+from ephys2tx.evaluation.metrics import mean_ci
 from ephys2tx.evaluation.splits import DonorKFold, donor_kfold
+from ephys2tx.models import recipes
 from ephys2tx.models.conformal import out_of_fold_proba
 from ephys2tx.models.reference import _aligned, make_base, model_inputs
 from ephys2tx.reference import EXTRA_INPUTS, reference_cells, usable_features
+from ephys2tx.study.settings import StudySettings
+
+TRANSFER = ("finetune", "joint", "align", "adversarial")
+
+
+def _network(kind: str, seed: int, mouse: pd.DataFrame | None):
+    """A network component: `bilstm` or a transfer method, `<kind>1` with one member."""
+    name, members = (kind[:-1], 1) if kind.endswith("1") else (kind, 3)
+    s = dataclasses.replace(StudySettings(), seed=seed, bilstm_members=members)
+    if name == "bilstm":
+        return recipes.bilstm(s)
+    if name in TRANSFER:
+        if mouse is None:
+            raise SystemExit(f"{kind}: transfer networks are for --species human")
+        return recipes.transfer(s, mouse, name)
+    return None
+
+
+def _is_network(kind: str) -> bool:
+    return (kind[:-1] if kind.endswith("1") else kind) in ("bilstm", *TRANSFER)
+
+
+class FoldCache:
+    """Out-of-fold test probabilities and CPU seconds per (kind, repeat, fold) in one .npz."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.data = dict(np.load(path)) if path.is_file() else {}
+
+    def get(self, kind: str, fold, test: np.ndarray) -> tuple[np.ndarray, float] | None:
+        key = f"{kind}/{fold.repeat}/{fold.fold}"
+        if key not in self.data:
+            return None
+        if not np.array_equal(self.data[f"test/{fold.repeat}/{fold.fold}"], test):
+            raise SystemExit(f"{self.path}: fold {fold.repeat}/{fold.fold} differs; remove it")
+        return self.data[key], float(self.data[f"seconds/{key}"])
+
+    def put(self, kind: str, fold, test: np.ndarray, proba: np.ndarray, seconds: float) -> None:
+        key = f"{kind}/{fold.repeat}/{fold.fold}"
+        self.data[f"test/{fold.repeat}/{fold.fold}"] = test
+        self.data[key] = proba
+        self.data[f"seconds/{key}"] = np.array(seconds)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp.npz")
+        np.savez_compressed(tmp, **self.data)
+        tmp.replace(self.path)
 
 
 def _log(p: np.ndarray) -> np.ndarray:
@@ -53,6 +117,16 @@ def main() -> None:
         help="human only: add this share of the mouse cells (aligned label) to every training "
         "fold, with a species input; the human test cells are scored as before",
     )  # fmt: skip
+    parser.add_argument("--cache", type=Path, default=None, help="the .npz of fitted folds")
+    parser.add_argument(
+        "--baseline", default="",
+        help="an average (e.g. rf+hgb-slow+logreg): each candidate minus it on the same folds, "
+        "with a 95%% t-interval",
+    )  # fmt: skip
+    parser.add_argument(
+        "--time-all", action="store_true",
+        help="also time one fit of each component on all cells (as the first-use final fit)",
+    )  # fmt: skip
     args = parser.parse_args()
     species, label = args.species, DEFAULT_LABEL[args.species]
     cells = reference_cells(species)
@@ -69,22 +143,47 @@ def main() -> None:
     classes = sorted(set(y))
     folds = DonorKFold(5, args.repeats, args.seed).folds(y, cells["donor"].to_numpy())
     kinds = args.kinds.split(",")
+    mouse = None
+    if species == "human" and any(_is_network(k) and not k.startswith("bilstm") for k in kinds):
+        mouse = build_cells("mouse")[0]
+        mouse = mouse[mouse["label"].notna()]  # every labelled mouse cell, as the study
+    stack = [k for k in args.stack.split(",") if k]
+    if any(_is_network(k) for k in stack):
+        raise SystemExit("--stack takes make_base kinds only")
+    if args.pool > 0 and any(_is_network(k) for k in kinds):
+        raise SystemExit("--pool is for make_base kinds only (align trains with mouse cells)")
+    pool = f"-pool{args.pool:g}" if args.pool > 0 else ""
+    cache = FoldCache(
+        args.cache
+        or resolve_data_dir() / "select-subclass" / f"{species}-seed{args.seed}{pool}.npz"
+    )
     combos = [c for r in range(1, len(kinds) + 1) for c in itertools.combinations(kinds, r)]
     scores: dict[str, list[float]] = {"+".join(c): [] for c in combos}
-    stack = [k for k in args.stack.split(",") if k]
     if stack:
         scores["stack " + "+".join(stack)] = []
-    seconds = dict.fromkeys(kinds, 0.0)
+    seconds: dict[str, list[float]] = {k: [] for k in kinds}
+    fitted_now = dict.fromkeys(kinds, 0)
     donors = cells["donor"].to_numpy()
     for i, fold in enumerate(folds):
         proba = {}
         for kind in kinds:
-            start = time.process_time()
-            X_train = pd.concat([X.iloc[fold.train], extra_X])
-            y_train = np.concatenate([y[fold.train], extra_y])
-            model = clone(make_base(kind, args.seed)).fit(X_train, y_train)
-            proba[kind] = _aligned(model.predict_proba(X.iloc[fold.test]), model.classes_, classes)
-            seconds[kind] += time.process_time() - start
+            hit = cache.get(kind, fold, fold.test)
+            if hit is None:
+                start = time.process_time()
+                network = _network(kind, args.seed, mouse) if _is_network(kind) else None
+                if network is not None:  # the cell table's rows: families and donors
+                    model = network.fit(cells.iloc[fold.train], y[fold.train])
+                    p = model.predict_proba(cells.iloc[fold.test])
+                else:
+                    X_train = pd.concat([X.iloc[fold.train], extra_X])
+                    y_train = np.concatenate([y[fold.train], extra_y])
+                    model = clone(make_base(kind, args.seed)).fit(X_train, y_train)
+                    p = model.predict_proba(X.iloc[fold.test])
+                hit = (_aligned(p, model.classes_, classes), time.process_time() - start)
+                cache.put(kind, fold, fold.test, *hit)
+                fitted_now[kind] += 1
+            proba[kind] = hit[0]
+            seconds[kind].append(hit[1])
         for combo in combos:
             p = sum(proba[k] for k in combo) / len(combo)
             pred = np.asarray(classes)[p.argmax(axis=1)]
@@ -99,11 +198,39 @@ def main() -> None:
         {"macro_f1": {k: np.mean(v) for k, v in scores.items()},
          "sd": {k: np.std(v, ddof=1) for k, v in scores.items()}}
     ).sort_values("macro_f1", ascending=False)  # fmt: skip
+    if args.baseline:
+        base = np.asarray(scores[args.baseline])
+        paired = {k: mean_ci(np.asarray(v) - base) for k, v in scores.items()}
+        table["diff"] = [paired[k]["mean"] for k in table.index]
+        table["ci95_low"] = [paired[k]["ci95"][0] for k in table.index]
+        table["ci95_high"] = [paired[k]["ci95"][1] for k in table.index]
     print(
         f"{species} subclass, seed-{args.seed} donor-grouped 5x{args.repeats}, {len(cells)} cells"
     )
-    print(table.round(3).to_string())
-    print("CPU s per fit: " + ", ".join(f"{k} {v / len(folds):.1f}" for k, v in seconds.items()))
+    with pd.option_context("display.max_rows", None):
+        print(table.round(3).to_string())
+    print(
+        "CPU s per fit (mean over folds; fitted now / read from the cache): "
+        + ", ".join(
+            f"{k} {np.mean(v):.1f} ({fitted_now[k]}/{len(v) - fitted_now[k]})"
+            for k, v in seconds.items()
+        )
+    )
+    print(f"fold cache: {cache.path}")
+    if args.time_all:
+        every = ", ".join(
+            f"{k} {_fit_seconds(k, cells, X, y, args.seed, mouse):.1f}" for k in kinds
+        )
+        print(f"CPU s of one fit on all {len(cells)} cells: {every}")
+
+
+def _fit_seconds(kind, cells, X, y, seed, mouse) -> float:
+    start = time.process_time()
+    if _is_network(kind):
+        _network(kind, seed, mouse).fit(cells, y)
+    else:
+        clone(make_base(kind, seed)).fit(X, y)
+    return time.process_time() - start
 
 
 if __name__ == "__main__":
