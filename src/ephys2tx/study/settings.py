@@ -41,8 +41,8 @@ class StudySettings:
     # forests: donor-grouped folds x repeats; the study's protocol over seeds
     folds: int = 5
     repeats: int = 3
-    # the reference study's protocol: 3 seeds, as for its networks (it ran 10: the seed-protocol
-    # forests of benchmarks/bench_forest.py do; 3 keep `make reproduce` under 20 min)
+    # the reference study's protocol: 3 seeds, as for the networks (the study ran 10; so does
+    # `evaluate rf --protocol seed --repeats 10`); 3 keep `make reproduce` under 20 min
     seed_repeats: int = 3
     forest_trees: int = 500
     forest_runs: tuple[tuple[str, str, str, str], ...] = FOREST_RUNS
