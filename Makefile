@@ -14,8 +14,7 @@ OUT ?= results
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	# --no-compile: Python compiles the modules it imports on first use, not all of torch now (-25 s)
-	$(BIN)/python -m pip install --quiet --no-compile -r requirements.lock
+	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	# compile UMAP's numba functions into their disk cache once (~20 s of CPU), not in a first run
 	$(BIN)/python -c "from ephys2tx.representations.embedding import compile_umap; compile_umap()"
