@@ -23,7 +23,6 @@ from ephys2tx.models.reference import (
     CONDITION_FEATURE,
     HierarchicalClassifier,
     assign_levels,
-    hierarchical_argmax,
     model_inputs,
     sum_to_subclass,
 )
@@ -81,16 +80,15 @@ def test_t_type_distribution_sums_to_the_subclass_distribution(human_cells, sett
         assert np.allclose(leaf[kept] / held[kept], p_leaf[kept] / plain_held[kept])
 
 
+def toy_taxonomy(n_sst_a: int):
+    """Sst A (n_sst_a cells), Sst B and Vip C (10 each), and one rare t-type per subclass."""
+    t_types = ["Sst A"] * n_sst_a + ["Sst B"] * 10 + ["Vip C"] * 10 + ["Sst r", "Vip r"]
+    labels = ["Sst"] * (n_sst_a + 10) + ["Vip"] * 10 + ["Sst", "Vip"]
+    return build_taxonomy(pd.DataFrame({"t_type": t_types, "label": labels}), "human")
+
+
 def test_t_type_set_lies_inside_the_subclass_set():
-    tax = build_taxonomy(
-        pd.DataFrame(
-            {
-                "t_type": ["Sst A"] * 10 + ["Sst B"] * 10 + ["Vip C"] * 10 + ["Sst r", "Vip r"],
-                "label": ["Sst"] * 20 + ["Vip"] * 10 + ["Sst", "Vip"],
-            }
-        ),
-        "human",
-    )
+    tax = toy_taxonomy(n_sst_a=10)
     leaves = tax.leaves
     assert leaves == ["Sst", "Sst A", "Sst B", "Vip", "Vip C"]  # rare `r` types: subclass level
     sub = pd.DataFrame([[0.7, 0.3], [0.6, 0.4]], columns=["Sst", "Vip"])
@@ -111,15 +109,7 @@ def test_t_type_set_lies_inside_the_subclass_set():
 
 
 def test_prior_corrected_t_type_rule_stays_inside_the_chosen_subclass():
-    tax = build_taxonomy(
-        pd.DataFrame(
-            {
-                "t_type": ["Sst A"] * 40 + ["Sst B"] * 10 + ["Vip C"] * 10 + ["Sst r", "Vip r"],
-                "label": ["Sst"] * 50 + ["Vip"] * 10 + ["Sst", "Vip"],
-            }
-        ),
-        "human",
-    )
+    tax = toy_taxonomy(n_sst_a=40)
     leaves = tax.leaves  # Sst, Sst A, Sst B, Vip, Vip C
     prior = np.array([1, 40, 10, 1, 10]) / 62
     leaf_p = np.array(
@@ -129,7 +119,7 @@ def test_prior_corrected_t_type_rule_stays_inside_the_chosen_subclass():
             [0.40, 0.10, 0.05, 0.05, 0.40],  # the subclass-level leaf is likeliest
         ]
     )
-    base_sub, base = hierarchical_argmax(leaf_p, leaves, tax)
+    base_sub, base = assign_levels(leaf_p, leaves, tax)
     assert list(base) == ["Sst A", "Sst A", "Sst"]
     rng = np.random.default_rng(0)
     random_p = rng.dirichlet(np.ones(5), size=200)

@@ -28,7 +28,7 @@ from ..datasets.taxonomy import LEVELS, Taxonomy
 from ..schema import SET_SEPARATOR
 from .bundle import ModelCard, align_features
 from .conformal import MondrianConformal, check_alpha
-from .reference import CONDITION_FEATURE, hierarchical_argmax, model_inputs
+from .reference import CONDITION_FEATURE, assign_levels, model_inputs
 
 STAYS_AT_SUBCLASS = "t-type set empty inside the subclass set: stays at subclass level"
 
@@ -91,7 +91,7 @@ def map_cells(
     `levels` are `predict_proba_levels` output; `sets` the per-level conformal masks
     (before nesting), or None for an uncalibrated model (set columns then stay empty and
     `most_specific` follows the assignment); `assignment` the model's (subclass, t-type) per
-    cell (`HierarchicalClassifier.assign`), by default `hierarchical_argmax`.
+    cell (`HierarchicalClassifier.assign`), by default `assign_levels` without a prior.
     """
     subclasses = list(levels["subclass"].columns)
     leaves = list(levels["t_type"].columns)
@@ -102,7 +102,7 @@ def map_cells(
     n = len(sub_p)
 
     if assignment is None:
-        assignment = hierarchical_argmax(leaf_p, leaves, taxonomy)
+        assignment = assign_levels(leaf_p, leaves, taxonomy)
     best_sub, best_leaf = assignment
     best_leaf_idx = np.array([leaves.index(leaf) for leaf in best_leaf], dtype=int)
 

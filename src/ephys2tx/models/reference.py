@@ -381,14 +381,6 @@ def assign_levels(
     return best_sub, np.asarray(leaves, dtype=object)[score.argmax(axis=1)]
 
 
-def hierarchical_argmax(
-    leaf_p: np.ndarray, leaves: list[str], taxonomy: Taxonomy, learned_first: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """`assign_levels` without a prior correction: the most probable subclass, then its most
-    probable leaf (or learned t-type, with `learned_first`)."""
-    return assign_levels(leaf_p, leaves, taxonomy, learned_first=learned_first)
-
-
 def leaf_shares(leaves, columns: list[str]) -> np.ndarray:
     """Each leaf's share of the training cells `leaves`, in the order of `columns`."""
     counts = pd.Series(np.asarray(leaves, dtype=object).astype(str)).value_counts()
