@@ -40,9 +40,9 @@ from .models.trusted import CALIBRATION_FOLDS, fit_trust_reference, save_trust
 from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
 
 CACHE_FOLDER = "reference-models"
-# Bumped when what a cached model holds changes (2: the subclass temperature), so older
-# caches are retrained rather than reused.
-CACHE_FORMAT = 2
+# Bumped when what a cached model holds changes (2: the subclass temperature; 3: t-type
+# names stripped of surrounding spaces), so older caches are retrained rather than reused.
+CACHE_FORMAT = 3
 # The folders of the data directory each species' cell table is built from.
 SPECIES_SOURCES = {"mouse": ("mouse_gouwens2020/",), "human": ("human_lee2023/",)}
 # The settings chosen on seed-100 folds (benchmarks/select_subclass.py for the subclass

@@ -14,8 +14,11 @@ Flags (fixed vocabulary, joined by `schema.FLAG_SEPARATOR` in tables):
   "Mus musculus") names another species than the model's, or the species fingerprint (`models/species.py`) finds the cell closer to
   the other species' public cells;
 - `novel`: the rank average of novelty and 1 - top probability (calibrated models; else the
-  novelty alone) above the threshold that flags 5% of reference cells (`models/novelty.py`).
-`confident` is true only when the prediction set holds one class and no flag is raised.
+  novelty alone) above the threshold that flags 5% of reference cells (`models/novelty.py`);
+- `set_excludes_call`: the (class-conditional) prediction set does not hold the most
+  probable class.
+`confident` and the last flag follow the one rule of `models/agreement.py`: confident only
+when the prediction set is the call alone and no flag is raised.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from ..schema import FLAG_SEPARATOR, SET_SEPARATOR
+from .agreement import SET_EXCLUDES_CALL, call_flags, is_confident
 from .novelty import NovelFlag, NoveltyReference
 from .species import SpeciesFingerprint
 
@@ -40,6 +44,7 @@ FLAG_VOCABULARY = (
     "out_of_range:<feature>",
     "species_mismatch",
     "novel",
+    SET_EXCLUDES_CALL,
 )
 
 
@@ -192,21 +197,30 @@ def assess(
     sets: list[list[str]],
     flags: list[list[str]],
     novelty: np.ndarray,
+    predicted: Sequence[str] | None = None,
 ) -> list[CellTrust]:
-    """Combine probabilities, conformal sets, flags and novelty into per-cell records."""
+    """Combine probabilities, conformal sets, flags and novelty into per-cell records.
+
+    The call is `predicted` when given (a reference model's assignment), else the most
+    probable class; `confident` and `set_excludes_call` follow `models/agreement.py`."""
     classes = list(classes)
-    top = np.asarray(classes)[np.asarray(proba).argmax(axis=1)]
-    return [
-        CellTrust(
-            specimen_id=sid,
-            predicted=str(top[i]),
-            prediction_set=list(sets[i]),
-            confident=len(sets[i]) == 1 and not flags[i],
-            novelty=float(novelty[i]),
-            flags=list(flags[i]),
+    if predicted is None:
+        predicted = np.asarray(classes)[np.asarray(proba).argmax(axis=1)]
+    records = []
+    for i, sid in enumerate(specimen_ids):
+        call, cell_set = str(predicted[i]), list(sets[i])
+        cell_flags = call_flags(call, cell_set, flags[i])
+        records.append(
+            CellTrust(
+                specimen_id=sid,
+                predicted=call,
+                prediction_set=cell_set,
+                confident=is_confident(call, cell_set, cell_flags),
+                novelty=float(novelty[i]),
+                flags=cell_flags,
+            )
         )
-        for i, sid in enumerate(specimen_ids)
-    ]
+    return records
 
 
 def trust_columns(records: list[CellTrust]) -> pd.DataFrame:
