@@ -44,8 +44,9 @@ def test_most_specific_names_no_node_outside_the_call():
     leaves = ["Lamp5 a", "Pvalb a", "Pvalb b"]
     leaf_p = np.array([[0.4, 0.35, 0.25], [0.1, 0.8, 0.1], [0.0, 0.3, 0.7]])
     levels = {
-        "subclass": pd.DataFrame(np.c_[leaf_p[:, 0], leaf_p[:, 1:].sum(axis=1)],
-                                 columns=CLASSES),  # fmt: skip
+        "subclass": pd.DataFrame(
+            np.c_[leaf_p[:, 0], leaf_p[:, 1:].sum(axis=1)], columns=CLASSES
+        ),  # fmt: skip
         "t_type": pd.DataFrame(leaf_p, columns=leaves),
     }
     sets = {  # cell 0: the sets name Lamp5 alone, the call is Pvalb
