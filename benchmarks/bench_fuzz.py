@@ -36,6 +36,8 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds before a read is a hang")
     ap.add_argument("--recordings", type=Path, default=RECORDINGS)
     ap.add_argument("--show", type=int, default=10, help="failures printed in full")
+    ap.add_argument("--save", type=Path, help="keep each failing example in this folder")
+    ap.add_argument("--only", type=int, nargs="*", help="read only these example numbers")
     args = ap.parse_args()
 
     sources = sorted(args.recordings.rglob("*.abf")) + sorted(args.recordings.rglob("*.nwb"))
@@ -54,6 +56,8 @@ def main() -> None:
             source = sources[int(rng.integers(len(sources)))]
             mutation = MUTATIONS[int(rng.integers(len(MUTATIONS)))]
             data = mutate(originals[source], mutation, rng, source.suffix)
+            if args.only is not None and i not in args.only:
+                continue
             path = damaged_file(Path(tmp), data, source.suffix, f"ex{i}")
             t = time.perf_counter()
             outcome = reader.read(path)
@@ -64,12 +68,16 @@ def main() -> None:
             if outcome.failed:
                 by_mutation[(source.suffix, mutation, outcome.kind)] += 1
                 failures.append((i, source.name, mutation, outcome))
+                if args.save:
+                    args.save.mkdir(parents=True, exist_ok=True)
+                    (args.save / f"ex{i}-{mutation}{source.suffix}").write_bytes(data)
             if (i + 1) % 500 == 0:
                 print(f"  {i + 1} examples, {time.perf_counter() - t0:.0f} s: {dict(kinds)}",
                       flush=True)  # fmt: skip
     reader.close()
     seconds = time.perf_counter() - t0
-    print(f"examples run: {args.examples} (seed {args.seed}, {len(sources)} source files)")
+    n_run = sum(kinds.values())
+    print(f"examples run: {n_run} (seed {args.seed}, {len(sources)} source files)")
     print("outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
     print(f"failures: {len(failures)}")
     for (suffix, mutation, kind), n in sorted(by_mutation.items()):

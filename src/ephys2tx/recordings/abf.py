@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 import warnings
 from pathlib import Path
 
@@ -23,9 +24,42 @@ def _unit(name: str | None) -> str:
     return (name or "").replace("\x00", "").strip().lower()
 
 
+# Byte offsets of the ABF2 section map entries pyabf reads (protocol, ADC, DAC, epoch,
+# epoch per DAC, user list, strings, tag, synch array): block index (uint32, 512-byte
+# blocks), entry size (uint32), entry count (read as int32).
+ABF2_SECTIONS = {
+    76: "protocol", 92: "ADC", 108: "DAC", 124: "epoch", 156: "epoch-per-DAC",
+    172: "user list", 220: "strings", 252: "tag", 316: "synch array",
+}  # fmt: skip
+
+
+def check_abf2_sections(path: Path) -> None:
+    """Refuse an ABF2 file whose section map points beyond the file's end.
+
+    Why: pyabf loops over each section's entry count; a damaged count (e.g. 2**31) makes
+    it loop for hours and allocate gigabytes instead of failing (found by fuzzing)."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if head[:4] != b"ABF2":
+        return
+    if len(head) < 332:
+        raise Ephys2txError(
+            f"{path}: the ABF header is cut short ({len(head)} bytes); copy the complete file again"
+        )
+    for offset, name in ABF2_SECTIONS.items():
+        block, entry_size, count = struct.unpack_from("<IIi", head, offset)
+        if count < 0 or block * 512 + max(entry_size, 1) * count > size:
+            raise Ephys2txError(
+                f"{path}: the ABF header is damaged (its {name} section lies beyond the end "
+                f"of the {size}-byte file); copy or re-export the file"
+            )
+
+
 def _open(path: Path):
     import pyabf
 
+    check_abf2_sections(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -56,8 +56,10 @@ def looks_like_allen_nwb(path: Path) -> bool:
 
 
 def _read_nwb_any(path: Path) -> Recording:
+    from .hdf5_check import check_hdf5_walks
     from .nwb import read_nwb
 
+    check_hdf5_walks(path)  # a damaged file can hang or crash the HDF5 library itself
     if looks_like_allen_nwb(path):
         from .allen_nwb import read_allen_nwb
 
