@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--show", type=int, default=10, help="failures printed in full")
     ap.add_argument("--save", type=Path, help="keep each failing example in this folder")
     ap.add_argument("--only", type=int, nargs="*", help="read only these example numbers")
+    ap.add_argument("--budget-s", type=float, help="stop starting examples after this long")
     args = ap.parse_args()
 
     sources = sorted(args.recordings.rglob("*.abf")) + sorted(args.recordings.rglob("*.nwb"))
@@ -58,6 +59,9 @@ def main() -> None:
             data = mutate(originals[source], mutation, rng, source.suffix)
             if args.only is not None and i not in args.only:
                 continue
+            if args.budget_s and time.perf_counter() - t0 > args.budget_s:
+                print(f"  time budget of {args.budget_s:g} s spent after {i} examples")
+                break
             path = damaged_file(Path(tmp), data, source.suffix, f"ex{i}")
             t = time.perf_counter()
             outcome = reader.read(path)
@@ -77,14 +81,14 @@ def main() -> None:
     reader.close()
     seconds = time.perf_counter() - t0
     n_run = sum(kinds.values())
-    print(f"examples run: {n_run} (seed {args.seed}, {len(sources)} source files)")
+    print(f"examples run: {n_run} of {args.examples} (seed {args.seed}, {len(sources)} files)")
     print("outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
     print(f"failures: {len(failures)}")
     for (suffix, mutation, kind), n in sorted(by_mutation.items()):
         print(f"  {suffix} {mutation}: {kind} x{n}")
     for i, name, mutation, outcome in failures[: args.show]:
         print(f"  example {i} ({name}, {mutation}): {outcome.kind}: {outcome.detail}")
-    print(f"time: {seconds:.1f} s ({seconds / max(args.examples, 1) * 1000:.0f} ms per "
+    print(f"time: {seconds:.1f} s ({seconds / max(n_run, 1) * 1000:.0f} ms per "
           f"example, slowest {slowest:.1f} s)")  # fmt: skip
 
 

@@ -183,9 +183,13 @@ def read_cell_table(path: str | Path) -> pd.DataFrame:
         if suffix == ".parquet":
             table = pd.read_parquet(path)
         else:
-            # ids are names, not numbers: "007" stays "007"
             sep = "\t" if suffix == ".tsv" else ","
-            table = pd.read_csv(path, sep=sep, low_memory=False, dtype={"specimen_id": str})
+            table = pd.read_csv(path, sep=sep, low_memory=False)
+            if "specimen_id" in table.columns:  # ids are names: "007" and "NA" stay as written
+                table["specimen_id"] = pd.read_csv(
+                    path, sep=sep, usecols=["specimen_id"], dtype=str, keep_default_na=False,
+                    na_values=[""],
+                )["specimen_id"]  # fmt: skip
     except pd.errors.EmptyDataError as exc:
         raise Ephys2txError(
             f"cell table {path} is empty; give a table with one row per cell"
