@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import __version__
 from ..datasets.taxonomy import LEVELS, Taxonomy
 from ..schema import SET_SEPARATOR
+from ..version import __version__
 from .agreement import most_specific
 from .bundle import ModelCard, align_features
 from .conformal import MondrianConformal, check_alpha
