@@ -99,6 +99,7 @@ def write_user_csv(table, path: str | Path) -> Path:
     text cells neutralized (`csv_safe`), written to a temporary file and then renamed, so a
     failed write leaves no partial file."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.part")
     try:
         csv_safe(table).to_csv(tmp, index=False)

@@ -3,7 +3,7 @@
 Each is trained on a class-stratified subset of a public table with few trees or epochs and
 3 donor-grouped calibration folds, and saved as `train` saves it (model, card, calibration,
 reference; no species fingerprint, whose fit is the slow part). `predict` gives the table
-the CLI writes, column for column.
+the CLI writes, column for column (the `ephys2tx.predictor` API).
 """
 
 from __future__ import annotations
@@ -75,8 +75,9 @@ def train_transfer(out: Path, human: pd.DataFrame, mouse: pd.DataFrame) -> Path:
 
 def train_reference(out: Path, cells: pd.DataFrame, species: str) -> Path:
     """The hierarchical reference model (light settings), saved as the cache saves it."""
+    from ephys2tx.models.mapping import reference_features
     from ephys2tx.models.trusted import fit_trust_reference, save_trust
-    from ephys2tx.reference import novelty_weights, reference_features
+    from ephys2tx.reference import novelty_weights
     from ephys2tx.reference import train_reference as fit
 
     train = subset(cells, DEFAULT_LABEL[species], 70)
@@ -99,22 +100,17 @@ def taxonomy_parent(model_dir: Path) -> dict[str, str] | None:
 
 
 def predict(model_dir: Path, cells: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    """The predictions table `predict MODEL_DIR` writes, for any model kind."""
-    from ephys2tx.commands.reference import is_reference_model, predict_reference
-    from ephys2tx.models.trusted import TrustedModel
+    """The predictions table `predict MODEL_DIR` writes, for any model kind (the API)."""
+    from ephys2tx.predictor import load_model
 
-    if is_reference_model(model_dir):
-        return predict_reference(model_dir, cells, alpha, None)[0]
-    return TrustedModel.load(model_dir).predict_table(cells, alpha)[0]
+    return load_model(model_dir).predict(cells, alpha)
 
 
 def level_distributions(model_dir: Path, cells: pd.DataFrame, alpha: float) -> list[dict]:
     """The per-cell records of `--json` (subclass and t-type distributions)."""
-    from ephys2tx.models.bundle import load_model
-    from ephys2tx.models.mapping import predict_mapping
+    from ephys2tx.predictor import load_model
 
-    estimator, card = load_model(model_dir)
-    return predict_mapping(estimator, card, cells, alpha).json["results"]
+    return load_model(model_dir).run(cells, alpha).mapping["results"]
 
 
 def probability_columns(table: pd.DataFrame) -> np.ndarray:

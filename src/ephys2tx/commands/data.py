@@ -184,7 +184,7 @@ def predict(
 
     `predict --species human|mouse CELLS...` needs no model: it uses the default model
     (subclass, then t-type), trained from the public tables on first use and cached."""
-    from ..files import check_out_file
+    from ..files import check_out_file, write_user_csv
     from ..models.bundle import META_FILE
     from ..predictor import load_model, read_cells
 
@@ -218,7 +218,7 @@ def predict(
     note = run.missing_note()
     if note is not None:
         console.print(f"[yellow]warning[/] {note}", soft_wrap=True)
-    write_csv_atomic(predictions, out)
+    write_user_csv(predictions, out)  # atomic; formula-like text neutralized
     if json_out is not None:
         write_json_atomic(run.mapping, json_out)
         console.print(f"wrote the per-level distributions of {len(table)} cells to {json_out}")
@@ -244,14 +244,6 @@ def predict(
             "drop --strict to accept flagged calls"
         )
         raise typer.Exit(1)
-
-
-def write_csv_atomic(table, path: Path) -> None:
-    """Write a CSV into place only once it is complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    table.to_csv(tmp, index=False)
-    tmp.replace(path)
 
 
 def write_json_atomic(payload: dict, path: Path) -> None:
