@@ -199,3 +199,22 @@ def test_ids_round_trip_through_csv(tmp_path_factory, human_cells, ids):
     write_user_csv(read[["specimen_id"]], folder / "out.csv")
     back = pd.read_csv(folder / "out.csv", dtype=str, keep_default_na=False)
     assert back["specimen_id"].tolist() == [csv_safe_text(i) for i in ids]
+
+
+def test_predict_writes_ids_as_given_and_spreadsheet_safe(trained, human_cells, tmp_path):
+    """`predict` reads ids as text and writes formula-like ones with a leading '."""
+    from typer.testing import CliRunner
+
+    from ephys2tx.cli import app
+
+    ids = ["007", "=1+2", "-5", "NA", "@SUM(A1)", "細胞"]
+    cells = human_cells.head(len(ids)).assign(specimen_id=ids)
+    cells.to_csv(tmp_path / "cells.csv", index=False)
+    out = tmp_path / "pred.csv"
+    model_dir = trained("forest", "human")
+    result = CliRunner().invoke(
+        app, ["predict", str(model_dir), str(tmp_path / "cells.csv"), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    written = pd.read_csv(out, dtype=str, keep_default_na=False)["specimen_id"].tolist()
+    assert written == ["007", "'=1+2", "'-5", "NA", "'@SUM(A1)", "細胞"]
