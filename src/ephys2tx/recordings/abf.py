@@ -129,6 +129,19 @@ def read_abf(path: str | Path) -> Recording:
     if not path.is_file():
         raise Ephys2txError(f"{path}: file not found; check the path")
     abf = _open(path)
+    try:
+        traces, metadata = _traces(abf, path)
+    except Ephys2txError:
+        raise
+    except Exception as exc:  # pyabf parses headers and waveforms lazily: damage shows here
+        raise Ephys2txError(
+            f"{path}: the ABF file is damaged ({one_line(exc)}); copy or re-export the file"
+        ) from exc
+    return assemble(path, traces, cell_id=abf.abfID, metadata=metadata)
+
+
+def _traces(abf, path: Path) -> tuple[list[RawTrace], dict]:
+    """The sweeps of an opened ABF file as raw traces (mV, pA), and the file's metadata."""
     v_channel, v_scale, i_channel, i_scale = _channels(abf, path)
     n_points = abf.sweepPointCount
     rate = float(abf.sampleRate)
@@ -167,4 +180,4 @@ def read_abf(path: str | Path) -> Recording:
         "protocol": protocol,
         "recorded": str(getattr(abf, "abfDateTime", "")),
     }
-    return assemble(path, traces, cell_id=abf.abfID, metadata=metadata)
+    return traces, metadata
