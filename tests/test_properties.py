@@ -112,13 +112,15 @@ def check_levels(model_dir, cells: pd.DataFrame, alpha: float) -> None:
 
 
 def check_batch_independence(model_dir, cells: pd.DataFrame, whole: pd.DataFrame, alpha):
-    """Each cell alone (and the first half alone) gives the rows it gets in the batch."""
+    """Each cell alone (and the first half alone) gives the rows it gets in the batch: the
+    same call, set, flags and confidence; probabilities equal to float32 precision (the
+    networks compute in float32, and batch size changes the order of its sums)."""
     parts = [cells.iloc[[i]] for i in range(min(len(cells), 3))]
     parts.append(cells.iloc[: max(1, len(cells) // 2)])
     for part in parts:
         alone = m.predict(model_dir, part.reset_index(drop=True), alpha)
         together = whole.iloc[part.index].reset_index(drop=True)
-        pd.testing.assert_frame_equal(alone, together, check_exact=False, rtol=1e-9, atol=1e-12)
+        pd.testing.assert_frame_equal(alone, together, check_exact=False, rtol=1e-6, atol=1e-9)
 
 
 def run_properties(model_dir, cells: pd.DataFrame, alpha: float, levels: bool) -> None:

@@ -8,6 +8,7 @@ the CLI writes, column for column (the `ephys2tx.predictor` API).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -99,18 +100,22 @@ def taxonomy_parent(model_dir: Path) -> dict[str, str] | None:
     return card.extra["taxonomy"]["parent"] if card.kind == "reference" else None
 
 
-def predict(model_dir: Path, cells: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    """The predictions table `predict MODEL_DIR` writes, for any model kind (the API)."""
+@functools.cache
+def predictor(model_dir: Path):
+    """The `ephys2tx.predictor` API's model, loaded once per directory."""
     from ephys2tx.predictor import load_model
 
-    return load_model(model_dir).predict(cells, alpha)
+    return load_model(model_dir)
+
+
+def predict(model_dir: Path, cells: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """The predictions table `predict MODEL_DIR` writes, for any model kind."""
+    return predictor(model_dir).predict(cells, alpha)
 
 
 def level_distributions(model_dir: Path, cells: pd.DataFrame, alpha: float) -> list[dict]:
     """The per-cell records of `--json` (subclass and t-type distributions)."""
-    from ephys2tx.predictor import load_model
-
-    return load_model(model_dir).run(cells, alpha).mapping["results"]
+    return predictor(model_dir).run(cells, alpha).mapping["results"]
 
 
 def probability_columns(table: pd.DataFrame) -> np.ndarray:
