@@ -73,6 +73,17 @@ def test_an_abf_section_count_past_the_end_is_refused_at_once(reader, tmp_path):
     assert outcome.kind == "error" and "DAC section lies beyond the end" in outcome.detail
 
 
+def test_an_abf_epoch_longer_than_its_sweep_is_refused_at_once(reader, tmp_path):
+    """Found by fuzzing: pyabf built a 2**30-point epoch array (gigabytes, minutes)."""
+    data = bytearray(ABFS[0].read_bytes())
+    block = struct.unpack_from("<I", data, 156)[0]  # the epoch-per-DAC section
+    struct.pack_into("<i", data, block * 512 + 14, 2**30)  # first epoch's duration
+    path = tmp_path / "epoch.abf"
+    path.write_bytes(bytes(data))
+    outcome = reader.read(path)
+    assert outcome.kind == "error" and "ABF protocol is damaged" in outcome.detail
+
+
 def test_an_hdf5_file_that_hangs_the_library_is_refused(tmp_path):
     """Found by fuzzing: with 313 bytes of its metadata zeroed, reading an attribute of the
     NWB file never returned; the structure walk in a child process stops it."""

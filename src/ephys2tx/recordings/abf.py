@@ -98,7 +98,24 @@ def _channels(abf, path: Path) -> tuple[int, float, int | None, float]:
     return v, VOLTAGE_UNITS[adc_units[v]], cur, CURRENT_UNITS[adc_units[cur]] if current else 1.0
 
 
-def _commands(abf, channel: int) -> np.ndarray | None:
+def _check_epochs(abf, channel: int, path: Path) -> None:
+    """Refuse an epoch table whose epochs leave the sweep.
+
+    Why: pyabf builds each epoch as an array of its length; a damaged duration (e.g. 2**30
+    points) made it allocate gigabytes and run for minutes (found by fuzzing)."""
+    import pyabf.waveform
+
+    n = abf.sweepPointCount
+    for sweep, waveform in enumerate(pyabf.waveform.EpochTable(abf, channel).epochWaveformsBySweep):
+        for p1, p2 in zip(waveform.p1s, waveform.p2s, strict=True):
+            if not 0 <= p1 <= p2 <= n:
+                raise Ephys2txError(
+                    f"{path}: the ABF protocol is damaged (an epoch of sweep {sweep} "
+                    f"spans points {p1}..{p2} of a {n}-point sweep); copy or re-export the file"
+                )
+
+
+def _commands(abf, channel: int, path: Path) -> np.ndarray | None:
     """Command waveform of every sweep (pA), or None when the protocol defines none."""
     units = _unit(abf.dacUnits[channel]) if channel < len(abf.dacUnits) else ""
     if units not in CURRENT_UNITS:
@@ -111,6 +128,8 @@ def _commands(abf, channel: int) -> np.ndarray | None:
         source = abf._headerV1.nWaveformSource[channel]
     if not enabled or source == 0:
         return None
+    if source == 1:
+        _check_epochs(abf, channel, path)
     rows = []
     for sweep in abf.sweepList:  # one call per sweep: pyabf builds the epoch waveform
         abf.setSweep(sweep, channel=channel)
@@ -158,7 +177,7 @@ def _traces(abf, path: Path) -> tuple[list[RawTrace], dict]:
             "per channel); copy the complete file again"
         )
     voltage = abf.data[v_channel, :expected].reshape(abf.sweepCount, n_points) * v_scale
-    current = _commands(abf, v_channel)
+    current = _commands(abf, v_channel, path)
     if current is None and i_channel is not None:
         current = abf.data[i_channel, :expected].reshape(abf.sweepCount, n_points) * i_scale
     if current is None:
