@@ -59,3 +59,11 @@ def test_most_specific_names_no_node_outside_the_call():
     # cell 2: the t-type set is one t-type, but not the t-type call (Pvalb b): the subclass
     assert table["most_specific"].tolist() == [None, "Pvalb", "Pvalb"]
     assert table["most_specific_level"].tolist() == ["none", "subclass", "subclass"]
+
+
+def test_t_type_names_carry_no_surrounding_spaces(human_cells):
+    """A joined set column ("a|b") cannot carry a trailing space back: the public table's
+    "Inh L1-4 LAMP5 LCP2 " is stripped when the cell table is built."""
+    names = human_cells["t_type"].dropna()
+    assert (names == names.str.strip()).all()
+    assert "Inh L1-4 LAMP5 LCP2" in set(names)
