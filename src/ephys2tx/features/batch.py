@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..console import console
-from ..errors import Ephys2txError, one_line
+from ..errors import Ephys2txError, import_extra, one_line
 from ..files import marked_read_only, sha256_of
 from ..recordings.sweeps import Recording
 from ..schema import FEATURE_DTYPE, ID_COLUMNS
@@ -336,7 +336,7 @@ def check_out_folder(out_dir: Path) -> None:
 
 def check_memory_limit(memory_limit: str) -> str:
     """A Dask memory size such as 2GiB or 4GB (or `auto`), checked before a cluster starts."""
-    from dask.utils import parse_bytes
+    parse_bytes = import_extra("dask.utils", "dask", "--memory-limit").parse_bytes
 
     if str(memory_limit).strip().lower() == "auto":
         return "auto"
@@ -368,7 +368,8 @@ def dask_client(
     workers: int, scheduler: str | None = None, memory_limit: str = "2GiB", processes: bool = True
 ) -> tuple[Client, LocalCluster | None]:
     """Connect to `scheduler`, or start a LocalCluster of `workers` single-threaded workers."""
-    from distributed import Client, LocalCluster
+    distributed = import_extra("distributed", "dask", "extracting features on Dask")
+    Client, LocalCluster = distributed.Client, distributed.LocalCluster
 
     if scheduler:
         try:
@@ -414,7 +415,7 @@ def run_batch(
     extractor: Extractor | None = None,
 ) -> BatchResult:
     """Extract features of many files on Dask and write the outputs to `out_dir`."""
-    from distributed import as_completed
+    as_completed = import_extra("distributed", "dask", "extracting recordings").as_completed
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     out_dir = Path(out_dir)

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import StratifiedGroupKFold
-from torch import nn
 
-from ..errors import Ephys2txError
+from ..errors import Ephys2txError, import_extra
 from .family_tensors import FamilyLayout, FamilyTensors, Standardizer, to_tensors
+
+# torch comes with the `nn` extra; a core install predicts with the default model without it
+torch = import_extra("torch", "nn", "the BiLSTM and transfer networks")
+nn = torch.nn
 
 
 class FamilyEncoder(nn.Module):
