@@ -52,7 +52,9 @@ def test_pyproject_gives_ranges_not_exact_pins():
         requirements += extra
     pinned = [r for r in requirements if "==" in r or "===" in r]
     assert not pinned, f"exact pins belong in requirements.lock: {pinned}"
-    assert not any(r.split("[")[0].split(">")[0].startswith("torch") for r in project["dependencies"])
+    assert not any(
+        r.split("[")[0].split(">")[0].startswith("torch") for r in project["dependencies"]
+    )
     assert {"nn", "dask", "dandi", "docs", "dev"} <= set(project["optional-dependencies"])
 
 

@@ -23,7 +23,7 @@ from ..errors import Ephys2txError, import_extra
 from .family_tensors import FamilyLayout, FamilyTensors, Standardizer, to_tensors
 
 # torch comes with the `nn` extra; a core install predicts with the default model without it
-torch = import_extra("torch", "nn", "the BiLSTM and transfer networks")
+torch = import_extra("torch", "nn", "training or loading a network")
 nn = torch.nn
 
 
