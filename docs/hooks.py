@@ -20,7 +20,7 @@ TOP = "ephys2tx"  # the page of the top-level modules
 
 # --- CLI ---------------------------------------------------------------------------------
 def _commands(group, path: tuple[str, ...]):
-    """(path, command) of every command under a click group, depth first, in CLI order."""
+    """(path, command) of every command under a Click group, depth first, in CLI order."""
     for name, command in group.commands.items():
         if getattr(command, "hidden", False):
             continue
@@ -61,7 +61,6 @@ def _params_table(command, ctx) -> list[str]:
 
 def cli_markdown() -> str:
     """Every `ephys2tx` command: what it does, its usage line and its options."""
-    import click
     import typer
 
     if str(ROOT / "src") not in sys.path:
@@ -69,7 +68,7 @@ def cli_markdown() -> str:
     from ephys2tx.cli import app
 
     root = typer.main.get_command(app)
-    root_ctx = click.Context(root, info_name="ephys2tx")
+    root_ctx = root.context_class(root, info_name="ephys2tx")  # Typer vendors Click
     lines = [
         "```text",
         "ephys2tx [--debug] COMMAND [OPTIONS] [ARGUMENTS]...",
@@ -78,7 +77,7 @@ def cli_markdown() -> str:
         *_params_table(root, root_ctx),
     ]
     for path, command in _commands(root, ()):
-        ctx = click.Context(command, info_name=path[-1], parent=root_ctx)
+        ctx = command.context_class(command, info_name=path[-1], parent=root_ctx)
         lines += [f"## `ephys2tx {' '.join(path)}`", "", (command.help or "").strip(), ""]
         lines += ["```text", _usage(path, command, ctx), "```", ""]
         lines += _params_table(command, ctx)
