@@ -163,8 +163,8 @@ def predict_reference(model_dir: Path, table, alpha: float, json_out: Path | Non
     from ..models.trusted import load_reference, trust_table
 
     estimator, card = load_model(model_dir)
-    # one OpenMP/BLAS thread: on 2 shared cores the boosted trees' threads oversubscribe
-    # (mouse, 100 cells: 2.9 s with one thread, 5.8-12.5 s without, load average 3.5)
+    # one OpenMP/BLAS thread: on 2 shared cores the boosted trees' threads oversubscribe,
+    # same output, several times slower (docs/results/default-model.md)
     with threadpool_limits(limits=1):
         mapping = write_mapping(estimator, card, table, alpha, json_out)
     _, missing = align_features(table, reference_features(card))

@@ -41,9 +41,10 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT = "20s"  # to reach an existing scheduler (--scheduler)
 # Local workers run without Dask's MALLOC_TRIM_THRESHOLD_=65536: setting it switches off
 # glibc's adaptive mmap threshold, so every large temporary array of the extraction is a fresh
-# mmap with page faults. Measured on 20 synthetic cells: 0.95 -> 0.41 CPU s/cell, and 2 workers
-# vs 1 went from 1.64x to 1.94x. The sampling profiler and GIL monitor are off as well: they
-# wake every 1-10 ms, and with one core per worker that time comes out of the extraction.
+# mmap with page faults, which took more than half the extraction's time (measured:
+# docs/guides/recordings.md, "Scaling extraction on Dask"). The sampling profiler and GIL
+# monitor are off as well: they wake every 1-10 ms, and with one core per worker that time
+# comes out of the extraction.
 LOCAL_WORKER_CONFIG = {
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     "distributed.worker.profile.enabled": False,

@@ -1,7 +1,8 @@
 """Recalibration of class probabilities, fitted on donor-grouped out-of-fold scores.
 
 Why: a class-balanced forest averages many trees and its top probability is far below its
-accuracy (human forest: ECE 0.19). Every method here maps log-probabilities through a
+accuracy (the figures: docs/results/trust.md; the methods compared:
+docs/research/default-model.md#calibration). Every method here maps log-probabilities through a
 softmax, p -> softmax(W log p + b), fitted by minimizing the log-loss of out-of-fold
 probabilities of the training cells (donor-grouped, so no donor is scored by a model that
 saw it):
