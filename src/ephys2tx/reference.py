@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from . import __version__
 from .datasets.cells import build_cells, check_species, other_species_cells, usable_features
 from .datasets.fetch import data_path, resolve_data_dir
 from .datasets.labels import DEFAULT_LABEL
@@ -38,6 +37,7 @@ from .models.reference import (
 )
 from .models.trusted import CALIBRATION_FOLDS, fit_trust_reference, save_trust
 from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
+from .version import __version__
 
 CACHE_FOLDER = "reference-models"
 # Bumped when what a cached model holds changes (2: the subclass temperature), so older
@@ -120,7 +120,7 @@ def train_reference(
     links = homology_links(read_homology(data_dir, mirror), species, t_types)
     cv = donor_kfold(CALIBRATION_FOLDS, seed)
     # one BLAS/OpenMP thread per process: folds run in parallel processes, and on 2 shared
-    # cores nested threads oversubscribe (a first use took 3.5x longer without this limit)
+    # cores nested threads oversubscribe (measured: docs/results/default-model.md)
     with threadpool_limits(limits=1):
         fit = fit_reference(cells, species, features, cv, settings, seed, n_jobs, homology=links)
     taxonomy = fit.taxonomy

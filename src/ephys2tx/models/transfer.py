@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import __version__
 from ..datasets.fetch import resolve_data_dir
 from ..errors import Ephys2txError
+from ..version import __version__
 from . import TRANSFER_METHODS
 from .bilstm import (
     BiLSTMClassifier,
