@@ -216,7 +216,12 @@ def predict(
     (subclass, then t-type), trained from the public tables on first use and cached."""
     from ..files import check_out_file
     from ..models.trusted import TrustedModel
-    from .reference import is_reference_model, predict_reference, resolve_predict_model
+    from .reference import (
+        is_reference_model,
+        predict_reference,
+        reference_model_for,
+        resolve_predict_model,
+    )
 
     check_out_file(out, "--out")
     if out.resolve() in {Path(p).resolve() for p in inputs or []}:
@@ -225,8 +230,13 @@ def predict(
         if path is not None:
             check_out_file(path, option)
     model_dir, inputs = resolve_predict_model(model_dir, inputs or [], species, data_dir, mirror)
+    features_dir = features_dir or out.with_name(out.stem + "_features")
+    table = None
+    if model_dir is None:  # --species: the cells decide between the default and a subset model
+        table = _cells_from_inputs(inputs, features_dir)
+        model_dir = reference_model_for(species, table, data_dir, mirror)
     if is_reference_model(model_dir):
-        table = _cells_from_inputs(inputs, features_dir or out.with_name(out.stem + "_features"))
+        table = table if table is not None else _cells_from_inputs(inputs, features_dir)
         predictions, missing, card = predict_reference(model_dir, table, alpha, json_out)
         columns = ["specimen_id", "subclass", "subclass_set", "t_type", "t_type_set"]
         columns += ["most_specific", "confident", "flags"]
@@ -235,7 +245,7 @@ def predict(
             raise Ephys2txError("--json needs a reference model (`predict --species ...`)")
         model = TrustedModel.load(model_dir)
         card = model.card
-        table = _cells_from_inputs(inputs, features_dir or out.with_name(out.stem + "_features"))
+        table = _cells_from_inputs(inputs, features_dir)
         predictions, missing = model.predict_table(table, alpha)
         if model.conformal is None:
             console.print("[yellow]warning[/] no stored calibration: no prediction sets")

@@ -103,13 +103,12 @@ def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer
 
 def resolve_predict_model(
     model_dir: Path, inputs: list[Path], species: str | None, data_dir=None, mirror=None
-) -> tuple[Path, list[Path]]:
+) -> tuple[Path | None, list[Path]]:
     """`predict MODEL_DIR CELLS...` as before; with `--species`, the first argument is a cell
-    input too and the model is the species' cached reference model (trained if absent)."""
+    input too and the model is None: the cells decide it (`reference_model_for`)."""
     from ..datasets.cells import check_species
     from ..errors import Ephys2txError
     from ..models.bundle import META_FILE
-    from ..reference import cached_reference
 
     if species is None:
         if not inputs:
@@ -122,8 +121,16 @@ def resolve_predict_model(
         raise Ephys2txError(
             f"{model_dir} is a model directory: give either MODEL_DIR or --species, not both"
         )
-    target = cached_reference(check_species(species), data_dir, mirror, say=console.print)
-    return target, [model_dir, *inputs]
+    check_species(species)
+    return None, [model_dir, *inputs]
+
+
+def reference_model_for(species: str, table, data_dir=None, mirror=None) -> Path:
+    """The species' cached reference model for these cells: the default one, or the one on
+    the features they measure (trained if absent)."""
+    from ..reference import reference_for_table
+
+    return reference_for_table(species, table, data_dir, mirror, say=console.print)
 
 
 def write_mapping(estimator, card, table, alpha: float, json_out: Path | None):

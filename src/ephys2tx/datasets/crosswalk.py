@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import csv
 import difflib
+import functools
 import io
 import operator
 import re
@@ -44,10 +45,9 @@ PIPELINE_TITLES: dict[str, str] = {
     "berens": "the Berens lab extractor (Scala et al. 2019, 2021)",
     "efel": "eFEL (Blue Brain Project)",
 }
-# A known pipeline is recognized when at least this share of its column names (and at least
-# RECOGNIZE_MIN of them) are in a table: enough to tell pipelines apart, tolerant of a lab
-# that drops some columns.
-RECOGNIZE_SHARE = 0.5
+# A known pipeline is recognized in a table without canonical features when at least this
+# many of the columns its crosswalk uses are there (the most found wins): enough to tell
+# pipelines apart, tolerant of a lab that keeps only some columns.
 RECOGNIZE_MIN = 3
 
 
@@ -180,13 +180,10 @@ class Crosswalk:
     def feature_rows(self) -> list[Correspondence]:
         return [r for r in self.rows if r.canonical != ID_TARGET]
 
-    def match(self, columns: Iterable[str]) -> float:
-        """Share of this pipeline's column names found in `columns` (0 when too few)."""
-        names = {_norm(r.theirs) for r in self.feature_rows}
-        found = names & {_norm(c) for c in columns}
-        if len(found) < min(RECOGNIZE_MIN, len(names)) or not names:
-            return 0.0
-        return len(found) / len(names)
+    def match(self, columns: Iterable[str]) -> int:
+        """How many of the columns this crosswalk uses are in `columns`."""
+        names = {_norm(c) for r in self.feature_rows if r.used for c in r.columns()}
+        return len(names & {_norm(c) for c in columns})
 
     @classmethod
     def read(cls, path: str | Path) -> Crosswalk:
@@ -365,6 +362,11 @@ def parse_crosswalk_csv(text: str, origin: str, default_pipeline: str = "") -> l
 
 def known_crosswalks() -> dict[str, Crosswalk]:
     """The crosswalks shipped with the package, by pipeline."""
+    return dict(_package_crosswalks())
+
+
+@functools.cache
+def _package_crosswalks() -> dict[str, Crosswalk]:
     text = resources.files(__package__).joinpath(CROSSWALK_FILE).read_text(encoding="utf-8")
     rows = parse_crosswalk_csv(text, CROSSWALK_FILE)
     pipelines = dict.fromkeys(r.pipeline for r in rows)
@@ -432,8 +434,8 @@ def recognize(columns: Iterable[str]) -> Crosswalk | None:
     """The known pipeline whose column names best match `columns`, or None."""
     columns = list(columns)
     scored = [(cw.match(columns), cw) for cw in known_crosswalks().values()]
-    scored = [(s, cw) for s, cw in scored if s >= RECOGNIZE_SHARE]
-    return max(scored, key=lambda sc: sc[0])[1] if scored else None
+    scored = [(n, cw) for n, cw in scored if n >= RECOGNIZE_MIN]
+    return max(scored, key=lambda nc: nc[0])[1] if scored else None
 
 
 def _find(columns: list[str], name: str) -> str | None:
@@ -463,7 +465,7 @@ def _numbers(values: pd.Series, column: str, source: str) -> np.ndarray:
     if bad.any():
         k = int(np.flatnonzero(bad.to_numpy())[0])
         raise Ephys2txError(
-            f"{source}: column `{column}`, row {k + 1} holds {str(values.iloc[k])!r}, not a "
+            f"{source}: column `{column}`, data row {k + 1} holds {str(values.iloc[k])!r}, not a "
             f"number ({int(bad.sum())} such value(s)); fix it or leave the cell empty"
         )
     return numbers.to_numpy()
