@@ -5,6 +5,7 @@ model on the features a table has (its cache key, training once, reuse)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -287,3 +288,17 @@ def test_a_table_with_some_features_gets_its_own_cached_model(m1, monkeypatch, t
     assert reference.subset_for_table("mouse", full) is None
     with pytest.raises(Ephys2txError, match="measure 1 of the mouse reference"):
         reference.subset_for_table("mouse", cells[["specimen_id", "tau"]])
+
+
+def test_the_guide_shows_every_row_of_the_package_file():
+    """docs/guides/crosswalks.md prints the package file's rows: they stay in step."""
+    guide = (Path(__file__).resolve().parents[1] / "docs/guides/crosswalks.md").read_text()
+    for cw in known_crosswalks().values():
+        for row in cw.rows:
+            assert f"| `{row.theirs}` |" in guide, row.theirs
+            line = next(
+                x
+                for x in guide.splitlines()
+                if x.startswith(f"| `{row.theirs}` |") and f"| {row.grade} | {row.differs} |" in x
+            )
+            assert (f"`{row.canonical}`" in line) == bool(row.canonical)

@@ -123,16 +123,10 @@ class CrosswalkReport:
     not_finite: dict[str, int] = field(default_factory=dict)  # values the formula made NaN
     recognized: bool = False
 
-    @property
-    def used_columns(self) -> list[str]:
-        """Their columns that fed a canonical feature or the ids, in table order."""
-        used = {self.id_column, *self.mapped.values()}
-        return [c for c in used if c]
-
     def summary(self) -> str:
         """One line: which pipeline, how many columns were mapped and left out."""
         verb = "recognized" if self.recognized else "applied"
-        n_used = len(set(self.mapped.values()) | {self.id_column})
+        n_used = self.n_columns - len(self.left_out)  # ids, features, formula inputs, labels
         exact = sum(g == "exact" for g in self.grades.values())
         shown = ", ".join(self.left_out[:6]) + (" ..." if len(self.left_out) > 6 else "")
         text = (
