@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from . import __version__
 from .datasets.cells import (
     FEATURE_MIN_COVERAGE,
     build_cells,
@@ -44,6 +43,7 @@ from .models.reference import (
 )
 from .models.trusted import CALIBRATION_FOLDS, fit_trust_reference, save_trust
 from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
+from .version import __version__
 
 CACHE_FOLDER = "reference-models"
 # Models on a subset of the default features (a lab's table that measures only some), in a
