@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import SHARED_DATA
+from typer.testing import CliRunner
 
 from ephys2tx import reference
+from ephys2tx.cli import app
 from ephys2tx.datasets.cells import read_cell_table
 from ephys2tx.datasets.crosswalk import (
     GRADES,
@@ -255,8 +257,18 @@ def test_subset_cache_key():
 
 
 def test_measured_inputs_count_a_mostly_empty_column_as_absent():
-    table = pd.DataFrame({"tau": [0.01] * 10, "sag": [0.1] + [np.nan] * 9})
-    assert reference.measured_inputs(table, ["tau", "sag", "v_baseline"]) == ["tau"]
+    table = pd.DataFrame(
+        {
+            "tau": [0.01] * 10,
+            "sag": [0.1] * 4 + [np.nan] * 6,  # 40%, where every reference cell has it
+            "peak_freq_chirp": [5.0] * 3 + [np.nan] * 7,  # 30%, where 44% of them have it
+            "condition": ["acute"] * 10,
+        }
+    )
+    shares = {"tau": 1.0, "sag": 1.0, "peak_freq_chirp": 0.44, "v_baseline": 1.0}
+    shares["condition_culture"] = 1.0
+    had = reference.measured_inputs(table, shares)
+    assert had == ["tau", "peak_freq_chirp", "condition_culture"]
 
 
 @pytest.mark.slow
@@ -280,6 +292,35 @@ def test_a_table_with_some_features_gets_its_own_cached_model(m1, monkeypatch, t
     again = reference.reference_for_table("mouse", cells, say=said.append, n_jobs=1)
     assert again == first and "using the cached" in said[-2]
     assert (first / "model.joblib").stat().st_mtime_ns == stamp  # reused, not retrained
+    # the CLI: the M1 table as published, then a lab's own names for the same columns through
+    # --feature-map; both reuse the cached model (same feature set), one row per cell
+    runner = CliRunner()
+    table = tmp_path / "m1.csv"
+    m1.head(60).to_csv(table, index=False)
+    out = tmp_path / "p.csv"
+    result = runner.invoke(app, ["predict", "--species", "mouse", str(table), "--out", str(out)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    text = " ".join(result.output.split())
+    assert "recognized the Berens lab extractor" in text and "using the cached" in text
+    assert f"measure {len(subset)} of the mouse reference model's" in text
+    predictions = pd.read_csv(out)
+    assert predictions["specimen_id"].tolist() == m1.head(60)["cell id"].tolist()
+    berens = [
+        r for r in known_crosswalks()["berens"].rows if r.used or r.canonical == "specimen_id"
+    ]
+    names = {theirs: f"lab {k}" for k, theirs in enumerate(dict.fromkeys(r.theirs for r in berens))}
+    m1.head(60).rename(columns=names).to_csv(table, index=False)
+    lab_map = tmp_path / "lab.csv"
+    rows = "".join(f"{r.canonical},{names[r.theirs]},{r.formula}\n" for r in berens)
+    lab_map.write_text("canonical,theirs,formula\n" + rows)
+    result = runner.invoke(
+        app,
+        ["predict", "--species", "mouse", str(table), "--feature-map", str(lab_map),
+         "--out", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "applied the feature map lab.csv" in " ".join(result.output.split())
+    assert pd.read_csv(out)["predicted"].equals(predictions["predicted"])
     fewer = cells.drop(columns=["tau"])
     other = reference.reference_for_table("mouse", fewer, say=said.append, n_jobs=1)
     assert other != first and first.is_dir()  # both feature sets stay cached

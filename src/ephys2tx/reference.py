@@ -20,7 +20,6 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from .datasets.cells import (
-    FEATURE_MIN_COVERAGE,
     build_cells,
     check_species,
     other_species_cells,
@@ -40,6 +39,7 @@ from .models.reference import (
     HierarchicalClassifier,
     ReferenceFit,
     fit_reference,
+    model_inputs,
 )
 from .models.trusted import CALIBRATION_FOLDS, fit_trust_reference, save_trust
 from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
@@ -51,6 +51,9 @@ CACHE_FOLDER = "reference-models"
 SUBSET_FOLDER = "subsets"
 # A subset model needs at least this many features to be worth training.
 MIN_SUBSET_FEATURES = 3
+# A table "has" a model input when it measures it in at least this share of the share of
+# reference cells that do (see `measured_inputs`).
+SUBSET_RELATIVE_COVERAGE = 0.5
 # Bumped when what a cached model holds changes (2: the subclass temperature), so older
 # caches are retrained rather than reused.
 CACHE_FORMAT = 2
@@ -262,20 +265,27 @@ def cached_reference(
     return target
 
 
-def default_inputs(species: str, data_dir=None, mirror=None) -> list[str]:
-    """The inputs of a species' default reference model (as `train_reference` chooses them)."""
-    return usable_features(reference_cells(species, data_dir, mirror)) + EXTRA_INPUTS[species]
+def default_inputs(species: str, data_dir=None, mirror=None) -> dict[str, float]:
+    """The inputs of a species' default reference model (as `train_reference` chooses them),
+    each with the share of reference cells that measure it."""
+    cells = reference_cells(species, data_dir, mirror)
+    condition = model_inputs(cells, [CONDITION_FEATURE])[CONDITION_FEATURE]
+    cells = cells.assign(**{CONDITION_FEATURE: condition})
+    inputs = usable_features(cells) + EXTRA_INPUTS[species]
+    return {f: float(cells[f].notna().mean()) for f in inputs}
 
 
-def measured_inputs(table: pd.DataFrame, inputs: list[str]) -> list[str]:
-    """The model inputs a cell table has: a feature counts when it is measured in at least
-    FEATURE_MIN_COVERAGE of the table's cells (the rule the reference applies to its own
-    features); a column that is there but mostly empty counts as absent. The derived
-    condition input counts when the table's `condition` column does."""
-    had = set(usable_features(table))
-    if "condition" in table and table["condition"].notna().mean() >= FEATURE_MIN_COVERAGE:
-        had.add(CONDITION_FEATURE)
-    return [f for f in inputs if f in had]
+def measured_inputs(table: pd.DataFrame, inputs: dict[str, float]) -> list[str]:
+    """The model inputs a cell table has. A feature counts when the table measures it in at
+    least SUBSET_RELATIVE_COVERAGE of the share of reference cells that do (at least half
+    the cells for a feature every reference cell has; a quarter for one half of them have):
+    a column that is there but mostly empty counts as absent, while a batch that misses a
+    feature about as often as the reference does keeps it."""
+    X = model_inputs(table, list(inputs))
+    return [
+        f for f, share in inputs.items()
+        if X[f].notna().mean() >= max(SUBSET_RELATIVE_COVERAGE * share, 1e-9)
+    ]  # fmt: skip
 
 
 def subset_for_table(species: str, table: pd.DataFrame, data_dir=None, mirror=None):
@@ -286,7 +296,8 @@ def subset_for_table(species: str, table: pd.DataFrame, data_dir=None, mirror=No
     if len(had) == len(inputs):
         return None
     if len(had) < MIN_SUBSET_FEATURES:
-        shown = ", ".join(inputs[:5]) + (" ..." if len(inputs) > 5 else "")
+        names = list(inputs)
+        shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
         raise Ephys2txError(
             f"the cells measure {len(had)} of the {species} reference model's {len(inputs)} "
             f"features ({', '.join(had) or 'none'}); at least {MIN_SUBSET_FEATURES} are "

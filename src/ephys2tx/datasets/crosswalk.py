@@ -121,6 +121,7 @@ class CrosswalkReport:
     left_out: list[str] = field(default_factory=list)  # their columns not used
     passthrough: list[str] = field(default_factory=list)
     not_finite: dict[str, int] = field(default_factory=dict)  # values the formula made NaN
+    absent: list[str] = field(default_factory=list)  # a given map's columns not in the table
     recognized: bool = False
 
     def summary(self) -> str:
@@ -136,6 +137,8 @@ class CrosswalkReport:
         )
         if self.left_out:
             text += f": {shown}"
+        if self.absent:
+            text += f"; not in the table: {', '.join(self.absent)}"
         if self.not_finite:
             bad = ", ".join(f"{k} ({v})" for k, v in self.not_finite.items())
             text += f"; not finite after conversion, left missing: {bad}"
@@ -526,6 +529,8 @@ def to_canonical(
             continue
         found = [_find(columns, c) for c in row.columns()]
         if any(f is None for f in found):
+            if not recognized:  # a map given for this table: say which of its rows found nothing
+                report.absent += [c for c, f in zip(row.columns(), found, strict=True) if f is None]
             continue
         if row.canonical in df.columns and row.canonical not in found:
             raise Ephys2txError(
