@@ -343,3 +343,15 @@ def test_the_guide_shows_every_row_of_the_package_file():
                 if x.startswith(f"| `{row.theirs}` |") and f"| {row.grade} | {row.differs} |" in x
             )
             assert (f"`{row.canonical}`" in line) == bool(row.canonical)
+
+
+def test_the_m1_files_are_pinned_and_leave_the_reference_keys_alone():
+    from ephys2tx.datasets.sources import DATA_FILES
+
+    for name in ("m1_patchseq_ephys_features.csv", "m1_patchseq_meta_data.csv"):
+        entry = DATA_FILES[f"mouse_scala2021/{name}"]
+        assert entry.repo == "berenslab/mini-atlas" and entry.path == f"data/{name}"
+        assert entry.url.endswith(f"/3bf98a524b8e48aa8647e1b9ae8f2351d9c712c9/data/{name}")
+    # the default models are trained from their own studies' files only: cached keys stay
+    for species in ("mouse", "human"):
+        assert not any("scala" in n for n in reference.data_files(species))
