@@ -292,7 +292,7 @@ def _rows_from_records(
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise Ephys2txError(
                 f"feature map {origin}, {where} {n}: {canonical!r} is not a canonical "
-                f"feature{hint}; see `ephys2tx features` or docs/guides/crosswalks.md"
+                f"feature{hint}; use a feature name of the IPFX tables (ephys2tx.features.families)"
             )
         formula = record.get("formula") or "x"
         try:
