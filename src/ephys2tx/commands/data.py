@@ -135,53 +135,59 @@ def train_rf(
     )  # fmt: skip
 
 
-def predict(
-    model_dir: Annotated[
-        Path,
-        typer.Argument(
-            help="A directory written by `ephys2tx train` (with --species: a cell input)."
-        ),
-    ],
-    inputs: Annotated[
-        list[Path] | None,
-        typer.Argument(help="Cell tables (.parquet/.csv), recordings (.nwb/.abf) or folders."),
-    ] = None,
-    out: Annotated[Path, typer.Option("--out", help="CSV of predictions.")] = Path(
-        "predictions.csv"
+# The options of `predict`.
+PredictModel = Annotated[
+    Path,
+    typer.Argument(help="A directory written by `ephys2tx train` (with --species: a cell input)."),
+]
+PredictInputs = Annotated[
+    list[Path] | None,
+    typer.Argument(help="Cell tables (.parquet/.csv), recordings (.nwb/.abf) or folders."),
+]
+PredictOut = Annotated[Path, typer.Option("--out", help="CSV of predictions.")]
+FeaturesDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--features-dir", help="Where extracted features of recordings go (default: next to --out)."
     ),
-    features_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--features-dir",
-            help="Where extracted features of recordings go (default: next to --out).",
-        ),
-    ] = None,
-    species: Annotated[
-        str | None,
-        typer.Option("--species", help="No MODEL_DIR: use the cached default model of a species."),
-    ] = None,
-    json_out: Annotated[
-        Path | None,
-        typer.Option("--json", help="Hierarchical models: full distribution per level."),
-    ] = None,
+]
+DefaultSpecies = Annotated[
+    str | None,
+    typer.Option("--species", help="No MODEL_DIR: use the cached default model of a species."),
+]
+JsonOut = Annotated[
+    Path | None, typer.Option("--json", help="Hierarchical models: full distribution per level.")
+]
+Strict = Annotated[
+    bool, typer.Option("--strict", help="Exit with status 1 when every cell is flagged.")
+]
+ReportOut = Annotated[
+    Path | None,
+    typer.Option("--report", help="Also write a per-cell HTML report (one card per cell)."),
+]
+FeatureMap = Annotated[
+    Path | None,
+    typer.Option(
+        "--feature-map",
+        help="Your pipeline's columns as canonical features (CSV or YAML; "
+        "docs/guides/crosswalks.md). Known pipelines are recognized without one.",
+    ),
+]
+
+
+def predict(
+    model_dir: PredictModel,
+    inputs: PredictInputs = None,
+    out: PredictOut = Path("predictions.csv"),
+    features_dir: FeaturesDir = None,
+    species: DefaultSpecies = None,
+    json_out: JsonOut = None,
     data_dir: DataDir = None,
     mirror: Mirror = None,
     alpha: Alpha = 0.1,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Exit with status 1 when every cell is flagged.")
-    ] = False,
-    report: Annotated[
-        Path | None,
-        typer.Option("--report", help="Also write a per-cell HTML report (one card per cell)."),
-    ] = None,
-    feature_map: Annotated[
-        Path | None,
-        typer.Option(
-            "--feature-map",
-            help="Your pipeline's columns as canonical features (CSV or YAML; "
-            "docs/guides/crosswalks.md). Known pipelines are recognized without one.",
-        ),
-    ] = None,
+    strict: Strict = False,
+    report: ReportOut = None,
+    feature_map: FeatureMap = None,
 ) -> None:
     """Predict subclasses with probabilities, a conformal set, flags and novelty per cell.
 
