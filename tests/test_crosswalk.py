@@ -20,6 +20,7 @@ from ephys2tx.datasets.crosswalk import (
     GRADES,
     PLAUSIBLE_RANGES,
     Crosswalk,
+    check_plausible,
     evaluate_formula,
     known_crosswalks,
     parse_formula,
@@ -148,10 +149,13 @@ def test_values_implausible_for_their_unit_are_refused_naming_the_likely_unit(
     to_canonical(m1)
 
 
-def test_plausible_ranges_hold_every_canonical_unit_checked():
+def test_plausible_ranges_cover_every_unit_and_hold_the_allen_tables(mouse_cells, human_cells):
     checked = {plausible_scale(f) for f in FEATURE_UNITS} - {"1", "rad"}
     assert checked <= set(PLAUSIBLE_RANGES)
     assert plausible_scale("width_rheo") == "s (AP)" and plausible_scale("tau") == "s"
+    assert plausible_scale("trough_slowdeltav_rheo") == "mV (difference)"
+    for cells in (mouse_cells, human_cells):  # real IPFX values are never refused
+        check_plausible(cells, "the Allen table")
 
 
 def test_a_lab_map_as_csv_and_as_yaml(tmp_path, capsys):

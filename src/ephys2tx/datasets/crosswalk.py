@@ -62,10 +62,13 @@ class Plausible:
 
 
 # One plausible range per canonical unit, for the median |value| of a column (zeros left
-# out). AP widths get their own time scale ("s (AP)"): a width in ms would pass as seconds
-# of a latency. Dimensionless ("1"), "rad" and counts are not checked.
+# out). Two units are split by scale: AP widths ("s (AP)"; a width in ms would pass as the
+# seconds of a latency) and differences of voltages ("mV (difference)": the slow trough is a
+# fraction of a mV, where a potential in V would pass). Dimensionless ("1") and "rad" are
+# not checked. The Allen tables of both species lie inside every range (a test checks).
 PLAUSIBLE_RANGES: dict[str, Plausible] = {
-    "mV": Plausible(0.5, 300.0, (("V", 1e3), ("µV", 1e-3))),
+    "mV": Plausible(5.0, 300.0, (("V", 1e3),)),
+    "mV (difference)": Plausible(0.05, 300.0, (("V", 1e3),)),
     "MOhm": Plausible(5.0, 5000.0, (("GOhm", 1e3), ("kOhm", 1e-3), ("Ohm", 1e-6))),
     "GOhm": Plausible(1e-3, 10.0, (("MOhm", 1e-3),)),
     "s": Plausible(1e-3, 3.0, (("ms", 1e-3), ("µs", 1e-6))),
@@ -73,16 +76,20 @@ PLAUSIBLE_RANGES: dict[str, Plausible] = {
     "pA": Plausible(0.5, 1e4, (("nA", 1e3), ("A", 1e12))),
     "Hz": Plausible(0.05, 2000.0, (("kHz", 1e3),)),
     "Hz/pA": Plausible(1e-4, 20.0, (("Hz/nA", 1e-3),)),
-    "mV/ms": Plausible(0.5, 5000.0, ()),
+    "mV/ms": Plausible(0.05, 5000.0, (("mV/s", 1e-3),)),
     "mV*s": Plausible(1e-3, 100.0, (("mV*ms", 1e-3),)),
 }
 
 
 def plausible_scale(feature: str) -> str:
-    """The key of PLAUSIBLE_RANGES a canonical feature is checked against (its unit, or
-    "s (AP)" for AP widths)."""
+    """The key of PLAUSIBLE_RANGES a canonical feature is checked against: its unit, or
+    "s (AP)" for AP widths and "mV (difference)" for voltage differences."""
     unit = FEATURE_UNITS[feature]
-    return "s (AP)" if unit == "s" and feature.startswith("width") else unit
+    if unit == "s" and feature.startswith("width"):
+        return "s (AP)"
+    if unit == "mV" and "deltav" in feature:
+        return "mV (difference)"
+    return unit
 
 
 @dataclass(frozen=True)
