@@ -205,29 +205,48 @@ def load_model(
     data_dir: str | Path | None = None,
     mirror: str | None = None,
     say: Callable[[str], None] | None = None,
+    cells: pd.DataFrame | None = None,
 ) -> Predictor:
     """A species ("human", "mouse"): its default model, trained from the public tables on
     first use and cached in the data directory. A path: a model directory written by
-    `ephys2tx train`."""
-    if isinstance(model, str) and model in SPECIES:
-        from .reference import cached_reference
+    `ephys2tx train`.
 
-        return Predictor(cached_reference(model, data_dir, mirror, say=say or console.print))
+    A species with `cells`: the default model when the cells measure all its features, else
+    the one trained on exactly the features they measure (cached per feature set)."""
+    if isinstance(model, str) and model in SPECIES:
+        from .reference import cached_reference, reference_for_table
+
+        say = say or console.print
+        if cells is not None:
+            return Predictor(reference_for_table(model, cells, data_dir, mirror, say=say))
+        return Predictor(cached_reference(model, data_dir, mirror, say=say))
     return Predictor(Path(model))
 
 
 def read_cells(
-    inputs: str | Path | Iterable[str | Path], features_dir: str | Path | None = None
+    inputs: str | Path | Iterable[str | Path],
+    features_dir: str | Path | None = None,
+    feature_map: str | Path | None = None,
 ) -> pd.DataFrame:
-    """One cell table from cell tables (.csv/.tsv/.parquet, read as they are) and recordings
-    (.nwb/.abf files or folders, put through `extract` into `features_dir`)."""
+    """One cell table from cell tables (.csv/.tsv/.parquet) and recordings (.nwb/.abf files
+    or folders, put through `extract` into `features_dir`).
+
+    A table of another feature pipeline goes through its crosswalk: a known one recognized
+    from the column names, or the lab's own map `feature_map` (CSV or YAML; see
+    docs/guides/crosswalks.md)."""
     from .datasets.cells import check_unique_ids, read_cell_table
+    from .datasets.crosswalk import Crosswalk
     from .features.batch import run_batch
     from .files import check_writable_folder
     from .recordings.read import expand_recordings, is_recording_input
 
     paths = [Path(inputs)] if isinstance(inputs, str | Path) else [Path(p) for p in inputs]
-    tables = [read_cell_table(path) for path in paths if not is_recording_input(path)]
+    crosswalk = Crosswalk.read(feature_map) if feature_map is not None else None
+    tables = [
+        read_cell_table(path, feature_map=crosswalk)
+        for path in paths
+        if not is_recording_input(path)
+    ]
     recordings, found = expand_recordings(p for p in paths if is_recording_input(p))
     for line in found:
         console.print(line, highlight=False, soft_wrap=True)
