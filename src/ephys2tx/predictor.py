@@ -71,13 +71,24 @@ class PredictionRun:
         return int((self.table["flags"] != "").sum())
 
 
+@dataclass(frozen=True)
+class DefaultModel:
+    """Where a species' default model comes from, so that a table measuring only some of
+    its inputs gets the default model trained on those."""
+
+    species: str
+    data_dir: str | Path | None
+    mirror: str | None
+    say: Callable[[str], None]
+
+
 class Predictor:
     """A saved model with its trust layer: probabilities, conformal sets, flags, novelty.
 
     Create one with `load_model`. `kind` is "hierarchical" (subclass, then t-type) or
     "flat" (one level)."""
 
-    def __init__(self, model_dir: str | Path):
+    def __init__(self, model_dir: str | Path, default: DefaultModel | None = None):
         from .models.bundle import META_FILE, read_card
 
         self.model_dir = Path(model_dir)
@@ -88,7 +99,9 @@ class Predictor:
             )
         self.card = read_card(self.model_dir)
         self.kind = "hierarchical" if self.card.kind == "reference" else "flat"
+        self.default = default
         self._loaded = None
+        self._subsets: dict[Path, Predictor] = {}
 
     def __repr__(self) -> str:
         return f"Predictor({self.kind}, {self.card.species}, {self.model_dir})"
@@ -136,8 +149,29 @@ class Predictor:
                 self._loaded = (estimator, load_reference(self.model_dir))
         return self._loaded
 
+    def for_cells(self, cells: pd.DataFrame) -> Predictor:
+        """The predictor these cells get: this one, or, for a species' default model whose
+        inputs the cells do not all measure, the default model trained on exactly the
+        features they measure (cached per feature set; not the rest left NaN)."""
+        if self.default is None:
+            return self
+        from .reference import default_inputs, reference_for_table, subset_for_table
+
+        d = self.default
+        subset = subset_for_table(d.species, cells, d.data_dir, d.mirror)
+        wanted = subset if subset is not None else default_inputs(d.species, d.data_dir, d.mirror)
+        if set(wanted) == set(self.card.features):
+            return self
+        target = reference_for_table(d.species, cells, d.data_dir, d.mirror, say=d.say)
+        if target not in self._subsets:
+            self._subsets[target] = Predictor(target, d)
+        return self._subsets[target]
+
     def run(self, cells: pd.DataFrame, alpha: float = 0.1) -> PredictionRun:
         """Predict every cell of a cell table (one row per cell, `specimen_id` plus features)."""
+        chosen = self.for_cells(cells)
+        if chosen is not self:
+            return chosen.run(cells, alpha)
         if self.kind == "flat":
             model = self._model()
             table, missing = model.predict_table(cells, alpha)
@@ -172,6 +206,9 @@ class Predictor:
     def predict_proba(self, cells: pd.DataFrame) -> pd.DataFrame:
         """P(class) per cell (rows in the order of `cells`, columns `classes`); calibrated
         (temperature-scaled) where the model stored a temperature."""
+        chosen = self.for_cells(cells)
+        if chosen is not self:
+            return chosen.predict_proba(cells)
         if self.kind == "flat":
             proba = self._model().predict_proba(cells)
         else:
@@ -211,15 +248,18 @@ def load_model(
     first use and cached in the data directory. A path: a model directory written by
     `ephys2tx train`.
 
-    A species with `cells`: the default model when the cells measure all its features, else
-    the one trained on exactly the features they measure (cached per feature set)."""
+    Cells that do not measure all of a default model's inputs are predicted by the default
+    model trained on exactly the features they measure (`Predictor.for_cells`); given
+    `cells` here, that model is the one loaded (and the full one is not trained first)."""
     if isinstance(model, str) and model in SPECIES:
         from .reference import cached_reference, reference_for_table
 
-        say = say or console.print
+        default = DefaultModel(model, data_dir, mirror, say or console.print)
         if cells is not None:
-            return Predictor(reference_for_table(model, cells, data_dir, mirror, say=say))
-        return Predictor(cached_reference(model, data_dir, mirror, say=say))
+            target = reference_for_table(model, cells, data_dir, mirror, say=default.say)
+        else:
+            target = cached_reference(model, data_dir, mirror, say=default.say)
+        return Predictor(target, default)
     return Predictor(Path(model))
 
 
