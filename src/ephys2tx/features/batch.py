@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..console import console
-from ..errors import Ephys2txError, one_line
+from ..errors import Ephys2txError, import_extra, one_line
 from ..files import csv_safe, marked_read_only, sha256_of
 from ..recordings.read import broken_link_message, is_broken_link
 from ..recordings.sweeps import Recording
@@ -42,9 +42,10 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT = "20s"  # to reach an existing scheduler (--scheduler)
 # Local workers run without Dask's MALLOC_TRIM_THRESHOLD_=65536: setting it switches off
 # glibc's adaptive mmap threshold, so every large temporary array of the extraction is a fresh
-# mmap with page faults. Measured on 20 synthetic cells: 0.95 -> 0.41 CPU s/cell, and 2 workers
-# vs 1 went from 1.64x to 1.94x. The sampling profiler and GIL monitor are off as well: they
-# wake every 1-10 ms, and with one core per worker that time comes out of the extraction.
+# mmap with page faults, which took more than half the extraction's time (measured:
+# docs/guides/recordings.md, "Scaling extraction on Dask"). The sampling profiler and GIL
+# monitor are off as well: they wake every 1-10 ms, and with one core per worker that time
+# comes out of the extraction.
 LOCAL_WORKER_CONFIG = {
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     "distributed.worker.profile.enabled": False,
@@ -339,7 +340,7 @@ def check_out_folder(out_dir: Path) -> None:
 
 def check_memory_limit(memory_limit: str) -> str:
     """A Dask memory size such as 2GiB or 4GB (or `auto`), checked before a cluster starts."""
-    from dask.utils import parse_bytes
+    parse_bytes = import_extra("dask.utils", "dask", "--memory-limit").parse_bytes
 
     if str(memory_limit).strip().lower() == "auto":
         return "auto"
@@ -382,7 +383,8 @@ def dask_client(
 ) -> tuple[Client, LocalCluster | None]:
     """Connect to `scheduler`, or start a LocalCluster of `workers` single-threaded workers
     (with the Dask dashboard on port 8787 only when `dashboard` is asked for)."""
-    from distributed import Client, LocalCluster
+    distributed = import_extra("distributed", "dask", "extracting features on Dask")
+    Client, LocalCluster = distributed.Client, distributed.LocalCluster
 
     if scheduler:
         try:
@@ -431,7 +433,7 @@ def run_batch(
 ) -> BatchResult:
     """Extract features of many files on Dask and write the outputs to `out_dir` (with the
     Dask dashboard only when `dashboard` is asked for)."""
-    from distributed import as_completed
+    as_completed = import_extra("distributed", "dask", "extracting recordings").as_completed
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     out_dir = Path(out_dir)
