@@ -11,6 +11,7 @@ messages say more.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -18,6 +19,8 @@ import sys
 from pathlib import Path
 
 from ..errors import Ephys2txError
+
+log = logging.getLogger(__name__)
 
 # Seconds the walk may take: a damaged file that hangs is refused after this, and a large
 # intact one (a 1 GB Allen NWB file holds a few thousand objects) walks in a few seconds.
@@ -57,6 +60,9 @@ def check_hdf5_walks(path: str | Path, seconds: float = WALK_SECONDS) -> None:
             timeout=seconds,
             env={**os.environ, "HDF5_USE_FILE_LOCKING": "FALSE"},
         )
+    except OSError as exc:  # the interpreter cannot be started (e.g. a venv being replaced)
+        log.warning("%s: HDF5 structure not checked (%s); reading it directly", path, exc)
+        return
     except subprocess.TimeoutExpired as exc:
         raise Ephys2txError(
             f"{path}: reading its HDF5 structure did not finish in {seconds:g} s: the file is "
