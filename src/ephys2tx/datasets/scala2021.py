@@ -97,3 +97,20 @@ def labels_table(meta: pd.DataFrame, known_t_types: set[str] | None = None) -> p
             "t_type_share": share.where(gaba, np.nan),
         }
     )
+
+
+def m1_cells(
+    data_dir=None, mirror=None, known_t_types: set[str] | None = None
+) -> tuple[pd.DataFrame, str]:
+    """The M1 cells as a cell table (every cell: GABAergic, excitatory, low quality): the
+    features through the recognized crosswalk, the labels above. Returns (cells, the
+    crosswalk's one-line summary). The files come from the data directory or the mirror."""
+    from .crosswalk import to_canonical
+    from .fetch import data_path
+
+    features = pd.read_csv(data_path(FEATURES_FILE, data_dir, mirror))
+    cells, report = to_canonical(features, source=Path(FEATURES_FILE).name)
+    labels = labels_table(read_metadata(data_path(METADATA_FILE, data_dir, mirror)), known_t_types)
+    cells = labels.merge(cells, on="specimen_id", how="inner", validate="one_to_one")
+    cells.insert(1, "species", "mouse")
+    return cells.reset_index(drop=True), report.summary()

@@ -29,6 +29,7 @@ from .. import __version__
 from ..errors import Ephys2txError
 from .bundle import ModelCard, align_features, families_of, load_model, proba_table
 from .calibration import Temperature
+from .interneuron import BatchShift, InterneuronDetector
 from .conformal import MondrianConformal, check_alpha, out_of_fold_proba
 from .novelty import NovelFlag, NoveltyReference
 from .species import SpeciesFingerprint
@@ -39,6 +40,7 @@ CALIBRATION_FILE = "calibration.json"
 CALIBRATION_FOLDS = 5
 REFERENCE_FILE = "reference.npz"
 SPECIES_FILE = "species.joblib"
+INTERNEURON_FILE = "interneuron.joblib"  # the `not_interneuron` detector, when the model has one
 
 
 def fit_calibration(
@@ -124,7 +126,15 @@ def save_trust(
         "min_measured": reference.min_measured,
     }
     novel_flag = getattr(reference, "novel_flag", None)
+    shift = getattr(reference, "batch_shift", None)
+    if shift is not None:
+        meta["batch_shift_features"] = shift.features
     arrays = {
+        **(
+            {"batchshift_median": shift.median, "batchshift_iqr": shift.iqr,
+             "batchshift_donor_max": shift.donor_max}
+            if shift is not None else {}
+        ),  # fmt: skip
         **{f"novelty_{k}": v for k, v in reference.novelty.to_arrays().items()},
         **{f"novelflag_{k}": v for k, v in (novel_flag.to_arrays() if novel_flag else {}).items()},
         "low": reference.low,
@@ -141,6 +151,11 @@ def save_trust(
         _atomic(model_dir / SPECIES_FILE, lambda p: joblib.dump(reference.fingerprint, p))
     else:
         (model_dir / SPECIES_FILE).unlink(missing_ok=True)
+    detector = getattr(reference, "interneuron", None)
+    if detector is not None:
+        _atomic(model_dir / INTERNEURON_FILE, lambda p: joblib.dump(detector, p))
+    else:
+        (model_dir / INTERNEURON_FILE).unlink(missing_ok=True)
 
 
 def store_trust(
@@ -199,11 +214,22 @@ def load_reference(model_dir: Path) -> TrustReference | None:
             novel_flag = NovelFlag.from_arrays(
                 {k[len("novelflag_") :]: a[k] for k in a.files if k.startswith("novelflag_")}
             )
+        batch_shift = None
+        if "batchshift_median" in a.files:
+            batch_shift = BatchShift(
+                meta["batch_shift_features"], a["batchshift_median"], a["batchshift_iqr"],
+                a["batchshift_donor_max"],
+            )  # fmt: skip
     fingerprint = None
     if (model_dir / SPECIES_FILE).is_file():
         fingerprint = joblib.load(model_dir / SPECIES_FILE)
         if not isinstance(fingerprint, SpeciesFingerprint):
             raise Ephys2txError(f"{model_dir / SPECIES_FILE} is not a species fingerprint")
+    detector = None
+    if (model_dir / INTERNEURON_FILE).is_file():
+        detector = joblib.load(model_dir / INTERNEURON_FILE)
+        if not isinstance(detector, InterneuronDetector):
+            raise Ephys2txError(f"{model_dir / INTERNEURON_FILE} is not an interneuron detector")
     return TrustReference(
         species=meta["species"],
         features=meta["features"],
@@ -214,6 +240,8 @@ def load_reference(model_dir: Path) -> TrustReference | None:
         novelty=novelty,
         fingerprint=fingerprint,
         novel_flag=novel_flag,
+        interneuron=detector,
+        batch_shift=batch_shift,
     )
 
 
