@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
@@ -35,6 +34,7 @@ from .models.reference import (
     HierarchicalClassifier,
     ReferenceFit,
     fit_reference,
+    novelty_weights,
 )
 from .models.trusted import CALIBRATION_FOLDS, fit_trust_reference, save_trust
 from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
@@ -142,6 +142,18 @@ def train_reference(
     return fit, card
 
 
+def fit_reference_on(
+    species: str, cells: pd.DataFrame, features: list[str], seed: int = 0, n_jobs: int = 1
+) -> ReferenceFit:
+    """The reference model (default settings) on `features` only, calibrated on
+    donor-grouped out-of-fold probabilities."""
+    with threadpool_limits(limits=1):
+        return fit_reference(
+            cells, species, features, donor_kfold(CALIBRATION_FOLDS, seed),
+            DEFAULT_SETTINGS[species], seed, n_jobs,
+        )  # fmt: skip
+
+
 def save_reference(
     model_dir: Path, fit: ReferenceFit, card: ModelCard, cells: pd.DataFrame, seed: int = 0,
     data_dir=None, mirror=None,
@@ -156,19 +168,6 @@ def save_reference(
         reference.with_novel_flag(cells["donor"].to_numpy(), fit.top_probability)
     save_trust(model_dir, reference)
     return model_dir
-
-
-def novelty_weights(model: HierarchicalClassifier, features: list[str]) -> np.ndarray | None:
-    """Impurity importances (mean 1) of the forest inside the subclass average, over
-    `features`, for the novelty distance; None when the average holds no forest."""
-    est = model.subclass_estimator_
-    members = [est] if hasattr(est, "feature_importances_") else getattr(est, "estimators_", [])
-    forest = next((m for m in members if hasattr(m, "feature_importances_")), None)
-    if forest is None:
-        return None
-    importance = dict(zip(forest.feature_names_in_, forest.feature_importances_, strict=True))
-    w = np.array([importance.get(f, 0.0) for f in features])
-    return w / w.sum() * len(features)
 
 
 def cached_reference(

@@ -62,7 +62,9 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
     try:
         meta = pd.read_csv(path, sep="\t")
     except (OSError, ValueError) as exc:
-        raise Ephys2txError(f"cannot read the M1 metadata {path} ({exc}); run `ephys2tx fetch`")
+        raise Ephys2txError(
+            f"cannot read the M1 metadata {path} ({exc}); run `ephys2tx fetch`"
+        ) from exc
     missing = {"Cell", "Mouse", "RNA family", "ALM/VISp top-3"} - set(meta.columns)
     if missing:
         raise Ephys2txError(

@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
+from ..datasets.scala2021 import m1_cells
+
 NOT_INTERNEURON = "not_interneuron"
 LAB_SHIFT = "lab_shift"
 # P(excitatory) above which a cell is flagged: the balanced classifier's own decision.
@@ -36,6 +38,7 @@ DONOR_MIN_CELLS = 5
 # Batches with fewer interneuron-like cells are not judged (a median of few cells is noise).
 BATCH_MIN_CELLS = 20
 SHIFTED_SHOWN = 3
+DETECTOR_SOURCE = "M1 Patch-seq (Scala et al. 2021): excitatory vs GABAergic, plus reference cells"
 
 
 @dataclass
@@ -132,3 +135,31 @@ class BatchShift:
             "median shift over the largest donor shift); the sets' coverage may not hold: "
             "`ephys2tx adapt` fits a model to this lab"
         )
+
+
+def m1_detector(
+    species: str,
+    features: list[str],
+    reference: pd.DataFrame,
+    data_dir=None,
+    mirror=None,
+    exclude_donors=None,
+    seed: int = 0,
+    m1: pd.DataFrame | None = None,
+) -> InterneuronDetector | None:
+    """The `not_interneuron` detector over `features` from the M1 cells (read here unless
+    given) and the reference's GABAergic cells; None for human (no excitatory human cells
+    here). `exclude_donors`: M1 mice left out, so that their cells can be scored."""
+    if species != "mouse":
+        return None
+    if m1 is None:
+        m1, _ = m1_cells(data_dir, mirror)
+    if exclude_donors is not None:
+        m1 = m1[~m1["donor"].isin(set(exclude_donors))]
+    return InterneuronDetector.fit(
+        [reference, m1[m1["cell_class"] == "gabaergic"]],
+        m1[m1["cell_class"] == "excitatory"],
+        features,
+        DETECTOR_SOURCE,
+        seed,
+    )

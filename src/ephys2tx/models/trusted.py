@@ -29,8 +29,8 @@ from .. import __version__
 from ..errors import Ephys2txError
 from .bundle import ModelCard, align_features, families_of, load_model, proba_table
 from .calibration import Temperature
-from .interneuron import BatchShift, InterneuronDetector
 from .conformal import MondrianConformal, check_alpha, out_of_fold_proba
+from .interneuron import BatchShift, InterneuronDetector
 from .novelty import NovelFlag, NoveltyReference
 from .species import SpeciesFingerprint
 from .trust import TrustReference, assess, trust_columns
@@ -131,9 +131,13 @@ def save_trust(
         meta["batch_shift_features"] = shift.features
     arrays = {
         **(
-            {"batchshift_median": shift.median, "batchshift_iqr": shift.iqr,
-             "batchshift_donor_max": shift.donor_max}
-            if shift is not None else {}
+            {
+                "batchshift_median": shift.median,
+                "batchshift_iqr": shift.iqr,
+                "batchshift_donor_max": shift.donor_max,
+            }
+            if shift is not None
+            else {}
         ),  # fmt: skip
         **{f"novelty_{k}": v for k, v in reference.novelty.to_arrays().items()},
         **{f"novelflag_{k}": v for k, v in (novel_flag.to_arrays() if novel_flag else {}).items()},
