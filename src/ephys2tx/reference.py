@@ -28,6 +28,7 @@ from .errors import Ephys2txError
 from .evaluation.hierarchy import ReferenceEvaluation, evaluate_reference, t_type_confusion
 from .evaluation.splits import DonorKFold, donor_kfold
 from .models.bundle import ModelCard, card_for, load_model, save_model
+from .models.interneuron import BatchShift, m1_detector
 from .models.mapping import reference_features
 from .models.reference import (
     CONDITION_FEATURE,
@@ -40,11 +41,17 @@ from .models.trusted import CALIBRATION_FOLDS, fit_trust_reference, save_trust
 from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
 
 CACHE_FOLDER = "reference-models"
-# Bumped when what a cached model holds changes (2: the subclass temperature), so older
+# Bumped when what a cached model holds changes (2: the subclass temperature; 3: the
+# `not_interneuron` detector and the `lab_shift` null), so older
 # caches are retrained rather than reused.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 # The folders of the data directory each species' cell table is built from.
-SPECIES_SOURCES = {"mouse": ("mouse_gouwens2020/",), "human": ("human_lee2023/",)}
+# Mouse also reads the M1 cells of Scala et al. 2021: their excitatory cells train the
+# `not_interneuron` detector.
+SPECIES_SOURCES = {
+    "mouse": ("mouse_gouwens2020/", "mouse_scala2021/"),
+    "human": ("human_lee2023/",),
+}
 # The settings chosen on seed-100 folds (benchmarks/select_subclass.py for the subclass
 # average, benchmarks/select_reference.py for the t-type level; README "Reference model").
 DEFAULT_SETTINGS: dict[str, dict] = {
@@ -166,6 +173,9 @@ def save_reference(
     reference = fit_trust_reference(cells, features, card.species, other, seed, weights=weights)
     if fit.top_probability is not None:  # the combined `novel` flag, as for every model
         reference.with_novel_flag(cells["donor"].to_numpy(), fit.top_probability)
+    # `not_interneuron` (mouse: M1's excitatory cells) and the batch-wide `lab_shift`
+    reference.interneuron = m1_detector(card.species, features, cells, data_dir, mirror, seed=seed)
+    reference.batch_shift = BatchShift.fit(cells, features, cells["donor"].to_numpy())
     save_trust(model_dir, reference)
     return model_dir
 

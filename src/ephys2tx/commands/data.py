@@ -249,6 +249,12 @@ def predict(
             f"unmeasured (NaN): {', '.join(missing)}; flags: {counts or 'none raised'}",
             soft_wrap=True,
         )
+    from ..models.trusted import load_reference
+
+    trust = load_reference(model_dir)
+    note = trust.batch_note(table) if trust is not None else None
+    if note is not None:  # the batch-wide `lab_shift` flag, said once
+        console.print(f"[yellow]warning[/] {note}", soft_wrap=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.part")
     predictions.to_csv(tmp, index=False)
