@@ -18,7 +18,6 @@ from pathlib import Path
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from . import __version__
 from .datasets.cells import build_cells, check_species, other_species_cells, usable_features
 from .datasets.fetch import data_path, resolve_data_dir
 from .datasets.labels import DEFAULT_LABEL
@@ -39,6 +38,7 @@ from .models.reference import (
 )
 from .models.trusted import CALIBRATION_FOLDS, fit_trust_reference, save_trust
 from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
+from .version import __version__
 
 CACHE_FOLDER = "reference-models"
 # Bumped when what a cached model holds changes (2: the subclass temperature; 3: the

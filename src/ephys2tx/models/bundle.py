@@ -15,9 +15,9 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from .. import __version__
 from ..errors import Ephys2txError, one_line
 from ..features.families import FAMILY_OF_FEATURE
+from ..version import __version__
 
 MODEL_FILE = "model.joblib"
 META_FILE = "model.json"

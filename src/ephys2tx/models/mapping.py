@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import __version__
 from ..datasets.taxonomy import LEVELS, Taxonomy
 from ..schema import SET_SEPARATOR
+from ..version import __version__
 from .bundle import ModelCard, align_features
 from .conformal import MondrianConformal, check_alpha
 from .reference import CONDITION_FEATURE, assign_levels, model_inputs

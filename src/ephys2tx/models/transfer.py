@@ -38,9 +38,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import __version__
 from ..datasets.fetch import resolve_data_dir
 from ..errors import Ephys2txError
+from ..version import __version__
 from . import TRANSFER_METHODS
 from .bilstm import (
     BiLSTMClassifier,

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import joblib
 
-from .. import __version__
 from ..datasets.cells import other_species_cells
 from ..datasets.fetch import resolve_data_dir
 from ..datasets.scala2021 import m1_cells
@@ -17,6 +16,7 @@ from ..evaluation.crosslab import LAB_DRAWS, LAB_FRACTIONS, CrossLabResult, cros
 from ..models.lab import lab_features
 from ..reference import DEFAULT_SETTINGS, fit_reference_on, reference_cells
 from ..report.crosslab import ROW_NAMES, crosslab_png
+from ..version import __version__
 
 SPECIES = "mouse"
 CACHE_FOLDER = "crosslab-cache"
