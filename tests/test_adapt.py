@@ -187,14 +187,17 @@ def test_not_interneuron_flag_and_never_confident(world):
 
 def test_lab_shift_flags_a_shifted_batch_and_names_features(world):
     reference, _, lab = world
-    shift = BatchShift.fit(reference, FEATURES, reference["donor"])
+    shift = BatchShift.fit(reference, FEATURES, reference["donor"], reference["label5"])
     gaba = lab[lab["cell_class"] == "gabaergic"]
-    line = shift.check(gaba)
-    assert line is not None and line.startswith("lab_shift") and "v_baseline" in line
+    line = shift.check(gaba, gaba["label5"])
+    assert line is not None and line.startswith("lab_shift")
+    ratio = shift.shifts(gaba, gaba["label5"])
+    assert ratio["v_baseline"] > 1  # the lab's offset of 8 mV, beyond every donor
+    assert ratio.idxmax() in line  # the most shifted feature is named
     # the reference's own cells (a fresh draw, same class mix) are not shifted
     fresh = _cells({c: 20 for c in MOUSE_CLASSES}, np.random.default_rng(5), "f", 4)
-    assert shift.check(fresh) is None
-    assert shift.check(gaba.head(5)) is None  # too few cells to judge
+    assert shift.check(fresh, fresh["label5"]) is None
+    assert shift.check(gaba.head(5), gaba["label5"].head(5)) is None  # too few cells to judge
 
 
 def test_feature_shift_identity_changes_nothing():

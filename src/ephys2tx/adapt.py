@@ -108,7 +108,10 @@ def save_lab_model(out: str | Path, built: LabAdaptation, data_dir=None, mirror=
         trust.with_novel_flag(built.reference_cells["donor"].to_numpy(), ref.top_probability)
     trust.interneuron = built.detector
     trust.batch_shift = BatchShift.fit(
-        in_lab_terms, built.features, built.reference_cells["donor"].to_numpy()
+        in_lab_terms,
+        built.features,
+        built.reference_cells["donor"].to_numpy(),
+        built.reference_cells[DEFAULT_LABEL[species]].to_numpy(),
     )
     save_trust(out, trust)
     return out

@@ -129,7 +129,9 @@ class Predictor:
         if self.kind == "flat":
             model = self._model()
             table, missing = model.predict_table(cells, alpha)
-            note = model.reference.batch_note(cells) if model.reference is not None else None
+            note = None
+            if model.reference is not None:
+                note = model.reference.batch_note(cells, table["predicted"].to_numpy())
             return PredictionRun(table, missing, model.conformal is not None, batch_note=note)
         return self._run_hierarchical(cells, alpha)
 
@@ -152,7 +154,9 @@ class Predictor:
         trust = trust_table(cells, proba, self.classes, sets if calibrated else None, reference)
         at = table.columns.get_loc(f"p_{self.classes[-1]}") + 1
         table = pd.concat([table.iloc[:, :at], trust, table.iloc[:, at:]], axis=1)
-        note = reference.batch_note(cells) if reference is not None else None
+        note = None
+        if reference is not None:
+            note = reference.batch_note(cells, table["subclass"].to_numpy())
         return PredictionRun(table, missing, calibrated, mapping.json, note)
 
     def predict(self, cells: pd.DataFrame, alpha: float = 0.1) -> pd.DataFrame:

@@ -175,7 +175,9 @@ def save_reference(
         reference.with_novel_flag(cells["donor"].to_numpy(), fit.top_probability)
     # `not_interneuron` (mouse: M1's excitatory cells) and the batch-wide `lab_shift`
     reference.interneuron = m1_detector(card.species, features, cells, data_dir, mirror, seed=seed)
-    reference.batch_shift = BatchShift.fit(cells, features, cells["donor"].to_numpy())
+    reference.batch_shift = BatchShift.fit(
+        cells, features, cells["donor"].to_numpy(), cells[card.label].to_numpy()
+    )
     save_trust(model_dir, reference)
     return model_dir
 

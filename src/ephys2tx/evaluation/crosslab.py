@@ -27,7 +27,7 @@ from sklearn.model_selection import GroupKFold
 from ..datasets.labels import DEFAULT_LABEL
 from ..models.bundle import card_for
 from ..models.forest import make_forest
-from ..models.interneuron import NOT_INTERNEURON, BatchShift, m1_detector
+from ..models.interneuron import LAB_SHIFT, NOT_INTERNEURON, BatchShift, m1_detector
 from ..models.lab import (
     ALIGN_METHODS,
     LAB_FOREST_TREES,
@@ -103,18 +103,23 @@ def _trust(
     trust = fit_trust_reference(in_lab, features, species, other, weights=weights)
     if fit.top_probability is not None:
         trust.with_novel_flag(reference["donor"].to_numpy(), fit.top_probability)
-    trust.batch_shift = BatchShift.fit(in_lab, features, reference["donor"].to_numpy())
+    trust.batch_shift = BatchShift.fit(
+        in_lab, features, reference["donor"].to_numpy(), reference[DEFAULT_LABEL[species]]
+    )
     classes = list(fit.taxonomy.subclasses)
     proba = calls[[f"p_{c}" for c in classes]].to_numpy()
     sets = [split_joined(s, SET_SEPARATOR) for s in calls["subclass_set"]]
     interneurons = cells[~excitatory]
-    line = trust.batch_shift.check(interneurons)
+    line = trust.batch_shift.check(interneurons, calls["subclass"].to_numpy()[~excitatory])
+    trust.batch_shift = None  # judged above on the held-out detector's interneurons
     table = trust_table(cells, proba, classes, sets, trust)
     flags = [split_joined(f, FLAG_SEPARATOR) for f in table["flags"]]
     flags = [
         [*f, NOT_INTERNEURON] if e and NOT_INTERNEURON not in f else f
         for f, e in zip(flags, excitatory, strict=True)
     ]
+    if line is not None:
+        flags = [[*f, LAB_SHIFT] for f in flags]
     out = calls.copy()
     out["flags"] = [FLAG_SEPARATOR.join(f) for f in flags]
     out["confident"] = [len(s) == 1 and not f for s, f in zip(sets, flags, strict=True)]
@@ -287,6 +292,7 @@ def crosslab_benchmark(
             )  # fmt: skip
             record(f"c{int(round(share * 100))}", draw, calls, scored, rest)
             rows[-1]["lab_weight"] = lab_fit.details["lab_weight"]
+            rows[-1]["reference_mix"] = lab_fit.details["reference_mix"]
     # (d) the in-domain ceiling: the lab alone, folds grouped by mouse
     g = lab[gaba].reset_index(drop=True)
     pred = np.empty(len(g), dtype=object)

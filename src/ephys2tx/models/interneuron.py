@@ -12,9 +12,13 @@ tuned. Scored on M1, the detector must never have seen the scored mice
 (`benchmarks/bench_crosslab.py` fits it on the other mice's cells).
 
 `BatchShift` says when a whole batch differs from the reference more than the reference's
-own donors differ from each other (per feature, the batch's median shift in units of the
-reference IQR against the largest shift of any reference donor), so a user knows the
-conformal guarantee may not hold for that batch.
+own donors differ from each other, so a user knows the conformal guarantee may not hold
+for that batch. Per feature, each cell's residual from its class's reference median (in
+reference IQRs, clipped to +-3) is averaged over a donor; the spread of the donors' true
+shifts, tau, is the variance of these donor means less their sampling variance (a donor
+has a few cells, a batch hundreds, so raw donor means would be mostly noise). A batch
+whose mean residual exceeds `SHIFT_SDS` tau in some feature is shifted: with hundreds of
+reference donors, about the largest shift any of them shows.
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ LAB_SHIFT = "lab_shift"
 DETECTOR_THRESHOLD = 0.5
 # A detector needs this many features shared with its training tables.
 DETECTOR_MIN_FEATURES = 4
-# Reference donors with fewer cells give too noisy a median for the null of BatchShift.
-DONOR_MIN_CELLS = 5
+# Donors with fewer cells carry no within-donor variance for the null of BatchShift.
+DONOR_MIN_CELLS = 2
+SHIFT_SDS = 3.0
+RESIDUAL_CLIP = 3.0
 # Batches with fewer interneuron-like cells are not judged (a median of few cells is noise).
 BATCH_MIN_CELLS = 20
 SHIFTED_SHOWN = 3
@@ -84,55 +90,65 @@ class InterneuronDetector:
 
 @dataclass
 class BatchShift:
-    """Per feature: the reference median and IQR, and the largest shift of a reference
-    donor's median from the other donors' (in IQR units): the null a batch is held to."""
+    """Per class and feature the reference median, per feature the IQR and the shift
+    threshold (`SHIFT_SDS` times the spread of the reference donors' shifts); a batch's
+    cells count by the class they are called, so its class mix is not taken for a shift."""
 
     features: list[str]
-    median: np.ndarray
-    iqr: np.ndarray
-    donor_max: np.ndarray
+    classes: list[str]
+    median: np.ndarray  # (classes, features)
+    iqr: np.ndarray  # (features,)
+    threshold: np.ndarray  # (features,) in IQR units
 
     @classmethod
-    def fit(cls, cells: pd.DataFrame, features: list[str], donors) -> BatchShift:
-        """From the reference cells and their donors."""
+    def fit(cls, cells: pd.DataFrame, features: list[str], donors, labels) -> BatchShift:
+        """From the reference cells, their donors and their classes."""
+        labels = np.asarray(labels).astype(str)
+        classes = sorted(set(labels))
         X = cells[features].to_numpy(float)
-        donors = np.asarray(donors)
-        median = np.nanmedian(X, axis=0)
+        median = np.array([np.nanmedian(X[labels == c], axis=0) for c in classes])
         iqr = np.nanquantile(X, 0.75, axis=0) - np.nanquantile(X, 0.25, axis=0)
-        iqr = np.where(iqr > 0, iqr, 1.0)
-        largest = np.zeros(len(features))
-        for donor in pd.unique(donors):
-            own = donors == donor
-            if own.sum() < DONOR_MIN_CELLS:
-                continue
-            with np.errstate(all="ignore"):
-                shift = np.abs(np.nanmedian(X[own], axis=0) - np.nanmedian(X[~own], axis=0))
-            largest = np.fmax(largest, shift / iqr)
-        return cls(list(features), median, iqr, largest)
+        shift = cls(list(features), classes, median, np.where(iqr > 0, iqr, 1.0), np.zeros(0))
+        residual = shift._residuals(X, labels)
+        frame = pd.DataFrame(residual).assign(donor=np.asarray(donors))
+        grouped = frame.groupby("donor")
+        n = grouped.count()
+        means, variances = grouped.mean()[n > 0], grouped.var()
+        keep = n >= DONOR_MIN_CELLS
+        within = (variances[keep] / n[keep]).mean()  # sampling variance of a donor's mean
+        spread = (means[keep] ** 2).mean() - within  # donors' true shifts, squared
+        tau = np.sqrt(np.clip(spread.to_numpy(float), 0, None))
+        shift.threshold = np.where(tau > 0, SHIFT_SDS * tau, np.nan)
+        return shift
 
-    def shifts(self, cells: pd.DataFrame) -> pd.Series:
-        """Per feature, the batch's median shift over the largest donor shift (> 1: beyond
-        every reference donor); NaN for a feature the batch does not measure."""
+    def _residuals(self, X: np.ndarray, called: np.ndarray) -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.classes)}
+        rows = np.array([index.get(str(c), -1) for c in called])
+        centre = np.where(rows[:, None] >= 0, self.median[np.maximum(rows, 0)], np.nan)
+        return np.clip((X - centre) / self.iqr, -RESIDUAL_CLIP, RESIDUAL_CLIP)
+
+    def shifts(self, cells: pd.DataFrame, called) -> pd.Series:
+        """Per feature, the batch's mean residual from its called classes over the threshold
+        (> 1: shifted beyond the reference donors); NaN where not measured."""
         X = cells.reindex(columns=self.features).to_numpy(float)
         with np.errstate(all="ignore"):
-            shift = np.abs(np.nanmedian(X, axis=0) - self.median) / self.iqr
-        ratio = shift / np.where(self.donor_max > 0, self.donor_max, np.nan)
-        return pd.Series(ratio, index=self.features)
+            shift = np.abs(np.nanmean(self._residuals(X, np.asarray(called)), axis=0))
+        return pd.Series(shift / self.threshold, index=self.features)
 
-    def check(self, cells: pd.DataFrame) -> str | None:
+    def check(self, cells: pd.DataFrame, called) -> str | None:
         """One line naming the most shifted features when the batch is beyond the
         reference donors (None: not shifted, or fewer than BATCH_MIN_CELLS cells)."""
         if len(cells) < BATCH_MIN_CELLS:
             return None
-        ratio = self.shifts(cells).dropna().sort_values(ascending=False)
+        ratio = self.shifts(cells, called).dropna().sort_values(ascending=False)
         beyond = ratio[ratio > 1]
         if beyond.empty:
             return None
         shown = ", ".join(f"{f} ({r:.1f}x)" for f, r in beyond.head(SHIFTED_SHOWN).items())
         return (
             f"{LAB_SHIFT}: this batch of {len(cells)} cells differs from the reference more "
-            f"than any reference donor in {len(beyond)} feature(s), most in {shown} (batch "
-            "median shift over the largest donor shift); the sets' coverage may not hold: "
+            f"than its donors do in {len(beyond)} feature(s), most in {shown} (the shift over "
+            f"{SHIFT_SDS:g} times the donors' spread); the sets' coverage may not hold: "
             "`ephys2tx adapt` fits a model to this lab"
         )
 

@@ -14,9 +14,10 @@ a per-feature affine map from the lab's values to the reference's (`FeatureShift
   shift of the features.
 - **with labels** the labelled cells anchor the map by their own classes, and they join
   training as the target domain (as the mouse cells join human training in transfer): a
-  forest on the reference cells plus the lab's labelled cells (weight chosen among
-  `LAB_WEIGHTS` by folds of the lab's labelled cells grouped by its donors) gives
-  P(subclass); P(t-type | subclass) stays the reference's. The subclass conformal sets and
+  forest on the reference cells plus the lab's labelled cells gives P(subclass), alone or
+  averaged with the adapted reference's (the weight of the lab's cells, `LAB_WEIGHTS`, and
+  the mix, `LAB_MIXES`, chosen by folds of the lab's labelled cells grouped by its donors);
+  P(t-type | subclass) stays the reference's. The subclass conformal sets and
   temperature are recalibrated on the lab's own labelled cells, out of fold by donor.
 
 Which method and settings: chosen on M1 folds grouped by mouse and on Allen cells,
@@ -45,6 +46,9 @@ ALIGN_ITERATIONS = 5
 ANCHOR_MIN_CELLS = 5  # a class with fewer anchors does not anchor the map
 SCALE_LIMITS = (0.5, 2.0)  # a lab's feature is at most twice or half as spread
 LAB_WEIGHTS = (1.0, 4.0, 16.0)
+# Share of the adapted reference's P(subclass) averaged into the lab forest's (0: the forest
+# alone); chosen with the weight by the lab's own folds.
+LAB_MIXES = (0.0, 0.5)
 LAB_FOLDS = 5
 ALIGN_METHODS = ("anchored", "anchored-offset", "none")
 LAB_FOREST_TREES = 300
@@ -212,11 +216,13 @@ class LabModel(ClassifierMixin, BaseEstimator):
         shift: FeatureShift | None = None,
         subclass_estimator=None,
         subclass_temperature: float = 1.0,
+        mix: float = 0.0,
     ):
         self.reference = reference
         self.shift = shift
         self.subclass_estimator = subclass_estimator
         self.subclass_temperature = subclass_temperature
+        self.mix = mix
 
     def fit(self, X=None, y=None) -> LabModel:
         """Nothing to fit: the parts are fitted by `fit_lab_model`."""
@@ -256,6 +262,7 @@ class LabModel(ClassifierMixin, BaseEstimator):
         est = self.subclass_estimator
         inputs = Xr[list(est.feature_names_in_)]
         sub = _aligned(est.predict_proba(inputs), est.classes_, self.subclasses_)
+        sub = (1 - self.mix) * sub + self.mix * levels["subclass"].to_numpy()
         sub = Temperature(self.subclass_temperature).apply(sub)
         leaves = list(levels["t_type"].columns)
         leaf_p, sub_p = rescale_subclass(
@@ -359,8 +366,10 @@ def fit_lab_model(
     donors = None if lab_donors is None else lab_donors[labelled].astype(str).to_numpy()
     folds = _lab_folds(y, donors, seed)
     oof = {w: np.zeros((len(y), len(classes))) for w in LAB_WEIGHTS}
+    adapted = np.zeros((len(y), len(classes)))  # the adapted reference alone, out of fold
     for train, test in folds:
         shift = class_anchored_shift(cells.iloc[train], y[train], reference_cells, ref_y, features)
+        adapted[test] = LabModel(reference, shift).subclass_proba(cells.iloc[test])
         for w in LAB_WEIGHTS:
             forest = _lab_forest(
                 reference_cells, ref_y, shift.to_reference(cells.iloc[train]), y[train], w,
@@ -369,23 +378,27 @@ def fit_lab_model(
             test_X = shift.to_reference(cells.iloc[test])[features]
             oof[w][test] = _aligned(forest.predict_proba(test_X), forest.classes_, classes)
     names = np.asarray(classes, dtype=object)
-    scores = {w: f1_score(y, names[p.argmax(axis=1)], average="macro") for w, p in oof.items()}
-    weight = max(LAB_WEIGHTS, key=lambda w: (round(scores[w], 6), -w))
+    mixed = {(w, m): (1 - m) * oof[w] + m * adapted for w in LAB_WEIGHTS for m in LAB_MIXES}
+    scores = {k: f1_score(y, names[p.argmax(axis=1)], average="macro") for k, p in mixed.items()}
+    weight, mix = max(mixed, key=lambda k: (round(scores[k], 6), -k[0], -k[1]))
     shift = class_anchored_shift(cells, y, reference_cells, ref_y, features)
     forest = _lab_forest(
         reference_cells, ref_y, shift.to_reference(cells), y, weight, features, seed
     )
-    temperature = Temperature.fit(oof[weight], y, classes)
-    scaled = temperature.apply(oof[weight])
+    temperature = Temperature.fit(mixed[weight, mix], y, classes)
+    scaled = temperature.apply(mixed[weight, mix])
     calibration = dict(reference_calibration)
     calibration["subclass"] = MondrianConformal.fit(scaled, y, classes)
-    model = LabModel(reference, shift, forest, temperature.temperature)
+    model = LabModel(reference, shift, forest, temperature.temperature, mix)
     details = {
         "method": "labelled: lab cells join training, sets recalibrated on them",
         "lab_cells": int(len(lab)),
         "labelled_cells": int(labelled.sum()),
         "lab_weight": weight,
-        "inner_macro_f1": {str(w): round(float(s), 4) for w, s in scores.items()},
+        "reference_mix": mix,
+        "inner_macro_f1": {
+            f"weight {w:g}, mix {m:g}": round(float(s), 4) for (w, m), s in scores.items()
+        },  # fmt: skip
         "calibration_folds": len(folds),
         "grouped_by_donor": donors is not None and len(set(donors)) >= 2,
     }

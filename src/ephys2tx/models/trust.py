@@ -105,15 +105,19 @@ class TrustReference:
         return self
 
     def assess_cells(
-        self, cells: pd.DataFrame, top_probability: np.ndarray | None = None
+        self,
+        cells: pd.DataFrame,
+        top_probability: np.ndarray | None = None,
+        called: np.ndarray | None = None,
     ) -> tuple[np.ndarray, list[list[str]]]:
-        """Novelty and flags of each cell of a table (model columns it lacks count as NaN)."""
+        """Novelty and flags of each cell of a table (model columns it lacks count as NaN);
+        `called`, each cell's predicted class, lets the batch be checked for `lab_shift`."""
         table = cells.reindex(columns=self.features)
         if "species" in cells.columns:
             table["species"] = cells["species"].to_numpy()
         novelty = self.novelty.novelty(table[self.features])
         flags = self.flags(table, novelty, top_probability)
-        if self.batch_note(cells) is not None:
+        if called is not None and self.batch_note(cells, called) is not None:
             flags = [[*f, LAB_SHIFT] for f in flags]
         return novelty, flags
 
@@ -124,12 +128,14 @@ class TrustReference:
             return np.zeros(len(cells), bool)
         return detector.flag(cells)
 
-    def batch_note(self, cells: pd.DataFrame) -> str | None:
-        """The `lab_shift` line of a batch (its interneuron-like cells), or None."""
+    def batch_note(self, cells: pd.DataFrame, called) -> str | None:
+        """The `lab_shift` line of a batch (its interneuron-like cells, with the class each
+        is called), or None."""
         shift = getattr(self, "batch_shift", None)
         if shift is None:
             return None
-        return shift.check(cells[~self.not_interneuron(cells)])
+        keep = ~self.not_interneuron(cells)
+        return shift.check(cells[keep], np.asarray(called)[keep])
 
     def novel_score(self, novelty: np.ndarray, top_probability: np.ndarray | None) -> np.ndarray:
         """The score the `novel` flag thresholds: combined when calibrated, else the novelty."""

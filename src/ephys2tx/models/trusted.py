@@ -129,12 +129,13 @@ def save_trust(
     shift = getattr(reference, "batch_shift", None)
     if shift is not None:
         meta["batch_shift_features"] = shift.features
+        meta["batch_shift_classes"] = shift.classes
     arrays = {
         **(
             {
                 "batchshift_median": shift.median,
                 "batchshift_iqr": shift.iqr,
-                "batchshift_donor_max": shift.donor_max,
+                "batchshift_threshold": shift.threshold,
             }
             if shift is not None
             else {}
@@ -221,8 +222,8 @@ def load_reference(model_dir: Path) -> TrustReference | None:
         batch_shift = None
         if "batchshift_median" in a.files:
             batch_shift = BatchShift(
-                meta["batch_shift_features"], a["batchshift_median"], a["batchshift_iqr"],
-                a["batchshift_donor_max"],
+                meta["batch_shift_features"], meta["batch_shift_classes"], a["batchshift_median"],
+                a["batchshift_iqr"], a["batchshift_threshold"],
             )  # fmt: skip
     fingerprint = None
     if (model_dir / SPECIES_FILE).is_file():
@@ -331,7 +332,9 @@ def trust_table(
     confident); without a stored reference there is no novelty and no flag."""
     n = len(cells)
     if reference is not None:
-        novelty, flags = reference.assess_cells(cells, np.asarray(proba, float).max(axis=1))
+        proba = np.asarray(proba, float)
+        called = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+        novelty, flags = reference.assess_cells(cells, proba.max(axis=1), called)
     else:
         novelty, flags = np.full(n, np.nan), [[] for _ in range(n)]
     sets = sets if sets is not None else [[] for _ in range(n)]
