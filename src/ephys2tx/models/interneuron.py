@@ -40,6 +40,9 @@ DETECTOR_MIN_FEATURES = 4
 # Donors with fewer cells carry no within-donor variance for the null of BatchShift.
 DONOR_MIN_CELLS = 2
 SHIFT_SDS = 3.0
+# The least spread of donor shifts assumed (IQR units): donors that agree perfectly (as in
+# simulated data) would otherwise make any batch "shifted".
+TAU_FLOOR = 0.05
 RESIDUAL_CLIP = 3.0
 # Batches with fewer interneuron-like cells are not judged (a median of few cells is noise).
 BATCH_MIN_CELLS = 20
@@ -118,7 +121,7 @@ class BatchShift:
         within = (variances[keep] / n[keep]).mean()  # sampling variance of a donor's mean
         spread = (means[keep] ** 2).mean() - within  # donors' true shifts, squared
         tau = np.sqrt(np.clip(spread.to_numpy(float), 0, None))
-        shift.threshold = np.where(tau > 0, SHIFT_SDS * tau, np.nan)
+        shift.threshold = SHIFT_SDS * np.fmax(tau, TAU_FLOOR)
         return shift
 
     def _residuals(self, X: np.ndarray, called: np.ndarray) -> np.ndarray:
