@@ -270,3 +270,20 @@ def test_adapt_and_predict_commands(world, tmp_path, monkeypatch):
                                  str(tmp_path / "m2")])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "labelled lab cells join training" in result.output
+
+
+def test_crosslab_section_round_trips_and_renders(tmp_path):
+    from ephys2tx.report.html import render_report
+    from ephys2tx.report.results import CrossLabRun, StudyResults, read_results, write_results
+
+    run = CrossLabRun(
+        n_gaba=818, n_excitatory=413, features=FEATURES,
+        rows={"a": {"macro_f1": 0.5, "accuracy": 0.7}, "d": {"macro_f1": 0.6}},
+        selection={"0": "anchored"}, lab_shift="lab_shift: this batch ...", draws=1, seconds=3.0,
+    )  # fmt: skip
+    results = StudyResults(crosslab=run)
+    path = write_results(results, tmp_path / "results.json")
+    assert read_results(path).crosslab == run
+    page = render_report(read_results(path), tmp_path)
+    assert "Another lab's cells" in page and "lab_shift: this batch" in page
+    assert "<td>—</td>" in page  # a figure a row lacks is shown as missing, not as zero

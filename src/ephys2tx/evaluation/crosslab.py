@@ -216,7 +216,8 @@ def crosslab_benchmark(
             score[test] = det.score(lab[test])
     excitatory = np.nan_to_num(score) > 0.5
     say(f"detector (held-out mice): {excitatory.sum()} of {len(lab)} cells flagged")
-    rows, cells_out, notes = [], {}, {"features": features}
+    rows, cells_out = [], {}
+    notes = {"features": features, "n_excitatory": int((lab["cell_class"] == "excitatory").sum())}
 
     def record(row: str, draw: int, calls: pd.DataFrame, cells: pd.DataFrame, idx) -> None:
         figures = score_calls(calls, cells, classes, known, score[idx])
