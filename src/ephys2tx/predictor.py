@@ -108,6 +108,20 @@ class Predictor:
     def shown_columns(self) -> list[str]:
         return SHOWN_COLUMNS[self.kind]
 
+    @property
+    def measured_features(self) -> list[str]:
+        """The feature columns a cell table should carry (derived inputs left out)."""
+        from .models.mapping import reference_features
+
+        return reference_features(self.card) if self.kind == "hierarchical" else self.card.features
+
+    @property
+    def trust_reference(self):
+        """What the flags and novelty compare a cell with (the training cells' ranges,
+        families and neighbours), or None for a model saved without it."""
+        model = self._model()
+        return model.reference if self.kind == "flat" else model[1]
+
     def _model(self):
         """The fitted parts, read on first use (a flat model: a `TrustedModel`; a
         hierarchical one: estimator and stored trust reference)."""

@@ -50,7 +50,7 @@ CACHE_FORMAT = 3
 # `not_interneuron` detector; they are not training cells, so they stay out of the key.)
 SPECIES_SOURCES = {"mouse": ("mouse_gouwens2020/",), "human": ("human_lee2023/",)}
 # The settings chosen on seed-100 folds (benchmarks/select_subclass.py for the subclass
-# average, benchmarks/select_reference.py for the t-type level; README "Reference model").
+# average, benchmarks/select_reference.py for the t-type level; docs/research/default-model.md).
 DEFAULT_SETTINGS: dict[str, dict] = {
     "mouse": {
         "subclass_model": "rf+hgb+logreg1+svc",
@@ -65,7 +65,8 @@ DEFAULT_SETTINGS: dict[str, dict] = {
     },
 }
 EXTRA_INPUTS: dict[str, list[str]] = {"mouse": [], "human": [CONDITION_FEATURE]}
-# Wall time of a first-use fit on 2 cores (measured by benchmarks/bench_reference.py).
+# Wall time of a first-use fit on 2 cores, rounded, for the message that announces it
+# (measured by benchmarks/bench_reference.py: docs/results/default-model.md).
 FIRST_USE_SECONDS = {"mouse": 60, "human": 30}
 
 
@@ -123,7 +124,7 @@ def train_reference(
     links = homology_links(read_homology(data_dir, mirror), species, t_types)
     cv = donor_kfold(CALIBRATION_FOLDS, seed)
     # one BLAS/OpenMP thread per process: folds run in parallel processes, and on 2 shared
-    # cores nested threads oversubscribe (a first use took 3.5x longer without this limit)
+    # cores nested threads oversubscribe (measured: docs/results/default-model.md)
     with threadpool_limits(limits=1):
         fit = fit_reference(cells, species, features, cv, settings, seed, n_jobs, homology=links)
     taxonomy = fit.taxonomy

@@ -238,7 +238,7 @@ def predict(
     if report is not None:
         from .cell_report import write_predict_report
 
-        write_predict_report(report, predictor.model_dir, table, predictions, alpha)
+        write_predict_report(report, predictor, table, run, alpha)
         console.print(f"wrote the per-cell report to {report}")
     if strict and len(predictions) and run.n_flagged == len(predictions):
         console.print(

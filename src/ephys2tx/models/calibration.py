@@ -1,10 +1,11 @@
 """Temperature scaling of class probabilities, fitted on donor-grouped out-of-fold scores.
 
 Why: a class-balanced forest averages many trees and its top probability is far below its
-accuracy (see the trust results page). p -> softmax(log p / T), with T fitted by minimizing
-the log-loss of out-of-fold probabilities of the training cells (donor-grouped, so no donor
-is scored by a model that saw it); the most probable class never changes. Vector scaling
-and Dirichlet calibration were compared on seed-100 folds and not adopted; they live in
+accuracy (the figures: docs/results/trust.md). p -> softmax(log p / T), with T fitted by
+minimizing the log-loss of out-of-fold probabilities of the training cells (donor-grouped,
+so no donor is scored by a model that saw it); the most probable class never changes.
+Vector scaling and Dirichlet calibration were compared on seed-100 folds and not adopted
+(docs/research/default-model.md#calibration); they live in
 `benchmarks/select_calibration.py`, the selection that measured them.
 """
 

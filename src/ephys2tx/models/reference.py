@@ -9,9 +9,9 @@ model renormalized within each subclass. Which is which was chosen on seed-100 f
 P(subclass) is temperature-scaled (`subclass_temperature`, fitted by `fit_reference` on the
 donor-grouped out-of-fold subclass probabilities the conformal calibration computes anyway)
 and P(t-type | subclass) is kept, so the levels stay consistent. Why: the class-balanced
-average is underconfident (ECE 0.070 on human seed-100 folds, 0.021 after the temperature;
-vector scaling and Dirichlet calibration scored about the same but change calls and lost
-macro-F1, `benchmarks/select_calibration.py`).
+average is underconfident, and one temperature fixes it about as well as vector scaling or
+Dirichlet calibration, which change calls and lost macro-F1 (`benchmarks/select_calibration.py`;
+the figures: docs/research/default-model.md#calibration).
 """
 
 from __future__ import annotations
