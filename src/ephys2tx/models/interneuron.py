@@ -23,6 +23,7 @@ reference donors, about the largest shift any of them shows.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,7 +110,9 @@ class BatchShift:
         labels = np.asarray(labels).astype(str)
         classes = sorted(set(labels))
         X = cells[features].to_numpy(float)
-        median = np.array([np.nanmedian(X[labels == c], axis=0) for c in classes])
+        with warnings.catch_warnings():  # a class that never measures a feature: NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            median = np.array([np.nanmedian(X[labels == c], axis=0) for c in classes])
         iqr = np.nanquantile(X, 0.75, axis=0) - np.nanquantile(X, 0.25, axis=0)
         shift = cls(list(features), classes, median, np.where(iqr > 0, iqr, 1.0), np.zeros(0))
         residual = shift._residuals(X, labels)
@@ -134,7 +137,8 @@ class BatchShift:
         """Per feature, the batch's mean residual from its called classes over the threshold
         (> 1: shifted beyond the reference donors); NaN where not measured."""
         X = cells.reindex(columns=self.features).to_numpy(float)
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # a feature the batch never measures: NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
             shift = np.abs(np.nanmean(self._residuals(X, np.asarray(called)), axis=0))
         return pd.Series(shift / self.threshold, index=self.features)
 
