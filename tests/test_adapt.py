@@ -138,7 +138,12 @@ def test_labelled_adaptation_joins_training_and_recalibrates_on_lab_cells(world)
         fit.model, fit.calibration, reference, "label5", lab, labels, lab["donor"],
     )  # fmt: skip
     cal = lab_fit.calibration["subclass"]
-    assert len(cal.labels) == int(taken.sum())  # calibrated on the lab's labelled cells only
+    own = lab_fit.details["calibrated_on_lab_cells"]
+    counts = lab.loc[taken, "label5"].value_counts()
+    assert own == [c for c in fit.taxonomy.subclasses if counts.get(c, 0) >= 19]
+    for c in fit.taxonomy.subclasses:  # a class's scores: the lab's if it has enough cells
+        source = counts.get(c, 0) if c in own else (fit.calibration["subclass"].labels == c).sum()
+        assert (cal.labels == c).sum() == source
     assert lab_fit.details["labelled_cells"] == int(taken.sum())
     assert lab_fit.details["grouped_by_donor"] and lab_fit.details["calibration_folds"] == 5
     assert lab_fit.details["lab_weight"] in (1.0, 4.0, 16.0)
@@ -263,6 +268,10 @@ def test_adapt_and_predict_commands(world, tmp_path, monkeypatch):
     flagged = preds["flags"].str.contains(NOT_INTERNEURON)
     assert flagged[is_exc].mean() >= 0.9
     assert not (preds["confident"].astype(str).eq("True") & flagged).any()
+    import ephys2tx
+
+    model = ephys2tx.load_model(tmp_path / "m")  # the Python API reads a lab model too
+    assert model.kind == "hierarchical" and len(model.predict(lab)) == len(lab)
     # with labels: a `subclass` column
     labelled = lab.assign(subclass=lab["label5"].where(lab["donor"].isin(["ld0", "ld1", "ld2"])))
     labelled[["specimen_id", "donor", "subclass", *FEATURES]].to_csv(table, index=False)

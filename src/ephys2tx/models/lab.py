@@ -51,6 +51,11 @@ LAB_WEIGHTS = (1.0, 4.0, 16.0)
 # scored no better on two draws of 25% of the M1 mice, so it is not a candidate.)
 LAB_MIXES = (0.0, 0.5)
 LAB_FOLDS = 5
+# A class's lab cells calibrate its sets only when there are this many: with n cells a class
+# can be left out of a set only at alpha >= 1/(n+1), so fewer (say the 3 Sncg cells of a
+# quarter of the M1 mice) would put the class in every set. Rarer classes keep the
+# reference's calibration scores.
+LAB_MIN_CALIBRATION = 19
 ALIGN_METHODS = ("anchored", "anchored-offset", "none")
 LAB_FOREST_TREES = 300
 # A lab feature is used when at least this share of the lab's cells measure it.
@@ -321,6 +326,22 @@ def _lab_folds(y: np.ndarray, donors: np.ndarray | None, seed: int) -> list:
     return list(StratifiedKFold(n, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
 
 
+def _lab_calibration(
+    proba: np.ndarray, y: np.ndarray, classes: list[str], reference: MondrianConformal
+) -> tuple[MondrianConformal, list[str]]:
+    """Mondrian scores from the lab's out-of-fold probabilities for the classes with at
+    least LAB_MIN_CALIBRATION lab cells, the reference's stored scores for the others.
+    Returns the calibration and the classes calibrated on lab cells."""
+    counts = pd.Series(y).value_counts()
+    own = [c for c in classes if counts.get(c, 0) >= LAB_MIN_CALIBRATION]
+    lab = MondrianConformal.fit(proba, y, classes)
+    take_lab = np.isin(lab.labels, own)
+    take_ref = ~np.isin(reference.labels, own)
+    scores = np.r_[lab.scores[take_lab], reference.scores[take_ref]]
+    labels = np.r_[lab.labels[take_lab], reference.labels[take_ref]]
+    return MondrianConformal(list(classes), scores, labels), own
+
+
 def fit_lab_model(
     reference: HierarchicalClassifier,
     reference_calibration: dict[str, MondrianConformal],
@@ -389,7 +410,9 @@ def fit_lab_model(
     temperature = Temperature.fit(mixed[weight, mix], y, classes)
     scaled = temperature.apply(mixed[weight, mix])
     calibration = dict(reference_calibration)
-    calibration["subclass"] = MondrianConformal.fit(scaled, y, classes)
+    calibration["subclass"], own = _lab_calibration(
+        scaled, y, classes, reference_calibration["subclass"]
+    )
     model = LabModel(reference, shift, forest, temperature.temperature, mix)
     details = {
         "method": "labelled: lab cells join training, sets recalibrated on them",
@@ -401,6 +424,7 @@ def fit_lab_model(
             f"weight {w:g}, mix {m:g}": round(float(s), 4) for (w, m), s in scores.items()
         },  # fmt: skip
         "calibration_folds": len(folds),
+        "calibrated_on_lab_cells": own,
         "grouped_by_donor": donors is not None and len(set(donors)) >= 2,
     }
     return LabFit(model, calibration, details, scaled.max(axis=1), np.flatnonzero(labelled))
