@@ -70,6 +70,22 @@ def test_default_model_api_equals_cli(light_defaults, species, human_cells, mous
     pd.testing.assert_frame_equal(again, api)
 
 
+def test_default_model_on_a_partial_table_api_equals_cli(light_defaults, human_cells, tmp_path):
+    """A table that measures only some inputs: both take the default model trained on those."""
+    gone = ["tau", "input_resistance", "sag", "v_baseline"]
+    cells = human_cells.sample(30, random_state=3).drop(columns=gone)
+    path = tmp_path / "partial.csv"
+    cells.to_csv(path, index=False)
+    cli = _cli_table(["predict", "--species", "human", str(path)], tmp_path / "cli.csv")
+    said: list[str] = []
+    model = ex.load_model("human", say=said.append)
+    chosen = model.for_cells(ex.read_cells(path))
+    assert chosen is not model and not set(gone) & set(chosen.card.features)
+    api = model.predict(ex.read_cells(path))
+    pd.testing.assert_frame_equal(_as_written(api, tmp_path / "api.csv"), cli)
+    assert any("predicting with the model trained on those" in line for line in said)
+
+
 @pytest.fixture(scope="module")
 def light_forest(human_cells, tmp_path_factory):
     """A calibrated 25-tree human forest, saved as `train rf` saves it."""

@@ -73,13 +73,24 @@ class PredictionRun:
         return int((self.table["flags"] != "").sum())
 
 
+@dataclass(frozen=True)
+class DefaultModel:
+    """Where a species' default model comes from, so that a table measuring only some of
+    its inputs gets the default model trained on those."""
+
+    species: str
+    data_dir: str | Path | None
+    mirror: str | None
+    say: Callable[[str], None]
+
+
 class Predictor:
     """A saved model with its trust layer: probabilities, conformal sets, flags, novelty.
 
     Create one with `load_model`. `kind` is "hierarchical" (subclass, then t-type) or
     "flat" (one level)."""
 
-    def __init__(self, model_dir: str | Path):
+    def __init__(self, model_dir: str | Path, default: DefaultModel | None = None):
         from .models.bundle import META_FILE, read_card
 
         self.model_dir = Path(model_dir)
@@ -90,7 +101,9 @@ class Predictor:
             )
         self.card = read_card(self.model_dir)
         self.kind = "hierarchical" if self.card.kind == "reference" else "flat"
+        self.default = default
         self._loaded = None
+        self._subsets: dict[Path, Predictor] = {}
 
     def __repr__(self) -> str:
         return f"Predictor({self.kind}, {self.card.species}, {self.model_dir})"
@@ -138,8 +151,29 @@ class Predictor:
                 self._loaded = (estimator, load_reference(self.model_dir))
         return self._loaded
 
+    def for_cells(self, cells: pd.DataFrame) -> Predictor:
+        """The predictor these cells get: this one, or, for a species' default model whose
+        inputs the cells do not all measure, the default model trained on exactly the
+        features they measure (cached per feature set; not the rest left NaN)."""
+        if self.default is None:
+            return self
+        from .reference import default_inputs, reference_for_table, subset_for_table
+
+        d = self.default
+        subset = subset_for_table(d.species, cells, d.data_dir, d.mirror)
+        wanted = subset if subset is not None else default_inputs(d.species, d.data_dir, d.mirror)
+        if set(wanted) == set(self.card.features):
+            return self
+        target = reference_for_table(d.species, cells, d.data_dir, d.mirror, say=d.say)
+        if target not in self._subsets:
+            self._subsets[target] = Predictor(target, d)
+        return self._subsets[target]
+
     def run(self, cells: pd.DataFrame, alpha: float = 0.1) -> PredictionRun:
         """Predict every cell of a cell table (one row per cell, `specimen_id` plus features)."""
+        chosen = self.for_cells(cells)
+        if chosen is not self:
+            return chosen.run(cells, alpha)
         if self.kind == "flat":
             model = self._model()
             table, missing = model.predict_table(cells, alpha)
@@ -180,6 +214,9 @@ class Predictor:
     def predict_proba(self, cells: pd.DataFrame) -> pd.DataFrame:
         """P(class) per cell (rows in the order of `cells`, columns `classes`); calibrated
         (temperature-scaled) where the model stored a temperature."""
+        chosen = self.for_cells(cells)
+        if chosen is not self:
+            return chosen.predict_proba(cells)
         if self.kind == "flat":
             proba = self._model().predict_proba(cells)
         else:
@@ -213,29 +250,51 @@ def load_model(
     data_dir: str | Path | None = None,
     mirror: str | None = None,
     say: Callable[[str], None] | None = None,
+    cells: pd.DataFrame | None = None,
 ) -> Predictor:
     """A species ("human", "mouse"): its default model, trained from the public tables on
     first use and cached in the data directory. A path: a model directory written by
-    `ephys2tx train`."""
-    if isinstance(model, str) and model in SPECIES:
-        from .reference import cached_reference
+    `ephys2tx train`.
 
-        return Predictor(cached_reference(model, data_dir, mirror, say=say or console.print))
+    Cells that do not measure all of a default model's inputs are predicted by the default
+    model trained on exactly the features they measure (`Predictor.for_cells`); given
+    `cells` here, that model is the one loaded (and the full one is not trained first)."""
+    if isinstance(model, str) and model in SPECIES:
+        from .reference import cached_reference, reference_for_table
+
+        default = DefaultModel(model, data_dir, mirror, say or console.print)
+        if cells is not None:
+            target = reference_for_table(model, cells, data_dir, mirror, say=default.say)
+        else:
+            target = cached_reference(model, data_dir, mirror, say=default.say)
+        return Predictor(target, default)
     return Predictor(Path(model))
 
 
 def read_cells(
-    inputs: str | Path | Iterable[str | Path], features_dir: str | Path | None = None
+    inputs: str | Path | Iterable[str | Path],
+    features_dir: str | Path | None = None,
+    feature_map: str | Path | None = None,
 ) -> pd.DataFrame:
-    """One cell table from cell tables (.csv/.tsv/.parquet, read as they are) and recordings
-    (.nwb/.abf files or folders, put through `extract` into `features_dir`)."""
+    """One cell table from cell tables (.csv/.tsv/.parquet) and recordings (.nwb/.abf files
+    or folders, put through `extract` into `features_dir`).
+
+    A table of another feature pipeline goes through its crosswalk: a known one recognized
+    from the column names, or the lab's own map `feature_map` (CSV or YAML; see
+    docs/guides/crosswalks.md)."""
     from .datasets.cells import check_unique_ids, read_cell_table
+    from .datasets.crosswalk import Crosswalk
     from .features.batch import run_batch
     from .files import check_writable_folder
     from .recordings.read import expand_recordings, is_recording_input
 
     paths = [Path(inputs)] if isinstance(inputs, str | Path) else [Path(p) for p in inputs]
-    tables = [read_cell_table(path) for path in paths if not is_recording_input(path)]
+    crosswalk = Crosswalk.read(feature_map) if feature_map is not None else None
+    tables = [
+        read_cell_table(path, feature_map=crosswalk)
+        for path in paths
+        if not is_recording_input(path)
+    ]
     recordings, found = expand_recordings(p for p in paths if is_recording_input(p))
     for line in found:
         console.print(line, highlight=False, soft_wrap=True)

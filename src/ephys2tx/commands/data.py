@@ -165,6 +165,14 @@ ReportOut = Annotated[
     Path | None,
     typer.Option("--report", help="Also write a per-cell HTML report (one card per cell)."),
 ]
+FeatureMap = Annotated[
+    Path | None,
+    typer.Option(
+        "--feature-map",
+        help="Your pipeline's columns as canonical features (CSV or YAML; "
+        "docs/guides/crosswalks.md). Known pipelines are recognized without one.",
+    ),
+]
 
 
 def predict(
@@ -179,6 +187,7 @@ def predict(
     alpha: Alpha = 0.1,
     strict: Strict = False,
     report: ReportOut = None,
+    feature_map: FeatureMap = None,
 ) -> None:
     """Predict subclasses with probabilities, a conformal set, flags and novelty per cell.
 
@@ -207,10 +216,13 @@ def predict(
                 f"{model_dir} is a model directory: give either MODEL_DIR or --species, not both"
             )
         inputs = [model_dir, *(inputs or [])]
-        predictor = load_model(check_species(species), data_dir=data_dir, mirror=mirror)
+        species = check_species(species)
+    features_dir = features_dir or out.with_name(out.stem + "_features")
+    table = read_cells(inputs, features_dir, feature_map)
+    if species is not None:  # the cells decide: the default model, or one on their features
+        predictor = load_model(species, data_dir=data_dir, mirror=mirror, cells=table)
     if json_out is not None and predictor.kind != "hierarchical":
         raise Ephys2txError("--json needs a hierarchical model (`predict --species ...`)")
-    table = read_cells(inputs, features_dir or out.with_name(out.stem + "_features"))
     run = predictor.run(table, alpha)
     predictions = run.table
     if not run.calibrated:

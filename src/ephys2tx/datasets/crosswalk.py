@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import csv
 import difflib
+import functools
 import io
 import operator
 import re
@@ -44,10 +45,9 @@ PIPELINE_TITLES: dict[str, str] = {
     "berens": "the Berens lab extractor (Scala et al. 2019, 2021)",
     "efel": "eFEL (Blue Brain Project)",
 }
-# A known pipeline is recognized when at least this share of its column names (and at least
-# RECOGNIZE_MIN of them) are in a table: enough to tell pipelines apart, tolerant of a lab
-# that drops some columns.
-RECOGNIZE_SHARE = 0.5
+# A known pipeline is recognized in a table without canonical features when at least this
+# many of the columns its crosswalk uses are there (the most found wins): enough to tell
+# pipelines apart, tolerant of a lab that keeps only some columns.
 RECOGNIZE_MIN = 3
 
 
@@ -62,10 +62,13 @@ class Plausible:
 
 
 # One plausible range per canonical unit, for the median |value| of a column (zeros left
-# out). AP widths get their own time scale ("s (AP)"): a width in ms would pass as seconds
-# of a latency. Dimensionless ("1"), "rad" and counts are not checked.
+# out). Two units are split by scale: AP widths ("s (AP)"; a width in ms would pass as the
+# seconds of a latency) and differences of voltages ("mV (difference)": the slow trough is a
+# fraction of a mV, where a potential in V would pass). Dimensionless ("1") and "rad" are
+# not checked. The Allen tables of both species lie inside every range (a test checks).
 PLAUSIBLE_RANGES: dict[str, Plausible] = {
-    "mV": Plausible(0.5, 300.0, (("V", 1e3), ("µV", 1e-3))),
+    "mV": Plausible(5.0, 300.0, (("V", 1e3),)),
+    "mV (difference)": Plausible(0.05, 300.0, (("V", 1e3),)),
     "MOhm": Plausible(5.0, 5000.0, (("GOhm", 1e3), ("kOhm", 1e-3), ("Ohm", 1e-6))),
     "GOhm": Plausible(1e-3, 10.0, (("MOhm", 1e-3),)),
     "s": Plausible(1e-3, 3.0, (("ms", 1e-3), ("µs", 1e-6))),
@@ -73,16 +76,20 @@ PLAUSIBLE_RANGES: dict[str, Plausible] = {
     "pA": Plausible(0.5, 1e4, (("nA", 1e3), ("A", 1e12))),
     "Hz": Plausible(0.05, 2000.0, (("kHz", 1e3),)),
     "Hz/pA": Plausible(1e-4, 20.0, (("Hz/nA", 1e-3),)),
-    "mV/ms": Plausible(0.5, 5000.0, ()),
+    "mV/ms": Plausible(0.05, 5000.0, (("mV/s", 1e-3),)),
     "mV*s": Plausible(1e-3, 100.0, (("mV*ms", 1e-3),)),
 }
 
 
 def plausible_scale(feature: str) -> str:
-    """The key of PLAUSIBLE_RANGES a canonical feature is checked against (its unit, or
-    "s (AP)" for AP widths)."""
+    """The key of PLAUSIBLE_RANGES a canonical feature is checked against: its unit, or
+    "s (AP)" for AP widths and "mV (difference)" for voltage differences."""
     unit = FEATURE_UNITS[feature]
-    return "s (AP)" if unit == "s" and feature.startswith("width") else unit
+    if unit == "s" and feature.startswith("width"):
+        return "s (AP)"
+    if unit == "mV" and "deltav" in feature:
+        return "mV (difference)"
+    return unit
 
 
 @dataclass(frozen=True)
@@ -121,18 +128,13 @@ class CrosswalkReport:
     left_out: list[str] = field(default_factory=list)  # their columns not used
     passthrough: list[str] = field(default_factory=list)
     not_finite: dict[str, int] = field(default_factory=dict)  # values the formula made NaN
+    absent: list[str] = field(default_factory=list)  # a given map's columns not in the table
     recognized: bool = False
-
-    @property
-    def used_columns(self) -> list[str]:
-        """Their columns that fed a canonical feature or the ids, in table order."""
-        used = {self.id_column, *self.mapped.values()}
-        return [c for c in used if c]
 
     def summary(self) -> str:
         """One line: which pipeline, how many columns were mapped and left out."""
         verb = "recognized" if self.recognized else "applied"
-        n_used = len(set(self.mapped.values()) | {self.id_column})
+        n_used = self.n_columns - len(self.left_out)  # ids, features, formula inputs, labels
         exact = sum(g == "exact" for g in self.grades.values())
         shown = ", ".join(self.left_out[:6]) + (" ..." if len(self.left_out) > 6 else "")
         text = (
@@ -142,6 +144,8 @@ class CrosswalkReport:
         )
         if self.left_out:
             text += f": {shown}"
+        if self.absent:
+            text += f"; not in the table: {', '.join(self.absent)}"
         if self.not_finite:
             bad = ", ".join(f"{k} ({v})" for k, v in self.not_finite.items())
             text += f"; not finite after conversion, left missing: {bad}"
@@ -180,13 +184,10 @@ class Crosswalk:
     def feature_rows(self) -> list[Correspondence]:
         return [r for r in self.rows if r.canonical != ID_TARGET]
 
-    def match(self, columns: Iterable[str]) -> float:
-        """Share of this pipeline's column names found in `columns` (0 when too few)."""
-        names = {_norm(r.theirs) for r in self.feature_rows}
-        found = names & {_norm(c) for c in columns}
-        if len(found) < min(RECOGNIZE_MIN, len(names)) or not names:
-            return 0.0
-        return len(found) / len(names)
+    def match(self, columns: Iterable[str]) -> int:
+        """How many of the columns this crosswalk uses are in `columns`."""
+        names = {_norm(c) for r in self.feature_rows if r.used for c in r.columns()}
+        return len(names & {_norm(c) for c in columns})
 
     @classmethod
     def read(cls, path: str | Path) -> Crosswalk:
@@ -298,7 +299,7 @@ def _rows_from_records(
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise Ephys2txError(
                 f"feature map {origin}, {where} {n}: {canonical!r} is not a canonical "
-                f"feature{hint}; see `ephys2tx features` or docs/guides/crosswalks.md"
+                f"feature{hint}; use a feature name of the IPFX tables (ephys2tx.features.families)"
             )
         formula = record.get("formula") or "x"
         try:
@@ -365,6 +366,11 @@ def parse_crosswalk_csv(text: str, origin: str, default_pipeline: str = "") -> l
 
 def known_crosswalks() -> dict[str, Crosswalk]:
     """The crosswalks shipped with the package, by pipeline."""
+    return dict(_package_crosswalks())
+
+
+@functools.cache
+def _package_crosswalks() -> dict[str, Crosswalk]:
     text = resources.files(__package__).joinpath(CROSSWALK_FILE).read_text(encoding="utf-8")
     rows = parse_crosswalk_csv(text, CROSSWALK_FILE)
     pipelines = dict.fromkeys(r.pipeline for r in rows)
@@ -432,8 +438,8 @@ def recognize(columns: Iterable[str]) -> Crosswalk | None:
     """The known pipeline whose column names best match `columns`, or None."""
     columns = list(columns)
     scored = [(cw.match(columns), cw) for cw in known_crosswalks().values()]
-    scored = [(s, cw) for s, cw in scored if s >= RECOGNIZE_SHARE]
-    return max(scored, key=lambda sc: sc[0])[1] if scored else None
+    scored = [(n, cw) for n, cw in scored if n >= RECOGNIZE_MIN]
+    return max(scored, key=lambda nc: nc[0])[1] if scored else None
 
 
 def _find(columns: list[str], name: str) -> str | None:
@@ -463,7 +469,7 @@ def _numbers(values: pd.Series, column: str, source: str) -> np.ndarray:
     if bad.any():
         k = int(np.flatnonzero(bad.to_numpy())[0])
         raise Ephys2txError(
-            f"{source}: column `{column}`, row {k + 1} holds {str(values.iloc[k])!r}, not a "
+            f"{source}: column `{column}`, data row {k + 1} holds {str(values.iloc[k])!r}, not a "
             f"number ({int(bad.sum())} such value(s)); fix it or leave the cell empty"
         )
     return numbers.to_numpy()
@@ -530,6 +536,8 @@ def to_canonical(
             continue
         found = [_find(columns, c) for c in row.columns()]
         if any(f is None for f in found):
+            if not recognized:  # a map given for this table: say which of its rows found nothing
+                report.absent += [c for c, f in zip(row.columns(), found, strict=True) if f is None]
             continue
         if row.canonical in df.columns and row.canonical not in found:
             raise Ephys2txError(

@@ -128,6 +128,5 @@ DATA_FILES: dict[str, DataFile] = {
 CITATIONS = {
     "mouse": "Gouwens et al. 2020, Cell 183:935 (Allen Institute mouse VISp Patch-seq)",
     "human": "Lee, Dalley et al. 2023, Science 382:eadf6484 (human neocortical GABAergic Patch-seq)",
-    "mouse_m1": "Scala et al. 2021, Nature 598:144 (mouse motor cortex Patch-seq, another lab)",
     "homology": "Hodge et al. 2019, Nature 573:61 (human MTG taxonomy and mouse homology)",
 }
