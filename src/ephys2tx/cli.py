@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from .errors import Ephys2txError, one_line
+from .threads import THREADS_ENV, env_threads, set_threads
 
 DEBUG_ENV = "EPHYS2TX_DEBUG"
 INTERRUPTED = 130  # the shell's status for a command stopped by Ctrl-C (128 + SIGINT)
@@ -35,9 +36,18 @@ def _options(
         bool,
         typer.Option("--debug", help=f"Show the traceback of any error (or set {DEBUG_ENV}=1)."),
     ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            help="Threads for every fit and prediction of this run (default: the free cores, "
+            f"i.e. cores minus the 1-minute load, at least 1; or set {THREADS_ENV}).",
+        ),
+    ] = None,
 ) -> None:
     if debug:
         os.environ[DEBUG_ENV] = "1"
+    set_threads(threads if threads is not None else env_threads())
 
 
 def _register() -> None:

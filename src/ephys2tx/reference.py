@@ -12,12 +12,12 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from . import __version__
 from .datasets.cells import build_cells, check_species, other_species_cells, usable_features
@@ -28,7 +28,7 @@ from .datasets.taxonomy import HOMOLOGY_FILE, build_taxonomy, homology_links, re
 from .errors import Ephys2txError
 from .evaluation.hierarchy import ReferenceEvaluation, evaluate_reference, t_type_confusion
 from .evaluation.splits import DonorKFold, donor_kfold
-from .models.bundle import ModelCard, card_for, load_model, save_model
+from .models.bundle import ModelCard, card_for, load_model, new_model_dir, write_model
 from .models.mapping import reference_features
 from .models.reference import (
     CONDITION_FEATURE,
@@ -36,13 +36,14 @@ from .models.reference import (
     ReferenceFit,
     fit_reference,
 )
-from .models.trusted import CALIBRATION_FOLDS, fit_trust_reference, save_trust
+from .models.trusted import CALIBRATION_FOLDS, check_trainable, fit_trust_reference, save_trust
 from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
+from .threads import limit
 
 CACHE_FOLDER = "reference-models"
-# Bumped when what a cached model holds changes (2: the subclass temperature), so older
-# caches are retrained rather than reused.
-CACHE_FORMAT = 2
+# Bumped when what a cached model holds changes (2: the subclass temperature; 3: skops
+# files, see models/bundle.py), so older caches are retrained rather than reused.
+CACHE_FORMAT = 3
 # The folders of the data directory each species' cell table is built from.
 SPECIES_SOURCES = {"mouse": ("mouse_gouwens2020/",), "human": ("human_lee2023/",)}
 # The settings chosen on seed-100 folds (benchmarks/select_subclass.py for the subclass
@@ -110,17 +111,20 @@ def train_reference(
     mirror=None,
     settings: dict | None = None,
     seed: int = 0,
-    n_jobs: int = 1,
+    n_jobs: int | None = None,
 ) -> tuple[ReferenceFit, ModelCard]:
-    """Fit and calibrate a reference model on `cells`; return it with its model card."""
+    """Fit and calibrate a reference model on `cells`; return it with its model card.
+
+    `n_jobs` folds are fitted side by side, as threads (None or -1: the thread policy's
+    count); each fold on one thread, the final fit on all of them."""
     settings = settings if settings is not None else DEFAULT_SETTINGS[species]
+    check_trainable(cells, DEFAULT_LABEL[species])
     features = usable_features(cells) + EXTRA_INPUTS[species]
     t_types = sorted(cells["t_type"].dropna().unique())
     links = homology_links(read_homology(data_dir, mirror), species, t_types)
     cv = donor_kfold(CALIBRATION_FOLDS, seed)
-    # one BLAS/OpenMP thread per process: folds run in parallel processes, and on 2 shared
-    # cores nested threads oversubscribe (a first use took 3.5x longer without this limit)
-    with threadpool_limits(limits=1):
+    with limit() as threads:
+        n_jobs = threads if n_jobs is None or n_jobs < 1 else min(n_jobs, threads)
         fit = fit_reference(cells, species, features, cv, settings, seed, n_jobs, homology=links)
     taxonomy = fit.taxonomy
     card = card_for(
@@ -146,16 +150,19 @@ def save_reference(
     model_dir: Path, fit: ReferenceFit, card: ModelCard, cells: pd.DataFrame, seed: int = 0,
     data_dir=None, mirror=None,
 ) -> Path:  # fmt: skip
-    """Write the model and what `predict` needs for flags and novelty (as for every model)."""
-    save_model(model_dir, fit.model, card)
+    """Write the model and what `predict` needs for flags and novelty (as for every model);
+    the directory appears only when complete."""
     features = reference_features(card)
     other = other_species_cells(card.species, data_dir, mirror)
     weights = novelty_weights(fit.model, features)
-    reference = fit_trust_reference(cells, features, card.species, other, seed, weights=weights)
+    with limit():
+        reference = fit_trust_reference(cells, features, card.species, other, seed, weights=weights)
     if fit.top_probability is not None:  # the combined `novel` flag, as for every model
         reference.with_novel_flag(cells["donor"].to_numpy(), fit.top_probability)
-    save_trust(model_dir, reference)
-    return model_dir
+    with new_model_dir(model_dir) as folder:
+        write_model(folder, fit.model, card)
+        save_trust(folder, reference)
+    return Path(model_dir)
 
 
 def novelty_weights(model: HierarchicalClassifier, features: list[str]) -> np.ndarray | None:
@@ -176,45 +183,92 @@ def cached_reference(
     data_dir=None,
     mirror=None,
     say: Callable[[str], None] = print,
-    n_jobs: int = -1,
+    n_jobs: int | None = None,
 ) -> Path:
     """The cached reference model directory of a species, trained now if absent, stale or
-    damaged (the cache holds only what the public tables give again)."""
+    damaged (the cache holds only what the public tables give again).
+
+    One process trains a species at a time (a file lock in the cache folder); the others
+    say they wait, then use its model. Under the lock, temporary folders left by a killed
+    trainer and models of other keys are removed; a model of the current key is never
+    removed while it is usable, so no reader sees it disappear."""
     checksums = data_checksums(species, data_dir, mirror)
     key = cache_key(species, checksums)
     root = resolve_data_dir(data_dir) / CACHE_FOLDER
     target = root / f"{species}-{key[:16]}"
-    why = "on first use"
-    if target.is_dir():
-        try:
-            load_model(target)
-        except Ephys2txError as err:  # damaged: train it again rather than stop the user
-            why = f"again: the cached one is unreadable ({err})"
-        else:
+    if _usable(target) is None:
+        say(f"using the cached {species} reference model in {target}")
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    with _trainer_lock(root / f".{species}.lock", species, say):
+        _remove_stale(root, species, keep=target)
+        problem = _usable(target)
+        if problem is None:  # trained by the process we waited for
             say(f"using the cached {species} reference model in {target}")
             return target
-    say(
-        f"training the {species} reference model {why} (about "
-        f"{FIRST_USE_SECONDS[species]} s); cached in {target}"
-    )
-    start = time.perf_counter()
-    cells = reference_cells(species, data_dir, mirror)
-    fit, card = train_reference(species, cells, data_dir, mirror, n_jobs=n_jobs)
-    card.extra["train_seconds"] = round(time.perf_counter() - start, 1)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{species}-", dir=root))
-    try:
-        save_reference(tmp, fit, card, cells, data_dir=data_dir, mirror=mirror)
-        for stale in root.glob(f"{species}-*"):  # older data or version, or damaged: replaced
-            shutil.rmtree(stale, ignore_errors=True)
-        try:
-            tmp.rename(target)
-        except OSError:  # another process cached the same model meanwhile: use that one
-            if not target.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        why = "on first use"
+        if target.exists():  # damaged: set aside, then train it again rather than stop the user
+            why = f"again: the cached one is unreadable ({problem})"
+            _discard(target, root, species)
+        say(
+            f"training the {species} reference model {why} (about "
+            f"{FIRST_USE_SECONDS[species]} s); cached in {target}"
+        )
+        start = time.perf_counter()
+        cells = reference_cells(species, data_dir, mirror)
+        fit, card = train_reference(species, cells, data_dir, mirror, n_jobs=n_jobs)
+        card.train_seconds = round(time.perf_counter() - start, 1)
+        save_reference(target, fit, card, cells, data_dir=data_dir, mirror=mirror)
     return target
+
+
+def _usable(target: Path) -> str | None:
+    """None if `target` holds a readable model, else why not."""
+    if not target.is_dir():
+        return "absent"
+    try:
+        load_model(target)
+    except Ephys2txError as err:
+        return str(err)
+    return None
+
+
+@contextmanager
+def _trainer_lock(path: Path, species: str, say: Callable[[str], None]) -> Iterator[None]:
+    """Hold the training lock of a species' cache; say once when another process holds it."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        say(f"waiting for another ephys2tx process that is training the {species} reference model")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _remove_stale(root: Path, species: str, keep: Path) -> None:
+    """Remove (holding the lock) what no process can still need: temporary folders of a
+    trainer that was killed (only the lock holder writes them) and models of other keys
+    (older data, settings or versions), which are first renamed out of the way."""
+    for path in root.glob(f".{species}-*"):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in root.glob(f"{species}-*"):
+        if path != keep and path.is_dir():
+            _discard(path, root, species)
+
+
+def _discard(path: Path, root: Path, species: str) -> None:
+    """Rename `path` to a temporary name (readers stop finding it at once), then delete it."""
+    trash = Path(tempfile.mkdtemp(prefix=f".{species}-", dir=root))
+    try:
+        path.rename(trash / "old")
+    except OSError:
+        pass
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def evaluate_reference_model(
