@@ -58,6 +58,7 @@ TRUSTED_TYPES = (
     "ephys2tx.models.species.SpeciesFingerprint",
     "ephys2tx.models.transfer.TransferClassifier",
     "ephys2tx.representations.family_spca.FamilySPCA",
+    "ephys2tx.representations.spca.SparsePCAResult",
     "numpy.dtype",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
