@@ -353,3 +353,14 @@ def test_waiters_say_so_and_stale_temporaries_go(tmp_path):
     (root / "mouse-other").mkdir()
     reference._remove_stale(root, "human", keep=root / "human-current")
     assert sorted(p.name for p in root.iterdir()) == [".human.lock", "human-current", "mouse-other"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["train", "rf"], ["train", "reference"], ["evaluate", "bilstm"], ["predict"], ["reproduce"]],
+)
+def test_fitting_commands_take_threads(command, monkeypatch):
+    runner = CliRunner()
+    assert "--threads" in runner.invoke(app, [*command, "--help"]).output
+    result = runner.invoke(app, [*command, "--threads", "0"])
+    assert result.exit_code != 0

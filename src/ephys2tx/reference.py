@@ -28,6 +28,7 @@ from .datasets.taxonomy import HOMOLOGY_FILE, build_taxonomy, homology_links, re
 from .errors import Ephys2txError
 from .evaluation.hierarchy import ReferenceEvaluation, evaluate_reference, t_type_confusion
 from .evaluation.splits import DonorKFold, donor_kfold
+from .files import atomic_write, atomic_write_text
 from .models.bundle import ModelCard, card_for, load_model, new_model_dir, write_model
 from .models.mapping import reference_features
 from .models.reference import (
@@ -306,9 +307,9 @@ def write_reference_evaluation(out: Path, result: ReferenceEvaluation, species: 
     """metrics.json, predictions.csv, fold_scores.csv and the two figures in `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
-    result.predictions.to_csv(out / "predictions.csv", index=False)
-    result.scores.to_csv(out / "fold_scores.csv", index=False)
+    atomic_write_text(out / "metrics.json", json.dumps(result.metrics, indent=2))
+    atomic_write(out / "predictions.csv", lambda p: result.predictions.to_csv(p, index=False))
+    atomic_write(out / "fold_scores.csv", lambda p: result.scores.to_csv(p, index=False))
     m = result.metrics["t_type"]
     title = (
         f"{species} t-types (donor-grouped {result.metrics['n_folds']}x"

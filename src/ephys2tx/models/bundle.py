@@ -199,7 +199,7 @@ def _publish(staging: Path, target: Path) -> None:
             pass
     (target / META_FILE).unlink(missing_ok=True)
     new = {p.name for p in staging.iterdir()}
-    for name in MODEL_DIR_FILES:
+    for name in (*MODEL_DIR_FILES, *FORMAT_1_FILES):
         if name not in new:  # e.g. calibration.json of a model retrained uncalibrated
             (target / name).unlink(missing_ok=True)
     for name in sorted(new - {META_FILE}):
@@ -207,6 +207,8 @@ def _publish(staging: Path, target: Path) -> None:
     os.replace(staging / META_FILE, target / META_FILE)
 
 
+# The pickles of format 1: removed when a model is written over one, never read.
+FORMAT_1_FILES = ("model.joblib", "species.joblib")
 # Every file a model directory may hold.
 MODEL_DIR_FILES = (
     MODEL_FILE,
