@@ -351,7 +351,7 @@ def test_waiters_say_so_and_stale_temporaries_go(tmp_path):
     (root / "human-0000old").mkdir()
     (root / "human-current").mkdir()
     (root / "mouse-other").mkdir()
-    reference._remove_stale(root, "human", keep=root / "human-current")
+    reference._remove_stale(root, "human", keep="human-current")
     assert sorted(p.name for p in root.iterdir()) == [".human.lock", "human-current", "mouse-other"]
 
 

@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import __version__
-from ..errors import Ephys2txError, one_line
+from ..errors import Ephys2txError, MissingExtra, one_line
 from ..features.families import FAMILY_OF_FEATURE
 from ..files import atomic_write, atomic_write_text
+from ..version import __version__
 
 MODEL_FILE = "model.skops"
 NETWORK_FILE = "network.pt"
@@ -132,6 +132,8 @@ def read_skops(path: Path, what: str = "model") -> object:
         unexpected = sorted(set(asked) - set(TRUSTED_TYPES))
         if not unexpected:
             return sio.load(path, trusted=asked)
+    except MissingExtra:  # e.g. a BiLSTM on an install without torch: the hint says what to add
+        raise
     except Exception as exc:  # not a skops file (e.g. a pickle), truncated, or damaged
         raise Ephys2txError(
             f"{path} cannot be read as a {what} file ({one_line(exc)}); {RETRAIN}"

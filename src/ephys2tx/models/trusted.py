@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import __version__
 from ..errors import Ephys2txError
 from ..files import atomic_write, atomic_write_text
 from ..threads import limit
+from ..version import __version__
 from .bundle import (
     CALIBRATION_FILE,
     REFERENCE_FILE,
