@@ -23,7 +23,7 @@ import pandas as pd
 from .datasets.cells import other_species_cells
 from .datasets.labels import DEFAULT_LABEL
 from .errors import Ephys2txError
-from .models.bundle import card_for, save_model
+from .models.bundle import card_for, new_model_dir, write_model
 from .models.interneuron import BatchShift, InterneuronDetector, m1_detector
 from .models.lab import LabFit, fit_lab_model, lab_features
 from .models.reference import ReferenceFit
@@ -98,7 +98,6 @@ def save_lab_model(out: str | Path, built: LabAdaptation, data_dir=None, mirror=
         },
     )  # fmt: skip
     card.classes = list(tax.subclasses)
-    save_model(out, model, card)
     in_lab_terms = model.shift.to_lab(built.reference_cells)
     trust = fit_trust_reference(
         in_lab_terms, built.features, species, other_species_cells(species, data_dir, mirror),
@@ -113,7 +112,9 @@ def save_lab_model(out: str | Path, built: LabAdaptation, data_dir=None, mirror=
         built.reference_cells["donor"].to_numpy(),
         built.reference_cells[DEFAULT_LABEL[species]].to_numpy(),
     )
-    save_trust(out, trust)
+    with new_model_dir(out) as folder:  # the directory appears only when complete
+        write_model(folder, model, card)
+        save_trust(folder, trust)
     return out
 
 

@@ -184,15 +184,13 @@ class Predictor:
         return self._run_hierarchical(cells, alpha)
 
     def _run_hierarchical(self, cells: pd.DataFrame, alpha: float) -> PredictionRun:
-        from threadpoolctl import threadpool_limits
-
         from .models.bundle import align_features
         from .models.mapping import predict_mapping, reference_features
         from .models.trusted import trust_table
+        from .threads import limit
 
         estimator, reference = self._model()
-        # one OpenMP/BLAS thread: on 2 shared cores the boosted trees' threads oversubscribe
-        with threadpool_limits(limits=1):
+        with limit():  # the thread policy (threads.py)
             mapping = predict_mapping(estimator, self.card, cells, alpha)
         _, missing = align_features(cells, reference_features(self.card))
         table = mapping.table
@@ -220,15 +218,14 @@ class Predictor:
         if self.kind == "flat":
             proba = self._model().predict_proba(cells)
         else:
-            from threadpoolctl import threadpool_limits
-
             from .models.bundle import align_features
             from .models.mapping import reference_features
             from .models.reference import model_inputs
+            from .threads import limit
 
             estimator, _ = self._model()
             align_features(cells, reference_features(self.card))  # none of them: a clear error
-            with threadpool_limits(limits=1):
+            with limit():
                 levels = estimator.predict_proba_levels(model_inputs(cells, self.card.features))
             proba = levels["subclass"][self.classes].to_numpy()
         return pd.DataFrame(np.asarray(proba, float), columns=self.classes, index=cells.index)

@@ -369,36 +369,47 @@ class Study:
         """Forests of both species (with what `predict` needs to say how far to trust a
         call, when `store_trust`), plus the human networks when `save_networks`."""
         from ..evaluation.splits import donor_kfold
-        from ..models.bundle import card_for, save_model
+        from ..models.bundle import card_for, new_model_dir, write_model
         from ..models.trusted import store_trust
+        from ..threads import limit
 
         s = self.settings
         trained_by = "ephys2tx demo" if self.synthetic else "ephys2tx reproduce"
         extra = {"synthetic": True} if self.synthetic else {}  # never use these on real cells
         saved = {}
 
-        def save(name: str, model, kind: str, species: str, label: str, n: int) -> Path:
+        def save(name: str, model, kind: str, species: str, label: str, n: int, trust=None):
+            """Write one model directory (with its trust, if `trust(folder)` is given); it
+            appears only when complete."""
             card = card_for(
                 model, kind, species, label, n, seed=s.seed, trained_by=trained_by, **extra
             )
             target = self.out / "models" / name
-            save_model(target, model, card)
+            with new_model_dir(target) as folder:
+                write_model(folder, model, card)
+                if trust is not None:
+                    trust(folder)
             saved[name] = str(target.relative_to(self.out))
-            return target
 
         for species in SPECIES:
             table = self.cells(species)
             label = DEFAULT_LABEL[species]
             features = usable_features(table)
             model = recipes.forest(s.seed, trees=s.forest_trees)
-            model.fit(table[features], table[label].to_numpy())
-            target = save(f"rf-{species}", model, "rf-raw", species, label, len(table))
+            with limit():
+                model.fit(table[features], table[label].to_numpy())
+            trust = None
             if s.store_trust:
                 others = {sp: self.cells(sp) for sp in SPECIES if sp != species}
-                store_trust(
-                    target, recipes.forest(s.seed, trees=s.forest_trees), model, table, label,
-                    species, features, others, donor_kfold(s.folds, s.seed), s.seed,
-                )  # fmt: skip
+
+                def trust(folder, model=model, table=table, label=label, species=species,
+                          features=features, others=others):  # fmt: skip
+                    store_trust(
+                        folder, recipes.forest(s.seed, trees=s.forest_trees), model, table,
+                        label, species, features, others, donor_kfold(s.folds, s.seed), s.seed,
+                    )  # fmt: skip
+
+            save(f"rf-{species}", model, "rf-raw", species, label, len(table), trust)
         if s.save_networks:
             human = self.cells("human")
             y = human["label"].to_numpy()
@@ -407,5 +418,7 @@ class Study:
                 model = recipes.transfer(s, self.cells("mouse"), method)
                 networks[f"transfer-{method}-human"] = (f"transfer-{method}", model)
             for name, (kind, model) in networks.items():
-                save(name, model.fit(human, y), kind, "human", "label", len(human))
+                with limit():
+                    model.fit(human, y)
+                save(name, model, kind, "human", "label", len(human))
         return saved
