@@ -46,9 +46,9 @@ def _options(
 
 
 def _register() -> None:
-    from .commands import data, demo, extract, recordings, reference, sequence, study, synth
+    from .commands import adapt, data, demo, extract, recordings, reference, sequence, study, synth
 
-    for group in (data, recordings, synth, extract, sequence, reference, study, demo):
+    for group in (data, recordings, synth, extract, sequence, reference, adapt, study, demo):
         group.register(app, train_app, evaluate_app)
     # the commands that fit or predict also take --threads after their name
     fitting = [*train_app.registered_commands, *evaluate_app.registered_commands]

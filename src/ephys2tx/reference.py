@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .datasets.cells import (
@@ -34,6 +33,7 @@ from .evaluation.hierarchy import ReferenceEvaluation, evaluate_reference, t_typ
 from .evaluation.splits import DonorKFold, donor_kfold
 from .files import atomic_write, atomic_write_text
 from .models.bundle import ModelCard, card_for, load_model, new_model_dir, read_card, write_model
+from .models.interneuron import BatchShift, m1_detector
 from .models.mapping import reference_features
 from .models.reference import (
     CONDITION_FEATURE,
@@ -41,6 +41,7 @@ from .models.reference import (
     ReferenceFit,
     fit_reference,
     model_inputs,
+    novelty_weights,
 )
 from .models.trusted import CALIBRATION_FOLDS, check_trainable, fit_trust_reference, save_trust
 from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
@@ -57,9 +58,12 @@ MIN_SUBSET_FEATURES = 3
 # reference cells that do (see `measured_inputs`).
 SUBSET_RELATIVE_COVERAGE = 0.5
 # Bumped when what a cached model holds changes (2: the subclass temperature; 3: skops
-# files, see models/bundle.py), so older caches are retrained rather than reused.
-CACHE_FORMAT = 3
+# files, see models/bundle.py; 4: the `not_interneuron` detector and the `lab_shift` null),
+# so older caches are retrained rather than reused.
+CACHE_FORMAT = 4
 # The folders of the data directory each species' cell table is built from.
+# (The mouse model also reads the pinned M1 cells of Scala et al. 2021 for its
+# `not_interneuron` detector; they are not training cells, so they stay out of the key.)
 SPECIES_SOURCES = {"mouse": ("mouse_gouwens2020/",), "human": ("human_lee2023/",)}
 # The settings chosen on seed-100 folds (benchmarks/select_subclass.py for the subclass
 # average, benchmarks/select_reference.py for the t-type level; docs/research/default-model.md).
@@ -183,6 +187,18 @@ def train_reference(
     return fit, card
 
 
+def fit_reference_on(
+    species: str, cells: pd.DataFrame, features: list[str], seed: int = 0, n_jobs: int = 1
+) -> ReferenceFit:
+    """The reference model (default settings) on `features` only, calibrated on
+    donor-grouped out-of-fold probabilities."""
+    with limit(1):
+        return fit_reference(
+            cells, species, features, donor_kfold(CALIBRATION_FOLDS, seed),
+            DEFAULT_SETTINGS[species], seed, n_jobs,
+        )  # fmt: skip
+
+
 def save_reference(
     model_dir: Path, fit: ReferenceFit, card: ModelCard, cells: pd.DataFrame, seed: int = 0,
     data_dir=None, mirror=None,
@@ -196,23 +212,15 @@ def save_reference(
         reference = fit_trust_reference(cells, features, card.species, other, seed, weights=weights)
     if fit.top_probability is not None:  # the combined `novel` flag, as for every model
         reference.with_novel_flag(cells["donor"].to_numpy(), fit.top_probability)
+    # `not_interneuron` (mouse: M1's excitatory cells) and the batch-wide `lab_shift`
+    reference.interneuron = m1_detector(card.species, features, cells, data_dir, mirror, seed=seed)
+    reference.batch_shift = BatchShift.fit(
+        cells, features, cells["donor"].to_numpy(), cells[card.label].to_numpy()
+    )
     with new_model_dir(model_dir) as folder:
         write_model(folder, fit.model, card)
         save_trust(folder, reference)
     return Path(model_dir)
-
-
-def novelty_weights(model: HierarchicalClassifier, features: list[str]) -> np.ndarray | None:
-    """Impurity importances (mean 1) of the forest inside the subclass average, over
-    `features`, for the novelty distance; None when the average holds no forest."""
-    est = model.subclass_estimator_
-    members = [est] if hasattr(est, "feature_importances_") else getattr(est, "estimators_", [])
-    forest = next((m for m in members if hasattr(m, "feature_importances_")), None)
-    if forest is None:
-        return None
-    importance = dict(zip(forest.feature_names_in_, forest.feature_importances_, strict=True))
-    w = np.array([importance.get(f, 0.0) for f in features])
-    return w / w.sum() * len(features)
 
 
 def cached_reference(

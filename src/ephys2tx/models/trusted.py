@@ -46,12 +46,14 @@ from .bundle import (
 )
 from .calibration import Temperature
 from .conformal import MondrianConformal, check_alpha, out_of_fold_proba
+from .interneuron import BatchShift, InterneuronDetector
 from .novelty import NovelFlag, NoveltyReference
 from .species import SpeciesFingerprint
 from .trust import TrustReference, assess, trust_columns
 
 # Donor-grouped folds of the out-of-fold scores that calibrate every saved model.
 CALIBRATION_FOLDS = 5
+INTERNEURON_FILE = "interneuron.skops"  # the `not_interneuron` detector, when the model has one
 # The smallest training set whose calibration means something: cells and donors per class
 # (each class must reach the held-out folds), and donors in all (one per fold at least).
 MIN_CELLS_PER_CLASS = 5
@@ -178,7 +180,20 @@ def save_trust(
         "min_measured": reference.min_measured,
     }
     novel_flag = getattr(reference, "novel_flag", None)
+    shift = getattr(reference, "batch_shift", None)
+    if shift is not None:
+        meta["batch_shift_features"] = shift.features
+        meta["batch_shift_classes"] = shift.classes
     arrays = {
+        **(
+            {
+                "batchshift_median": shift.median,
+                "batchshift_iqr": shift.iqr,
+                "batchshift_threshold": shift.threshold,
+            }
+            if shift is not None
+            else {}
+        ),  # fmt: skip
         **{f"novelty_{k}": v for k, v in reference.novelty.to_arrays().items()},
         **{f"novelflag_{k}": v for k, v in (novel_flag.to_arrays() if novel_flag else {}).items()},
         "low": reference.low,
@@ -195,6 +210,11 @@ def save_trust(
         write_skops(model_dir / SPECIES_FILE, reference.fingerprint)
     else:
         (model_dir / SPECIES_FILE).unlink(missing_ok=True)
+    detector = getattr(reference, "interneuron", None)
+    if detector is not None:
+        write_skops(model_dir / INTERNEURON_FILE, detector)
+    else:
+        (model_dir / INTERNEURON_FILE).unlink(missing_ok=True)
 
 
 def store_trust(
@@ -250,12 +270,25 @@ def load_reference(model_dir: Path) -> TrustReference | None:
             novel_flag = NovelFlag.from_arrays(
                 {k[len("novelflag_") :]: a[k] for k in a.files if k.startswith("novelflag_")}
             )
+        batch_shift = None
+        if "batchshift_median" in a.files:
+            batch_shift = BatchShift(
+                meta["batch_shift_features"], meta["batch_shift_classes"], a["batchshift_median"],
+                a["batchshift_iqr"], a["batchshift_threshold"],
+            )  # fmt: skip
     fingerprint = None
     if (model_dir / SPECIES_FILE).is_file():
         fingerprint = read_skops(model_dir / SPECIES_FILE, "species fingerprint")
         if not isinstance(fingerprint, SpeciesFingerprint):
             raise Ephys2txError(
                 f"{model_dir / SPECIES_FILE} is not a species fingerprint; {RETRAIN}"
+            )
+    detector = None
+    if (model_dir / INTERNEURON_FILE).is_file():
+        detector = read_skops(model_dir / INTERNEURON_FILE, "interneuron detector")
+        if not isinstance(detector, InterneuronDetector):
+            raise Ephys2txError(
+                f"{model_dir / INTERNEURON_FILE} is not an interneuron detector; {RETRAIN}"
             )
     return TrustReference(
         species=meta["species"],
@@ -267,6 +300,8 @@ def load_reference(model_dir: Path) -> TrustReference | None:
         novelty=novelty,
         fingerprint=fingerprint,
         novel_flag=novel_flag,
+        interneuron=detector,
+        batch_shift=batch_shift,
     )
 
 
@@ -353,7 +388,9 @@ def trust_table(
     confident); without a stored reference there is no novelty and no flag."""
     n = len(cells)
     if reference is not None:
-        novelty, flags = reference.assess_cells(cells, np.asarray(proba, float).max(axis=1))
+        proba = np.asarray(proba, float)
+        called = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+        novelty, flags = reference.assess_cells(cells, proba.max(axis=1), called)
     else:
         novelty, flags = np.full(n, np.nan), [[] for _ in range(n)]
     sets = sets if sets is not None else [[] for _ in range(n)]

@@ -21,6 +21,7 @@ from ..evaluation.splits import Splitter
 from ..evaluation.transfer_study import StudyResult, cross_validate_attention, run_transfer_study
 from ..models import recipes
 from ..report.results import (
+    CrossLabRun,
     Embedding,
     Figure,
     ForestRun,
@@ -333,6 +334,35 @@ class Study:
             t_type_errors_with_right_subclass=m["t_type"]["errors_with_right_subclass"]["mean"],
             subclass_ece=m["subclass"]["ece"], subclass_ece_unscaled=m["subclass"]["ece_unscaled"],
             figures=figures,
+        )  # fmt: skip
+
+    def crosslab(self) -> CrossLabRun:
+        """Another lab's cells: the mouse reference on the M1 cells of Scala et al. 2021, as
+        it is, adapted without labels, with 25% of the mice labelled, and M1 alone."""
+        from .crosslab import crosslab_figure, run_crosslab
+
+        source = self.source
+        result = run_crosslab(
+            self.settings.seed, self.settings.crosslab_draws, (0.25,), self.n_jobs,
+            getattr(source, "data_dir", None), getattr(source, "mirror", None), say=lambda _: None,
+        )  # fmt: skip
+        target = self.out / "crosslab"
+        png = crosslab_figure(result, target / "crosslab.png")
+        summary = result.summary()
+        keep = [c for c in summary.columns if not c.endswith("_sd")]
+        rows = {
+            str(r): {k: float(v) for k, v in summary.loc[r, keep].items() if v == v}
+            for r in summary.index
+        }
+        first = result.scores.iloc[0]
+        return CrossLabRun(
+            n_gaba=int(first["n_gaba"]), n_excitatory=int(result.notes.get("n_excitatory", 0)),
+            features=list(result.notes["features"]), rows=rows,
+            selection={str(k): v for k, v in result.selection.items()},
+            lab_shift=result.notes.get("lab_shift_a"), draws=self.settings.crosslab_draws,
+            seconds=float(result.notes["seconds"]),
+            figure=self._figure(png, "crosslab.png", "Another lab's cells (M1): the rows of "
+                                "the cross-lab benchmark"),
         )  # fmt: skip
 
     def save_models(self) -> dict[str, str]:
