@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+
 from ephys2tx.study.crosslab import TARGETS, crosslab_figure, run_crosslab, table_lines
 
 
