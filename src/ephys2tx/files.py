@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import Ephys2txError, one_line
@@ -69,6 +71,36 @@ def check_out_file(path: str | Path, option: str = "--out") -> Path:
     return path
 
 
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Write a file into place atomically: `write(tmp)` fills a temporary file in the same
+    folder, which is flushed to disk and then renamed over `path`, so a reader sees the old
+    file or the whole new one, never half of it (and a crash leaves no partial `path`)."""
+    path = Path(path)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # as a file created in place would be, not mkstemp's 0600
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """`atomic_write` of a UTF-8 text."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 # A text cell starting with one of these is run as a formula by spreadsheets (OWASP "CSV
 # injection"): every CSV written for people gets such cells prefixed with a single quote.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -96,14 +128,9 @@ def csv_safe(table):
 
 def write_user_csv(table, path: str | Path) -> Path:
     """Write a DataFrame as a CSV for people to open (predictions, errors.csv, cell tables):
-    text cells neutralized (`csv_safe`), written to a temporary file and then renamed, so a
-    failed write leaves no partial file."""
+    text cells neutralized (`csv_safe`), written with `atomic_write`, so a failed write
+    leaves no partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        csv_safe(table).to_csv(tmp, index=False)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    safe = csv_safe(table)
+    return atomic_write(path, lambda tmp: safe.to_csv(tmp, index=False))
