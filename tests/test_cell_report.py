@@ -34,6 +34,7 @@ FLAG_CODES = [
     "out_of_range:tau",
     "species_mismatch",
     "novel",
+    "set_excludes_call",
 ]
 
 

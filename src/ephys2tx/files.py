@@ -99,3 +99,38 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+# A text cell starting with one of these is run as a formula by spreadsheets (OWASP "CSV
+# injection"): every CSV written for people gets such cells prefixed with a single quote.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe_text(value: object) -> object:
+    """`value` with a leading ' when it is text a spreadsheet would evaluate (`=1+2` ->
+    `'=1+2`); numbers, including negative ones, and other text stay as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def csv_safe(table):
+    """A copy of a DataFrame whose text cells are neutralized by `csv_safe_text`."""
+    import pandas as pd
+
+    safe = table.copy()
+    for column in safe.columns:
+        series = safe[column]
+        if pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series):
+            safe[column] = series.map(csv_safe_text, na_action="ignore")
+    return safe
+
+
+def write_user_csv(table, path: str | Path) -> Path:
+    """Write a DataFrame as a CSV for people to open (predictions, errors.csv, cell tables):
+    text cells neutralized (`csv_safe`), written with `atomic_write`, so a failed write
+    leaves no partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    safe = csv_safe(table)
+    return atomic_write(path, lambda tmp: safe.to_csv(tmp, index=False))

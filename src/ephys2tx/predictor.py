@@ -197,7 +197,10 @@ class Predictor:
         proba = table[[f"p_{c}" for c in self.classes]].to_numpy()
         sets = [split_joined(s, SET_SEPARATOR) for s in table["subclass_set"]]
         calibrated = bool(table["subclass_set"].astype(bool).any())
-        trust = trust_table(cells, proba, self.classes, sets if calibrated else None, reference)
+        trust = trust_table(
+            cells, proba, self.classes, sets if calibrated else None, reference,
+            predicted=table["predicted"].to_numpy(),  # the model's call, ties as it broke them
+        )  # fmt: skip
         at = table.columns.get_loc(f"p_{self.classes[-1]}") + 1
         table = pd.concat([table.iloc[:, :at], trust, table.iloc[:, at:]], axis=1)
         note = None

@@ -58,9 +58,9 @@ MIN_SUBSET_FEATURES = 3
 # reference cells that do (see `measured_inputs`).
 SUBSET_RELATIVE_COVERAGE = 0.5
 # Bumped when what a cached model holds changes (2: the subclass temperature; 3: skops
-# files, see models/bundle.py; 4: the `not_interneuron` detector and the `lab_shift` null),
-# so older caches are retrained rather than reused.
-CACHE_FORMAT = 4
+# files, see models/bundle.py; 4: the `not_interneuron` detector and the `lab_shift` null;
+# 5: t-type names stripped of surrounding spaces), so older caches are retrained.
+CACHE_FORMAT = 5
 # The folders of the data directory each species' cell table is built from.
 # (The mouse model also reads the pinned M1 cells of Scala et al. 2021 for its
 # `not_interneuron` detector; they are not training cells, so they stay out of the key.)

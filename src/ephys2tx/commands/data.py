@@ -193,7 +193,7 @@ def predict(
 
     `predict --species human|mouse CELLS...` needs no model: it uses the default model
     (subclass, then t-type), trained from the public tables on first use and cached."""
-    from ..files import check_out_file
+    from ..files import check_out_file, write_user_csv
     from ..models.bundle import META_FILE
     from ..predictor import load_model, read_cells
 
@@ -232,7 +232,7 @@ def predict(
         console.print(f"[yellow]warning[/] {note}", soft_wrap=True)
     if run.batch_note is not None:  # the batch-wide `lab_shift` flag, said once
         console.print(f"[yellow]warning[/] {run.batch_note}", soft_wrap=True)
-    write_csv_atomic(predictions, out)
+    write_user_csv(predictions, out)  # atomic; formula-like text neutralized
     if json_out is not None:
         write_json_atomic(run.mapping, json_out)
         console.print(f"wrote the per-level distributions of {len(table)} cells to {json_out}")
@@ -258,14 +258,6 @@ def predict(
             "drop --strict to accept flagged calls"
         )
         raise typer.Exit(1)
-
-
-def write_csv_atomic(table, path: Path) -> None:
-    """Write a CSV into place only once it is complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    table.to_csv(tmp, index=False)
-    tmp.replace(path)
 
 
 def write_json_atomic(payload: dict, path: Path) -> None:

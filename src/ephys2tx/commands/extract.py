@@ -19,6 +19,10 @@ Scheduler = Annotated[
     str | None,
     typer.Option("--scheduler", help="Address of a running Dask scheduler (e.g. tcp://host:8786)."),
 ]
+Dashboard = Annotated[
+    bool,
+    typer.Option("--dashboard", help="Serve the Dask dashboard (port 8787, or the next free)."),
+]
 MemoryLimit = Annotated[
     str, typer.Option("--memory-limit", help="Memory bound per local worker (e.g. 2GiB).")
 ]
@@ -31,6 +35,7 @@ def extract(
     scheduler: Scheduler = None,
     species: FileSpecies = None,
     memory_limit: MemoryLimit = "2GiB",
+    dashboard: Dashboard = False,
 ) -> None:
     """Extract IPFX scalar features and feature vectors; finished files are cached and skipped.
 
@@ -51,8 +56,9 @@ def extract(
             "no recordings to extract; pass .abf/.nwb files or folders holding them"
         )
     result = run_batch(
-        files, out, workers=workers, scheduler=scheduler, species=species, memory_limit=memory_limit
-    )
+        files, out, workers=workers, scheduler=scheduler, species=species,
+        memory_limit=memory_limit, dashboard=dashboard,
+    )  # fmt: skip
     for note in result.warnings:
         console.print(f"[yellow]warning[/] {note}", highlight=False, soft_wrap=True)
     for row in result.errors.head(10).itertuples(index=False):

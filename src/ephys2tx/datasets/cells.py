@@ -16,7 +16,7 @@ import pandas as pd
 from ..console import console
 from ..errors import Ephys2txError, one_line
 from ..features.families import SCALAR_FEATURES
-from ..files import check_out_file
+from ..files import check_out_file, csv_safe
 from ..schema import FEATURE_DTYPE, ID_COLUMNS, SPECIES, check_species
 from . import labels
 from .crosswalk import ID_ALIASES, Crosswalk, recognize, to_canonical
@@ -134,7 +134,9 @@ def build_human_cells(
             "specimen_id": joined["specimen_id"],
             "species": "human",
             "donor": joined["Donor"].astype("string"),
-            "t_type": joined["Transcriptomic_type"],
+            # stripped: one name ends in a space ("Inh L1-4 LAMP5 LCP2 "), which a joined
+            # set column ("a|b") cannot carry back
+            "t_type": joined["Transcriptomic_type"].str.strip(),
             "subclass": subclass,
             "label": subclass.map(labels.HUMAN_TO_ALIGNED),
             "label5": pd.Series(np.nan, index=joined.index, dtype=object),
@@ -164,7 +166,7 @@ def other_species_cells(
 
 
 def read_cell_table(path: str | Path, feature_map: Crosswalk | None = None) -> pd.DataFrame:
-    """Read a Parquet or CSV cell table; a missing, unreadable or malformed one is a clear error.
+    """Read a Parquet, CSV or TSV cell table; a missing, unreadable or malformed one is a clear error.
 
     Feature columns must be numbers or empty: a text value, a comma decimal or ±inf is
     reported with its column and row, never turned into a silent NaN. A table of another
@@ -180,12 +182,20 @@ def read_cell_table(path: str | Path, feature_map: Crosswalk | None = None) -> p
         )
     suffix = path.suffix.lower()
     if suffix not in (".parquet", ".csv", ".tsv"):
-        raise Ephys2txError(f"cell table {path} must be .parquet or .csv")
+        raise Ephys2txError(f"cell table {path} must be .parquet, .csv or .tsv")
     try:
         if suffix == ".parquet":
             table = pd.read_parquet(path)
         else:
-            table = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", low_memory=False)
+            sep = "\t" if suffix == ".tsv" else ","
+            table = pd.read_csv(path, sep=sep, low_memory=False)
+            ids = "specimen_id" if "specimen_id" in table.columns else None
+            ids = ids or next((c for c in table.columns if _id_alias(c)), None)
+            if ids is not None:  # ids are names: "007" and "NA" stay as written
+                table[ids] = pd.read_csv(
+                    path, sep=sep, usecols=[ids], dtype=str, keep_default_na=False,
+                    na_values=[""],
+                )[ids]  # fmt: skip
     except pd.errors.EmptyDataError as exc:
         raise Ephys2txError(
             f"cell table {path} is empty; give a table with one row per cell"
@@ -316,7 +326,7 @@ def write_cell_table(cells: pd.DataFrame, path: str | Path) -> Path:
         if path.suffix == ".parquet":
             cells.to_parquet(tmp, index=False)
         else:
-            cells.to_csv(tmp, index=False)
+            csv_safe(cells).to_csv(tmp, index=False)  # spreadsheet-safe text cells
         tmp.replace(path)
     except OSError as exc:
         raise Ephys2txError(

@@ -28,7 +28,8 @@ import pandas as pd
 
 from ..console import console
 from ..errors import Ephys2txError, import_extra, one_line
-from ..files import marked_read_only, sha256_of
+from ..files import csv_safe, marked_read_only, sha256_of
+from ..recordings.read import broken_link_message, is_broken_link
 from ..recordings.sweeps import Recording
 from ..schema import FEATURE_DTYPE, ID_COLUMNS
 from .analysis import FAILED, MISSING, CellFeatures
@@ -119,6 +120,8 @@ def process_file(
     t0 = time.perf_counter()
     path = Path(path)
     base = {"file": str(path), "cached": False, "error": None}
+    if is_broken_link(path):  # a dangling link: its own row in errors.csv
+        return {**base, "sha256": None, "error": ("read", broken_link_message(path))}
     if path.exists() and not path.is_file():  # a device or a pipe: hashing it never ends
         return {**base, "sha256": None, "error": ("read", NOT_A_FILE)}
     try:
@@ -300,7 +303,7 @@ def write_outputs(out_dir: Path, cells: pd.DataFrame, fv: dict, errors: pd.DataF
             fv["mask"],
             fv["reasons"],
         )
-        errors.to_csv(staging / ERRORS_FILE, index=False)
+        csv_safe(errors).to_csv(staging / ERRORS_FILE, index=False)  # spreadsheet-safe
         for name in (FV_FILE, ERRORS_FILE, CELLS_FILE):
             os.replace(staging / name, out_dir / name)
     except OSError as exc:
@@ -365,10 +368,21 @@ def _warm_up() -> None:
     from . import extract  # noqa: F401
 
 
+# Without --dashboard the scheduler's HTTP endpoint (it always has one) takes a free port on
+# localhost and serves no dashboard, so runs side by side do not compete for port 8787.
+QUIET_HTTP = "127.0.0.1:0"
+DASHBOARD_ADDRESS = ":8787"
+
+
 def dask_client(
-    workers: int, scheduler: str | None = None, memory_limit: str = "2GiB", processes: bool = True
+    workers: int,
+    scheduler: str | None = None,
+    memory_limit: str = "2GiB",
+    processes: bool = True,
+    dashboard: bool = False,
 ) -> tuple[Client, LocalCluster | None]:
-    """Connect to `scheduler`, or start a LocalCluster of `workers` single-threaded workers."""
+    """Connect to `scheduler`, or start a LocalCluster of `workers` single-threaded workers
+    (with the Dask dashboard on port 8787 only when `dashboard` is asked for)."""
     distributed = import_extra("distributed", "dask", "extracting features on Dask")
     Client, LocalCluster = distributed.Client, distributed.LocalCluster
 
@@ -395,7 +409,8 @@ def dask_client(
                 threads_per_worker=1,
                 processes=processes,
                 memory_limit=memory_limit if processes else 0,
-                dashboard_address=None,
+                dashboard_address=DASHBOARD_ADDRESS if dashboard else QUIET_HTTP,
+                scheduler_kwargs={"dashboard": dashboard},
             )
     finally:
         if inherited is not None:
@@ -414,8 +429,10 @@ def run_batch(
     processes: bool = True,
     progress: bool = True,
     extractor: Extractor | None = None,
+    dashboard: bool = False,
 ) -> BatchResult:
-    """Extract features of many files on Dask and write the outputs to `out_dir`."""
+    """Extract features of many files on Dask and write the outputs to `out_dir` (with the
+    Dask dashboard only when `dashboard` is asked for)."""
     as_completed = import_extra("distributed", "dask", "extracting recordings").as_completed
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -437,7 +454,9 @@ def run_batch(
         memory_limit = check_memory_limit(memory_limit)
     check_out_folder(out_dir)
     t0 = time.perf_counter()
-    client, cluster = dask_client(workers, scheduler, memory_limit, processes)
+    client, cluster = dask_client(workers, scheduler, memory_limit, processes, dashboard)
+    if dashboard and cluster is not None:
+        console.print(f"Dask dashboard: {cluster.dashboard_link}", highlight=False)
     results: dict[int, dict] = {}
     try:  # from here on the cluster is closed whatever happens (Ctrl-C during warm-up too)
         client.run(_warm_up)

@@ -13,7 +13,8 @@ in the subclass set are dropped, and when none is left the cell stays at subclas
 columns' `prediction_set`), the t-type set at alpha / 2 before nesting, so the nested t-type
 set covers the true t-type with probability >= 1 - 1.5 alpha by the union bound (measured:
 docs/results/default-model.md).
-`most_specific` is the deepest node whose level set holds one node.
+`most_specific` is the deepest node of the call that the sets confirm (`models/agreement.py`,
+the one rule for every model's columns).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pandas as pd
 from ..datasets.taxonomy import LEVELS, Taxonomy
 from ..schema import SET_SEPARATOR
 from ..version import __version__
+from .agreement import most_specific
 from .bundle import ModelCard, align_features
 from .conformal import MondrianConformal, check_alpha
 from .reference import CONDITION_FEATURE, assign_levels, model_inputs
@@ -135,28 +137,14 @@ def map_cells(
 
     most, most_level = [], []
     for i in range(n):
-        if sets is None:
-            leaf = best_leaf[i]
-            single_leaf, single_sub = True, True
-        else:
-            chosen = np.flatnonzero(leaf_mask[i])
-            single_leaf = len(chosen) == 1
-            leaf = leaf_names[chosen[0]] if single_leaf else None
-            single_sub = sub_mask[i].sum() == 1
-        if single_leaf and taxonomy.is_resolved(leaf):
-            most.append(str(leaf))
-            most_level.append("t_type")
-        elif single_sub or (single_leaf and not taxonomy.is_resolved(leaf)):
-            node = (
-                sub_names[np.flatnonzero(sub_mask[i])[0]]
-                if sets is not None and single_sub
-                else taxonomy.parent[leaf]
-            )
-            most.append(str(node))
-            most_level.append("subclass")
-        else:
-            most.append(None)
-            most_level.append("none")
+        node, level = most_specific(
+            str(best_sub[i]), str(best_leaf[i]),
+            list(sub_names[sub_mask[i]]) if sets is not None else [],
+            list(leaf_names[leaf_mask[i]]) if sets is not None else [],
+            taxonomy.parent, taxonomy.is_resolved(best_leaf[i]), calibrated=sets is not None,
+        )  # fmt: skip
+        most.append(node)
+        most_level.append(level)
 
     table = pd.DataFrame({"specimen_id": np.asarray(specimen_ids)})
     table["predicted"] = best_sub

@@ -18,8 +18,11 @@ Flags (fixed vocabulary, joined by `schema.FLAG_SEPARATOR` in tables):
 - `not_interneuron`: the excitatory-vs-GABAergic detector (`models/interneuron.py`) calls the
   cell excitatory (references that carry a detector);
 - `lab_shift`: the whole batch differs from the reference more than any reference donor
-  does (`models/interneuron.BatchShift`); every cell of that batch carries it.
-`confident` is true only when the prediction set holds one class and no flag is raised.
+  does (`models/interneuron.BatchShift`); every cell of that batch carries it;
+- `set_excludes_call`: the (class-conditional) prediction set does not hold the most
+  probable class.
+`confident` and the last flag follow the one rule of `models/agreement.py`: confident only
+when the prediction set is the call alone and no flag is raised.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from ..schema import FLAG_SEPARATOR, SET_SEPARATOR
+from .agreement import SET_EXCLUDES_CALL, call_flags, is_confident
 from .interneuron import LAB_SHIFT, NOT_INTERNEURON, BatchShift, InterneuronDetector
 from .novelty import NovelFlag, NoveltyReference
 from .species import SpeciesFingerprint
@@ -47,6 +51,7 @@ FLAG_VOCABULARY = (
     "novel",
     NOT_INTERNEURON,
     LAB_SHIFT,
+    SET_EXCLUDES_CALL,
 )
 
 
@@ -227,21 +232,30 @@ def assess(
     sets: list[list[str]],
     flags: list[list[str]],
     novelty: np.ndarray,
+    predicted: Sequence[str] | None = None,
 ) -> list[CellTrust]:
-    """Combine probabilities, conformal sets, flags and novelty into per-cell records."""
+    """Combine probabilities, conformal sets, flags and novelty into per-cell records.
+
+    The call is `predicted` when given (a reference model's assignment), else the most
+    probable class; `confident` and `set_excludes_call` follow `models/agreement.py`."""
     classes = list(classes)
-    top = np.asarray(classes)[np.asarray(proba).argmax(axis=1)]
-    return [
-        CellTrust(
-            specimen_id=sid,
-            predicted=str(top[i]),
-            prediction_set=list(sets[i]),
-            confident=len(sets[i]) == 1 and not flags[i],
-            novelty=float(novelty[i]),
-            flags=list(flags[i]),
+    if predicted is None:
+        predicted = np.asarray(classes)[np.asarray(proba).argmax(axis=1)]
+    records = []
+    for i, sid in enumerate(specimen_ids):
+        call, cell_set = str(predicted[i]), list(sets[i])
+        cell_flags = call_flags(call, cell_set, flags[i])
+        records.append(
+            CellTrust(
+                specimen_id=sid,
+                predicted=call,
+                prediction_set=cell_set,
+                confident=is_confident(call, cell_set, cell_flags),
+                novelty=float(novelty[i]),
+                flags=cell_flags,
+            )
         )
-        for i, sid in enumerate(specimen_ids)
-    ]
+    return records
 
 
 def trust_columns(records: list[CellTrust]) -> pd.DataFrame:

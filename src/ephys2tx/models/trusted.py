@@ -382,10 +382,12 @@ def trust_table(
     classes: list[str],
     sets: list[list[str]] | None,
     reference: TrustReference | None,
+    predicted=None,
 ) -> pd.DataFrame:
     """prediction_set, confident, novelty and flags of each cell, given its class
     probabilities and conformal sets (None: uncalibrated, so empty sets and nothing
-    confident); without a stored reference there is no novelty and no flag."""
+    confident) and its call (`predicted`; default the most probable class); without a
+    stored reference there is no novelty and no input flag."""
     n = len(cells)
     if reference is not None:
         proba = np.asarray(proba, float)
@@ -394,5 +396,6 @@ def trust_table(
     else:
         novelty, flags = np.full(n, np.nan), [[] for _ in range(n)]
     sets = sets if sets is not None else [[] for _ in range(n)]
-    records = assess(cells["specimen_id"].to_numpy(), proba, classes, sets, flags, novelty)
+    ids = cells["specimen_id"].to_numpy()
+    records = assess(ids, proba, classes, sets, flags, novelty, predicted)
     return trust_columns(records)

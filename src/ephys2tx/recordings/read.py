@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -55,8 +56,10 @@ def looks_like_allen_nwb(path: Path) -> bool:
 
 
 def _read_nwb_any(path: Path) -> Recording:
+    from .hdf5_check import check_hdf5_walks
     from .nwb import read_nwb
 
+    check_hdf5_walks(path)  # a damaged file can hang or crash the HDF5 library itself
     if looks_like_allen_nwb(path):
         from .allen_nwb import read_allen_nwb
 
@@ -86,6 +89,23 @@ def _sniff(path: Path) -> str:
     return ""
 
 
+def is_broken_link(path: Path) -> bool:
+    """A symbolic link whose target does not exist (a file moved or a disk not mounted)."""
+    return path.is_symlink() and not path.exists()
+
+
+def broken_link_message(path: Path) -> str:
+    """Why a broken link gives no recording, naming its target (without the path itself)."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    return (
+        f"broken symbolic link to {target} (the target does not exist or loops); "
+        "fix or remove the link"
+    )
+
+
 def read_recording(path: str | Path) -> Recording:
     """Read one ABF or NWB recording into the sweep model (voltage mV, current pA)."""
     path = Path(path).expanduser()
@@ -93,18 +113,20 @@ def read_recording(path: str | Path) -> Recording:
         raise Ephys2txError(f"{path} is a folder; pass one .abf or .nwb file (or use read_folder)")
     if path.exists() and not path.is_file():
         raise Ephys2txError(f"{path}: not a regular file (a device or a pipe); pass a recording")
+    if is_broken_link(path):
+        raise Ephys2txError(f"{path}: {broken_link_message(path)}")
     if not path.is_file():
         raise Ephys2txError(f"{path}: file not found; check the path")
     if path.stat().st_size == 0:
         raise Ephys2txError(f"{path}: the file is empty; copy or download it again")
-    kind = path.suffix.lower()
+    # the content decides (an ABF saved as .nwb is read as ABF); the suffix only when the
+    # first bytes name no known format
+    kind = _sniff(path) or path.suffix.lower()
     if kind not in SUFFIXES:
-        kind = _sniff(path)
-        if not kind:
-            raise Ephys2txError(
-                f"{path}: unknown recording format {path.suffix or '(no extension)'!r}; "
-                "ephys2tx reads Axon .abf and NWB 2 .nwb files (convert others to NWB)"
-            )
+        raise Ephys2txError(
+            f"{path}: unknown recording format {path.suffix or '(no extension)'!r}; "
+            "ephys2tx reads Axon .abf and NWB 2 .nwb files (convert others to NWB)"
+        )
     if kind == ".abf":
         from .abf import read_abf
 
@@ -115,7 +137,8 @@ def read_recording(path: str | Path) -> Recording:
 def recording_files(folder: str | Path) -> list[Path]:
     """The .abf / .nwb files in a folder and its subfolders (sorted); an error when none.
 
-    Hidden files and folders (name starting with a dot) are skipped.
+    Hidden files and folders (name starting with a dot) are skipped. A broken symbolic link
+    with a recording suffix is kept, so that the reader reports it rather than it vanishing.
     """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
@@ -125,7 +148,7 @@ def recording_files(folder: str | Path) -> list[Path]:
         for p in folder.rglob("*")
         if p.suffix.lower() in SUFFIXES
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and p.is_file()
+        and (p.is_file() or is_broken_link(p))
     )
     if not files:
         raise Ephys2txError(

@@ -102,6 +102,9 @@ FLAG_SENTENCES = {
     "novel": "Its novelty (with a calibrated model: together with how unsure the call is) is "
     "above the level only 5% of the model's reference cells reach: it may be a type, area or "
     "rig the model has not seen.",
+    "set_excludes_call": "The conformal set at this alpha leaves out the most probable class: "
+    "its calibration cells were called with more certainty than this cell, so the call is "
+    "unsure (see the trust-columns guide).",
 }
 
 
