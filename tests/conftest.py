@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
+import subprocess
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -75,3 +80,63 @@ def synthetic_nwb(synthetic_recordings, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("synthetic_nwb")
     return write_allen_nwb(folder / "cellA.nwb", synthetic_recordings[0], "SYNTHETIC test cell")
+
+
+# --- the command line in this process ------------------------------------------------------
+@dataclass
+class CliRun:
+    """What `ephys2tx ARGS` gave: the fields of `subprocess.CompletedProcess` that tests read."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli_in_process(*args: object) -> CliRun:
+    """`ephys2tx ARGS` through `cli.main`, the installed command's own entry point, in this
+    process: the same one-line message and exit status (main maps every error to them)
+    without starting an interpreter and importing the package again for each check.
+
+    Tests that need the real process (a traceback never printed, the shell's exit status)
+    start one with `run_cli_subprocess`.
+    """
+    from ephys2tx import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_argv, saved_debug = sys.argv, os.environ.get(cli.DEBUG_ENV)
+    os.environ.pop(cli.DEBUG_ENV, None)  # `--debug` sets it; never carried into the next run
+    sys.argv = ["ephys2tx", *map(str, args)]
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                cli.main()
+                status = 0
+            except SystemExit as stop:
+                status = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    finally:
+        sys.argv = saved_argv
+        os.environ.pop(cli.DEBUG_ENV, None)
+        if saved_debug is not None:
+            os.environ[cli.DEBUG_ENV] = saved_debug
+    return CliRun(status, out.getvalue(), err.getvalue())
+
+
+def run_cli_subprocess(*args: object, env: dict[str, str] | None = None) -> CliRun:
+    """`python -m ephys2tx.cli ARGS` in a new process: for the few end-to-end checks."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ephys2tx.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    return CliRun(done.returncode, done.stdout, done.stderr)
+
+
+def assert_one_line_error(result: CliRun, *words: str) -> None:
+    """Exit status 2, no traceback, exactly one `error: ` line holding every word."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    for word in words:
+        assert word in errors[0], errors[0]

@@ -12,12 +12,11 @@ import html
 import json
 import re
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import RECORDINGS
+from conftest import RECORDINGS, run_cli_in_process
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics.pairwise import nan_euclidean_distances
 from test_report_browser import artifacts_dir, ensure_chromium, screenshot
@@ -293,11 +292,9 @@ def test_predict_report_on_a_real_recording(tmp_path, case):
     calibration = fit_calibration(unfitted, reference[features], y, donors, donor_kfold(5, 0))
     save_trust(model, fit_trust_reference(reference, features, "human"), calibration)
     report = tmp_path / "out" / "cells.html"
-    done = subprocess.run(
-        [sys.executable, "-m", "ephys2tx.cli", "predict", str(model), str(FSI),
-         "--out", str(tmp_path / "out" / "preds.csv"), "--report", str(report)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+    done = run_cli_in_process(
+        "predict", model, FSI, "--out", tmp_path / "out" / "preds.csv", "--report", report
+    )
     assert done.returncode == 0, done.stderr
     predictions = pd.read_csv(tmp_path / "out" / "preds.csv", keep_default_na=False)
     page = report.read_text(encoding="utf-8")

@@ -1,20 +1,18 @@
 """The forest through the CLI on real cells, the shared fold rule, and bad-input errors."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli_in_process, run_cli_subprocess
 
 from ephys2tx.evaluation.splits import DonorKFold, SeedProtocol, subsample_groups
 
 
 def run_cli(*args, check=True):
-    result = subprocess.run(
-        [sys.executable, "-m", "ephys2tx.cli", *map(str, args)], capture_output=True, text=True
-    )
+    """The command in this process, through `cli.main` (same message and status)."""
+    result = run_cli_in_process(*args)
     if check and result.returncode != 0:
         raise AssertionError(result.stderr)
     return result
@@ -140,16 +138,12 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
 
 
 def test_missing_data_file_names_file_and_fetch(tmp_path):
+    """End to end, in a process of its own: exit status 2 and one stderr line, nothing else."""
     import os
 
     env = {k: v for k, v in os.environ.items() if k != "EPHYS2TX_MIRROR"}
     env["EPHYS2TX_DATA_DIR"] = str(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "ephys2tx.cli", "cells", "human"],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    result = run_cli_subprocess("cells", "human", env=env)
     assert result.returncode == 2
     assert (
         "LeeDalley_ephys_fx.csv is missing" in result.stderr and "ephys2tx fetch" in result.stderr
