@@ -140,3 +140,87 @@ def assert_one_line_error(result: CliRun, *words: str) -> None:
     assert len(errors) == 1, result.stderr
     for word in words:
         assert word in errors[0], errors[0]
+
+
+# --- one forest trained through the CLI, shared by the tests that predict with one ---------
+HELD_OUT_CELLS = 100  # the first rows of `ephys2tx cells human`, left out of training
+
+
+@dataclass(frozen=True)
+class TrainedForest:
+    """A model directory from `ephys2tx train rf` and the table and ids it was trained from."""
+
+    model_dir: Path
+    cells: Path  # `ephys2tx cells human --out` (every human cell)
+    held_out: Path  # CSV of the specimen ids given to --exclude-ids
+
+
+@pytest.fixture(scope="session")
+def human_forest(_data_mirror, tmp_path_factory) -> TrainedForest:
+    """`ephys2tx train rf --species human` on all but the first 100 human cells, run once per
+    session through the CLI (read-only: predict with it, never write into it)."""
+    import pandas as pd
+
+    folder = tmp_path_factory.mktemp("human_forest")
+    table, held_out, model = folder / "human.parquet", folder / "exclude.csv", folder / "model"
+    done = run_cli_in_process("cells", "human", "--out", table)
+    assert done.returncode == 0, done.stderr
+    pd.read_parquet(table)[["specimen_id"]].head(HELD_OUT_CELLS).to_csv(held_out, index=False)
+    done = run_cli_in_process(
+        "train", "rf", "--species", "human", "--exclude-ids", held_out, "--out", model
+    )
+    assert done.returncode == 0, done.stderr
+    return TrainedForest(model, table, held_out)
+
+
+# --- the default (out-of-the-box) model with light settings, trained once per session ------
+# Light settings so that a test trains in seconds; the real defaults are measured in benchmarks/.
+LIGHT_DEFAULT_SETTINGS = {
+    "subclass_model": "rf",
+    "t_type_model": "flat",
+    "t_type_estimator": "rf",
+    "n_estimators": 25,
+}
+
+
+class LightDefaultModels:
+    """Each species' default model with LIGHT_DEFAULT_SETTINGS, trained on first request into
+    one data directory (which then also holds the fetched data files)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.messages: dict[str, list[str]] = {}  # what the first use said, per species
+        self._dirs: dict[str, Path] = {}
+
+    def model_dir(self, species: str) -> Path:
+        from ephys2tx import reference
+
+        if species not in self._dirs:
+            said: list[str] = []
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setitem(reference.DEFAULT_SETTINGS, species, LIGHT_DEFAULT_SETTINGS)
+                self._dirs[species] = reference.cached_reference(
+                    species, data_dir=self.data_dir, say=said.append, n_jobs=1
+                )
+            self.messages[species] = said
+        return self._dirs[species]
+
+
+@pytest.fixture(scope="session")
+def light_default_models(_data_mirror, tmp_path_factory) -> LightDefaultModels:
+    """The session's light default models (read-only: copy the data directory to change it)."""
+    return LightDefaultModels(tmp_path_factory.mktemp("light_default_data"))
+
+
+@pytest.fixture
+def use_light_default_models(light_default_models, monkeypatch) -> LightDefaultModels:
+    """Make `predict --species` and the cache find the session's light default models: the
+    light settings and the session's data directory, for this test only. The human model is
+    trained first; call `.model_dir("mouse")` before using the mouse one."""
+    from ephys2tx import reference
+
+    light_default_models.model_dir("human")
+    for species in list(reference.DEFAULT_SETTINGS):
+        monkeypatch.setitem(reference.DEFAULT_SETTINGS, species, LIGHT_DEFAULT_SETTINGS)
+    monkeypatch.setenv("EPHYS2TX_DATA_DIR", str(light_default_models.data_dir))
+    return light_default_models

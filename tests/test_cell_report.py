@@ -61,6 +61,7 @@ def case(human_cells):
     distances = nan_euclidean_distances(new[features].to_numpy(float), ref)
     indices = np.argsort(distances, axis=1)[:, :5]
     return {
+        "forest": forest,
         "features": features,
         "reference": reference,
         "new": new,
@@ -282,8 +283,7 @@ def test_predict_report_on_a_real_recording(tmp_path, case):
     from ephys2tx.models.forest import make_forest
     from ephys2tx.models.trusted import fit_calibration, fit_trust_reference, save_trust
 
-    reference, features = case["reference"], case["features"]
-    forest = make_forest(0, n_estimators=60, n_jobs=1).fit(reference[features], reference["label"])
+    reference, features, forest = case["reference"], case["features"], case["forest"]
     model = tmp_path / "model"
     save_model(model, forest, card_for(forest, "rf-raw", "human", "label", len(reference)))
     # calibration and reference as `train` stores them, without the species fingerprint

@@ -49,7 +49,7 @@ def test_learning_curve_subsample_keeps_whole_donors(human_cells):
     assert set(part) == set(fold.train[np.isin(donors[fold.train], list(kept))])
 
 
-def test_evaluate_train_predict_roundtrip(tmp_path):
+def test_evaluate_writes_metrics_and_trust(tmp_path):
     out = tmp_path / "eval"
     run_cli(
         "evaluate",
@@ -76,13 +76,11 @@ def test_evaluate_train_predict_roundtrip(tmp_path):
     assert trust["ece"] < trust["ece_unscaled"]  # the temperature helps the forest
     assert (out / "reliability.png").stat().st_size > 1000
 
-    table = tmp_path / "human.parquet"
-    run_cli("cells", "human", "--out", table)
-    model = tmp_path / "model"
-    ids = tmp_path / "exclude.csv"
+
+def test_cells_train_predict_roundtrip(human_forest, tmp_path):
+    # `cells human --out`, then `train rf --exclude-ids` (the first 100 cells): the fixture
+    table, model = human_forest.cells, human_forest.model_dir
     cells = pd.read_parquet(table)
-    cells[["specimen_id"]].head(100).to_csv(ids, index=False)
-    run_cli("train", "rf", "--species", "human", "--exclude-ids", ids, "--out", model)
     card = json.loads((model / "model.json").read_text())
     assert card["n_train_cells"] == 602 and card["version"] and len(card["features"]) == 93
     preds = tmp_path / "preds.csv"
@@ -152,10 +150,8 @@ def test_missing_data_file_names_file_and_fetch(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def human_model(tmp_path_factory):
-    model = tmp_path_factory.mktemp("rf") / "model"
-    run_cli("train", "rf", "--species", "human", "--out", model)
-    return model
+def human_model(human_forest):
+    return human_forest.model_dir  # `train rf --species human`, once per session
 
 
 def test_predict_from_real_recordings(tmp_path, human_model):
