@@ -226,6 +226,7 @@ window.addEventListener('load', () => {
 </script>"""
 
 
+@pytest.mark.slow
 def test_cell_report_in_headless_chromium(tmp_path, case, cards):
     from ephys2tx.features.key_sweeps import key_sweeps
     from ephys2tx.recordings.read import read_recording
@@ -277,6 +278,7 @@ def test_key_sweeps_are_the_ones_the_features_come_from():
     assert found["hero"].amplitude == pytest.approx(scalars["stim_amp_hero"])
 
 
+@pytest.mark.slow
 def test_predict_report_on_a_real_recording(tmp_path, case):
     from ephys2tx.evaluation.splits import donor_kfold
     from ephys2tx.models.bundle import card_for, save_model

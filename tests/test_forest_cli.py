@@ -49,6 +49,7 @@ def test_learning_curve_subsample_keeps_whole_donors(human_cells):
     assert set(part) == set(fold.train[np.isin(donors[fold.train], list(kept))])
 
 
+@pytest.mark.slow
 def test_evaluate_writes_metrics_and_trust(tmp_path):
     out = tmp_path / "eval"
     run_cli(
@@ -77,6 +78,7 @@ def test_evaluate_writes_metrics_and_trust(tmp_path):
     assert (out / "reliability.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_cells_train_predict_roundtrip(human_forest, tmp_path):
     # `cells human --out`, then `train rf --exclude-ids` (the first 100 cells): the fixture
     table, model = human_forest.cells, human_forest.model_dir
@@ -154,6 +156,7 @@ def human_model(human_forest):
     return human_forest.model_dir  # `train rf --species human`, once per session
 
 
+@pytest.mark.slow
 def test_predict_from_real_recordings(tmp_path, human_model):
     from conftest import RECORDINGS
 
@@ -169,6 +172,7 @@ def test_predict_from_real_recordings(tmp_path, human_model):
     assert (tmp_path / "preds_features" / "cells.parquet").is_file()
 
 
+@pytest.mark.slow
 def test_table_without_needed_columns(tmp_path, human_model):
     model = human_model
     partial = tmp_path / "partial.csv"
@@ -189,6 +193,7 @@ def test_table_without_needed_columns(tmp_path, human_model):
     assert "no `specimen_id` column" in run_cli("predict", model, nocol, check=False).stderr
 
 
+@pytest.mark.slow
 def test_embed_writes_umap_and_silhouettes(tmp_path):
     run_cli("embed", "human", "--out", tmp_path)
     payload = json.loads((tmp_path / "silhouette_human.json").read_text())

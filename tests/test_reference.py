@@ -158,6 +158,7 @@ def light_reference(monkeypatch, tmp_path):
     return data_dir
 
 
+@pytest.mark.slow
 def test_cache_is_reused_and_invalidated(light_default_models, light_reference, monkeypatch):
     trained = light_default_models.model_dir("human")  # the session's, trained on first use
     first_use = light_default_models.messages["human"]
@@ -206,6 +207,7 @@ def test_cache_is_reused_and_invalidated(light_default_models, light_reference, 
     assert bumped != changed and "on first use" in said[-1]
 
 
+@pytest.mark.slow
 def test_both_predict_forms(use_light_default_models, human_forest, human_cells, tmp_path):
     cells = tmp_path / "cells.csv"
     human_cells.head(40).to_csv(cells, index=False)
@@ -285,6 +287,7 @@ def test_both_predict_forms(use_light_default_models, human_forest, human_cells,
     assert result.exit_code != 0 and "not both" in str(result.exception)
 
 
+@pytest.mark.slow
 def test_evaluate_reference_scores_both_levels_and_reports(light_reference, tmp_path):
     from ephys2tx.report.html import render_report
     from ephys2tx.report.results import StudyResults

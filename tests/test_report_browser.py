@@ -313,6 +313,7 @@ def small_report(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_report_in_headless_chromium(small_report, tmp_path):
     browser = ensure_chromium()
     probe = check_report(browser, small_report, tmp_path, "report.png")

@@ -145,6 +145,7 @@ def test_cli_empty_exclusion_list_is_one_line(tmp_path):
 # ------------------------------------------------------------------ 3. extract hides failures
 
 
+@pytest.mark.slow
 def test_extract_reads_subfolders_and_fails_when_nothing_extracted(tmp_path):
     data = tmp_path / "data"
     (data / "day2").mkdir(parents=True)
@@ -219,6 +220,7 @@ def test_voltage_clamp_is_reported_as_such_by_inspect_and_extract(synthetic_nwb,
     assert res.cells.empty and "voltage clamp" in res.errors["reason"].iloc[0]
 
 
+@pytest.mark.slow
 def test_uncoded_allen_sweeps_are_classified_from_the_command(
     synthetic_recordings, synthetic_nwb, tmp_path
 ):
