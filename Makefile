@@ -1,5 +1,6 @@
 # The two entry points a newcomer needs: `make reproduce` and `make test`.
 # Both create or reuse .venv in the repository root and install the pinned dependencies.
+# `make test` also builds the documentation site (mkdocs.yml, docs/) into site/, strictly.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ MIRROR ?= $(if $(wildcard ../shared/data/README.md),$(abspath ../shared/data),)
 export EPHYS2TX_MIRROR ?= $(MIRROR)
 OUT ?= results
 
-.PHONY: install reproduce quick demo test lint format bench
+.PHONY: install reproduce quick demo test docs lint format bench
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,7 +36,11 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 	$(BIN)/python -m pytest -q
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

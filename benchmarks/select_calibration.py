@@ -16,20 +16,101 @@ from __future__ import annotations
 import argparse
 import pickle
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
+from scipy.optimize import minimize
+from scipy.special import log_softmax
 from sklearn.base import clone
 from sklearn.metrics import f1_score, log_loss
 
 from ephys2tx.datasets.labels import DEFAULT_LABEL
 from ephys2tx.evaluation.splits import DonorKFold, donor_kfold
 from ephys2tx.evaluation.trust import expected_calibration_error
-from ephys2tx.models.calibration import RECALIBRATIONS, fit_recalibration
+from ephys2tx.models.calibration import Temperature, _columns, _log_p
 from ephys2tx.models.conformal import out_of_fold_proba
 from ephys2tx.models.forest import make_forest
 from ephys2tx.models.reference import _aligned, make_base, model_inputs
 from ephys2tx.reference import DEFAULT_SETTINGS, EXTRA_INPUTS, reference_cells, usable_features
+
+
+# The candidates beside the temperature, kept here: only this selection uses them.
+@dataclass
+class LogitScaling:
+    """p -> softmax(log p @ weights.T + bias): vector scaling (diagonal weights) or
+    Dirichlet calibration (full weights)."""
+
+    method: str
+    weights: np.ndarray  # (k, k)
+    bias: np.ndarray  # (k,)
+
+    @classmethod
+    def fit_vector(
+        cls, proba: np.ndarray, y: ArrayLike, classes: Sequence[str], l2: float = 1e-3
+    ) -> LogitScaling:
+        """Diagonal weights and biases by L-BFGS on the log-loss (a small L2 pull of the
+        weights towards 1 and the biases towards 0 keeps them finite on separable data)."""
+        column = _columns(y, classes)
+        logp = _log_p(proba)
+        n, k = logp.shape
+        onehot = np.eye(k)[column]
+
+        def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            w, b = theta[:k], theta[k:]
+            z = log_softmax(logp * w + b, axis=1)
+            resid = (np.exp(z) - onehot) / n
+            value = -np.sum(onehot * z) / n + l2 * (np.sum((w - 1) ** 2) + np.sum(b**2))
+            grad = np.concatenate(
+                [(resid * logp).sum(axis=0) + 2 * l2 * (w - 1), resid.sum(axis=0) + 2 * l2 * b]
+            )
+            return value, grad
+
+        theta0 = np.concatenate([np.ones(k), np.zeros(k)])
+        best = minimize(loss, theta0, jac=True, method="L-BFGS-B")
+        return cls("vector", np.diag(best.x[:k]), best.x[k:])
+
+    @classmethod
+    def fit_dirichlet(
+        cls, proba: np.ndarray, y: ArrayLike, classes: Sequence[str], C: float = 1.0
+    ) -> LogitScaling:
+        """Full weights: scikit-learn's multinomial logistic regression on log p."""
+        from sklearn.linear_model import LogisticRegression
+
+        column = _columns(y, classes)
+        k = len(classes)
+        model = LogisticRegression(C=C, max_iter=2000).fit(_log_p(proba), column)
+        weights, bias = np.zeros((k, k)), np.full(k, -30.0)  # an unseen class: never
+        weights[model.classes_] = model.coef_ if k > 2 else np.vstack([-model.coef_, model.coef_])
+        bias[model.classes_] = (
+            model.intercept_ if k > 2 else [-model.intercept_[0], model.intercept_[0]]
+        )
+        return cls("dirichlet", weights, bias)
+
+    def apply(self, proba: np.ndarray) -> np.ndarray:
+        """Recalibrated probabilities; rows sum to 1."""
+        return np.exp(log_softmax(_log_p(proba) @ self.weights.T + self.bias, axis=1))
+
+
+Recalibration = Temperature | LogitScaling
+RECALIBRATIONS = ("none", "temperature", "vector", "dirichlet")
+
+
+def fit_recalibration(
+    method: str, proba: np.ndarray, y: ArrayLike, classes: Sequence[str]
+) -> Recalibration:
+    """Fit one of `RECALIBRATIONS` on out-of-fold probabilities (columns = `classes`)."""
+    if method == "none":
+        return Temperature(1.0)
+    if method == "temperature":
+        return Temperature.fit(proba, y, classes)
+    if method == "vector":
+        return LogitScaling.fit_vector(proba, y, classes)
+    if method == "dirichlet":
+        return LogitScaling.fit_dirichlet(proba, y, classes)
+    raise ValueError(f"unknown recalibration {method!r}; choose one of {RECALIBRATIONS}")
 
 
 def fold_probabilities(species: str, model_kind: str, repeats: int, seed: int) -> list[dict]:

@@ -314,17 +314,20 @@ def test_predict_report_on_a_real_recording(tmp_path, case):
     assert not re.search(r"https?://", page)
 
 
-def test_an_uncalibrated_model_leaves_its_columns_out(case):
+def test_an_uncalibrated_model_leaves_its_columns_out(case, tmp_path):
     from ephys2tx.commands.cell_report import available_columns
-    from ephys2tx.models.bundle import card_for
+    from ephys2tx.models.bundle import card_for, save_model
     from ephys2tx.models.forest import make_forest
-    from ephys2tx.models.trusted import TrustedModel
+    from ephys2tx.predictor import load_model
 
     reference, features = case["reference"], case["features"]
     forest = make_forest(0, n_estimators=10, n_jobs=1).fit(reference[features], reference["label"])
-    bare = TrustedModel(forest, card_for(forest, "rf-raw", "human", "label", len(reference)))
-    predictions, _ = bare.predict_table(case["new"])
-    kept = available_columns(bare, predictions)
+    save_model(
+        tmp_path / "bare", forest, card_for(forest, "rf-raw", "human", "label", len(reference))
+    )
+    bare = load_model(tmp_path / "bare")  # no calibration, no training summary stored
+    run = bare.run(case["new"])
+    kept = available_columns(bare, run)
     assert not {"prediction_set", "confident", "novelty", "flags"} & set(kept.columns)
     cards = build_cards(kept, case["new"], features)
     assert all(c.prediction_set is None and c.flags is None for c in cards)

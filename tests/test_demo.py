@@ -172,7 +172,7 @@ def test_demo_report_says_synthetic_on_every_section(demo_run):
 
 @pytest.mark.slow
 def test_results_markdown_lists_every_paired_difference(demo_run):
-    from ephys2tx.report.html import results_markdown
+    from ephys2tx.report.markdown import results_markdown
 
     _, results, _ = demo_run
     table = results_markdown(results)

@@ -522,13 +522,13 @@ def test_cells_out_and_data_dir_are_checked_before_any_work(tmp_path):
 
 
 def test_the_same_cell_in_two_inputs_is_an_error(tmp_path):
-    from ephys2tx.commands.data import _cells_from_inputs
+    from ephys2tx.predictor import read_cells
 
     path = tmp_path / "cells.csv"
     path.write_text("specimen_id,tau\n1,0.01\n2,0.02\n")
-    assert len(_cells_from_inputs([path], tmp_path / "f")) == 2
+    assert len(read_cells([path], tmp_path / "f")) == 2
     with pytest.raises(Ephys2txError, match="specimen_id 1 appears"):
-        _cells_from_inputs([path, path], tmp_path / "f")
+        read_cells([path, path], tmp_path / "f")
 
 
 @pytest.mark.parametrize(
@@ -594,12 +594,12 @@ def test_out_folders_that_are_files_are_refused_while_parsing(tmp_path, command)
 
 
 def test_a_features_dir_that_is_a_file_is_named_as_such(tmp_path):
-    from ephys2tx.commands.data import _cells_from_inputs
+    from ephys2tx.predictor import read_cells
 
     plain = tmp_path / "plain"
     plain.write_text("x")
     with pytest.raises(Ephys2txError, match="--features-dir"):
-        _cells_from_inputs([ABF], plain)
+        read_cells([ABF], plain)
 
 
 def test_read_only_files_and_folders_are_not_replaced(tmp_path):

@@ -21,7 +21,7 @@ from ephys2tx.evaluation.trust import (
 )
 from ephys2tx.features.families import SCALAR_FAMILIES
 from ephys2tx.models.bundle import ModelCard, save_model
-from ephys2tx.models.calibration import Temperature, fit_recalibration
+from ephys2tx.models.calibration import Temperature
 from ephys2tx.models.novelty import NovelFlag, NoveltyReference
 from ephys2tx.models.species import (
     FALSE_ALARM,
@@ -107,29 +107,6 @@ def test_temperature_sharpens_underconfident_probabilities():
     t = Temperature.fit(flat, y.astype(str), ["0", "1", "2"])
     assert t.temperature == pytest.approx(0.4, rel=0.15)
     assert np.array_equal(t.apply(flat).argmax(1), flat.argmax(1))
-
-
-def test_recalibrations_fix_a_shifted_prior_and_temperature_keeps_the_calls():
-    rng = np.random.default_rng(3)
-    y = rng.integers(0, 3, 3000)
-    logits = rng.normal(size=(3000, 3)) + 2.0 * np.eye(3)[y]
-    true_p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    shifted = true_p * np.array([4.0, 1.0, 1.0])  # a wrong prior on class 0
-    shifted /= shifted.sum(axis=1, keepdims=True)
-    labels, classes = y.astype(str), ["0", "1", "2"]
-
-    def nll(p):
-        return -np.mean(np.log(p[np.arange(len(y)), y]))
-
-    assert np.allclose(fit_recalibration("none", shifted, labels, classes).apply(shifted), shifted)
-    temperature = fit_recalibration("temperature", shifted, labels, classes).apply(shifted)
-    assert (temperature.argmax(axis=1) == shifted.argmax(axis=1)).all()
-    for method in ("vector", "dirichlet"):  # a bias per class undoes the prior
-        fixed = fit_recalibration(method, shifted, labels, classes).apply(shifted)
-        assert np.allclose(fixed.sum(axis=1), 1)
-        assert nll(fixed) < nll(temperature) - 0.02 and nll(fixed) < nll(true_p) + 0.01
-    with pytest.raises(Ephys2txError, match="unknown recalibration"):
-        fit_recalibration("isotonic", shifted, labels, classes)
 
 
 def test_stored_calibration_round_trip(trusted):

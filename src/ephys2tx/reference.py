@@ -19,8 +19,12 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from . import __version__
-from .datasets.cells import build_cells, check_species, other_species_cells, usable_features
+from .datasets.cells import (
+    build_cells,
+    check_species,
+    other_species_cells,
+    usable_features,
+)
 from .datasets.fetch import data_path, resolve_data_dir
 from .datasets.labels import DEFAULT_LABEL
 from .datasets.sources import DATA_FILES
@@ -28,25 +32,35 @@ from .datasets.taxonomy import HOMOLOGY_FILE, build_taxonomy, homology_links, re
 from .errors import Ephys2txError
 from .evaluation.hierarchy import ReferenceEvaluation, evaluate_reference, t_type_confusion
 from .evaluation.splits import DonorKFold, donor_kfold
-from .models.bundle import ModelCard, card_for, load_model, save_model
+from .models.bundle import ModelCard, card_for, load_model, read_card, save_model
 from .models.mapping import reference_features
 from .models.reference import (
     CONDITION_FEATURE,
     HierarchicalClassifier,
     ReferenceFit,
     fit_reference,
+    model_inputs,
 )
 from .models.trusted import CALIBRATION_FOLDS, fit_trust_reference, save_trust
 from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
+from .version import __version__
 
 CACHE_FOLDER = "reference-models"
+# Models on a subset of the default features (a lab's table that measures only some), in a
+# folder of their own under CACHE_FOLDER, keyed by the feature set.
+SUBSET_FOLDER = "subsets"
+# A subset model needs at least this many features to be worth training.
+MIN_SUBSET_FEATURES = 3
+# A table "has" a model input when it measures it in at least this share of the share of
+# reference cells that do (see `measured_inputs`).
+SUBSET_RELATIVE_COVERAGE = 0.5
 # Bumped when what a cached model holds changes (2: the subclass temperature), so older
 # caches are retrained rather than reused.
 CACHE_FORMAT = 2
 # The folders of the data directory each species' cell table is built from.
 SPECIES_SOURCES = {"mouse": ("mouse_gouwens2020/",), "human": ("human_lee2023/",)}
 # The settings chosen on seed-100 folds (benchmarks/select_subclass.py for the subclass
-# average, benchmarks/select_reference.py for the t-type level; README "Reference model").
+# average, benchmarks/select_reference.py for the t-type level; docs/research/default-model.md).
 DEFAULT_SETTINGS: dict[str, dict] = {
     "mouse": {
         "subclass_model": "rf+hgb+logreg1+svc",
@@ -61,7 +75,8 @@ DEFAULT_SETTINGS: dict[str, dict] = {
     },
 }
 EXTRA_INPUTS: dict[str, list[str]] = {"mouse": [], "human": [CONDITION_FEATURE]}
-# Wall time of a first-use fit on 2 cores (measured by benchmarks/bench_reference.py).
+# Wall time of a first-use fit on 2 cores, rounded, for the message that announces it
+# (measured by benchmarks/bench_reference.py: docs/results/default-model.md).
 FIRST_USE_SECONDS = {"mouse": 60, "human": 30}
 
 
@@ -80,8 +95,14 @@ def data_checksums(species: str, data_dir=None, mirror=None) -> dict[str, str]:
     return {name: DATA_FILES[name].sha256 for name in data_files(species)}
 
 
-def cache_key(species: str, checksums: dict[str, str], settings: dict | None = None) -> str:
-    """Key of a cached model: data checksums, settings and package version."""
+def cache_key(
+    species: str,
+    checksums: dict[str, str],
+    settings: dict | None = None,
+    features: list[str] | None = None,
+) -> str:
+    """Key of a cached model: data checksums, settings, package version and, for a model on
+    a subset of the default features, that feature set (in any order)."""
     payload = {
         "species": species,
         "data": checksums,
@@ -89,6 +110,8 @@ def cache_key(species: str, checksums: dict[str, str], settings: dict | None = N
         "version": __version__,
         "format": CACHE_FORMAT,
     }
+    if features is not None:  # absent for the default model, so its key is unchanged
+        payload["features"] = sorted(set(features))
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -111,15 +134,27 @@ def train_reference(
     settings: dict | None = None,
     seed: int = 0,
     n_jobs: int = 1,
+    features: list[str] | None = None,
 ) -> tuple[ReferenceFit, ModelCard]:
-    """Fit and calibrate a reference model on `cells`; return it with its model card."""
+    """Fit and calibrate a reference model on `cells`; return it with its model card.
+
+    `features`: train on only these of the default inputs (a lab's table that measures
+    some of them), rather than on all."""
     settings = settings if settings is not None else DEFAULT_SETTINGS[species]
-    features = usable_features(cells) + EXTRA_INPUTS[species]
+    default = usable_features(cells) + EXTRA_INPUTS[species]
+    if features is not None:
+        unknown = sorted(set(features) - set(default))
+        if unknown:
+            raise Ephys2txError(
+                f"{', '.join(unknown)}: not input(s) of the {species} reference model; a "
+                "subset model is trained on some of its inputs only"
+            )
+    features = default if features is None else [f for f in default if f in set(features)]
     t_types = sorted(cells["t_type"].dropna().unique())
     links = homology_links(read_homology(data_dir, mirror), species, t_types)
     cv = donor_kfold(CALIBRATION_FOLDS, seed)
     # one BLAS/OpenMP thread per process: folds run in parallel processes, and on 2 shared
-    # cores nested threads oversubscribe (a first use took 3.5x longer without this limit)
+    # cores nested threads oversubscribe (measured: docs/results/default-model.md)
     with threadpool_limits(limits=1):
         fit = fit_reference(cells, species, features, cv, settings, seed, n_jobs, homology=links)
     taxonomy = fit.taxonomy
@@ -137,6 +172,9 @@ def train_reference(
         # a record of what the model applies (its `subclass_temperature`), for readers
         subclass_recalibration=fit.temperature.to_dict(),
         data_sha256=data_checksums(species, data_dir, mirror),
+        oof_macro_f1=fit.oof_macro_f1,
+        oof_folds=f"{CALIBRATION_FOLDS} donor-grouped folds, seed {seed}",
+        subset=len(features) < len(default),
     )
     card.classes = list(taxonomy.subclasses)
     return fit, card
@@ -177,13 +215,25 @@ def cached_reference(
     mirror=None,
     say: Callable[[str], None] = print,
     n_jobs: int = -1,
+    features: list[str] | None = None,
 ) -> Path:
     """The cached reference model directory of a species, trained now if absent, stale or
-    damaged (the cache holds only what the public tables give again)."""
+    damaged (the cache holds only what the public tables give again).
+
+    `features`: the model on only these of the default inputs, cached under a key of that
+    set (see `subset_for_table`)."""
     checksums = data_checksums(species, data_dir, mirror)
-    key = cache_key(species, checksums)
+    key = cache_key(species, checksums, features=features)
     root = resolve_data_dir(data_dir) / CACHE_FOLDER
     target = root / f"{species}-{key[:16]}"
+    stale_prefix = f"{species}-"
+    if features is not None:  # subsets of the same data and version are kept side by side
+        stale_prefix = f"{species}-{cache_key(species, checksums)[:8]}-"
+        root = root / SUBSET_FOLDER
+        target = root / f"{stale_prefix}{key[:16]}"
+    what = f"{species} reference model" + (
+        f" on {len(features)} features" if features is not None else ""
+    )
     why = "on first use"
     if target.is_dir():
         try:
@@ -191,22 +241,21 @@ def cached_reference(
         except Ephys2txError as err:  # damaged: train it again rather than stop the user
             why = f"again: the cached one is unreadable ({err})"
         else:
-            say(f"using the cached {species} reference model in {target}")
+            say(f"using the cached {what} in {target}")
             return target
-    say(
-        f"training the {species} reference model {why} (about "
-        f"{FIRST_USE_SECONDS[species]} s); cached in {target}"
-    )
+    say(f"training the {what} {why} (about {FIRST_USE_SECONDS[species]} s); cached in {target}")
     start = time.perf_counter()
     cells = reference_cells(species, data_dir, mirror)
-    fit, card = train_reference(species, cells, data_dir, mirror, n_jobs=n_jobs)
+    fit, card = train_reference(species, cells, data_dir, mirror, n_jobs=n_jobs, features=features)
     card.extra["train_seconds"] = round(time.perf_counter() - start, 1)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{species}-", dir=root))
     try:
         save_reference(tmp, fit, card, cells, data_dir=data_dir, mirror=mirror)
-        for stale in root.glob(f"{species}-*"):  # older data or version, or damaged: replaced
-            shutil.rmtree(stale, ignore_errors=True)
+        # older data or version, or damaged: replaced (subsets of this data and version stay)
+        for stale in root.glob(f"{species}-*"):
+            if features is None or not stale.name.startswith(stale_prefix):
+                shutil.rmtree(stale, ignore_errors=True)
         try:
             tmp.rename(target)
         except OSError:  # another process cached the same model meanwhile: use that one
@@ -214,6 +263,76 @@ def cached_reference(
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def default_inputs(species: str, data_dir=None, mirror=None) -> dict[str, float]:
+    """The inputs of a species' default reference model (as `train_reference` chooses them),
+    each with the share of reference cells that measure it."""
+    cells = reference_cells(species, data_dir, mirror)
+    condition = model_inputs(cells, [CONDITION_FEATURE])[CONDITION_FEATURE]
+    cells = cells.assign(**{CONDITION_FEATURE: condition})
+    inputs = usable_features(cells) + EXTRA_INPUTS[species]
+    return {f: float(cells[f].notna().mean()) for f in inputs}
+
+
+def measured_inputs(table: pd.DataFrame, inputs: dict[str, float]) -> list[str]:
+    """The model inputs a cell table has. A feature counts when the table measures it in at
+    least SUBSET_RELATIVE_COVERAGE of the share of reference cells that do (at least half
+    the cells for a feature every reference cell has; a quarter for one half of them have):
+    a column that is there but mostly empty counts as absent, while a batch that misses a
+    feature about as often as the reference does keeps it."""
+    X = model_inputs(table, list(inputs))
+    return [
+        f for f, share in inputs.items()
+        if X[f].notna().mean() >= max(SUBSET_RELATIVE_COVERAGE * share, 1e-9)
+    ]  # fmt: skip
+
+
+def subset_for_table(species: str, table: pd.DataFrame, data_dir=None, mirror=None):
+    """The features a subset model should use for `table`, or None when the table has all of
+    the default model's inputs (then the default model is used)."""
+    inputs = default_inputs(species, data_dir, mirror)
+    had = measured_inputs(table, inputs)
+    if len(had) == len(inputs):
+        return None
+    if len(had) < MIN_SUBSET_FEATURES:
+        names = list(inputs)
+        shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+        raise Ephys2txError(
+            f"the cells measure {len(had)} of the {species} reference model's {len(inputs)} "
+            f"features ({', '.join(had) or 'none'}); at least {MIN_SUBSET_FEATURES} are "
+            f"needed (canonical names such as {shown}; map another pipeline's columns with "
+            "--feature-map FILE)"
+        )
+    return had
+
+
+def reference_for_table(
+    species: str,
+    table: pd.DataFrame,
+    data_dir=None,
+    mirror=None,
+    say: Callable[[str], None] = print,
+    n_jobs: int = -1,
+) -> Path:
+    """The reference model for a cell table: the default one when the table measures all its
+    inputs, else one trained on exactly the inputs it measures (cached per feature set, not
+    the default with the rest left NaN). Says which, with the subset's own out-of-fold
+    macro-F1 on the reference cells."""
+    subset = subset_for_table(species, table, data_dir, mirror)
+    target = cached_reference(species, data_dir, mirror, say, n_jobs, features=subset)
+    if subset is not None:
+        card = read_card(target)
+        n_all = len(default_inputs(species, data_dir, mirror))
+        f1 = card.extra.get("oof_macro_f1")
+        score = f"{f1:.3f}" if isinstance(f1, float) else "not recorded"
+        say(
+            f"the cells measure {len(subset)} of the {species} reference model's {n_all} "
+            f"features: predicting with the model trained on those {len(subset)} (out-of-fold "
+            f"subclass macro-F1 {score} on {card.n_train_cells} reference cells, "
+            f"{card.extra.get('oof_folds', 'donor-grouped folds')})"
+        )
     return target
 
 

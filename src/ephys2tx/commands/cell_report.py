@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import Ephys2txError
 from ..models.bundle import ModelCard
-from ..models.trusted import TrustedModel
+from ..predictor import PredictionRun, Predictor
 from ..recordings.read import SUFFIXES as RECORDING_SUFFIXES
 from ..recordings.sweeps import Sweep
 from .common import console, training_cells
@@ -50,19 +49,19 @@ def recording_sweeps(table: pd.DataFrame) -> dict[int, tuple[dict[str, Sweep], s
 
 
 def model_info(
-    model: TrustedModel, reference: pd.DataFrame | None, alpha: float
+    predictor: Predictor, run: PredictionRun, reference: pd.DataFrame | None, alpha: float
 ) -> dict[str, object]:
     """What the page header says about the model."""
-    card = model.card
+    card = predictor.card
     info: dict[str, object] = {
         "model": card.kind,
         "species": card.species,
         "classes": ", ".join(card.classes),
-        "features": len(card.features),
+        "features": len(predictor.measured_features),
         "trained on": f"{card.n_train_cells} cells",
         "ephys2tx": card.version,
         "prediction sets": f"Mondrian conformal, alpha {alpha:g}"
-        if model.conformal is not None
+        if run.calibrated
         else "none (no stored calibration)",
     }
     info["reference cells"] = (
@@ -73,36 +72,20 @@ def model_info(
     return info
 
 
-def available_columns(model: TrustedModel, predictions: pd.DataFrame) -> pd.DataFrame:
+def available_columns(predictor: Predictor, run: PredictionRun) -> pd.DataFrame:
     """The predictions without the columns this model cannot fill (no calibration: no sets
-    or confident calls; no reference: no novelty or flags), so the page says "not available"
-    instead of showing empty sets."""
+    or confident calls; no stored training summary: no novelty or flags), so the page says
+    "not available" instead of showing empty sets."""
     absent = []
-    if model.conformal is None:
+    if not run.calibrated:
         absent += ["prediction_set", "confident"]
-    if model.reference is None:
+    if predictor.trust_reference is None:
         absent += ["novelty", "flags"]
-    return predictions.drop(columns=absent, errors="ignore")
-
-
-def report_model(model_dir: Path) -> TrustedModel:
-    """The model as the report sees it; a reference model's subclass level counts."""
-    from ..models.bundle import load_model
-    from ..models.conformal import MondrianConformal
-    from ..models.mapping import reference_features
-    from ..models.trusted import load_reference
-
-    estimator, card = load_model(model_dir)
-    if card.kind != "reference":
-        return TrustedModel.load(model_dir)
-    stored = card.extra.get("conformal", {}).get("subclass")
-    conformal = MondrianConformal.from_dict(stored) if stored else None
-    card = replace(card, features=reference_features(card))  # measured inputs only
-    return TrustedModel(estimator, card, conformal, None, load_reference(model_dir))
+    return run.table.drop(columns=absent, errors="ignore")
 
 
 def write_predict_report(
-    path: Path, model_dir: Path, table: pd.DataFrame, predictions: pd.DataFrame, alpha: float
+    path: Path, predictor: Predictor, table: pd.DataFrame, run: PredictionRun, alpha: float
 ) -> Path:
     """Build one card per predicted cell and write the page atomically.
 
@@ -113,13 +96,12 @@ def write_predict_report(
     from ..report.cell_page import write_cell_report
     from ..report.cells import build_cards
 
-    model = report_model(model_dir)
     neighbour_indices = neighbour_distances = None
-    if model.reference is not None:
-        novelty = model.reference.novelty
+    if predictor.trust_reference is not None:
+        novelty = predictor.trust_reference.novelty
         X = table.reindex(columns=novelty.features)
         neighbour_indices, neighbour_distances = novelty.neighbours(X, k=5)
-    card = model.card
+    card = predictor.card
     reference = reference_cells(card)
     if neighbour_indices is not None and (
         reference is None or len(reference) != card.n_train_cells
@@ -132,9 +114,9 @@ def write_predict_report(
     with console.status("reading rheobase and hero sweeps of the recordings"):
         sweeps = recording_sweeps(table)
     cards = build_cards(
-        available_columns(model, predictions),
+        available_columns(predictor, run),
         table,
-        card.features,
+        predictor.measured_features,
         reference,
         card.label,
         neighbour_indices,
@@ -142,5 +124,5 @@ def write_predict_report(
         sweeps,
     )
     title = f"ephys2tx {card.kind} ({card.species}): {len(cards)} cell(s)"
-    info = model_info(model, reference, alpha)
+    info = model_info(predictor, run, reference, alpha)
     return write_cell_report(path, cards, title, info, progress=True)

@@ -36,7 +36,6 @@ def _check_species(value: str | None) -> str | None:
 
 
 Species = Annotated[str, typer.Option("--species", help="mouse or human.", callback=_check_species)]
-SpeciesArg = Annotated[str, typer.Argument(help="mouse or human", callback=_check_species)]
 FileSpecies = Annotated[
     str | None,
     typer.Option(

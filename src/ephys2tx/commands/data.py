@@ -13,16 +13,14 @@ from rich.table import Table
 from ..datasets.cells import (
     build_cells,
     check_table_out,
-    check_unique_ids,
     other_species_cells,
-    read_cell_table,
     usable_features,
     write_cell_table,
 )
 from ..datasets.fetch import fetch_all, resolve_data_dir, resolve_mirror
 from ..datasets.sources import DATA_FILES
 from ..errors import Ephys2txError
-from ..schema import FLAG_SEPARATOR, split_joined
+from ..schema import check_species
 from .calibration import Alpha, Calibrate, TrustOption, print_trust
 from .common import (
     AllowUnknownIds,
@@ -137,86 +135,67 @@ def train_rf(
     )  # fmt: skip
 
 
-def _cells_from_inputs(inputs: list[Path], features_dir: Path):
-    """Tables are read as they are; recordings (files or folders) go through `extract`."""
-    import pandas as pd
-
-    from ..features.batch import run_batch
-    from ..files import check_writable_folder
-    from ..recordings.read import expand_recordings, is_recording_input
-
-    tables = [read_cell_table(path) for path in inputs if not is_recording_input(path)]
-    recordings, found = expand_recordings(p for p in inputs if is_recording_input(p))
-    for line in found:
-        console.print(line, highlight=False, soft_wrap=True)
-    if recordings:
-        check_writable_folder(features_dir, f"features folder {features_dir} (--features-dir)")
-        batch = run_batch(recordings, features_dir)
-        for note in batch.warnings:  # e.g. two recordings of one name: ids named apart
-            console.print(f"[yellow]warning[/] {note}")
-        for row in batch.errors.itertuples(index=False):
-            console.print(f"[yellow]skipped[/] {row.file}: {row.reason}")
-        if len(batch.cells):
-            tables.append(batch.cells)
-        console.print(f"features of {len(batch.cells)} recording(s) in {features_dir}")
-    if not tables:
-        raise Ephys2txError(
-            "no cells to predict: no recording gave a cell and no cell table was given (see above)"
-        )
-    table = pd.concat(tables, ignore_index=True)
-    if len(tables) > 1:
-        check_unique_ids(table, "the inputs together")
-    return table
+# The options of `predict`.
+PredictModel = Annotated[
+    Path,
+    typer.Argument(help="A directory written by `ephys2tx train` (with --species: a cell input)."),
+]
+PredictInputs = Annotated[
+    list[Path] | None,
+    typer.Argument(help="Cell tables (.parquet/.csv), recordings (.nwb/.abf) or folders."),
+]
+PredictOut = Annotated[Path, typer.Option("--out", help="CSV of predictions.")]
+FeaturesDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--features-dir", help="Where extracted features of recordings go (default: next to --out)."
+    ),
+]
+DefaultSpecies = Annotated[
+    str | None,
+    typer.Option("--species", help="No MODEL_DIR: use the cached default model of a species."),
+]
+JsonOut = Annotated[
+    Path | None, typer.Option("--json", help="Hierarchical models: full distribution per level.")
+]
+Strict = Annotated[
+    bool, typer.Option("--strict", help="Exit with status 1 when every cell is flagged.")
+]
+ReportOut = Annotated[
+    Path | None,
+    typer.Option("--report", help="Also write a per-cell HTML report (one card per cell)."),
+]
+FeatureMap = Annotated[
+    Path | None,
+    typer.Option(
+        "--feature-map",
+        help="Your pipeline's columns as canonical features (CSV or YAML; "
+        "docs/guides/crosswalks.md). Known pipelines are recognized without one.",
+    ),
+]
 
 
 def predict(
-    model_dir: Annotated[
-        Path,
-        typer.Argument(
-            help="A directory written by `ephys2tx train` (with --species: a cell input)."
-        ),
-    ],
-    inputs: Annotated[
-        list[Path] | None,
-        typer.Argument(help="Cell tables (.parquet/.csv), recordings (.nwb/.abf) or folders."),
-    ] = None,
-    out: Annotated[Path, typer.Option("--out", help="CSV of predictions.")] = Path(
-        "predictions.csv"
-    ),
-    features_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--features-dir",
-            help="Where extracted features of recordings go (default: next to --out).",
-        ),
-    ] = None,
-    species: Annotated[
-        str | None,
-        typer.Option(
-            "--species", help="No MODEL_DIR: use the cached reference model of a species."
-        ),
-    ] = None,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Reference models: full distribution per level.")
-    ] = None,
+    model_dir: PredictModel,
+    inputs: PredictInputs = None,
+    out: PredictOut = Path("predictions.csv"),
+    features_dir: FeaturesDir = None,
+    species: DefaultSpecies = None,
+    json_out: JsonOut = None,
     data_dir: DataDir = None,
     mirror: Mirror = None,
     alpha: Alpha = 0.1,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Exit with status 1 when every cell is flagged.")
-    ] = False,
-    report: Annotated[
-        Path | None,
-        typer.Option("--report", help="Also write a per-cell HTML report (one card per cell)."),
-    ] = None,
+    strict: Strict = False,
+    report: ReportOut = None,
+    feature_map: FeatureMap = None,
 ) -> None:
     """Predict subclasses with probabilities, a conformal set, flags and novelty per cell.
 
-    `predict --species human|mouse CELLS...` needs no model: it uses the reference model
+    `predict --species human|mouse CELLS...` needs no model: it uses the default model
     (subclass, then t-type), trained from the public tables on first use and cached."""
     from ..files import check_out_file
-    from ..models.trusted import TrustedModel
-    from .reference import is_reference_model, predict_reference, resolve_predict_model
+    from ..models.bundle import META_FILE
+    from ..predictor import load_model, read_cells
 
     check_out_file(out, "--out")
     if out.resolve() in {Path(p).resolve() for p in inputs or []}:
@@ -224,57 +203,81 @@ def predict(
     for option, path in (("--report", report), ("--json", json_out)):
         if path is not None:
             check_out_file(path, option)
-    model_dir, inputs = resolve_predict_model(model_dir, inputs or [], species, data_dir, mirror)
-    if is_reference_model(model_dir):
-        table = _cells_from_inputs(inputs, features_dir or out.with_name(out.stem + "_features"))
-        predictions, missing, card = predict_reference(model_dir, table, alpha, json_out)
-        columns = ["specimen_id", "subclass", "subclass_set", "t_type", "t_type_set"]
-        columns += ["most_specific", "confident", "flags"]
+    if species is None:
+        if not inputs:
+            raise Ephys2txError(
+                "give cells to predict after MODEL_DIR, or use `predict --species human|mouse "
+                "CELLS... --out F` for the default model"
+            )
+        predictor = load_model(model_dir)
     else:
-        if json_out is not None:
-            raise Ephys2txError("--json needs a reference model (`predict --species ...`)")
-        model = TrustedModel.load(model_dir)
-        card = model.card
-        table = _cells_from_inputs(inputs, features_dir or out.with_name(out.stem + "_features"))
-        predictions, missing = model.predict_table(table, alpha)
-        if model.conformal is None:
-            console.print("[yellow]warning[/] no stored calibration: no prediction sets")
-        columns = ["specimen_id", "predicted", "prediction_set", "confident", "novelty", "flags"]
-    if missing:
-        raised = predictions["flags"].map(lambda f: split_joined(f, FLAG_SEPARATOR)).explode()
-        raised = raised[raised.str.startswith(("few_features", "missing_family:"))]
-        counts = ", ".join(f"{k} ({v} cells)" for k, v in raised.value_counts().items())
-        console.print(
-            f"[yellow]warning[/] the input lacks {len(missing)} model column(s), treated as "
-            f"unmeasured (NaN): {', '.join(missing)}; flags: {counts or 'none raised'}",
-            soft_wrap=True,
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.part")
-    predictions.to_csv(tmp, index=False)
-    tmp.replace(out)
+        if (model_dir / META_FILE).is_file():
+            raise Ephys2txError(
+                f"{model_dir} is a model directory: give either MODEL_DIR or --species, not both"
+            )
+        inputs = [model_dir, *(inputs or [])]
+        species = check_species(species)
+    features_dir = features_dir or out.with_name(out.stem + "_features")
+    table = read_cells(inputs, features_dir, feature_map)
+    if species is not None:  # the cells decide: the default model, or one on their features
+        predictor = load_model(species, data_dir=data_dir, mirror=mirror, cells=table)
+    if json_out is not None and predictor.kind != "hierarchical":
+        raise Ephys2txError("--json needs a hierarchical model (`predict --species ...`)")
+    run = predictor.run(table, alpha)
+    predictions = run.table
+    if not run.calibrated:
+        console.print("[yellow]warning[/] no stored calibration: no prediction sets")
+    note = run.missing_note()
+    if note is not None:
+        console.print(f"[yellow]warning[/] {note}", soft_wrap=True)
+    write_csv_atomic(predictions, out)
+    if json_out is not None:
+        write_json_atomic(run.mapping, json_out)
+        console.print(f"wrote the per-level distributions of {len(table)} cells to {json_out}")
+    card = predictor.card
     shown = Table(title=f"{card.kind} ({card.species}, {card.label}) predictions")
-    for column in columns:
+    for column in predictor.shown_columns:
         shown.add_column(column)
-    for row in predictions[columns].head(20).itertuples(index=False):
+    for row in predictions[predictor.shown_columns].head(20).itertuples(index=False):
         shown.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row))
     console.print(shown)
-    n_flagged = int((predictions["flags"] != "").sum())
     console.print(
         f"wrote {len(predictions)} predictions to {out} (alpha {alpha:g}): "
-        f"{int(predictions['confident'].sum())} confident, {n_flagged} flagged"
+        f"{run.n_confident} confident, {run.n_flagged} flagged"
     )
     if report is not None:
         from .cell_report import write_predict_report
 
-        write_predict_report(report, model_dir, table, predictions, alpha)
+        write_predict_report(report, predictor, table, run, alpha)
         console.print(f"wrote the per-cell report to {report}")
-    if strict and len(predictions) and n_flagged == len(predictions):
+    if strict and len(predictions) and run.n_flagged == len(predictions):
         console.print(
             "error: --strict: every cell is flagged (see the flags column); "
             "drop --strict to accept flagged calls"
         )
         raise typer.Exit(1)
+
+
+def write_csv_atomic(table, path: Path) -> None:
+    """Write a CSV into place only once it is complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    table.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def write_json_atomic(payload: dict, path: Path) -> None:
+    """Write JSON (numpy scalars as plain numbers) into place only once it is complete."""
+
+    def plain(value):
+        if hasattr(value, "item"):
+            return value.item()
+        raise TypeError(f"not JSON serializable: {type(value)}")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(payload, indent=1, default=plain))
+    tmp.replace(path)
 
 
 def evaluate_rf(

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import pandas as pd
 import typer
 
-from ..schema import SET_SEPARATOR, split_joined
 from .calibration import Alpha
 from .common import (
     AllowUnknownIds,
@@ -99,82 +94,3 @@ def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer
     """Add this group's commands to the CLI."""
     train_app.command("reference")(train_reference_cmd)
     evaluate_app.command("reference")(evaluate_reference_cmd)
-
-
-def resolve_predict_model(
-    model_dir: Path, inputs: list[Path], species: str | None, data_dir=None, mirror=None
-) -> tuple[Path, list[Path]]:
-    """`predict MODEL_DIR CELLS...` as before; with `--species`, the first argument is a cell
-    input too and the model is the species' cached reference model (trained if absent)."""
-    from ..datasets.cells import check_species
-    from ..errors import Ephys2txError
-    from ..models.bundle import META_FILE
-    from ..reference import cached_reference
-
-    if species is None:
-        if not inputs:
-            raise Ephys2txError(
-                "give cells to predict after MODEL_DIR, or use `predict --species human|mouse "
-                "CELLS... --out F` for the reference model"
-            )
-        return model_dir, inputs
-    if (model_dir / META_FILE).is_file():
-        raise Ephys2txError(
-            f"{model_dir} is a model directory: give either MODEL_DIR or --species, not both"
-        )
-    target = cached_reference(check_species(species), data_dir, mirror, say=console.print)
-    return target, [model_dir, *inputs]
-
-
-def write_mapping(estimator, card, table, alpha: float, json_out: Path | None):
-    """The MapMyCells-style table of a reference model; `--json` gets the full distribution."""
-    from ..models.mapping import predict_mapping
-
-    mapping = predict_mapping(estimator, card, table, alpha)
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = json_out.with_name(f".{json_out.name}.part")
-        tmp.write_text(json.dumps(mapping.json, indent=1, default=_plain))
-        tmp.replace(json_out)
-        console.print(f"wrote the per-level distributions of {len(table)} cells to {json_out}")
-    return mapping.table
-
-
-def _plain(value):
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"not JSON serializable: {type(value)}")
-
-
-def is_reference_model(model_dir: Path) -> bool:
-    """True for a directory written by `train reference` or the reference cache."""
-    from ..models.bundle import META_FILE, read_card
-
-    return (model_dir / META_FILE).is_file() and read_card(model_dir).kind == "reference"
-
-
-def predict_reference(model_dir: Path, table, alpha: float, json_out: Path | None):
-    """MapMyCells-style predictions of a reference model directory with the trust columns
-    (the subclass set is the prediction set); also the model columns the table lacked."""
-    from threadpoolctl import threadpool_limits
-
-    from ..models.bundle import align_features, load_model
-    from ..models.mapping import reference_features
-    from ..models.trusted import load_reference, trust_table
-
-    estimator, card = load_model(model_dir)
-    # one OpenMP/BLAS thread: on 2 shared cores the boosted trees' threads oversubscribe
-    # (mouse, 100 cells: 2.9 s with one thread, 5.8-12.5 s without, load average 3.5)
-    with threadpool_limits(limits=1):
-        mapping = write_mapping(estimator, card, table, alpha, json_out)
-    _, missing = align_features(table, reference_features(card))
-    classes = list(card.classes)
-    proba = mapping[[f"p_{c}" for c in classes]].to_numpy()
-    sets = [split_joined(s, SET_SEPARATOR) for s in mapping["subclass_set"]]
-    calibrated = mapping["subclass_set"].astype(bool).any()
-    trust = trust_table(
-        table, proba, classes, sets if calibrated else None, load_reference(model_dir)
-    )
-    at = mapping.columns.get_loc(f"p_{classes[-1]}") + 1
-    predictions = pd.concat([mapping.iloc[:, :at], trust, mapping.iloc[:, at:]], axis=1)
-    return predictions, missing, card

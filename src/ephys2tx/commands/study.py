@@ -28,24 +28,35 @@ def reproduce(
     ] = -1,
     update_readme: Annotated[
         Path | None,
-        typer.Option("--update-readme", help="Write the results table into this README."),
+        typer.Option("--update-readme", help="Write the headline results table into this README."),
+    ] = None,
+    update_docs: Annotated[
+        Path | None,
+        typer.Option(
+            "--update-docs",
+            help="Write the results tables as Markdown into this folder (docs/results/generated).",
+        ),
     ] = None,
     data_dir: DataDir = None,
     mirror: Mirror = None,
 ) -> None:
     """Reproduce the study from the public data: QC, sPCA/UMAP, forest, BiLSTM, transfer."""
     from ..files import check_out_file, check_writable_folder
-    from ..report.html import results_markdown
-    from ..report.html import update_readme as write_table
+    from ..report.markdown import results_markdown, write_docs_tables
+    from ..report.markdown import update_readme as write_table
     from ..study.run import reproduce as run
 
     check_writable_folder(out, f"--out {out}")  # before any step, not after the first
     if update_readme is not None:
         check_out_file(update_readme, "--update-readme")
+    if update_docs is not None:
+        check_writable_folder(update_docs, f"--update-docs {update_docs}")
     results = run(out, quick, seed, data_dir, mirror, jobs)
     (out / "results.md").write_text(results_markdown(results))
     if update_readme is not None:
         write_table(update_readme, results)
+    if update_docs is not None:
+        write_docs_tables(results, update_docs)
     console.print(results_markdown(results))
     console.print(f"wrote {out / 'results.json'} and {out / 'report.html'}")
 

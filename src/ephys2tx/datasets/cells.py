@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..console import console
 from ..errors import Ephys2txError, one_line
 from ..features.families import SCALAR_FEATURES
 from ..files import check_out_file
 from ..schema import FEATURE_DTYPE, ID_COLUMNS, SPECIES, check_species
 from . import labels
+from .crosswalk import ID_ALIASES, Crosswalk, recognize, to_canonical
 from .featuremap import EFEATURE, GOUWENS, map_mouse_features
 from .fetch import data_path
 
@@ -161,11 +163,13 @@ def other_species_cells(
     return {s: build_cells(s, data_dir, mirror)[0] for s in SPECIES if s != check_species(species)}
 
 
-def read_cell_table(path: str | Path) -> pd.DataFrame:
+def read_cell_table(path: str | Path, feature_map: Crosswalk | None = None) -> pd.DataFrame:
     """Read a Parquet or CSV cell table; a missing, unreadable or malformed one is a clear error.
 
     Feature columns must be numbers or empty: a text value, a comma decimal or ±inf is
-    reported with its column and row, never turned into a silent NaN.
+    reported with its column and row, never turned into a silent NaN. A table of another
+    pipeline (no canonical features, columns of a known pipeline) or any table given with
+    `feature_map` goes through the crosswalk, which prints one summary line.
     """
     path = Path(path)
     if path.exists() and not path.is_file():
@@ -191,6 +195,12 @@ def read_cell_table(path: str | Path) -> pd.DataFrame:
             f"cannot read cell table {path} ({one_line(exc)}); the file is damaged "
             f"or not a {suffix[1:]} file: write it again"
         ) from exc
+    if feature_map is not None or not any(c in SCALAR_FEATURES for c in table.columns):
+        table = _crosswalked(table, path, feature_map)
+    if "specimen_id" not in table.columns:
+        alias = next((c for c in table.columns if _id_alias(c)), None)
+        if alias is not None:
+            table = table.rename(columns={alias: "specimen_id"})
     if "specimen_id" not in table.columns:
         columns = list(table.columns)
         hint = ""
@@ -206,6 +216,22 @@ def read_cell_table(path: str | Path) -> pd.DataFrame:
     for column in [c for c in SCALAR_FEATURES if c in table.columns]:
         table[column] = _numeric_column(table[column], column, path, row_offset)
     return table
+
+
+def _id_alias(column: object) -> bool:
+    return " ".join(str(column).lower().split()) in ID_ALIASES
+
+
+def _crosswalked(table: pd.DataFrame, path: Path, feature_map: Crosswalk | None) -> pd.DataFrame:
+    """The table through `feature_map`, or through the known pipeline its columns match;
+    unchanged when no pipeline matches (the usual errors follow)."""
+    if table.empty:
+        return table
+    if feature_map is None and recognize(table.columns) is None:
+        return table
+    cells, report = to_canonical(table, feature_map, source=path.name)
+    console.print(report.summary(), highlight=False, soft_wrap=True)
+    return cells
 
 
 def check_unique_ids(table: pd.DataFrame, source: str, row_offset: int = 1) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import Ephys2txError, one_line
+from ..errors import Ephys2txError, import_extra, one_line
 from ..files import CHUNK, sha256_of
 
 DANDISETS = {
@@ -106,7 +106,7 @@ def list_assets(
     if limit is not None and limit < 1:
         raise Ephys2txError(f"--limit must be at least 1, not {limit}")
     if client is None:
-        from dandi.dandiapi import DandiAPIClient
+        DandiAPIClient = import_extra("dandi.dandiapi", "dandi", "fetch-nwb").DandiAPIClient
 
         _probe(DANDI_API_HOST)  # fail in seconds, not after the client's minute of retries
         client = DandiAPIClient()

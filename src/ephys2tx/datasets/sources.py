@@ -31,7 +31,9 @@ _LEE = ("AllenInstitute/human_patchseq_gaba", "5eb357a1cea246c7c847b5608a8fc7e87
 _HODGE = ("ManiVaultStudio/PatchSeqLoader", "9a3b02458e0754f9ac40e36f77d0c99230683762")
 _DRCME_FV = ("smestern/drcme", "730fe4b8476a665c7fb63f67658e0f1a3c7bc582")
 _DRCME = ("AllenInstitute/drcme", "9f6555cd9a9388946eba9f7f627dbb92c1ba7e94")
+_SCALA = ("berenslab/mini-atlas", "3bf98a524b8e48aa8647e1b9ae8f2351d9c712c9")
 _ALLEN_LICENCE = "Allen Institute Software License"
+_SCALA_LICENCE = "no licence file; data of Scala et al. 2021"
 
 DATA_FILES: dict[str, DataFile] = {
     f.name: f
@@ -77,6 +79,20 @@ DATA_FILES: dict[str, DataFile] = {
             "data/DataS1_Donor_table.csv",
             "d50138865487b6a913a23d0b0bf0473f6b7414f994803d1ae5656903c036943b",
             _ALLEN_LICENCE,
+        ),
+        DataFile(
+            "mouse_scala2021/m1_patchseq_ephys_features.csv",
+            *_SCALA,
+            "data/m1_patchseq_ephys_features.csv",
+            "32825f3837d7ce1144aa1521b23122a5df0da961a92021e12766e9cbec4998e6",
+            _SCALA_LICENCE,
+        ),
+        DataFile(
+            "mouse_scala2021/m1_patchseq_meta_data.csv",
+            *_SCALA,
+            "data/m1_patchseq_meta_data.csv",
+            "5c47ec8c5437bba95d4b75dd66896e33aa67dce294621982a466ad23abcf63d4",
+            _SCALA_LICENCE,
         ),
         DataFile(
             "homology/hodge_taxonomy.csv",

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..console import console
-from ..errors import Ephys2txError, one_line
+from ..errors import Ephys2txError, import_extra, one_line
 from ..files import marked_read_only, sha256_of
 from ..recordings.sweeps import Recording
 from ..schema import FEATURE_DTYPE, ID_COLUMNS
@@ -41,9 +41,10 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT = "20s"  # to reach an existing scheduler (--scheduler)
 # Local workers run without Dask's MALLOC_TRIM_THRESHOLD_=65536: setting it switches off
 # glibc's adaptive mmap threshold, so every large temporary array of the extraction is a fresh
-# mmap with page faults. Measured on 20 synthetic cells: 0.95 -> 0.41 CPU s/cell, and 2 workers
-# vs 1 went from 1.64x to 1.94x. The sampling profiler and GIL monitor are off as well: they
-# wake every 1-10 ms, and with one core per worker that time comes out of the extraction.
+# mmap with page faults, which took more than half the extraction's time (measured:
+# docs/guides/recordings.md, "Scaling extraction on Dask"). The sampling profiler and GIL
+# monitor are off as well: they wake every 1-10 ms, and with one core per worker that time
+# comes out of the extraction.
 LOCAL_WORKER_CONFIG = {
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     "distributed.worker.profile.enabled": False,
@@ -336,7 +337,7 @@ def check_out_folder(out_dir: Path) -> None:
 
 def check_memory_limit(memory_limit: str) -> str:
     """A Dask memory size such as 2GiB or 4GB (or `auto`), checked before a cluster starts."""
-    from dask.utils import parse_bytes
+    parse_bytes = import_extra("dask.utils", "dask", "--memory-limit").parse_bytes
 
     if str(memory_limit).strip().lower() == "auto":
         return "auto"
@@ -368,7 +369,8 @@ def dask_client(
     workers: int, scheduler: str | None = None, memory_limit: str = "2GiB", processes: bool = True
 ) -> tuple[Client, LocalCluster | None]:
     """Connect to `scheduler`, or start a LocalCluster of `workers` single-threaded workers."""
-    from distributed import Client, LocalCluster
+    distributed = import_extra("distributed", "dask", "extracting features on Dask")
+    Client, LocalCluster = distributed.Client, distributed.LocalCluster
 
     if scheduler:
         try:
@@ -414,7 +416,7 @@ def run_batch(
     extractor: Extractor | None = None,
 ) -> BatchResult:
     """Extract features of many files on Dask and write the outputs to `out_dir`."""
-    from distributed import as_completed
+    as_completed = import_extra("distributed", "dask", "extracting recordings").as_completed
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     out_dir = Path(out_dir)

@@ -17,7 +17,6 @@ from ipfx import feature_vectors as fv
 from .analysis import MISSING, OK, PARTIAL, CellAnalysis, ProtocolAnalysis
 from .families import VECTOR_FAMILIES
 
-LENGTHS = {f.name: f.length for f in VECTOR_FAMILIES}
 HYPERPOL_TARGETS = [-90, -70, -50, -30, -10]  # pA, IPFX step_subthresh
 SUPRA_TARGETS = np.arange(0, 120, 20)  # pA above rheobase, IPFX psth / inst_freq / spiking_*
 SUPRA_SHIFT = 10  # pA, IPFX

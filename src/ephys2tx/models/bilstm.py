@@ -16,13 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import StratifiedGroupKFold
-from torch import nn
 
-from ..errors import Ephys2txError
+from ..errors import Ephys2txError, import_extra
 from .family_tensors import FamilyLayout, FamilyTensors, Standardizer, to_tensors
+
+# torch comes with the `nn` extra; a core install predicts with the default model without it
+torch = import_extra("torch", "nn", "training or loading a network")
+nn = torch.nn
 
 
 class FamilyEncoder(nn.Module):
@@ -164,7 +166,7 @@ def train_stage(
     """Mini-batch AdamW with early stopping on `val_loss`; restores the best weights."""
     params = [p for p in (parameters if parameters is not None else net.parameters())]
     # foreach: one kernel per step for all ~50 small tensors, not one each; the same
-    # weights bit for bit as the per-tensor loop on CPU (checked), 3-13% faster fits
+    # weights bit for bit as the per-tensor loop on CPU (checked), faster fits (docs/development.md)
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay, foreach=True)
     gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
     best, best_epoch, best_state, waited = np.inf, 0, None, 0

@@ -15,9 +15,9 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from .. import __version__
-from ..errors import Ephys2txError, one_line
+from ..errors import Ephys2txError, MissingExtra, one_line
 from ..features.families import FAMILY_OF_FEATURE
+from ..version import __version__
 
 MODEL_FILE = "model.joblib"
 META_FILE = "model.json"
@@ -111,6 +111,8 @@ def load_model(model_dir: str | Path) -> tuple[object, ModelCard]:
         )
     try:
         estimator = joblib.load(model_dir / MODEL_FILE)
+    except MissingExtra:  # e.g. a BiLSTM on an install without torch: the hint says what to add
+        raise
     except Exception as exc:  # a truncated or foreign pickle fails in many ways
         raise Ephys2txError(
             f"{model_dir / MODEL_FILE} cannot be read ({one_line(exc)}); train the model again"

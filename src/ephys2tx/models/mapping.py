@@ -12,7 +12,7 @@ in the subclass set are dropped, and when none is left the cell stays at subclas
 (`t_type_set` empty). The subclass set is calibrated at alpha (it is also the trust
 columns' `prediction_set`), the t-type set at alpha / 2 before nesting, so the nested t-type
 set covers the true t-type with probability >= 1 - 1.5 alpha by the union bound (measured:
-0.895 for human at alpha 0.1, README).
+docs/results/default-model.md).
 `most_specific` is the deepest node whose level set holds one node.
 """
 
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import __version__
 from ..datasets.taxonomy import LEVELS, Taxonomy
 from ..schema import SET_SEPARATOR
+from ..version import __version__
 from .bundle import ModelCard, align_features
 from .conformal import MondrianConformal, check_alpha
 from .reference import CONDITION_FEATURE, assign_levels, model_inputs
@@ -36,9 +36,10 @@ STAYS_AT_SUBCLASS = "t-type set empty inside the subclass set: stays at subclass
 def level_alpha(alpha: float, level: str) -> float:
     """A level's conformal level: alpha for the subclass, alpha / 2 for the t-type.
 
-    Why: with both at alpha the nested t-type set covered 0.863 of human cells at alpha 0.1
-    (seed-0 5x3), with both at alpha / 2 the subclass sets grew to 2.20 classes; this split
-    keeps the subclass set at its own alpha (0.905, 1.67 classes) and the t-type set at 0.895.
+    Why: with both at alpha the nested t-type set covered less than 1 - alpha, with both at
+    alpha / 2 the subclass sets grew much wider; this split keeps the subclass set at its own
+    alpha and the t-type set close to 1 - alpha (the figures: docs/guides/default-model.md,
+    "Sets").
     """
     return alpha if level == "subclass" else alpha / 2
 

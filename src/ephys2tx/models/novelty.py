@@ -16,16 +16,16 @@ The `novel` flag of a calibrated model (`NovelFlag`) reads more than the kNN nov
 raised when the rank average of the novelty and of 1 - the top (temperature-scaled)
 probability, each as a share of the reference cells' own out-of-fold values, exceeds the
 level that 5% of the reference cells reach. On seed-100 folds with a held-out class it left
-fewer unseen-class cells confident than the kNN novelty alone (mouse Sncg 54.7% vs 68.8%,
-human Lamp5 32.8% vs 34.3%) while keeping more in-distribution calls confident (84.4% vs
-84.0%, 66.3% vs 65.0%); a max of the two, forest proximity, tree vote entropy and an empty
-conformal set at a smaller alpha did worse (`benchmarks/select_novelty.py`). An
-uncalibrated model (no out-of-fold probabilities) keeps the kNN-only flag.
+fewer unseen-class cells confident than the kNN novelty alone, in both species, while
+keeping more in-distribution calls confident; a max of the two, forest proximity, tree vote
+entropy and an empty conformal set at a smaller alpha did worse (`benchmarks/select_novelty.py`;
+the figures: docs/research/trust.md#the-novelty-score). An uncalibrated model (no
+out-of-fold probabilities) keeps the kNN-only flag.
 
 k, the global (not per-class) form and the weights were chosen on donor-grouped folds of
 seed 100 with a held-out class (mouse Sncg, human Lamp5): per-class distances scored lower
-there, and importance weights lifted the AUROC of novelty from 0.72-0.75 to 0.85 (mouse)
-and from 0.63-0.66 to 0.66-0.69 (human).
+there, and importance weights lifted the AUROC of novelty in both species
+(docs/research/trust.md#k-form-and-weights).
 """
 
 from __future__ import annotations

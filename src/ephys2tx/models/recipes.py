@@ -7,13 +7,15 @@ all); the commands pass their options through `NetworkRecipe` the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
 
-from .bilstm import BiLSTMClassifier
 from .forest import PooledSpeciesForest, make_forest
-from .transfer import TransferClassifier, make_transfer
+
+if TYPE_CHECKING:  # the networks need torch (the `nn` extra): imported when one is built
+    from .bilstm import BiLSTMClassifier
+    from .transfer import TransferClassifier
 
 DEFAULT_TREES = 500  # the transfer study's forests keep this size in every preset
 
@@ -63,11 +65,15 @@ def forest(seed: int, inputs: str = "raw", trees: int = DEFAULT_TREES):
 
 def bilstm(s: NetworkSettings) -> BiLSTMClassifier:
     """The attention BiLSTM over feature families."""
+    from .bilstm import BiLSTMClassifier
+
     return BiLSTMClassifier(**network_params(s))
 
 
 def transfer(s: NetworkSettings, mouse: pd.DataFrame, method: str) -> TransferClassifier:
     """A mouse → human transfer network (`method`: finetune, joint, align, adversarial)."""
+    from .transfer import make_transfer
+
     return make_transfer(mouse, method, head_epochs=s.head_epochs, **network_params(s))
 
 

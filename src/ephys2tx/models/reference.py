@@ -9,9 +9,9 @@ model renormalized within each subclass. Which is which was chosen on seed-100 f
 P(subclass) is temperature-scaled (`subclass_temperature`, fitted by `fit_reference` on the
 donor-grouped out-of-fold subclass probabilities the conformal calibration computes anyway)
 and P(t-type | subclass) is kept, so the levels stay consistent. Why: the class-balanced
-average is underconfident (ECE 0.070 on human seed-100 folds, 0.021 after the temperature;
-vector scaling and Dirichlet calibration scored about the same but change calls and lost
-macro-F1, `benchmarks/select_calibration.py`).
+average is underconfident, and one temperature fixes it about as well as vector scaling or
+Dirichlet calibration, which change calls and lost macro-F1 (`benchmarks/select_calibration.py`;
+the figures: docs/research/default-model.md#calibration).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -400,6 +401,8 @@ class ReferenceFit:
     # each training cell's out-of-fold top subclass probability (temperature applied), for
     # the `novel` flag's calibration; None without a splitter
     top_probability: np.ndarray | None = None
+    # macro-F1 of the out-of-fold subclass calls (the same folds), None without a splitter
+    oof_macro_f1: float | None = None
 
 
 def fit_reference(
@@ -422,7 +425,7 @@ def fit_reference(
     X = model_inputs(cells, features)
     # folds run in parallel with one-core models; the final fit uses n_jobs inside the forest
     model = HierarchicalClassifier(taxonomy, seed=seed, n_jobs=1, **(settings or {}))
-    calibration, temperature, top_probability = {}, Temperature(), None
+    calibration, temperature, top_probability, oof_macro_f1 = {}, Temperature(), None, None
     if cv is not None:
         oof = out_of_fold_proba(model, X, leaves, cells["donor"].to_numpy(), cv, n_jobs=n_jobs)
         order = [sorted(taxonomy.leaves).index(leaf) for leaf in taxonomy.leaves]
@@ -438,6 +441,12 @@ def fit_reference(
             "t_type": MondrianConformal.fit(leaf_p, leaves.astype(str), taxonomy.leaves),
         }
         top_probability = sub_p.max(axis=1)
+        called = np.asarray(subclasses, dtype=object)[sub_p.argmax(axis=1)]
+        oof_macro_f1 = float(
+            f1_score(cells[label].astype(str), called, labels=subclasses, average="macro")
+        )
     model.set_params(n_jobs=n_jobs).fit(X, leaves)
     model.set_params(subclass_temperature=temperature.temperature)
-    return ReferenceFit(model, taxonomy, list(features), calibration, temperature, top_probability)
+    return ReferenceFit(
+        model, taxonomy, list(features), calibration, temperature, top_probability, oof_macro_f1
+    )

@@ -33,7 +33,8 @@ MIN_COVERAGE = 0.2
 FALSE_ALARM = 0.05  # share of the model's own species flagged (out of fold)
 # Per model species, the nominal rate whose held-out false alarms stayed <= 5% on seed-100
 # folds (`benchmarks/select_species.py`): the inner out-of-fold fits of the 702 human cells
-# are weaker than the final fit, so a nominal 5% flagged only 3.8% of held-out human cells.
+# are weaker than the final fit, so a nominal 5% flagged fewer than 5% of held-out human
+# cells (docs/research/trust.md#the-species-fingerprint).
 FALSE_ALARM_BY_SPECIES = {"human": 0.06, "mouse": 0.045}
 CALIBRATION_SPLITS = 5
 HGB_SETTINGS = {"max_iter": 200, "learning_rate": 0.1}

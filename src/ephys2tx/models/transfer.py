@@ -35,12 +35,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 
-from .. import __version__
 from ..datasets.fetch import resolve_data_dir
 from ..errors import Ephys2txError
+from ..version import __version__
 from . import TRANSFER_METHODS
 from .bilstm import (
     BiLSTMClassifier,
@@ -51,6 +49,8 @@ from .bilstm import (
     drop_features,
     eval_loss,
     inner_splits,
+    nn,
+    torch,
     torch_determinism,
     train_stage,
 )

@@ -25,8 +25,8 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from .. import __version__
 from ..errors import Ephys2txError
+from ..version import __version__
 from .bundle import ModelCard, align_features, families_of, load_model, proba_table
 from .calibration import Temperature
 from .conformal import MondrianConformal, check_alpha, out_of_fold_proba

@@ -13,7 +13,6 @@ RAMP = "ramp"
 CHIRP = "chirp"
 TEST_PULSE = "test"
 OTHER = "other"
-STIMULUS_TYPES = (LONG_SQUARE, SHORT_SQUARE, RAMP, CHIRP, TEST_PULSE, OTHER)
 
 
 @dataclass

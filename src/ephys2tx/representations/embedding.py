@@ -96,7 +96,8 @@ _UMAP_CACHING = []
 def _cached_umap():
     """umap with every compiled function cached on disk (numba `cache=True`), as
     pynndescent's already are: otherwise each process compiles umap's layout and graph
-    functions anew (about 10 s of CPU). A fresh environment still compiles once."""
+    functions anew (seconds of CPU each time: docs/development.md). A fresh environment
+    still compiles once."""
     import umap  # slow to import; only needed here
     import umap.layouts
     import umap.umap_

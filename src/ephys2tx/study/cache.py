@@ -14,9 +14,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .. import __version__
 from ..console import console
 from ..report.results import StepTiming, build, to_dict
+from ..version import __version__
 
 CACHE_VERSION = 4  # 2: typed records; 3: reference ECE; 4: new reference t-type models and novel flag (older steps run again)
 T = TypeVar("T")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from joblib import effective_n_jobs
 
-from .. import __version__
 from ..console import console
 from ..datasets.cells import SPECIES
 from ..errors import Ephys2txError
@@ -31,6 +30,7 @@ from ..report.results import (
     to_dict,
     write_results,
 )
+from ..version import __version__
 from .schedule import Step, run_steps
 from .settings import StudySettings
 from .sources import PublicCells, SyntheticCells
