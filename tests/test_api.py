@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import LIGHT_DEFAULT_SETTINGS
 from typer.testing import CliRunner
 
 import ephys2tx as ex
@@ -17,19 +16,23 @@ from ephys2tx import reference
 from ephys2tx.cli import app
 from ephys2tx.predictor import PredictionRun
 
-LIGHT = LIGHT_DEFAULT_SETTINGS  # the CLI and the API must agree whatever the settings
+# Light settings so that a first use trains in seconds (the defaults are measured in
+# benchmarks/); the CLI and the API must agree whatever the settings.
+LIGHT = {
+    "subclass_model": "rf",
+    "t_type_model": "flat",
+    "t_type_estimator": "rf",
+    "n_estimators": 25,
+}
 
 
 @pytest.fixture(scope="module")
-def light_defaults(light_default_models):
-    """Both species' default models with light settings: the session's (conftest), trained
-    once and shared with the other tests that need a default model."""
-    for species in ("human", "mouse"):
-        light_default_models.model_dir(species)
+def light_defaults(tmp_path_factory):
+    """Both species' default models with light settings, in a data directory of their own."""
     patch = pytest.MonkeyPatch()
     for species in ("human", "mouse"):
         patch.setitem(reference.DEFAULT_SETTINGS, species, LIGHT)
-    patch.setenv("EPHYS2TX_DATA_DIR", str(light_default_models.data_dir))
+    patch.setenv("EPHYS2TX_DATA_DIR", str(tmp_path_factory.mktemp("api-data")))
     yield
     patch.undo()
 
