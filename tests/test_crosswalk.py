@@ -292,10 +292,10 @@ def test_a_table_with_some_features_gets_its_own_cached_model(m1, monkeypatch, t
     assert sorted(card["features"]) == sorted(subset)
     f1 = card["extra"]["oof_macro_f1"]
     assert 0.2 < f1 < 1 and f"macro-F1 {f1:.3f}" in said[-1]
-    stamp = (first / "model.joblib").stat().st_mtime_ns
+    stamp = (first / "model.skops").stat().st_mtime_ns
     again = reference.reference_for_table("mouse", cells, say=said.append, n_jobs=1)
     assert again == first and "using the cached" in said[-2]
-    assert (first / "model.joblib").stat().st_mtime_ns == stamp  # reused, not retrained
+    assert (first / "model.skops").stat().st_mtime_ns == stamp  # reused, not retrained
     # the CLI: the M1 table as published, then a lab's own names for the same columns through
     # --feature-map; both reuse the cached model (same feature set), one row per cell
     runner = CliRunner()

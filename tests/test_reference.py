@@ -7,7 +7,6 @@ import json
 import shutil
 from dataclasses import replace
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,6 +19,7 @@ from ephys2tx.datasets.cells import usable_features
 from ephys2tx.datasets.fetch import sha256_of
 from ephys2tx.datasets.sources import DATA_FILES
 from ephys2tx.datasets.taxonomy import build_taxonomy
+from ephys2tx.models.bundle import load_model
 from ephys2tx.models.mapping import map_cells
 from ephys2tx.models.reference import (
     CONDITION_FEATURE,
@@ -172,20 +172,20 @@ def test_cache_is_reused_and_invalidated(light_default_models, light_reference, 
     assert card["extra"]["taxonomy"]["min_cells"] == 10
     # the subclass temperature, fitted on the out-of-fold probabilities, is what predict applies
     temperature = card["extra"]["subclass_recalibration"]["temperature"]
-    model = joblib.load(first / "model.joblib")
+    model, _ = load_model(first)
     assert model.subclass_temperature == temperature and abs(temperature - 1) > 0.01
     # `novel` is the combined flag (novelty with the out-of-fold top probability), as for
     # every saved model, calibrated on every training cell's out-of-fold top probability
     flag = load_reference(first).novel_flag
     assert flag is not None and len(flag.uncertainty) == card["n_train_cells"]
     assert 0 < flag.threshold < 1
-    stamp = (first / "model.joblib").stat().st_mtime_ns
+    stamp = (first / "model.skops").stat().st_mtime_ns
     again = reference.cached_reference("human", say=said.append, n_jobs=1)
     assert again == first and "using the cached" in said[-1]
-    assert (first / "model.joblib").stat().st_mtime_ns == stamp  # not retrained
+    assert (first / "model.skops").stat().st_mtime_ns == stamp  # not retrained
 
     # a damaged cached model (the cache is derived data): trained again, not an error
-    (first / "model.joblib").write_bytes(b"truncated")
+    (first / "model.skops").write_bytes(b"truncated")
     repaired = reference.cached_reference("human", say=said.append, n_jobs=1)
     assert repaired == first and "again: the cached one is unreadable" in said[-1]
     assert load_reference(repaired).novel_flag is not None

@@ -315,8 +315,8 @@ def test_cli_predict_on_a_comma_decimal_table_is_one_line(tmp_path):
     ("damage", "words"),
     [
         ("card_json", ["model.json", "damaged"]),
-        ("card_fields", ["model.json", "not an ephys2tx model card"]),
-        ("pickle", ["model.joblib", "cannot be read"]),
+        ("card_fields", ["older or unknown format", "train it again"]),
+        ("pickle", ["model.skops", "cannot be read"]),
     ],
 )
 def test_cli_predict_with_a_damaged_model_directory_is_one_line(tmp_path, damage, words):
@@ -370,7 +370,7 @@ def test_check_out_dir_accepts_overwrite_and_new_folders(tmp_path):
 
     model = tmp_path / "model"
     model.mkdir()
-    (model / "model.joblib").write_bytes(b"")
+    (model / "model.skops").write_bytes(b"")
     with pytest.raises(Ephys2txError, match="--overwrite"):
         check_out_dir(model)
     check_out_dir(model, overwrite=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sys
 from typing import Annotated
@@ -9,6 +11,7 @@ from typing import Annotated
 import typer
 
 from .errors import Ephys2txError, one_line
+from .threads import THREADS_ENV, env_threads, set_threads
 
 DEBUG_ENV = "EPHYS2TX_DEBUG"
 INTERRUPTED = 130  # the shell's status for a command stopped by Ctrl-C (128 + SIGINT)
@@ -35,16 +38,51 @@ def _options(
         bool,
         typer.Option("--debug", help=f"Show the traceback of any error (or set {DEBUG_ENV}=1)."),
     ] = False,
+    threads: Annotated[int | None, typer.Option("--threads", help=THREADS_HELP)] = None,
 ) -> None:
     if debug:
         os.environ[DEBUG_ENV] = "1"
+    set_threads(threads if threads is not None else env_threads())
 
 
 def _register() -> None:
-    from .commands import data, demo, extract, recordings, reference, sequence, study, synth
+    from .commands import adapt, data, demo, extract, recordings, reference, sequence, study, synth
 
-    for group in (data, recordings, synth, extract, sequence, reference, study, demo):
+    for group in (data, recordings, synth, extract, sequence, reference, adapt, study, demo):
         group.register(app, train_app, evaluate_app)
+    # the commands that fit or predict also take --threads after their name
+    fitting = [*train_app.registered_commands, *evaluate_app.registered_commands]
+    fitting += [c for c in app.registered_commands if c.callback.__name__ in THREADED_COMMANDS]
+    for info in fitting:
+        info.callback = _with_threads(info.callback)
+
+
+THREADED_COMMANDS = ("predict", "reproduce", "demo")
+THREADS_HELP = (
+    "Threads for every fit and prediction (default: the free cores, i.e. cores minus the "
+    f"rounded 1-minute load, at least 1; or set {THREADS_ENV})."
+)
+
+
+def _with_threads(callback):
+    """`callback` with a `--threads` option that sets the thread policy before it runs."""
+    signature = inspect.signature(callback, eval_str=True)  # Typer reads the annotations
+    option = inspect.Parameter(
+        "threads",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[int | None, typer.Option("--threads", help=THREADS_HELP)],
+    )
+
+    @functools.wraps(callback)
+    def run(*args, threads: int | None = None, **kwargs):
+        if threads is not None:
+            set_threads(threads)
+        return callback(*args, **kwargs)
+
+    run.__signature__ = signature.replace(parameters=[*signature.parameters.values(), option])
+    run.__annotations__ = {**callback.__annotations__, "threads": option.annotation}
+    return run
 
 
 _register()

@@ -45,6 +45,8 @@ class PredictionRun:
     missing: list[str]
     calibrated: bool
     mapping: dict | None = None
+    # the `lab_shift` line when the batch differs from the reference more than its donors
+    batch_note: str | None = None
 
     def missing_note(self) -> str | None:
         """One line naming the columns the input lacked and the flags they raised."""
@@ -175,19 +177,20 @@ class Predictor:
         if self.kind == "flat":
             model = self._model()
             table, missing = model.predict_table(cells, alpha)
-            return PredictionRun(table, missing, model.conformal is not None)
+            note = None
+            if model.reference is not None:
+                note = model.reference.batch_note(cells, table["predicted"].to_numpy())
+            return PredictionRun(table, missing, model.conformal is not None, batch_note=note)
         return self._run_hierarchical(cells, alpha)
 
     def _run_hierarchical(self, cells: pd.DataFrame, alpha: float) -> PredictionRun:
-        from threadpoolctl import threadpool_limits
-
         from .models.bundle import align_features
         from .models.mapping import predict_mapping, reference_features
         from .models.trusted import trust_table
+        from .threads import limit
 
         estimator, reference = self._model()
-        # one OpenMP/BLAS thread: on 2 shared cores the boosted trees' threads oversubscribe
-        with threadpool_limits(limits=1):
+        with limit():  # the thread policy (threads.py)
             mapping = predict_mapping(estimator, self.card, cells, alpha)
         _, missing = align_features(cells, reference_features(self.card))
         table = mapping.table
@@ -197,7 +200,10 @@ class Predictor:
         trust = trust_table(cells, proba, self.classes, sets if calibrated else None, reference)
         at = table.columns.get_loc(f"p_{self.classes[-1]}") + 1
         table = pd.concat([table.iloc[:, :at], trust, table.iloc[:, at:]], axis=1)
-        return PredictionRun(table, missing, calibrated, mapping.json)
+        note = None
+        if reference is not None:
+            note = reference.batch_note(cells, table["subclass"].to_numpy())
+        return PredictionRun(table, missing, calibrated, mapping.json, note)
 
     def predict(self, cells: pd.DataFrame, alpha: float = 0.1) -> pd.DataFrame:
         """The table `ephys2tx predict` writes, column for column."""
@@ -212,15 +218,14 @@ class Predictor:
         if self.kind == "flat":
             proba = self._model().predict_proba(cells)
         else:
-            from threadpoolctl import threadpool_limits
-
             from .models.bundle import align_features
             from .models.mapping import reference_features
             from .models.reference import model_inputs
+            from .threads import limit
 
             estimator, _ = self._model()
             align_features(cells, reference_features(self.card))  # none of them: a clear error
-            with threadpool_limits(limits=1):
+            with limit():
                 levels = estimator.predict_proba_levels(model_inputs(cells, self.card.features))
             proba = levels["subclass"][self.classes].to_numpy()
         return pd.DataFrame(np.asarray(proba, float), columns=self.classes, index=cells.index)

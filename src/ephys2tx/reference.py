@@ -12,12 +12,11 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from .datasets.cells import (
     build_cells,
@@ -32,7 +31,9 @@ from .datasets.taxonomy import HOMOLOGY_FILE, build_taxonomy, homology_links, re
 from .errors import Ephys2txError
 from .evaluation.hierarchy import ReferenceEvaluation, evaluate_reference, t_type_confusion
 from .evaluation.splits import DonorKFold, donor_kfold
-from .models.bundle import ModelCard, card_for, load_model, read_card, save_model
+from .files import atomic_write, atomic_write_text
+from .models.bundle import ModelCard, card_for, load_model, new_model_dir, read_card, write_model
+from .models.interneuron import BatchShift, m1_detector
 from .models.mapping import reference_features
 from .models.reference import (
     CONDITION_FEATURE,
@@ -40,9 +41,11 @@ from .models.reference import (
     ReferenceFit,
     fit_reference,
     model_inputs,
+    novelty_weights,
 )
-from .models.trusted import CALIBRATION_FOLDS, fit_trust_reference, save_trust
+from .models.trusted import CALIBRATION_FOLDS, check_trainable, fit_trust_reference, save_trust
 from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
+from .threads import limit
 from .version import __version__
 
 CACHE_FOLDER = "reference-models"
@@ -54,10 +57,13 @@ MIN_SUBSET_FEATURES = 3
 # A table "has" a model input when it measures it in at least this share of the share of
 # reference cells that do (see `measured_inputs`).
 SUBSET_RELATIVE_COVERAGE = 0.5
-# Bumped when what a cached model holds changes (2: the subclass temperature), so older
-# caches are retrained rather than reused.
-CACHE_FORMAT = 2
+# Bumped when what a cached model holds changes (2: the subclass temperature; 3: skops
+# files, see models/bundle.py; 4: the `not_interneuron` detector and the `lab_shift` null),
+# so older caches are retrained rather than reused.
+CACHE_FORMAT = 4
 # The folders of the data directory each species' cell table is built from.
+# (The mouse model also reads the pinned M1 cells of Scala et al. 2021 for its
+# `not_interneuron` detector; they are not training cells, so they stay out of the key.)
 SPECIES_SOURCES = {"mouse": ("mouse_gouwens2020/",), "human": ("human_lee2023/",)}
 # The settings chosen on seed-100 folds (benchmarks/select_subclass.py for the subclass
 # average, benchmarks/select_reference.py for the t-type level; docs/research/default-model.md).
@@ -133,14 +139,16 @@ def train_reference(
     mirror=None,
     settings: dict | None = None,
     seed: int = 0,
-    n_jobs: int = 1,
+    n_jobs: int | None = None,
     features: list[str] | None = None,
 ) -> tuple[ReferenceFit, ModelCard]:
     """Fit and calibrate a reference model on `cells`; return it with its model card.
 
     `features`: train on only these of the default inputs (a lab's table that measures
-    some of them), rather than on all."""
+    some of them), rather than on all. `n_jobs` folds are fitted side by side, as threads
+    (None or -1: the thread policy's count); each fold on one thread, the final fit on all."""
     settings = settings if settings is not None else DEFAULT_SETTINGS[species]
+    check_trainable(cells, DEFAULT_LABEL[species])
     default = usable_features(cells) + EXTRA_INPUTS[species]
     if features is not None:
         unknown = sorted(set(features) - set(default))
@@ -153,9 +161,8 @@ def train_reference(
     t_types = sorted(cells["t_type"].dropna().unique())
     links = homology_links(read_homology(data_dir, mirror), species, t_types)
     cv = donor_kfold(CALIBRATION_FOLDS, seed)
-    # one BLAS/OpenMP thread per process: folds run in parallel processes, and on 2 shared
-    # cores nested threads oversubscribe (measured: docs/results/default-model.md)
-    with threadpool_limits(limits=1):
+    with limit() as threads:
+        n_jobs = threads if n_jobs is None or n_jobs < 1 else min(n_jobs, threads)
         fit = fit_reference(cells, species, features, cv, settings, seed, n_jobs, homology=links)
     taxonomy = fit.taxonomy
     card = card_for(
@@ -180,33 +187,40 @@ def train_reference(
     return fit, card
 
 
+def fit_reference_on(
+    species: str, cells: pd.DataFrame, features: list[str], seed: int = 0, n_jobs: int = 1
+) -> ReferenceFit:
+    """The reference model (default settings) on `features` only, calibrated on
+    donor-grouped out-of-fold probabilities."""
+    with limit(1):
+        return fit_reference(
+            cells, species, features, donor_kfold(CALIBRATION_FOLDS, seed),
+            DEFAULT_SETTINGS[species], seed, n_jobs,
+        )  # fmt: skip
+
+
 def save_reference(
     model_dir: Path, fit: ReferenceFit, card: ModelCard, cells: pd.DataFrame, seed: int = 0,
     data_dir=None, mirror=None,
 ) -> Path:  # fmt: skip
-    """Write the model and what `predict` needs for flags and novelty (as for every model)."""
-    save_model(model_dir, fit.model, card)
+    """Write the model and what `predict` needs for flags and novelty (as for every model);
+    the directory appears only when complete."""
     features = reference_features(card)
     other = other_species_cells(card.species, data_dir, mirror)
     weights = novelty_weights(fit.model, features)
-    reference = fit_trust_reference(cells, features, card.species, other, seed, weights=weights)
+    with limit():
+        reference = fit_trust_reference(cells, features, card.species, other, seed, weights=weights)
     if fit.top_probability is not None:  # the combined `novel` flag, as for every model
         reference.with_novel_flag(cells["donor"].to_numpy(), fit.top_probability)
-    save_trust(model_dir, reference)
-    return model_dir
-
-
-def novelty_weights(model: HierarchicalClassifier, features: list[str]) -> np.ndarray | None:
-    """Impurity importances (mean 1) of the forest inside the subclass average, over
-    `features`, for the novelty distance; None when the average holds no forest."""
-    est = model.subclass_estimator_
-    members = [est] if hasattr(est, "feature_importances_") else getattr(est, "estimators_", [])
-    forest = next((m for m in members if hasattr(m, "feature_importances_")), None)
-    if forest is None:
-        return None
-    importance = dict(zip(forest.feature_names_in_, forest.feature_importances_, strict=True))
-    w = np.array([importance.get(f, 0.0) for f in features])
-    return w / w.sum() * len(features)
+    # `not_interneuron` (mouse: M1's excitatory cells) and the batch-wide `lab_shift`
+    reference.interneuron = m1_detector(card.species, features, cells, data_dir, mirror, seed=seed)
+    reference.batch_shift = BatchShift.fit(
+        cells, features, cells["donor"].to_numpy(), cells[card.label].to_numpy()
+    )
+    with new_model_dir(model_dir) as folder:
+        write_model(folder, fit.model, card)
+        save_trust(folder, reference)
+    return Path(model_dir)
 
 
 def cached_reference(
@@ -214,56 +228,101 @@ def cached_reference(
     data_dir=None,
     mirror=None,
     say: Callable[[str], None] = print,
-    n_jobs: int = -1,
+    n_jobs: int | None = None,
     features: list[str] | None = None,
 ) -> Path:
     """The cached reference model directory of a species, trained now if absent, stale or
     damaged (the cache holds only what the public tables give again).
 
     `features`: the model on only these of the default inputs, cached under a key of that
-    set (see `subset_for_table`)."""
+    set (see `subset_for_table`). One process trains in a cache folder at a time (a file
+    lock per species); the others say they wait, then use its model. Under the lock,
+    temporary folders of a killed trainer and models of other keys are removed; a usable
+    model of the current key is never removed, so no reader sees it disappear."""
     checksums = data_checksums(species, data_dir, mirror)
     key = cache_key(species, checksums, features=features)
     root = resolve_data_dir(data_dir) / CACHE_FOLDER
     target = root / f"{species}-{key[:16]}"
-    stale_prefix = f"{species}-"
+    keep = target.name  # models of other keys (older data, settings or version) are stale
     if features is not None:  # subsets of the same data and version are kept side by side
-        stale_prefix = f"{species}-{cache_key(species, checksums)[:8]}-"
+        keep = f"{species}-{cache_key(species, checksums)[:8]}-"
         root = root / SUBSET_FOLDER
-        target = root / f"{stale_prefix}{key[:16]}"
+        target = root / f"{keep}{key[:16]}"
     what = f"{species} reference model" + (
         f" on {len(features)} features" if features is not None else ""
     )
-    why = "on first use"
-    if target.is_dir():
-        try:
-            load_model(target)
-        except Ephys2txError as err:  # damaged: train it again rather than stop the user
-            why = f"again: the cached one is unreadable ({err})"
-        else:
+    if _usable(target) is None:
+        say(f"using the cached {what} in {target}")
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    with _trainer_lock(root / f".{species}.lock", what, say):
+        _remove_stale(root, species, keep)
+        problem = _usable(target)
+        if problem is None:  # trained by the process we waited for
             say(f"using the cached {what} in {target}")
             return target
-    say(f"training the {what} {why} (about {FIRST_USE_SECONDS[species]} s); cached in {target}")
-    start = time.perf_counter()
-    cells = reference_cells(species, data_dir, mirror)
-    fit, card = train_reference(species, cells, data_dir, mirror, n_jobs=n_jobs, features=features)
-    card.extra["train_seconds"] = round(time.perf_counter() - start, 1)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{species}-", dir=root))
-    try:
-        save_reference(tmp, fit, card, cells, data_dir=data_dir, mirror=mirror)
-        # older data or version, or damaged: replaced (subsets of this data and version stay)
-        for stale in root.glob(f"{species}-*"):
-            if features is None or not stale.name.startswith(stale_prefix):
-                shutil.rmtree(stale, ignore_errors=True)
-        try:
-            tmp.rename(target)
-        except OSError:  # another process cached the same model meanwhile: use that one
-            if not target.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        why = "on first use"
+        if target.exists():  # damaged: set aside, then train it again rather than stop the user
+            why = f"again: the cached one is unreadable ({problem})"
+            _discard(target, root, species)
+        say(f"training the {what} {why} (about {FIRST_USE_SECONDS[species]} s); cached in {target}")
+        start = time.perf_counter()
+        cells = reference_cells(species, data_dir, mirror)
+        fit, card = train_reference(
+            species, cells, data_dir, mirror, n_jobs=n_jobs, features=features
+        )
+        card.train_seconds = round(time.perf_counter() - start, 1)
+        save_reference(target, fit, card, cells, data_dir=data_dir, mirror=mirror)
     return target
+
+
+def _usable(target: Path) -> str | None:
+    """None if `target` holds a readable model, else why not."""
+    if not target.is_dir():
+        return "absent"
+    try:
+        load_model(target)
+    except Ephys2txError as err:
+        return str(err)
+    return None
+
+
+@contextmanager
+def _trainer_lock(path: Path, what: str, say: Callable[[str], None]) -> Iterator[None]:
+    """Hold the training lock of a cache folder; say once when another process holds it."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        say(f"waiting for another ephys2tx process that is training the {what}")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _remove_stale(root: Path, species: str, keep: str) -> None:
+    """Remove (holding the lock) what no process can still need: temporary folders of a
+    trainer that was killed (only the lock holder writes them) and models whose name does
+    not start with `keep`, which are first renamed out of the way."""
+    for path in root.glob(f".{species}-*"):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in root.glob(f"{species}-*"):
+        if not path.name.startswith(keep) and path.is_dir():
+            _discard(path, root, species)
+
+
+def _discard(path: Path, root: Path, species: str) -> None:
+    """Rename `path` to a temporary name (readers stop finding it at once), then delete it."""
+    trash = Path(tempfile.mkdtemp(prefix=f".{species}-", dir=root))
+    try:
+        path.rename(trash / "old")
+    except OSError:
+        pass
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def default_inputs(species: str, data_dir=None, mirror=None) -> dict[str, float]:
@@ -314,7 +373,7 @@ def reference_for_table(
     data_dir=None,
     mirror=None,
     say: Callable[[str], None] = print,
-    n_jobs: int = -1,
+    n_jobs: int | None = None,
 ) -> Path:
     """The reference model for a cell table: the default one when the table measures all its
     inputs, else one trained on exactly the inputs it measures (cached per feature set, not
@@ -371,9 +430,9 @@ def write_reference_evaluation(out: Path, result: ReferenceEvaluation, species: 
     """metrics.json, predictions.csv, fold_scores.csv and the two figures in `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
-    result.predictions.to_csv(out / "predictions.csv", index=False)
-    result.scores.to_csv(out / "fold_scores.csv", index=False)
+    atomic_write_text(out / "metrics.json", json.dumps(result.metrics, indent=2))
+    atomic_write(out / "predictions.csv", lambda p: result.predictions.to_csv(p, index=False))
+    atomic_write(out / "fold_scores.csv", lambda p: result.scores.to_csv(p, index=False))
     m = result.metrics["t_type"]
     title = (
         f"{species} t-types (donor-grouped {result.metrics['n_folds']}x"

@@ -98,16 +98,22 @@ def train_and_store(
     doing: str,
     **card_fields,
 ) -> None:
-    """What every `train` command does: fit `make()` on `cells` (the `features` columns, or
-    the whole table for networks), save it with its card, store its trust beside it."""
-    from ..models.bundle import card_for, save_model
+    """What every `train` command does: refuse a training set too small to calibrate, fit
+    `make()` on `cells` (the `features` columns, or the whole table for networks), and save
+    it with its card and its trust; the directory appears only when all is written."""
+    from ..models.bundle import card_for, new_model_dir, write_model
+    from ..models.trusted import check_trainable
+    from ..threads import limit
 
+    check_trainable(cells, label, calibrate)
     model = make()
-    with console.status(doing):
+    with console.status(doing), limit():
         model.fit(cells[features] if features is not None else cells, cells[label].to_numpy())
     card = card_for(model, kind, species, label, len(cells), seed=seed, **card_fields)
-    save_model(out, model, card)
-    store_trust(
-        out, make(), model, cells, label, species, features, calibrate, seed, data_dir, mirror
-    )
+    with new_model_dir(out) as folder:
+        write_model(folder, model, card)
+        store_trust(
+            folder, make(), model, cells, label, species, features, calibrate, seed, data_dir,
+            mirror,
+        )  # fmt: skip
     console.print(f"saved {kind} model ({len(card.features)} features) to {out}")

@@ -230,6 +230,8 @@ def predict(
     note = run.missing_note()
     if note is not None:
         console.print(f"[yellow]warning[/] {note}", soft_wrap=True)
+    if run.batch_note is not None:  # the batch-wide `lab_shift` flag, said once
+        console.print(f"[yellow]warning[/] {run.batch_note}", soft_wrap=True)
     write_csv_atomic(predictions, out)
     if json_out is not None:
         write_json_atomic(run.mapping, json_out)

@@ -443,6 +443,32 @@ class BiLSTMClassifier(ClassifierMixin, BaseEstimator):
             "best_epochs": [_best_epochs(h) for h in self.history_],
         }
 
+    # -- saving: weights as tensors, the rest through skops (models/bundle.py) ----------
+    def network_weights(self) -> list[dict[str, torch.Tensor]]:
+        """One state_dict per member network, for `torch.save` (read back weights-only)."""
+        if not hasattr(self, "modules_"):
+            raise Ephys2txError("this model is not fitted yet; call fit before saving it")
+        return [net.state_dict() for net in self.modules_]
+
+    def without_networks(self) -> BiLSTMClassifier:
+        """A shallow copy without the networks, the training history or any source table:
+        what the model file holds beside the weights."""
+        shell = copy.copy(self)
+        shell.modules_, shell.history_ = [], []
+        if "source" in shell.__dict__:  # transfer: the mouse table is not needed to predict
+            shell.source = None
+        return shell
+
+    def load_networks(self, weights: list[dict[str, torch.Tensor]]) -> None:
+        """Rebuild the member networks from their state_dicts (head sizes from the weights)."""
+        self.modules_ = []
+        for state in weights:
+            heads = sorted(k for k in state if k.startswith("heads.") and k.endswith(".weight"))
+            net = self._new_net([int(state[k].shape[0]) for k in heads])
+            net.load_state_dict(state)
+            net.eval()
+            self.modules_.append(net)
+
     def attention(self, X: pd.DataFrame) -> pd.DataFrame:
         """Attention weight of each family for each cell (rows sum to 1; absent = 0)."""
         weights = self._forward(self._tensors(X))[1]

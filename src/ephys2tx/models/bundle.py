@@ -1,26 +1,75 @@
 """Saved models: the fitted estimator plus what a user needs to trust and reuse it.
 
-A model directory holds `model.joblib` (the fitted estimator) and `model.json` (kind,
-species, label, classes, feature list, family declaration, package version; for networks
-also the standardization statistics and parameters).
+A model directory holds
+- `model.json`: the card (format, kind, species, label, classes, features, families,
+  package version; for networks also the standardization statistics and parameters);
+- `model.skops`: the fitted estimator in skops' format (for networks, without weights);
+- `network.pt` (networks only): the weights, one state_dict per member network.
+
+Loading never runs code from the directory: skops rebuilds only the types named in
+`TRUSTED_TYPES` (anything else is refused before loading), torch reads weights with
+`weights_only=True`, and numbers live in JSON or npz. A card without the current `format`
+(an older ephys2tx, which pickled its estimators, or another program) is refused with how
+to retrain. A directory is written into a temporary sibling folder and appears under its
+name only when complete (`new_model_dir`), its card last.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 
 from ..errors import Ephys2txError, MissingExtra, one_line
 from ..features.families import FAMILY_OF_FEATURE
+from ..files import atomic_write, atomic_write_text
 from ..version import __version__
 
-MODEL_FILE = "model.joblib"
+MODEL_FILE = "model.skops"
+NETWORK_FILE = "network.pt"
 META_FILE = "model.json"
+# The trust files beside it (written and read by trusted.py).
+CALIBRATION_FILE = "calibration.json"
+REFERENCE_FILE = "reference.npz"
+SPECIES_FILE = "species.skops"
+# What a model directory's format is; bumped when its files change, so older directories
+# are refused (and cached default models retrained) rather than misread.
+CARD_FORMAT = 2
+RETRAIN = "train it again with `ephys2tx train rf|bilstm|transfer|reference --out DIR`"
+# The only types a model file may ask skops to rebuild beyond skops' own trusted
+# scikit-learn and numpy types: this package's estimators and their parts, and the
+# scikit-learn internals their fitted state holds. Kept complete by tests/test_model_files.py.
+TRUSTED_TYPES = (
+    "ephys2tx.datasets.taxonomy.Taxonomy",
+    "ephys2tx.models.bilstm.BiLSTMClassifier",
+    "ephys2tx.models.family_tensors.FamilyLayout",
+    "ephys2tx.models.family_tensors.Standardizer",
+    "ephys2tx.models.forest.PooledSpeciesForest",
+    "ephys2tx.models.interneuron.InterneuronDetector",
+    "ephys2tx.models.lab.FeatureShift",
+    "ephys2tx.models.lab.LabModel",
+    "ephys2tx.models.reference.HierarchicalClassifier",
+    "ephys2tx.models.reference.QuantileBins",
+    "ephys2tx.models.species.SpeciesFingerprint",
+    "ephys2tx.models.transfer.TransferClassifier",
+    "ephys2tx.representations.family_spca.FamilySPCA",
+    "ephys2tx.representations.spca.SparsePCAResult",
+    "numpy.dtype",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
+    "sklearn.utils._bunch.Bunch",
+)
 
 
 @dataclass
@@ -36,6 +85,8 @@ class ModelCard:
     version: str = __version__
     n_train_cells: int = 0
     extra: dict = field(default_factory=dict)
+    format: int = CARD_FORMAT
+    train_seconds: float | None = None  # wall time of the fit, where it was measured
 
 
 def card_for(model, kind: str, species: str, label: str, n_train_cells: int, **extra) -> ModelCard:
@@ -67,57 +118,169 @@ def families_of(features: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def save_model(model_dir: str | Path, estimator, card: ModelCard) -> Path:
-    """Write estimator and card; files are replaced atomically."""
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
+def write_skops(path: Path, obj: object) -> None:
+    """`obj` in skops' format, written atomically."""
+    import skops.io as sio
+
+    atomic_write(path, lambda tmp: sio.dump(obj, tmp))
+
+
+def read_skops(path: Path, what: str = "model") -> object:
+    """An object from a skops file, refused before loading if it asks for a type outside
+    `TRUSTED_TYPES` (skops' own defaults aside): reading it can run no other code."""
+    import skops.io as sio
+
+    try:
+        asked = sio.get_untrusted_types(file=path)
+        unexpected = sorted(set(asked) - set(TRUSTED_TYPES))
+        if not unexpected:
+            return sio.load(path, trusted=asked)
+    except MissingExtra:  # e.g. a BiLSTM on an install without torch: the hint says what to add
+        raise
+    except Exception as exc:  # not a skops file (e.g. a pickle), truncated, or damaged
+        raise Ephys2txError(
+            f"{path} cannot be read as a {what} file ({one_line(exc)}); {RETRAIN}"
+        ) from exc
+    raise Ephys2txError(
+        f"{path} asks to load types this ephys2tx does not trust ({', '.join(unexpected[:3])}); "
+        f"refused, nothing was run: {RETRAIN}"
+    )
+
+
+def write_model(folder: str | Path, estimator, card: ModelCard) -> Path:
+    """Write estimator and card into `folder` (each file atomically, the card last).
+
+    Prefer `save_model` or `new_model_dir`, which make the whole directory appear at once."""
+    folder = Path(folder)
     if not card.families:
         card.families = families_of(card.features)
-    tmp = model_dir / f".{MODEL_FILE}.part"
-    joblib.dump(estimator, tmp)
-    tmp.replace(model_dir / MODEL_FILE)
-    tmp = model_dir / f".{META_FILE}.part"
-    tmp.write_text(json.dumps(asdict(card), indent=2, default=_json_default))
-    tmp.replace(model_dir / META_FILE)
-    return model_dir
+    card.format = CARD_FORMAT
+    if hasattr(estimator, "network_weights"):  # networks: weights apart, as tensors only
+        import torch
+
+        weights = estimator.network_weights()
+        atomic_write(folder / NETWORK_FILE, lambda tmp: torch.save(weights, tmp))
+        estimator = estimator.without_networks()
+    write_skops(folder / MODEL_FILE, estimator)
+    atomic_write_text(folder / META_FILE, json.dumps(asdict(card), indent=2, default=_json_default))
+    return folder
+
+
+def save_model(model_dir: str | Path, estimator, card: ModelCard) -> Path:
+    """Write a complete model directory at `model_dir` (appearing only when complete)."""
+    with new_model_dir(model_dir) as folder:
+        write_model(folder, estimator, card)
+    return Path(model_dir)
+
+
+@contextmanager
+def new_model_dir(target: str | Path) -> Iterator[Path]:
+    """A temporary sibling folder to write a model into; on success it becomes `target`.
+
+    A missing or empty `target` is replaced by one rename. Into an existing folder (e.g.
+    `--overwrite`) the old card is removed first, then the new files moved in one by one
+    and the new card last: a directory with a card is always complete. On error nothing
+    is published and the temporary folder is removed."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        yield staging
+        if not (staging / META_FILE).is_file():
+            raise Ephys2txError(f"internal: no {META_FILE} was written for {target}")
+        _publish(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(staging: Path, target: Path) -> None:
+    if target.is_dir() and not any(target.iterdir()):
+        target.rmdir()
+    if not target.exists():
+        try:
+            staging.rename(target)
+            return
+        except OSError:  # created meanwhile: fall back on moving file by file
+            pass
+    (target / META_FILE).unlink(missing_ok=True)
+    new = {p.name for p in staging.iterdir()}
+    for name in (*MODEL_DIR_FILES, *FORMAT_1_FILES):
+        if name not in new:  # e.g. calibration.json of a model retrained uncalibrated
+            (target / name).unlink(missing_ok=True)
+    for name in sorted(new - {META_FILE}):
+        os.replace(staging / name, target / name)
+    os.replace(staging / META_FILE, target / META_FILE)
+
+
+# The pickles of format 1: removed when a model is written over one, never read.
+FORMAT_1_FILES = ("model.joblib", "species.joblib")
+# Every file a model directory may hold.
+MODEL_DIR_FILES = (
+    MODEL_FILE,
+    NETWORK_FILE,
+    META_FILE,
+    CALIBRATION_FILE,
+    REFERENCE_FILE,
+    SPECIES_FILE,
+)
 
 
 def read_card(model_dir: str | Path) -> ModelCard:
-    """The model card of a directory; a missing, damaged or foreign model.json is a clear
-    error."""
+    """The model card of a directory; a missing, damaged, incomplete, older or foreign
+    model.json is a clear error."""
     path = Path(model_dir) / META_FILE
     if not path.is_file():
-        raise Ephys2txError(
-            f"{model_dir} is not a model directory (no {META_FILE}); "
-            "train one with `ephys2tx train rf|bilstm|transfer|reference --out DIR`"
-        )
+        raise Ephys2txError(f"{model_dir} is not a model directory (no {META_FILE}); {RETRAIN}")
     try:
-        return ModelCard(**json.loads(path.read_text()))
-    except (ValueError, TypeError) as exc:  # bad JSON, or not a card's fields
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
         raise Ephys2txError(
-            f"{path} is damaged or not an ephys2tx model card ({one_line(exc)}); "
-            "train the model again"
+            f"{path} is damaged or not an ephys2tx model card ({one_line(exc)}); {RETRAIN}"
         ) from exc
+    found = data.get("format") if isinstance(data, dict) else None
+    if found != CARD_FORMAT:
+        raise Ephys2txError(
+            f"{model_dir} holds a model of an older or unknown format (format {found}; this "
+            f"ephys2tx {__version__} reads format {CARD_FORMAT}); {RETRAIN}"
+        )
+    names = {f.name for f in fields(ModelCard)}
+    missing = sorted(
+        n for n in ("kind", "species", "label", "classes", "features") if n not in data
+    )
+    if missing or set(data) - names:
+        what = f"lacks {', '.join(missing)}" if missing else "has unknown fields"
+        raise Ephys2txError(f"{path} is incomplete or not an ephys2tx card ({what}); {RETRAIN}")
+    return ModelCard(**data)
 
 
 def load_model(model_dir: str | Path) -> tuple[object, ModelCard]:
-    """Return (estimator, card); a missing, incomplete or damaged directory is a clear error."""
+    """Return (estimator, card); a missing, incomplete, damaged or untrusted directory is a
+    clear error. Reading it runs no code from the directory."""
     model_dir = Path(model_dir)
     card = read_card(model_dir)
     if not (model_dir / MODEL_FILE).is_file():
-        raise Ephys2txError(
-            f"{model_dir} is not a model directory (no {MODEL_FILE}); "
-            "train one with `ephys2tx train rf|bilstm|transfer|reference --out DIR`"
-        )
-    try:
-        estimator = joblib.load(model_dir / MODEL_FILE)
-    except MissingExtra:  # e.g. a BiLSTM on an install without torch: the hint says what to add
-        raise
-    except Exception as exc:  # a truncated or foreign pickle fails in many ways
-        raise Ephys2txError(
-            f"{model_dir / MODEL_FILE} cannot be read ({one_line(exc)}); train the model again"
-        ) from exc
+        raise Ephys2txError(f"{model_dir} is incomplete (no {MODEL_FILE}); {RETRAIN}")
+    estimator = read_skops(model_dir / MODEL_FILE)
+    if hasattr(estimator, "load_networks"):
+        estimator.load_networks(_read_weights(model_dir / NETWORK_FILE))
     return estimator, card
+
+
+def _read_weights(path: Path) -> list:
+    """The member networks' state_dicts; tensors only (`weights_only`): no code runs."""
+    if not path.is_file():
+        raise Ephys2txError(f"{path.parent} is incomplete (no {NETWORK_FILE}); {RETRAIN}")
+    import torch
+
+    try:
+        weights = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # a pickle with code, truncated, or damaged
+        raise Ephys2txError(
+            f"{path} cannot be read as network weights ({one_line(exc)}); {RETRAIN}"
+        ) from exc
+    if not isinstance(weights, list) or not all(isinstance(w, dict) for w in weights):
+        raise Ephys2txError(f"{path} is not a list of network weights; {RETRAIN}")
+    return weights
 
 
 def align_features(cells: pd.DataFrame, features: list[str]) -> tuple[pd.DataFrame, list[str]]:

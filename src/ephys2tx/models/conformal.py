@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike
 from sklearn.base import clone
 
 from ..errors import Ephys2txError
+from ..threads import limit
 
 
 @dataclass
@@ -133,9 +134,13 @@ def check_alpha(alpha: float) -> float:
     return float(alpha)
 
 
-def _fold_proba(estimator, X: pd.DataFrame, y: np.ndarray, train, test, classes):
-    model = clone(estimator).fit(X.iloc[train], y[train])
-    proba = model.predict_proba(X.iloc[test])
+def _fold_proba(
+    estimator, X: pd.DataFrame, y: np.ndarray, train, test, classes, alone: bool = False
+):
+    """One fold's test probabilities; `alone`: one thread (folds run side by side)."""
+    with limit(1 if alone else None):
+        model = clone(estimator).fit(X.iloc[train], y[train])
+        proba = model.predict_proba(X.iloc[test])
     out = np.zeros((len(test), len(classes)))
     for j, cls in enumerate(model.classes_):  # a class absent from training keeps 0
         out[:, classes.index(str(cls))] = proba[:, j]
@@ -157,8 +162,11 @@ def out_of_fold_proba(
     if len(seen) != len(y) or len(np.unique(seen)) != len(y):
         raise Ephys2txError("the calibration splitter must score every cell exactly once")
     out = np.full((len(y), len(classes)), np.nan)
-    fitted = Parallel(n_jobs=n_jobs)(
-        delayed(_fold_proba)(estimator, X, y, train, test, classes) for train, test in splits
+    # folds in threads of this process (scikit-learn's trees release the GIL): no worker
+    # process can outlive a killed parent; each fold then fits on one thread
+    fitted = Parallel(n_jobs=n_jobs, backend="threading")(
+        delayed(_fold_proba)(estimator, X, y, train, test, classes, n_jobs != 1)
+        for train, test in splits
     )
     for test, proba in fitted:
         out[test] = proba

@@ -300,6 +300,19 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
         return self.assign(self.predict_proba(X))[1]
 
 
+def novelty_weights(model, features: list[str]) -> np.ndarray | None:
+    """Impurity importances (mean 1) of the forest inside the subclass average, over
+    `features`, for the novelty distance; None when the average holds no forest."""
+    est = model.subclass_estimator_
+    members = [est] if hasattr(est, "feature_importances_") else getattr(est, "estimators_", [])
+    forest = next((m for m in members if hasattr(m, "feature_importances_")), None)
+    if forest is None:
+        return None
+    importance = dict(zip(forest.feature_names_in_, forest.feature_importances_, strict=True))
+    w = np.array([importance.get(f, 0.0) for f in features])
+    return w / w.sum() * len(features)
+
+
 def sum_to_subclass(
     leaf_p: np.ndarray, leaves: list[str], parent: dict[str, str], subclasses: list[str]
 ) -> np.ndarray:

@@ -14,8 +14,8 @@ it). Some human cells are mouse-like in sag and AHP, so no threshold separates t
 perfectly; the rates and the classifier's settings were chosen on seed-100 folds, with the
 calibration nested as in `train` (`benchmarks/select_species.py`): missingness columns, a
 slower or regularized HGB, 10 calibration folds or features measured in 5% of cells did not
-help more than the per-species rate. A fingerprint saved before thresholds were calibrated
-falls back on the fixed `MISMATCH_BELOW`.
+help more than the per-species rate. A fingerprint fitted without `own` (or asked about
+another species) falls back on the fixed `MISMATCH_BELOW`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ FALSE_ALARM = 0.05  # share of the model's own species flagged (out of fold)
 FALSE_ALARM_BY_SPECIES = {"human": 0.06, "mouse": 0.045}
 CALIBRATION_SPLITS = 5
 HGB_SETTINGS = {"max_iter": 200, "learning_rate": 0.1}
-MISMATCH_BELOW = {"human": 0.02, "mouse": 0.5}  # fingerprints saved without a threshold
+MISMATCH_BELOW = {"human": 0.02, "mouse": 0.5}  # fingerprints fitted without a threshold
 
 
 @dataclass(frozen=True)
@@ -127,16 +127,16 @@ class SpeciesFingerprint:
         classes = list(self.estimator.classes_)
         if species not in classes:
             return np.full(len(values), np.nan)
-        missingness = getattr(self, "missingness", False)  # pickles from before the option
-        p = self.estimator.predict_proba(design(values, missingness))[:, classes.index(species)]
+        p = self.estimator.predict_proba(design(values, self.missingness))[
+            :, classes.index(species)
+        ]
         p[np.isnan(values).all(axis=1)] = np.nan
         return p
 
     def limit(self, species: str) -> float:
         """The probability of `species` below which a cell is flagged."""
-        threshold = getattr(self, "threshold", None)  # pickles from before thresholds
-        if threshold is not None and getattr(self, "species", None) == species:
-            return threshold
+        if self.threshold is not None and self.species == species:
+            return self.threshold
         return MISMATCH_BELOW.get(species, 0.5)
 
     def mismatch(self, X: pd.DataFrame, species: str) -> np.ndarray:

@@ -14,7 +14,11 @@ Flags (fixed vocabulary, joined by `schema.FLAG_SEPARATOR` in tables):
   "Mus musculus") names another species than the model's, or the species fingerprint (`models/species.py`) finds the cell closer to
   the other species' public cells;
 - `novel`: the rank average of novelty and 1 - top probability (calibrated models; else the
-  novelty alone) above the threshold that flags 5% of reference cells (`models/novelty.py`).
+  novelty alone) above the threshold that flags 5% of reference cells (`models/novelty.py`);
+- `not_interneuron`: the excitatory-vs-GABAergic detector (`models/interneuron.py`) calls the
+  cell excitatory (references that carry a detector);
+- `lab_shift`: the whole batch differs from the reference more than any reference donor
+  does (`models/interneuron.BatchShift`); every cell of that batch carries it.
 `confident` is true only when the prediction set holds one class and no flag is raised.
 """
 
@@ -28,6 +32,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from ..schema import FLAG_SEPARATOR, SET_SEPARATOR
+from .interneuron import LAB_SHIFT, NOT_INTERNEURON, BatchShift, InterneuronDetector
 from .novelty import NovelFlag, NoveltyReference
 from .species import SpeciesFingerprint
 
@@ -40,6 +45,8 @@ FLAG_VOCABULARY = (
     "out_of_range:<feature>",
     "species_mismatch",
     "novel",
+    NOT_INTERNEURON,
+    LAB_SHIFT,
 )
 
 
@@ -56,6 +63,8 @@ class TrustReference:
     novelty: NoveltyReference
     fingerprint: SpeciesFingerprint | None = None
     novel_flag: NovelFlag | None = None  # set by `with_novel_flag` when calibrated
+    interneuron: InterneuronDetector | None = None  # raises `not_interneuron` when set
+    batch_shift: BatchShift | None = None  # raises `lab_shift` when set
 
     @classmethod
     def fit(
@@ -96,14 +105,37 @@ class TrustReference:
         return self
 
     def assess_cells(
-        self, cells: pd.DataFrame, top_probability: np.ndarray | None = None
+        self,
+        cells: pd.DataFrame,
+        top_probability: np.ndarray | None = None,
+        called: np.ndarray | None = None,
     ) -> tuple[np.ndarray, list[list[str]]]:
-        """Novelty and flags of each cell of a table (model columns it lacks count as NaN)."""
+        """Novelty and flags of each cell of a table (model columns it lacks count as NaN);
+        `called`, each cell's predicted class, lets the batch be checked for `lab_shift`."""
         table = cells.reindex(columns=self.features)
         if "species" in cells.columns:
             table["species"] = cells["species"].to_numpy()
         novelty = self.novelty.novelty(table[self.features])
-        return novelty, self.flags(table, novelty, top_probability)
+        flags = self.flags(table, novelty, top_probability)
+        if called is not None and self.batch_note(cells, called) is not None:
+            flags = [[*f, LAB_SHIFT] for f in flags]
+        return novelty, flags
+
+    def not_interneuron(self, cells: pd.DataFrame) -> np.ndarray:
+        """True where the detector (if any) calls the cell excitatory."""
+        detector = getattr(self, "interneuron", None)
+        if detector is None:
+            return np.zeros(len(cells), bool)
+        return detector.flag(cells)
+
+    def batch_note(self, cells: pd.DataFrame, called) -> str | None:
+        """The `lab_shift` line of a batch (its interneuron-like cells, with the class each
+        is called), or None."""
+        shift = getattr(self, "batch_shift", None)
+        if shift is None:
+            return None
+        keep = ~self.not_interneuron(cells)
+        return shift.check(cells[keep], np.asarray(called)[keep])
 
     def novel_score(self, novelty: np.ndarray, top_probability: np.ndarray | None) -> np.ndarray:
         """The score the `novel` flag thresholds: combined when calibrated, else the novelty."""
@@ -143,6 +175,7 @@ class TrustReference:
         if self.fingerprint is not None:
             mismatch |= self.fingerprint.mismatch(cells, self.species)
         novel = self.is_novel(novelty, top_probability)
+        excitatory = self.not_interneuron(cells)
         out = []
         for i in range(len(X)):
             flags = []
@@ -154,6 +187,8 @@ class TrustReference:
                 flags.append("species_mismatch")
             if novel[i]:
                 flags.append("novel")
+            if excitatory[i]:
+                flags.append(NOT_INTERNEURON)
             out.append(flags)
         return out
 

@@ -1,11 +1,14 @@
 """A saved model with what it takes to trust its calls: calibration, reference, fingerprint.
 
-Beside `model.joblib` and `model.json` a model directory holds
+Beside `model.json` and `model.skops` a model directory holds
 - `calibration.json`: the Mondrian conformal scores (donor-grouped out of fold) and the
   temperature fitted on the same out-of-fold probabilities;
 - `reference.npz`: ranges, families, few-feature threshold and the novelty reference of
   the training cells;
-- `species.joblib`: the species fingerprint (mouse vs human public cells).
+- `species.skops`: the species fingerprint (mouse vs human public cells).
+
+All three are read without running code from the directory (JSON, npz without pickles, and
+skops with the trusted types of `bundle.TRUSTED_TYPES`).
 
 ```python
 from ephys2tx.models.trusted import TrustedModel
@@ -21,24 +24,77 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 
 from ..errors import Ephys2txError
+from ..files import atomic_write, atomic_write_text
+from ..threads import limit
 from ..version import __version__
-from .bundle import ModelCard, align_features, families_of, load_model, proba_table
+from .bundle import (
+    CALIBRATION_FILE,
+    REFERENCE_FILE,
+    RETRAIN,
+    SPECIES_FILE,
+    ModelCard,
+    align_features,
+    families_of,
+    load_model,
+    proba_table,
+    read_skops,
+    write_skops,
+)
 from .calibration import Temperature
 from .conformal import MondrianConformal, check_alpha, out_of_fold_proba
+from .interneuron import BatchShift, InterneuronDetector
 from .novelty import NovelFlag, NoveltyReference
 from .species import SpeciesFingerprint
 from .trust import TrustReference, assess, trust_columns
 
-CALIBRATION_FILE = "calibration.json"
 # Donor-grouped folds of the out-of-fold scores that calibrate every saved model.
 CALIBRATION_FOLDS = 5
-REFERENCE_FILE = "reference.npz"
-SPECIES_FILE = "species.joblib"
+INTERNEURON_FILE = "interneuron.skops"  # the `not_interneuron` detector, when the model has one
+# The smallest training set whose calibration means something: cells and donors per class
+# (each class must reach the held-out folds), and donors in all (one per fold at least).
+MIN_CELLS_PER_CLASS = 5
+MIN_DONORS_PER_CLASS = 2
+
+
+def check_trainable(cells: pd.DataFrame, label: str, calibrate: bool = True) -> None:
+    """Refuse, before any fitting, a training set too small to fit or calibrate: a single
+    class, a class with fewer than `MIN_CELLS_PER_CLASS` cells or `MIN_DONORS_PER_CLASS`
+    donors, or (calibrating) fewer donors than calibration folds."""
+    y = cells[label].astype(str)
+    counts = y.value_counts()
+    if len(counts) < 2:
+        raise Ephys2txError(
+            f"training needs at least 2 classes in {label!r}; the {len(cells)} cells hold "
+            f"{len(counts)} ({', '.join(counts.index[:3]) or 'none'}); give more cells or another label"
+        )
+    few = counts[counts < MIN_CELLS_PER_CLASS]
+    if len(few):
+        shown = ", ".join(f"{c} {n}" for c, n in few.items())
+        raise Ephys2txError(
+            f"too few cells to train: every class needs at least {MIN_CELLS_PER_CLASS} cells "
+            f"(cells per class: {shown}); drop those classes or add cells"
+        )
+    if "donor" not in cells.columns:
+        return
+    donors = cells.groupby(y.to_numpy())["donor"].nunique()
+    few = donors[donors < MIN_DONORS_PER_CLASS] if calibrate else donors[:0]
+    if len(few):
+        shown = ", ".join(f"{c} {n}" for c, n in few.items())
+        raise Ephys2txError(
+            f"too few donors to calibrate: every class needs cells of at least "
+            f"{MIN_DONORS_PER_CLASS} donors (donors per class: {shown}); add cells, or train "
+            "with --no-calibrate"
+        )
+    n_donors = cells["donor"].nunique()
+    if calibrate and n_donors < CALIBRATION_FOLDS:
+        raise Ephys2txError(
+            f"too few donors to calibrate: {n_donors} donors for {CALIBRATION_FOLDS} "
+            "donor-grouped folds; add cells, or train with --no-calibrate"
+        )
 
 
 def fit_calibration(
@@ -116,7 +172,7 @@ def save_trust(
             "version": __version__,
             **details,
         }
-        _atomic(model_dir / CALIBRATION_FILE, lambda p: p.write_text(json.dumps(payload)))
+        atomic_write_text(model_dir / CALIBRATION_FILE, json.dumps(payload))
     meta = {
         "species": reference.species,
         "features": reference.features,
@@ -124,7 +180,20 @@ def save_trust(
         "min_measured": reference.min_measured,
     }
     novel_flag = getattr(reference, "novel_flag", None)
+    shift = getattr(reference, "batch_shift", None)
+    if shift is not None:
+        meta["batch_shift_features"] = shift.features
+        meta["batch_shift_classes"] = shift.classes
     arrays = {
+        **(
+            {
+                "batchshift_median": shift.median,
+                "batchshift_iqr": shift.iqr,
+                "batchshift_threshold": shift.threshold,
+            }
+            if shift is not None
+            else {}
+        ),  # fmt: skip
         **{f"novelty_{k}": v for k, v in reference.novelty.to_arrays().items()},
         **{f"novelflag_{k}": v for k, v in (novel_flag.to_arrays() if novel_flag else {}).items()},
         "low": reference.low,
@@ -136,11 +205,16 @@ def save_trust(
         with open(path, "wb") as fh:
             np.savez_compressed(fh, **arrays)
 
-    _atomic(model_dir / REFERENCE_FILE, write_npz)
+    atomic_write(model_dir / REFERENCE_FILE, write_npz)
     if reference.fingerprint is not None:
-        _atomic(model_dir / SPECIES_FILE, lambda p: joblib.dump(reference.fingerprint, p))
+        write_skops(model_dir / SPECIES_FILE, reference.fingerprint)
     else:
         (model_dir / SPECIES_FILE).unlink(missing_ok=True)
+    detector = getattr(reference, "interneuron", None)
+    if detector is not None:
+        write_skops(model_dir / INTERNEURON_FILE, detector)
+    else:
+        (model_dir / INTERNEURON_FILE).unlink(missing_ok=True)
 
 
 def store_trust(
@@ -164,46 +238,58 @@ def store_trust(
     from sklearn.base import clone
 
     used = model.used_features() if hasattr(model, "used_features") else list(features)
-    reference = fit_trust_reference(cells, used, species, other, seed, model)
-    calibration = None
-    if cv is not None:
-        X = cells[features] if features is not None else cells
-        y, donors = cells[label].to_numpy(), cells["donor"].to_numpy()
-        conformal, temperature, oof = fit_calibration_oof(clone(estimator), X, y, donors, cv)
-        calibration = (conformal, temperature)
-        reference.with_novel_flag(donors, oof.max(axis=1))  # the combined `novel` flag
+    with limit():
+        reference = fit_trust_reference(cells, used, species, other, seed, model)
+        calibration = None
+        if cv is not None:
+            X = cells[features] if features is not None else cells
+            y, donors = cells[label].to_numpy(), cells["donor"].to_numpy()
+            conformal, temperature, oof = fit_calibration_oof(clone(estimator), X, y, donors, cv)
+            calibration = (conformal, temperature)
+            reference.with_novel_flag(donors, oof.max(axis=1))  # the combined `novel` flag
+    if calibration is not None:
         save_trust(out, reference, calibration, folds=cv.get_n_splits(), seed=seed)
     else:
         save_trust(out, reference, None, seed=seed)
     return calibration
 
 
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    write(tmp)
-    tmp.replace(path)
-
-
 def load_reference(model_dir: Path) -> TrustReference | None:
-    """The stored reference, or None for a model saved before references existed."""
+    """The stored reference, or None for a model saved without one (e.g. by `reproduce`
+    without stored trust). The npz is read without pickles."""
     if not (model_dir / REFERENCE_FILE).is_file():
         return None
-    with np.load(model_dir / REFERENCE_FILE) as a:
+    with np.load(model_dir / REFERENCE_FILE, allow_pickle=False) as a:
         meta = json.loads(str(a["meta"]))
         novelty = NoveltyReference.from_arrays(
             {k[len("novelty_") :]: a[k] for k in a.files if k.startswith("novelty_")}
         )
         low, high = a["low"], a["high"]
-        novel_flag = None  # references saved before the combined flag keep the kNN-only one
+        novel_flag = None  # uncalibrated models: the kNN-only novelty flag
         if "novelflag_threshold" in a.files:
             novel_flag = NovelFlag.from_arrays(
                 {k[len("novelflag_") :]: a[k] for k in a.files if k.startswith("novelflag_")}
             )
+        batch_shift = None
+        if "batchshift_median" in a.files:
+            batch_shift = BatchShift(
+                meta["batch_shift_features"], meta["batch_shift_classes"], a["batchshift_median"],
+                a["batchshift_iqr"], a["batchshift_threshold"],
+            )  # fmt: skip
     fingerprint = None
     if (model_dir / SPECIES_FILE).is_file():
-        fingerprint = joblib.load(model_dir / SPECIES_FILE)
+        fingerprint = read_skops(model_dir / SPECIES_FILE, "species fingerprint")
         if not isinstance(fingerprint, SpeciesFingerprint):
-            raise Ephys2txError(f"{model_dir / SPECIES_FILE} is not a species fingerprint")
+            raise Ephys2txError(
+                f"{model_dir / SPECIES_FILE} is not a species fingerprint; {RETRAIN}"
+            )
+    detector = None
+    if (model_dir / INTERNEURON_FILE).is_file():
+        detector = read_skops(model_dir / INTERNEURON_FILE, "interneuron detector")
+        if not isinstance(detector, InterneuronDetector):
+            raise Ephys2txError(
+                f"{model_dir / INTERNEURON_FILE} is not an interneuron detector; {RETRAIN}"
+            )
     return TrustReference(
         species=meta["species"],
         features=meta["features"],
@@ -214,6 +300,8 @@ def load_reference(model_dir: Path) -> TrustReference | None:
         novelty=novelty,
         fingerprint=fingerprint,
         novel_flag=novel_flag,
+        interneuron=detector,
+        batch_shift=batch_shift,
     )
 
 
@@ -256,7 +344,8 @@ class TrustedModel:
     def predict_proba(self, cells: pd.DataFrame) -> np.ndarray:
         """Class probabilities (columns = `classes`), temperature-scaled when calibrated."""
         X, _ = align_features(cells, self.card.features)
-        proba = np.asarray(self.estimator.predict_proba(X), float)
+        with limit():
+            proba = np.asarray(self.estimator.predict_proba(X), float)
         return self.temperature.apply(proba) if self.temperature is not None else proba
 
     def predict_set(self, cells: pd.DataFrame, alpha: float = 0.1) -> list[list[str]]:
@@ -299,7 +388,9 @@ def trust_table(
     confident); without a stored reference there is no novelty and no flag."""
     n = len(cells)
     if reference is not None:
-        novelty, flags = reference.assess_cells(cells, np.asarray(proba, float).max(axis=1))
+        proba = np.asarray(proba, float)
+        called = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+        novelty, flags = reference.assess_cells(cells, proba.max(axis=1), called)
     else:
         novelty, flags = np.full(n, np.nan), [[] for _ in range(n)]
     sets = sets if sets is not None else [[] for _ in range(n)]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..datasets.sources import CITATIONS
 from .reference import PROTOCOL_NOTES, REFERENCE_STUDY, REPORTED
-from .results import Figure, Scores, StudyResults
+from .results import CrossLabRun, Figure, Scores, StudyResults
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;
@@ -294,6 +294,36 @@ def _trust_section(results: StudyResults, figures: Path) -> str:
     )
 
 
+def _crosslab_section(run: CrossLabRun, figures: Path) -> str:
+    """Another lab's cells: the cross-lab benchmark's rows (`study/crosslab.py`)."""
+    names = {"a": "(a) reference as it is", "b": "(b) adapted, no labels",
+             "c25": "(c) 25% of the mice labelled, scored on the others",
+             "d": "(d) M1 alone, 5 folds grouped by mouse (ceiling)"}  # fmt: skip
+    keys = [("macro_f1", "macro-F1"), ("accuracy", "accuracy"), ("coverage", "coverage"),
+            ("set_size", "set size"), ("confident", "confident"),
+            ("confident_accuracy", "confident right"), ("t_type_accuracy", "t-type accuracy"),
+            ("exc_flagged", "excitatory flagged"), ("exc_confident", "excitatory confident")]  # fmt: skip
+    rows = []
+    for row, figures_of in run.rows.items():
+        cells = "".join(
+            _num(figures_of[k], k) if k in figures_of else "<td>—</td>" for k, _ in keys
+        )
+        rows.append(f"<tr><td>{html.escape(names.get(row, row))}</td>{cells}</tr>")
+    shift = html.escape(run.lab_shift or "not shifted beyond the reference donors")
+    return (
+        "<h2 id='crosslab'>Another lab's cells</h2>"
+        f"<p class='note'>The mouse reference model, on the {len(run.features)} features the "
+        f"crosswalk maps from the M1 Patch-seq table of Scala et al. 2021 (another lab, another "
+        f"extractor), scored on its {run.n_gaba} GABAergic cells (5-class, alpha 0.1); "
+        f"{run.n_excitatory} excitatory cells score the not_interneuron flag (its detector "
+        f"fitted on other mice). (c): {run.draws} draw(s). The unlabelled method was chosen "
+        f"per fold of mice on the other folds: {html.escape(str(run.selection))}. As it is, "
+        f"the batch reads: {shift}. {run.seconds:.0f} s.</p>"
+        + _table(["row", *(name for _, name in keys)], rows)
+        + _figure(figures, run.figure)
+    )
+
+
 def _timing_section(results: StudyResults) -> str:
     """Seconds per step (as measured when the step ran; reused steps were read from cache)."""
     if not results.timings:
@@ -347,6 +377,8 @@ def render_report(
     body.append(_sequence_section(results, figures))
     body.append(_trust_section(results, figures))
     body.append(_reference_section(results, figures))
+    if results.crosslab is not None:
+        body.append(_crosslab_section(results.crosslab, figures))
     body.append(_timing_section(results))
     if synthetic:
         body.append(

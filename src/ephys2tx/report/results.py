@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from ..errors import Ephys2txError
 
-SCHEMA_VERSION = 3  # 3: the reference model's subclass ECE
+SCHEMA_VERSION = 4  # 3: the reference model's subclass ECE; 4: another lab's cells
 T = TypeVar("T")
 
 
@@ -229,6 +229,21 @@ class ReferenceRun:
 
 
 @dataclass
+class CrossLabRun:
+    """Another lab's cells (M1, Scala et al. 2021): the benchmark's rows, reduced."""
+
+    n_gaba: int
+    n_excitatory: int
+    features: list[str]
+    rows: dict[str, dict]  # row (a, b, c25, d) -> figure -> value (mean over draws)
+    selection: dict  # fold of mice -> the unlabelled method chosen on the other folds
+    lab_shift: str | None  # the reference as it is: the batch's lab_shift line
+    draws: int
+    seconds: float
+    figure: Figure | None = None
+
+
+@dataclass
 class StepTiming:
     """Seconds one step took when it ran; `reused`: this run read it from the step cache."""
 
@@ -254,6 +269,7 @@ class StudyResults:
     trust: dict[str, TrustRun] = field(default_factory=dict)
     importance: dict[str, Importance] = field(default_factory=dict)
     reference: dict[str, ReferenceRun] = field(default_factory=dict)
+    crosslab: CrossLabRun | None = None
     cohort: dict = field(default_factory=dict)  # the synthetic cohort's sizes (demo only)
     schema_version: int = SCHEMA_VERSION
 

@@ -17,6 +17,7 @@ from ..datasets.cells import SPECIES
 from ..errors import Ephys2txError
 from ..features.families import family_mask
 from ..report.results import (
+    CrossLabRun,
     Embedding,
     ForestRun,
     Importance,
@@ -122,6 +123,8 @@ def plan(s: StudySettings) -> list[Step]:
             Step(f"reference_{sp}", "reference", (sp,), ReferenceRun, 30 * nested * SIZE[sp])
             for sp in SPECIES
         ]
+    if s.crosslab_draws:
+        steps.append(Step("crosslab", "crosslab", (), CrossLabRun, 240 * s.crosslab_draws))
     steps.append(Step("models", "save_models", (), None, 22 * s.forest_trees / 100))
     return steps
 
@@ -150,6 +153,7 @@ def run_study(study: Study, title: str | None = None, lanes: int = 1) -> StudyRe
             "permuted alone is made up for by the others."
         )
     reference = {r.species: r for r in of("reference")}
+    crosslab = next(iter(of("crosslab")), None)
     (models,) = of("save_models")
     results = StudyResults(
         ephys2tx_version=__version__,
@@ -164,6 +168,7 @@ def run_study(study: Study, title: str | None = None, lanes: int = 1) -> StudyRe
         importance={"human": importance},
         sequence=sequence_section(bilstm, transfers, notes),
         reference=reference,
+        crosslab=crosslab,
         models=models,
         timings=list(study.cache.timings),
     )

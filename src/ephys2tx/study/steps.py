@@ -21,6 +21,7 @@ from ..evaluation.splits import Splitter
 from ..evaluation.transfer_study import StudyResult, cross_validate_attention, run_transfer_study
 from ..models import recipes
 from ..report.results import (
+    CrossLabRun,
     Embedding,
     Figure,
     ForestRun,
@@ -335,40 +336,80 @@ class Study:
             figures=figures,
         )  # fmt: skip
 
+    def crosslab(self) -> CrossLabRun:
+        """Another lab's cells: the mouse reference on the M1 cells of Scala et al. 2021, as
+        it is, adapted without labels, with 25% of the mice labelled, and M1 alone."""
+        from .crosslab import crosslab_figure, run_crosslab
+
+        source = self.source
+        result = run_crosslab(
+            self.settings.seed, self.settings.crosslab_draws, (0.25,), self.n_jobs,
+            getattr(source, "data_dir", None), getattr(source, "mirror", None), say=lambda _: None,
+        )  # fmt: skip
+        target = self.out / "crosslab"
+        png = crosslab_figure(result, target / "crosslab.png")
+        summary = result.summary()
+        keep = [c for c in summary.columns if not c.endswith("_sd")]
+        rows = {
+            str(r): {k: float(v) for k, v in summary.loc[r, keep].items() if v == v}
+            for r in summary.index
+        }
+        first = result.scores.iloc[0]
+        return CrossLabRun(
+            n_gaba=int(first["n_gaba"]), n_excitatory=int(result.notes.get("n_excitatory", 0)),
+            features=list(result.notes["features"]), rows=rows,
+            selection={str(k): v for k, v in result.selection.items()},
+            lab_shift=result.notes.get("lab_shift_a"), draws=self.settings.crosslab_draws,
+            seconds=float(result.notes["seconds"]),
+            figure=self._figure(png, "crosslab.png", "Another lab's cells (M1): the rows of "
+                                "the cross-lab benchmark"),
+        )  # fmt: skip
+
     def save_models(self) -> dict[str, str]:
         """Forests of both species (with what `predict` needs to say how far to trust a
         call, when `store_trust`), plus the human networks when `save_networks`."""
         from ..evaluation.splits import donor_kfold
-        from ..models.bundle import card_for, save_model
+        from ..models.bundle import card_for, new_model_dir, write_model
         from ..models.trusted import store_trust
+        from ..threads import limit
 
         s = self.settings
         trained_by = "ephys2tx demo" if self.synthetic else "ephys2tx reproduce"
         extra = {"synthetic": True} if self.synthetic else {}  # never use these on real cells
         saved = {}
 
-        def save(name: str, model, kind: str, species: str, label: str, n: int) -> Path:
+        def save(name: str, model, kind: str, species: str, label: str, n: int, trust=None):
+            """Write one model directory (with its trust, if `trust(folder)` is given); it
+            appears only when complete."""
             card = card_for(
                 model, kind, species, label, n, seed=s.seed, trained_by=trained_by, **extra
             )
             target = self.out / "models" / name
-            save_model(target, model, card)
+            with new_model_dir(target) as folder:
+                write_model(folder, model, card)
+                if trust is not None:
+                    trust(folder)
             saved[name] = str(target.relative_to(self.out))
-            return target
 
         for species in SPECIES:
             table = self.cells(species)
             label = DEFAULT_LABEL[species]
             features = usable_features(table)
             model = recipes.forest(s.seed, trees=s.forest_trees)
-            model.fit(table[features], table[label].to_numpy())
-            target = save(f"rf-{species}", model, "rf-raw", species, label, len(table))
+            with limit():
+                model.fit(table[features], table[label].to_numpy())
+            trust = None
             if s.store_trust:
                 others = {sp: self.cells(sp) for sp in SPECIES if sp != species}
-                store_trust(
-                    target, recipes.forest(s.seed, trees=s.forest_trees), model, table, label,
-                    species, features, others, donor_kfold(s.folds, s.seed), s.seed,
-                )  # fmt: skip
+
+                def trust(folder, model=model, table=table, label=label, species=species,
+                          features=features, others=others):  # fmt: skip
+                    store_trust(
+                        folder, recipes.forest(s.seed, trees=s.forest_trees), model, table,
+                        label, species, features, others, donor_kfold(s.folds, s.seed), s.seed,
+                    )  # fmt: skip
+
+            save(f"rf-{species}", model, "rf-raw", species, label, len(table), trust)
         if s.save_networks:
             human = self.cells("human")
             y = human["label"].to_numpy()
@@ -377,5 +418,7 @@ class Study:
                 model = recipes.transfer(s, self.cells("mouse"), method)
                 networks[f"transfer-{method}-human"] = (f"transfer-{method}", model)
             for name, (kind, model) in networks.items():
-                save(name, model.fit(human, y), kind, "human", "label", len(human))
+                with limit():
+                    model.fit(human, y)
+                save(name, model, kind, "human", "label", len(human))
         return saved

@@ -1,0 +1,145 @@
+"""`ephys2tx adapt`: a lab model from a lab's own cells, saved as a model directory.
+
+Steps: the features the lab measures (shared with the reference table) -> the reference
+model on exactly those features (fitted and calibrated here) -> the excitatory detector
+(`models/interneuron.py`; mouse only: the only excitatory cells here are mouse M1 cells) ->
+the lab model (`models/lab.py`: anchored alignment without labels; with labels the lab's
+cells join training and recalibrate the sets) -> a model directory that `predict DIR` reads
+like any reference model (kind `reference`, its card's `extra["lab"]` says what was done).
+
+The trust reference (ranges, novelty, `lab_shift` null) is the reference cells mapped into
+the lab's terms, so the flags read the lab's own values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .datasets.cells import other_species_cells
+from .datasets.labels import DEFAULT_LABEL
+from .errors import Ephys2txError
+from .models.bundle import card_for, new_model_dir, write_model
+from .models.interneuron import BatchShift, InterneuronDetector, m1_detector
+from .models.lab import LabFit, fit_lab_model, lab_features
+from .models.reference import ReferenceFit
+from .models.trusted import fit_trust_reference, save_trust
+from .reference import (
+    DEFAULT_SETTINGS,
+    data_checksums,
+    fit_reference_on,
+    novelty_weights,
+    reference_cells,
+)
+
+
+@dataclass
+class LabAdaptation:
+    """What `adapt` built: the reference fit, the lab fit, the detector and the features."""
+
+    species: str
+    features: list[str]
+    reference: ReferenceFit
+    lab: LabFit
+    detector: InterneuronDetector | None
+    reference_cells: pd.DataFrame
+
+
+def adapt_to_lab(
+    species: str,
+    lab: pd.DataFrame,
+    labels: pd.Series | None = None,
+    donors: pd.Series | None = None,
+    data_dir=None,
+    mirror=None,
+    seed: int = 0,
+    n_jobs: int = 1,
+    say: Callable[[str], None] = print,
+) -> LabAdaptation:
+    """Fit a lab model to `lab` (canonical features, one row per cell)."""
+    cells = reference_cells(species, data_dir, mirror)
+    features = lab_features(lab, cells)
+    say(f"the lab's cells share {len(features)} features with the {species} reference")
+    reference = fit_reference_on(species, cells, features, seed, n_jobs)
+    detector = m1_detector(species, features, cells, data_dir, mirror, seed=seed)
+    eligible = ~detector.flag(lab) if detector is not None else None
+    if detector is not None:
+        say(f"{int((~eligible).sum())} of {len(lab)} lab cells look excitatory (not_interneuron)")
+    fit = fit_lab_model(
+        reference.model, reference.calibration, cells, DEFAULT_LABEL[species], lab,
+        labels, donors, eligible, seed=seed,
+    )  # fmt: skip
+    return LabAdaptation(species, features, reference, fit, detector, cells)
+
+
+def save_lab_model(out: str | Path, built: LabAdaptation, data_dir=None, mirror=None) -> Path:
+    """Write the lab model directory (model, card, calibration, trust reference)."""
+    out = Path(out)
+    fit, ref = built.lab, built.reference
+    species = built.species
+    model = fit.model
+    tax = ref.taxonomy
+    card = card_for(
+        model, "reference", species, DEFAULT_LABEL[species], len(built.reference_cells),
+        taxonomy=tax.to_dict(), leaves=tax.leaves,
+        conformal={level: c.to_dict() for level, c in fit.calibration.items()},
+        subclass_recalibration=ref.temperature.to_dict(),
+        data_sha256=data_checksums(species, data_dir, mirror),
+        settings=DEFAULT_SETTINGS[species],
+        lab={
+            **fit.details,
+            "shift": model.shift.to_dict(),
+            "most_shifted": model.shift.largest(built.reference_cells),
+            "not_interneuron": built.detector.source if built.detector else None,
+        },
+    )  # fmt: skip
+    card.classes = list(tax.subclasses)
+    in_lab_terms = model.shift.to_lab(built.reference_cells)
+    trust = fit_trust_reference(
+        in_lab_terms, built.features, species, other_species_cells(species, data_dir, mirror),
+        weights=novelty_weights(model, built.features),
+    )  # fmt: skip
+    if ref.top_probability is not None:
+        trust.with_novel_flag(built.reference_cells["donor"].to_numpy(), ref.top_probability)
+    trust.interneuron = built.detector
+    trust.batch_shift = BatchShift.fit(
+        in_lab_terms,
+        built.features,
+        built.reference_cells["donor"].to_numpy(),
+        built.reference_cells[DEFAULT_LABEL[species]].to_numpy(),
+    )
+    with new_model_dir(out) as folder:  # the directory appears only when complete
+        write_model(folder, model, card)
+        save_trust(folder, trust)
+    return out
+
+
+def is_lab_model(card) -> bool:
+    """True for a directory written by `adapt`."""
+    return card.kind == "reference" and "lab" in card.extra
+
+
+def label_column(lab: pd.DataFrame, labels: pd.DataFrame | None) -> pd.Series | None:
+    """The lab's subclass per cell: `--labels` (specimen_id, subclass), else a `subclass`
+    column of the cells, else None (unlabelled)."""
+    if labels is not None:
+        missing = {"specimen_id", "subclass"} - set(labels.columns)
+        if missing:
+            raise Ephys2txError(
+                f"--labels needs the columns specimen_id and subclass (lacks "
+                f"{', '.join(sorted(missing))})"
+            )
+        mapping = dict(zip(labels["specimen_id"].astype(str), labels["subclass"], strict=False))
+        out = lab["specimen_id"].astype(str).map(mapping)
+        if out.notna().sum() == 0:
+            raise Ephys2txError(
+                "--labels: no specimen_id matches a cell of the inputs; check the ids"
+            )
+        return out.where(out.notna(), np.nan)
+    if "subclass" in lab.columns and lab["subclass"].notna().any():
+        return lab["subclass"]
+    return None

@@ -1,0 +1,308 @@
+"""The cross-lab benchmark: the reference model on another lab's cells (M1, Scala et al.
+2021), as it is, adapted without labels, adapted with some of the lab's mice labelled, and
+the lab's own in-domain ceiling.
+
+Rows, all scored on the lab's GABAergic cells (5-class subclass):
+- `a`: the reference model on the lab's features, as it is (through the crosswalk);
+- `b`: adapted without labels; the alignment method is chosen per fold of mice on the
+  *other* folds' cells (nested; `selection`), so no scored cell chooses its own method;
+- `c<share>`: the labelled cells of `share` of the lab's mice join training, scored on
+  the other mice, over `draws` draws of mice;
+- `d`: the in-domain ceiling, a forest on the lab's cells alone, folds grouped by mouse.
+The `not_interneuron` detector is fitted for each fold of mice on the other mice's cells
+(plus the reference cells), so a scored cell never trained it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, f1_score, recall_score, roc_auc_score
+from sklearn.model_selection import GroupKFold
+
+from ..datasets.labels import DEFAULT_LABEL
+from ..models.bundle import card_for
+from ..models.forest import make_forest
+from ..models.interneuron import LAB_SHIFT, NOT_INTERNEURON, BatchShift, m1_detector
+from ..models.lab import (
+    ALIGN_METHODS,
+    LAB_FOREST_TREES,
+    FeatureShift,
+    LabModel,
+    align_unlabelled,
+    fit_lab_model,
+)
+from ..models.mapping import predict_mapping
+from ..models.reference import ReferenceFit, novelty_weights
+from ..models.trusted import fit_trust_reference, trust_table
+from ..schema import FLAG_SEPARATOR, SET_SEPARATOR, split_joined
+
+LAB_FRACTIONS = (0.1, 0.25)
+LAB_DRAWS = 5
+MOUSE_FOLDS = 5
+
+
+@dataclass
+class CrossLabResult:
+    """Per row (and draw) the figures; per cell the calls of rows a and b."""
+
+    scores: pd.DataFrame  # one row per (row, draw)
+    selection: dict  # the nested choice of the unlabelled method, per fold of mice
+    candidates: dict  # each unlabelled method's figures on all cells (for the record only)
+    cells: dict[str, pd.DataFrame] = field(default_factory=dict)  # row -> per-cell calls
+    notes: dict = field(default_factory=dict)  # lab_shift lines, features, seconds
+
+    def summary(self) -> pd.DataFrame:
+        """Mean (and sd over draws) of every figure per row."""
+        numeric = self.scores.drop(columns=["draw"]).groupby("row", sort=False)
+        mean, sd = numeric.mean(numeric_only=True), numeric.std(numeric_only=True)
+        return mean.join(sd.add_suffix("_sd"))
+
+
+def mouse_folds(donors: pd.Series, n_folds: int = MOUSE_FOLDS, seed: int = 0) -> np.ndarray:
+    """Fold number of each cell, grouped by mouse (mice shuffled with `seed`)."""
+    mice = np.array(sorted(donors.astype(str).unique()))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(mice))
+    fold_of = {mice[i]: k % n_folds for k, i in enumerate(order)}
+    return donors.astype(str).map(fold_of).to_numpy()
+
+
+def _calls(
+    model, fit: ReferenceFit, calibration: dict, cells: pd.DataFrame, alpha: float, species: str
+) -> pd.DataFrame:
+    """The mapping table of `cells` under `model` with `calibration` (per level)."""
+    tax = fit.taxonomy
+    card = card_for(
+        model, "reference", species, DEFAULT_LABEL[species], 0, taxonomy=tax.to_dict(),
+        conformal={level: c.to_dict() for level, c in calibration.items()},
+    )  # fmt: skip
+    card.classes = list(tax.subclasses)
+    return predict_mapping(model, card, cells, alpha).table
+
+
+def _trust(
+    calls: pd.DataFrame,
+    cells: pd.DataFrame,
+    shift: FeatureShift,
+    fit: ReferenceFit,
+    reference: pd.DataFrame,
+    features: list[str],
+    species: str,
+    other: dict | None,
+    excitatory: np.ndarray,
+    weights: np.ndarray | None,
+) -> tuple[pd.DataFrame, str | None]:
+    """Flags and `confident` of the calls, as `predict` gives them with a trust reference
+    in the lab's terms, the held-out `not_interneuron` flags added; and the lab_shift line."""
+    in_lab = shift.to_lab(reference)
+    trust = fit_trust_reference(in_lab, features, species, other, weights=weights)
+    if fit.top_probability is not None:
+        trust.with_novel_flag(reference["donor"].to_numpy(), fit.top_probability)
+    trust.batch_shift = BatchShift.fit(
+        in_lab, features, reference["donor"].to_numpy(), reference[DEFAULT_LABEL[species]]
+    )
+    classes = list(fit.taxonomy.subclasses)
+    proba = calls[[f"p_{c}" for c in classes]].to_numpy()
+    sets = [split_joined(s, SET_SEPARATOR) for s in calls["subclass_set"]]
+    interneurons = cells[~excitatory]
+    line = trust.batch_shift.check(interneurons, calls["subclass"].to_numpy()[~excitatory])
+    trust.batch_shift = None  # judged above on the held-out detector's interneurons
+    table = trust_table(cells, proba, classes, sets, trust)
+    flags = [split_joined(f, FLAG_SEPARATOR) for f in table["flags"]]
+    flags = [
+        [*f, NOT_INTERNEURON] if e and NOT_INTERNEURON not in f else f
+        for f, e in zip(flags, excitatory, strict=True)
+    ]
+    if line is not None:
+        flags = [[*f, LAB_SHIFT] for f in flags]
+    out = calls.copy()
+    out["flags"] = [FLAG_SEPARATOR.join(f) for f in flags]
+    out["confident"] = [len(s) == 1 and not f for s, f in zip(sets, flags, strict=True)]
+    return out, line
+
+
+def score_calls(
+    calls: pd.DataFrame, cells: pd.DataFrame, classes: list[str], known_t_types: set[str],
+    detector_score: np.ndarray,
+) -> dict:  # fmt: skip
+    """Figures of one row: on the GABAergic cells (subclass, sets, confident, t-type) and on
+    the excitatory cells (flagged, confident, AUROC of the detector's score)."""
+    gaba = (cells["cell_class"] == "gabaergic").to_numpy()
+    exc = (cells["cell_class"] == "excitatory").to_numpy()
+    y = cells["label5"].to_numpy(dtype=object)[gaba].astype(str)
+    pred = calls["subclass"].to_numpy(dtype=object)[gaba].astype(str)
+    out = {
+        "n_gaba": int(gaba.sum()),
+        "macro_f1": f1_score(y, pred, labels=classes, average="macro", zero_division=0),
+        "accuracy": accuracy_score(y, pred),
+    }
+    recall = recall_score(y, pred, labels=classes, average=None, zero_division=0)
+    out.update({f"recall_{c}": r for c, r in zip(classes, recall, strict=True)})
+    if "subclass_set" in calls and calls["subclass_set"].astype(bool).any():
+        sets = [split_joined(s, SET_SEPARATOR) for s in calls["subclass_set"].to_numpy()[gaba]]
+        out["coverage"] = float(np.mean([t in s for t, s in zip(y, sets, strict=True)]))
+        out["set_size"] = float(np.mean([len(s) for s in sets]))
+    if "confident" in calls:
+        confident = calls["confident"].to_numpy(bool)
+        out["confident"] = float(confident[gaba].mean())
+        right = pred == y
+        out["confident_accuracy"] = (
+            float(right[confident[gaba]].mean()) if confident[gaba].any() else float("nan")
+        )
+        single = np.array([len(split_joined(s, SET_SEPARATOR)) == 1 for s in calls["subclass_set"]])
+        flags = [split_joined(f, FLAG_SEPARATOR) for f in calls["flags"]]
+        no_shift = np.array([not [g for g in f if g != "lab_shift"] for f in flags])
+        # the calls that would be confident if the batch-wide lab_shift flag did not count
+        held = single & no_shift
+        out["confident_but_shift"] = float(held[gaba].mean())
+        out["confident_but_shift_accuracy"] = (
+            float(right[held[gaba]].mean()) if held[gaba].any() else float("nan")
+        )
+        if exc.any():
+            flagged = np.array([NOT_INTERNEURON in f for f in flags])
+            out["exc_flagged"] = float(flagged[exc].mean())
+            out["exc_confident"] = float(confident[exc].mean())
+            out["gaba_flagged"] = float(flagged[gaba].mean())
+    if "t_type" in calls:
+        truth = cells["t_type"].to_numpy(dtype=object)[gaba]
+        known = np.array([t in known_t_types for t in truth])
+        if known.any():
+            called = calls["t_type"].to_numpy(dtype=object)[gaba]
+            out["t_type_cells"] = int(known.sum())
+            out["t_type_accuracy"] = float(np.mean(called[known] == truth[known]))
+    if exc.any() and gaba.any():
+        both = exc | gaba
+        out["exc_auroc"] = roc_auc_score(exc[both], np.nan_to_num(detector_score[both]))
+    return out
+
+
+def crosslab_benchmark(
+    reference: pd.DataFrame,
+    fit: ReferenceFit,
+    lab: pd.DataFrame,
+    species: str = "mouse",
+    other: dict | None = None,
+    alpha: float = 0.1,
+    fractions: tuple[float, ...] = LAB_FRACTIONS,
+    draws: int = LAB_DRAWS,
+    seed: int = 0,
+    say: Callable[[str], None] = print,
+) -> CrossLabResult:
+    """Every row on `lab` (a cell table with `cell_class`, `label5`, `t_type`, `donor`),
+    given the reference cells and the reference fitted on the lab's features (`fit`)."""
+    start = time.perf_counter()
+    features = list(fit.features)
+    classes = list(fit.taxonomy.subclasses)
+    known = set(fit.taxonomy.t_types)
+    label = DEFAULT_LABEL[species]
+    ref_y = reference[label].to_numpy(dtype=object)
+    weights = novelty_weights(fit.model, features)
+    lab = lab.reset_index(drop=True)
+    folds = mouse_folds(lab["donor"], MOUSE_FOLDS, seed)
+    # the detector: per fold of mice, fitted on the other mice (and the reference cells)
+    score = np.full(len(lab), np.nan)
+    for k in range(MOUSE_FOLDS):
+        test = folds == k
+        det = m1_detector(
+            species, features, reference, exclude_donors=set(lab.loc[test, "donor"]), seed=seed,
+            m1=lab,
+        )  # fmt: skip
+        if det is not None:
+            score[test] = det.score(lab[test])
+    excitatory = np.nan_to_num(score) > 0.5
+    say(f"detector (held-out mice): {excitatory.sum()} of {len(lab)} cells flagged")
+    rows, cells_out = [], {}
+    notes = {"features": features, "n_excitatory": int((lab["cell_class"] == "excitatory").sum())}
+
+    def record(row: str, draw: int, calls: pd.DataFrame, cells: pd.DataFrame, idx) -> None:
+        figures = score_calls(calls, cells, classes, known, score[idx])
+        rows.append({"row": row, "draw": draw, **figures})
+        say(
+            f"{row} draw {draw}: macro-F1 {figures['macro_f1']:.3f}, accuracy "
+            f"{figures['accuracy']:.3f}, coverage {figures.get('coverage', float('nan')):.3f}"
+        )
+
+    everyone = np.arange(len(lab))
+    # (a) the reference as it is
+    identity = FeatureShift.identity(features)
+    calls = _calls(fit.model, fit, fit.calibration, lab, alpha, species)
+    calls, notes["lab_shift_a"] = _trust(
+        calls, lab, identity, fit, reference, features, species, other, excitatory, weights
+    )
+    record("a", 0, calls, lab, everyone)
+    cells_out["a"] = calls
+    # (b) without labels: every method on all cells, then the nested choice per fold
+    gaba = (lab["cell_class"] == "gabaergic").to_numpy()
+    per_method, candidates = {}, {}
+    for method in ALIGN_METHODS:
+        shift = align_unlabelled(
+            lambda c: fit.model.predict_proba_levels(c.reindex(columns=features))[
+                "subclass"
+            ].to_numpy(),
+            lab, reference, ref_y, classes, features, ~excitatory, method,
+        )  # fmt: skip
+        model = LabModel(fit.model, shift)
+        calls = _calls(model, fit, fit.calibration, lab, alpha, species)
+        calls, line = _trust(
+            calls, lab, shift, fit, reference, features, species, other, excitatory, weights
+        )
+        per_method[method] = (calls, line, shift)
+        candidates[method] = score_calls(calls, lab, classes, known, score)
+    selection, assembled = {}, []
+    for k in range(MOUSE_FOLDS):
+        inner = gaba & (folds != k)
+        best = max(
+            ALIGN_METHODS,
+            key=lambda m: f1_score(
+                lab["label5"].to_numpy(dtype=object)[inner].astype(str),
+                per_method[m][0]["subclass"].to_numpy(dtype=object)[inner].astype(str),
+                average="macro",
+            ),
+        )
+        selection[k] = best
+        assembled.append(per_method[best][0][folds == k])
+    calls_b = pd.concat(assembled).loc[everyone]
+    notes["lab_shift_b"] = {m: per_method[m][1] for m in ALIGN_METHODS}
+    notes["shift_b"] = {m: per_method[m][2].to_dict() for m in ALIGN_METHODS}
+    record("b", 0, calls_b, lab, everyone)
+    cells_out["b"] = calls_b
+    # (c) labelled cells of a share of the mice
+    gaba_mice = np.array(sorted(lab.loc[gaba, "donor"].astype(str).unique()))
+    for share in fractions:
+        for draw in range(draws):
+            rng = np.random.default_rng(seed + 100 * draw + int(share * 1000))
+            n = max(1, int(round(share * len(gaba_mice))))
+            chosen = set(rng.choice(gaba_mice, n, replace=False))
+            taken = lab["donor"].astype(str).isin(chosen).to_numpy()
+            labels = lab[label].where(gaba & taken)
+            lab_fit = fit_lab_model(
+                fit.model, fit.calibration, reference, label, lab, labels, lab["donor"],
+                ~excitatory, seed=seed,
+            )  # fmt: skip
+            rest = np.flatnonzero(~taken)
+            scored = lab.iloc[rest].reset_index(drop=True)
+            calls = _calls(lab_fit.model, fit, lab_fit.calibration, scored, alpha, species)
+            calls, _ = _trust(
+                calls, scored, lab_fit.model.shift, fit, reference, features, species, other,
+                excitatory[rest], weights,
+            )  # fmt: skip
+            record(f"c{int(round(share * 100))}", draw, calls, scored, rest)
+            rows[-1]["lab_weight"] = lab_fit.details["lab_weight"]
+            rows[-1]["reference_mix"] = lab_fit.details["reference_mix"]
+    # (d) the in-domain ceiling: the lab alone, folds grouped by mouse
+    g = lab[gaba].reset_index(drop=True)
+    pred = np.empty(len(g), dtype=object)
+    for train, test in GroupKFold(MOUSE_FOLDS).split(g, groups=g["donor"]):
+        forest = make_forest(seed, n_estimators=LAB_FOREST_TREES, n_jobs=1)
+        forest.fit(g.loc[train, features], g.loc[train, label].astype(str))
+        pred[test] = forest.predict(g.loc[test, features])
+    calls_d = pd.DataFrame({"subclass": pred})
+    record("d", 0, calls_d, g, np.flatnonzero(gaba))
+    notes["seconds"] = round(time.perf_counter() - start, 1)
+    scores = pd.DataFrame(rows)
+    return CrossLabResult(scores, selection, candidates, cells_out, notes)
