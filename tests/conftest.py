@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
+import subprocess
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -75,3 +80,147 @@ def synthetic_nwb(synthetic_recordings, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("synthetic_nwb")
     return write_allen_nwb(folder / "cellA.nwb", synthetic_recordings[0], "SYNTHETIC test cell")
+
+
+# --- the command line in this process ------------------------------------------------------
+@dataclass
+class CliRun:
+    """What `ephys2tx ARGS` gave: the fields of `subprocess.CompletedProcess` that tests read."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli_in_process(*args: object) -> CliRun:
+    """`ephys2tx ARGS` through `cli.main`, the installed command's own entry point, in this
+    process: the same one-line message and exit status (main maps every error to them)
+    without starting an interpreter and importing the package again for each check.
+
+    Tests that need the real process (a traceback never printed, the shell's exit status)
+    start one with `run_cli_subprocess`.
+    """
+    from ephys2tx import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_argv, saved_debug = sys.argv, os.environ.get(cli.DEBUG_ENV)
+    os.environ.pop(cli.DEBUG_ENV, None)  # `--debug` sets it; never carried into the next run
+    sys.argv = ["ephys2tx", *map(str, args)]
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                cli.main()
+                status = 0
+            except SystemExit as stop:
+                status = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    finally:
+        sys.argv = saved_argv
+        os.environ.pop(cli.DEBUG_ENV, None)
+        if saved_debug is not None:
+            os.environ[cli.DEBUG_ENV] = saved_debug
+    return CliRun(status, out.getvalue(), err.getvalue())
+
+
+def run_cli_subprocess(*args: object, env: dict[str, str] | None = None) -> CliRun:
+    """`python -m ephys2tx.cli ARGS` in a new process: for the few end-to-end checks."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ephys2tx.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    return CliRun(done.returncode, done.stdout, done.stderr)
+
+
+def assert_one_line_error(result: CliRun, *words: str) -> None:
+    """Exit status 2, no traceback, exactly one `error: ` line holding every word."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    for word in words:
+        assert word in errors[0], errors[0]
+
+
+# --- one forest trained through the CLI, shared by the tests that predict with one ---------
+HELD_OUT_CELLS = 100  # the first rows of `ephys2tx cells human`, left out of training
+
+
+@dataclass(frozen=True)
+class TrainedForest:
+    """A model directory from `ephys2tx train rf` and the table and ids it was trained from."""
+
+    model_dir: Path
+    cells: Path  # `ephys2tx cells human --out` (every human cell)
+    held_out: Path  # CSV of the specimen ids given to --exclude-ids
+
+
+@pytest.fixture(scope="session")
+def human_forest(_data_mirror, tmp_path_factory) -> TrainedForest:
+    """`ephys2tx train rf --species human` on all but the first 100 human cells, run once per
+    session through the CLI (read-only: predict with it, never write into it)."""
+    import pandas as pd
+
+    folder = tmp_path_factory.mktemp("human_forest")
+    table, held_out, model = folder / "human.parquet", folder / "exclude.csv", folder / "model"
+    done = run_cli_in_process("cells", "human", "--out", table)
+    assert done.returncode == 0, done.stderr
+    pd.read_parquet(table)[["specimen_id"]].head(HELD_OUT_CELLS).to_csv(held_out, index=False)
+    done = run_cli_in_process(
+        "train", "rf", "--species", "human", "--exclude-ids", held_out, "--out", model
+    )
+    assert done.returncode == 0, done.stderr
+    return TrainedForest(model, table, held_out)
+
+
+# --- the default (out-of-the-box) model with light settings, trained once per session ------
+# Light settings so that a test trains in seconds; the real defaults are measured in benchmarks/.
+LIGHT_DEFAULT_SETTINGS = {
+    "subclass_model": "rf",
+    "t_type_model": "flat",
+    "t_type_estimator": "rf",
+    "n_estimators": 25,
+}
+
+
+class LightDefaultModels:
+    """Each species' default model with LIGHT_DEFAULT_SETTINGS, trained on first request into
+    one data directory (which then also holds the fetched data files)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.messages: dict[str, list[str]] = {}  # what the first use said, per species
+        self._dirs: dict[str, Path] = {}
+
+    def model_dir(self, species: str) -> Path:
+        from ephys2tx import reference
+
+        if species not in self._dirs:
+            said: list[str] = []
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setitem(reference.DEFAULT_SETTINGS, species, LIGHT_DEFAULT_SETTINGS)
+                self._dirs[species] = reference.cached_reference(
+                    species, data_dir=self.data_dir, say=said.append, n_jobs=1
+                )
+            self.messages[species] = said
+        return self._dirs[species]
+
+
+@pytest.fixture(scope="session")
+def light_default_models(_data_mirror, tmp_path_factory) -> LightDefaultModels:
+    """The session's light default models (read-only: copy the data directory to change it)."""
+    return LightDefaultModels(tmp_path_factory.mktemp("light_default_data"))
+
+
+@pytest.fixture
+def use_light_default_models(light_default_models, monkeypatch) -> LightDefaultModels:
+    """Make `predict --species` and the cache find the session's light default models: the
+    light settings and the session's data directory, for this test only. The human model is
+    trained first; call `.model_dir("mouse")` before using the mouse one."""
+    from ephys2tx import reference
+
+    light_default_models.model_dir("human")
+    for species in list(reference.DEFAULT_SETTINGS):
+        monkeypatch.setitem(reference.DEFAULT_SETTINGS, species, LIGHT_DEFAULT_SETTINGS)
+    monkeypatch.setenv("EPHYS2TX_DATA_DIR", str(light_default_models.data_dir))
+    return light_default_models

@@ -12,12 +12,11 @@ import html
 import json
 import re
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import RECORDINGS
+from conftest import RECORDINGS, run_cli_in_process
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics.pairwise import nan_euclidean_distances
 from test_report_browser import artifacts_dir, ensure_chromium, screenshot
@@ -63,6 +62,7 @@ def case(human_cells):
     distances = nan_euclidean_distances(new[features].to_numpy(float), ref)
     indices = np.argsort(distances, axis=1)[:, :5]
     return {
+        "forest": forest,
         "features": features,
         "reference": reference,
         "new": new,
@@ -227,6 +227,7 @@ window.addEventListener('load', () => {
 </script>"""
 
 
+@pytest.mark.slow
 def test_cell_report_in_headless_chromium(tmp_path, case, cards):
     from ephys2tx.features.key_sweeps import key_sweeps
     from ephys2tx.recordings.read import read_recording
@@ -278,14 +279,14 @@ def test_key_sweeps_are_the_ones_the_features_come_from():
     assert found["hero"].amplitude == pytest.approx(scalars["stim_amp_hero"])
 
 
+@pytest.mark.slow
 def test_predict_report_on_a_real_recording(tmp_path, case):
     from ephys2tx.evaluation.splits import donor_kfold
     from ephys2tx.models.bundle import card_for, save_model
     from ephys2tx.models.forest import make_forest
     from ephys2tx.models.trusted import fit_calibration, fit_trust_reference, save_trust
 
-    reference, features = case["reference"], case["features"]
-    forest = make_forest(0, n_estimators=60, n_jobs=1).fit(reference[features], reference["label"])
+    reference, features, forest = case["reference"], case["features"], case["forest"]
     model = tmp_path / "model"
     save_model(model, forest, card_for(forest, "rf-raw", "human", "label", len(reference)))
     # calibration and reference as `train` stores them, without the species fingerprint
@@ -294,11 +295,9 @@ def test_predict_report_on_a_real_recording(tmp_path, case):
     calibration = fit_calibration(unfitted, reference[features], y, donors, donor_kfold(5, 0))
     save_trust(model, fit_trust_reference(reference, features, "human"), calibration)
     report = tmp_path / "out" / "cells.html"
-    done = subprocess.run(
-        [sys.executable, "-m", "ephys2tx.cli", "predict", str(model), str(FSI),
-         "--out", str(tmp_path / "out" / "preds.csv"), "--report", str(report)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+    done = run_cli_in_process(
+        "predict", model, FSI, "--out", tmp_path / "out" / "preds.csv", "--report", report
+    )
     assert done.returncode == 0, done.stderr
     predictions = pd.read_csv(tmp_path / "out" / "preds.csv", keep_default_na=False)
     page = report.read_text(encoding="utf-8")

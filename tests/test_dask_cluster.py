@@ -116,6 +116,7 @@ def thirty_cells(synthetic_recordings, tmp_path):
     return folder, files
 
 
+@pytest.mark.slow
 def test_extract_survives_a_killed_worker(cluster, thirty_cells, tmp_path):
     from ephys2tx.features.batch import run_batch
 

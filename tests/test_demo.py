@@ -100,6 +100,7 @@ def demo_run(tmp_path_factory):
     return out, results, time.perf_counter() - start
 
 
+@pytest.mark.slow
 def test_demo_cohort_goes_through_extraction_into_cell_tables(demo_run):
     out, results, _ = demo_run
     for species, n_classes in (("mouse", 5), ("human", 4)):
@@ -120,6 +121,7 @@ def test_demo_cohort_goes_through_extraction_into_cell_tables(demo_run):
     assert len(features) + len(pd.read_csv(out / "features" / "errors.csv")) == 18
 
 
+@pytest.mark.slow
 def test_demo_evaluates_and_saves_models(demo_run):
     from ephys2tx.models.bundle import load_model, predict_table
 
@@ -151,6 +153,7 @@ def test_demo_evaluates_and_saves_models(demo_run):
     assert mouse_card.label == "label5" and "Sncg" in mouse_card.classes
 
 
+@pytest.mark.slow
 def test_demo_report_says_synthetic_on_every_section(demo_run):
     out, results, _ = demo_run
     page = (out / "report.html").read_text()
@@ -167,6 +170,7 @@ def test_demo_report_says_synthetic_on_every_section(demo_run):
     assert page.count("data:image/png;base64,") == expected  # every figure inlined
 
 
+@pytest.mark.slow
 def test_results_markdown_lists_every_paired_difference(demo_run):
     from ephys2tx.report.markdown import results_markdown
 
@@ -178,6 +182,7 @@ def test_results_markdown_lists_every_paired_difference(demo_run):
         assert f"| {name} | {d.mean:+.3f} |" in table
 
 
+@pytest.mark.slow
 def test_demo_rerun_reuses_every_step_without_a_cluster(demo_run, monkeypatch):
     out, results, _ = demo_run
 
@@ -194,6 +199,7 @@ def test_demo_rerun_reuses_every_step_without_a_cluster(demo_run, monkeypatch):
     assert same[0] == same[1]
 
 
+@pytest.mark.slow
 def test_steps_side_by_side_give_the_records_of_steps_one_at_a_time(demo_run, tmp_path):
     """`reproduce` runs its steps two at a time in worker processes; the demo, one at a time
     in-process. Rerun the demo's study steps (its cohort kept) in 2 lanes: same records."""
@@ -210,6 +216,7 @@ def test_steps_side_by_side_give_the_records_of_steps_one_at_a_time(demo_run, tm
     assert same[0] == same[1]
 
 
+@pytest.mark.slow
 def test_demo_report_in_headless_chromium(demo_run, tmp_path):
     from test_report_browser import check_report, ensure_chromium
 
@@ -252,6 +259,7 @@ def _scores(s) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_demo_records_match_the_stored_expected_values(demo_run):
     """A refactor that changes a number of the small demo fails here (regenerate on purpose)."""
     _, results, _ = demo_run

@@ -14,7 +14,6 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ephys2tx import reference
 from ephys2tx.cli import app
 from ephys2tx.errors import Ephys2txError
 from ephys2tx.report import markdown
@@ -127,16 +126,15 @@ def test_update_docs_must_be_a_folder_before_anything_runs(tmp_path):
     assert not (tmp_path / "r" / "results.json").exists()
 
 
-@pytest.mark.slow  # a first use of the default model, light settings: about 20 s of CPU
-def test_readme_python_example_runs_as_written(human_cells, tmp_path, monkeypatch):
+@pytest.mark.slow  # the session's light default model (conftest): about 20 s of CPU once
+def test_readme_python_example_runs_as_written(
+    use_light_default_models, human_cells, tmp_path, monkeypatch
+):
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     blocks = text.split("```python\n")
     assert len(blocks) == 2, "the README has one Python example"
     example = blocks[1].split("```", 1)[0]
-    # light settings so that the first use trains in seconds, in a data directory of its own
-    light = {"subclass_model": "rf", "t_type_model": "flat", "t_type_estimator": "rf"}
-    monkeypatch.setitem(reference.DEFAULT_SETTINGS, "human", {**light, "n_estimators": 25})
-    monkeypatch.setenv("EPHYS2TX_DATA_DIR", str(tmp_path / "data"))
+    # light settings, trained once per session (use_light_default_models sets them)
     human_cells.head(20).to_csv(tmp_path / "cells.csv", index=False)
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}

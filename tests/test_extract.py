@@ -366,6 +366,7 @@ def test_one_pass_equals_the_two_separate_ipfx_paths(full_cell, full_features):
     assert one.family_status == sep.family_status
 
 
+@pytest.mark.slow
 def test_cli_extract_on_real_abf_with_dask_processes(tmp_path):
     import pandas as pd
     from conftest import RECORDINGS

@@ -1,20 +1,18 @@
 """The forest through the CLI on real cells, the shared fold rule, and bad-input errors."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli_in_process, run_cli_subprocess
 
 from ephys2tx.evaluation.splits import DonorKFold, SeedProtocol, subsample_groups
 
 
 def run_cli(*args, check=True):
-    result = subprocess.run(
-        [sys.executable, "-m", "ephys2tx.cli", *map(str, args)], capture_output=True, text=True
-    )
+    """The command in this process, through `cli.main` (same message and status)."""
+    result = run_cli_in_process(*args)
     if check and result.returncode != 0:
         raise AssertionError(result.stderr)
     return result
@@ -51,7 +49,8 @@ def test_learning_curve_subsample_keeps_whole_donors(human_cells):
     assert set(part) == set(fold.train[np.isin(donors[fold.train], list(kept))])
 
 
-def test_evaluate_train_predict_roundtrip(tmp_path):
+@pytest.mark.slow
+def test_evaluate_writes_metrics_and_trust(tmp_path):
     out = tmp_path / "eval"
     run_cli(
         "evaluate",
@@ -78,13 +77,12 @@ def test_evaluate_train_predict_roundtrip(tmp_path):
     assert trust["ece"] < trust["ece_unscaled"]  # the temperature helps the forest
     assert (out / "reliability.png").stat().st_size > 1000
 
-    table = tmp_path / "human.parquet"
-    run_cli("cells", "human", "--out", table)
-    model = tmp_path / "model"
-    ids = tmp_path / "exclude.csv"
+
+@pytest.mark.slow
+def test_cells_train_predict_roundtrip(human_forest, tmp_path):
+    # `cells human --out`, then `train rf --exclude-ids` (the first 100 cells): the fixture
+    table, model = human_forest.cells, human_forest.model_dir
     cells = pd.read_parquet(table)
-    cells[["specimen_id"]].head(100).to_csv(ids, index=False)
-    run_cli("train", "rf", "--species", "human", "--exclude-ids", ids, "--out", model)
     card = json.loads((model / "model.json").read_text())
     assert card["n_train_cells"] == 602 and card["version"] and len(card["features"]) == 93
     preds = tmp_path / "preds.csv"
@@ -140,16 +138,12 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
 
 
 def test_missing_data_file_names_file_and_fetch(tmp_path):
+    """End to end, in a process of its own: exit status 2 and one stderr line, nothing else."""
     import os
 
     env = {k: v for k, v in os.environ.items() if k != "EPHYS2TX_MIRROR"}
     env["EPHYS2TX_DATA_DIR"] = str(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "ephys2tx.cli", "cells", "human"],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    result = run_cli_subprocess("cells", "human", env=env)
     assert result.returncode == 2
     assert (
         "LeeDalley_ephys_fx.csv is missing" in result.stderr and "ephys2tx fetch" in result.stderr
@@ -158,12 +152,11 @@ def test_missing_data_file_names_file_and_fetch(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def human_model(tmp_path_factory):
-    model = tmp_path_factory.mktemp("rf") / "model"
-    run_cli("train", "rf", "--species", "human", "--out", model)
-    return model
+def human_model(human_forest):
+    return human_forest.model_dir  # `train rf --species human`, once per session
 
 
+@pytest.mark.slow
 def test_predict_from_real_recordings(tmp_path, human_model):
     from conftest import RECORDINGS
 
@@ -179,6 +172,7 @@ def test_predict_from_real_recordings(tmp_path, human_model):
     assert (tmp_path / "preds_features" / "cells.parquet").is_file()
 
 
+@pytest.mark.slow
 def test_table_without_needed_columns(tmp_path, human_model):
     model = human_model
     partial = tmp_path / "partial.csv"
@@ -199,6 +193,7 @@ def test_table_without_needed_columns(tmp_path, human_model):
     assert "no `specimen_id` column" in run_cli("predict", model, nocol, check=False).stderr
 
 
+@pytest.mark.slow
 def test_embed_writes_umap_and_silhouettes(tmp_path):
     run_cli("embed", "human", "--out", tmp_path)
     payload = json.loads((tmp_path / "silhouette_human.json").read_text())

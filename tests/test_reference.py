@@ -4,11 +4,13 @@ cache (reuse and invalidation) and both `predict` forms, on real human cells."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import LIGHT_DEFAULT_SETTINGS
 from typer.testing import CliRunner
 
 from ephys2tx import reference
@@ -28,13 +30,7 @@ from ephys2tx.models.reference import (
 )
 from ephys2tx.models.trusted import load_reference
 
-# Light settings so that a test trains in seconds; the defaults are measured in benchmarks/.
-LIGHT = {
-    "subclass_model": "rf",
-    "t_type_model": "flat",
-    "t_type_estimator": "rf",
-    "n_estimators": 25,
-}
+LIGHT = LIGHT_DEFAULT_SETTINGS  # trains in seconds; the defaults are measured in benchmarks/
 
 
 @pytest.mark.parametrize(
@@ -162,10 +158,15 @@ def light_reference(monkeypatch, tmp_path):
     return data_dir
 
 
-def test_cache_is_reused_and_invalidated(light_reference, monkeypatch):
+@pytest.mark.slow
+def test_cache_is_reused_and_invalidated(light_default_models, light_reference, monkeypatch):
+    trained = light_default_models.model_dir("human")  # the session's, trained on first use
+    first_use = light_default_models.messages["human"]
+    assert "on first use" in first_use[-1] and str(trained) in first_use[-1]
+    # this test damages the cache: it works on a copy of that data directory
+    shutil.copytree(light_default_models.data_dir, light_reference)
+    first = light_reference / trained.relative_to(light_default_models.data_dir)
     said: list[str] = []
-    first = reference.cached_reference("human", say=said.append, n_jobs=1)
-    assert "on first use" in said[-1] and str(first) in said[-1]
     card = json.loads((first / "model.json").read_text())
     assert card["kind"] == "reference" and set(card["extra"]["conformal"]) == {"subclass", "t_type"}
     assert card["extra"]["taxonomy"]["min_cells"] == 10
@@ -206,7 +207,8 @@ def test_cache_is_reused_and_invalidated(light_reference, monkeypatch):
     assert bumped != changed and "on first use" in said[-1]
 
 
-def test_both_predict_forms(light_reference, human_cells, tmp_path):
+@pytest.mark.slow
+def test_both_predict_forms(use_light_default_models, human_forest, human_cells, tmp_path):
     cells = tmp_path / "cells.csv"
     human_cells.head(40).to_csv(cells, index=False)
     runner = CliRunner()
@@ -245,15 +247,12 @@ def test_both_predict_forms(light_reference, human_cells, tmp_path):
     assert payload["metadata"]["species"] == "human"
 
     # the existing form, MODEL_DIR CELLS, on the cached reference model and on a forest
-    cached = (light_reference / reference.CACHE_FOLDER).iterdir()
-    model_dir = next(p for p in cached if not p.name.startswith("."))  # not the lock file
+    model_dir = use_light_default_models.model_dir("human")
     out2 = tmp_path / "pred2.csv"
     result = runner.invoke(app, ["predict", str(model_dir), str(cells), "--out", str(out2)])
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert pd.read_csv(out2)["t_type"].equals(table["t_type"])
-    rf_dir = tmp_path / "rf"
-    result = runner.invoke(app, ["train", "rf", "--species", "human", "--out", str(rf_dir)])
-    assert result.exit_code == 0, result.output
+    rf_dir = human_forest.model_dir  # `ephys2tx train rf`, once per session
     result = runner.invoke(app, ["predict", str(rf_dir), str(cells), "--out", str(out2)])
     assert result.exit_code == 0 and "t_type" not in pd.read_csv(out2).columns
 
@@ -288,6 +287,7 @@ def test_both_predict_forms(light_reference, human_cells, tmp_path):
     assert result.exit_code != 0 and "not both" in str(result.exception)
 
 
+@pytest.mark.slow
 def test_evaluate_reference_scores_both_levels_and_reports(light_reference, tmp_path):
     from ephys2tx.report.html import render_report
     from ephys2tx.report.results import StudyResults

@@ -14,26 +14,21 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import RECORDINGS, SHARED_DATA
+from conftest import (
+    RECORDINGS,
+    SHARED_DATA,
+    assert_one_line_error,
+    run_cli_in_process,
+    run_cli_subprocess,
+)
 
 from ephys2tx.errors import Ephys2txError
 
 ABF = RECORDINGS / "abf" / "171116sh_0018.abf"
 
 
-def run_cli(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ephys2tx.cli", *map(str, args)], capture_output=True, text=True
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.stderr
-    for word in words:
-        assert word in errors[0], errors[0]
+# in this process, through `cli.main`: the same message and status as the installed command
+run_cli = run_cli_in_process
 
 
 def batch(files, out, **kw):
@@ -150,13 +145,15 @@ def test_cli_empty_exclusion_list_is_one_line(tmp_path):
 # ------------------------------------------------------------------ 3. extract hides failures
 
 
+@pytest.mark.slow
 def test_extract_reads_subfolders_and_fails_when_nothing_extracted(tmp_path):
     data = tmp_path / "data"
     (data / "day2").mkdir(parents=True)
     shutil.copy(ABF, data / "a.abf")
     shutil.copy(RECORDINGS / "abf" / "17o05028_ic_steps.abf", data / "day2" / "b.abf")
     (data / "day2" / "broken.nwb").write_bytes(b"not an nwb file")
-    res = run_cli("extract", data, "--out", tmp_path / "out")
+    # end to end: the installed command in its own process, with its local Dask worker
+    res = run_cli_subprocess("extract", data, "--out", tmp_path / "out")
     assert res.returncode == 0, res.stderr
     assert f"3 recording(s): 1 in {data}, 2 in {data / 'day2'}" in res.stderr
     cells = pd.read_parquet(tmp_path / "out" / "cells.parquet")
@@ -223,6 +220,7 @@ def test_voltage_clamp_is_reported_as_such_by_inspect_and_extract(synthetic_nwb,
     assert res.cells.empty and "voltage clamp" in res.errors["reason"].iloc[0]
 
 
+@pytest.mark.slow
 def test_uncoded_allen_sweeps_are_classified_from_the_command(
     synthetic_recordings, synthetic_nwb, tmp_path
 ):
@@ -440,11 +438,7 @@ def test_a_data_file_changed_after_fetch_is_refused_then_repaired(tmp_path):
     with pytest.raises(Ephys2txError) as err:
         data_path(entry.name, tmp_path)
     assert "hodge_taxonomy.csv" in str(err.value) and "ephys2tx fetch" in str(err.value)
-    res = subprocess.run(
-        [sys.executable, "-m", "ephys2tx.cli", "fetch", "--data-dir", tmp_path],
-        capture_output=True,
-        text=True,
-    )
+    res = run_cli("fetch", "--data-dir", tmp_path)
     assert res.returncode == 0, res.stderr
     assert "hodge_taxonomy.csv (the local copy had been changed" in " ".join(res.stderr.split())
     assert data_path(entry.name, tmp_path).read_bytes() == text

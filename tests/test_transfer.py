@@ -85,6 +85,7 @@ def test_transfer_clones_and_cross_validates_on_human_folds(mouse_small, human_s
     assert not set(result.predictions["specimen_id"]) & set(mouse_small["specimen_id"])
 
 
+@pytest.mark.slow
 def test_study_learning_curve_and_paired_differences(mouse_small, human_small, tmp_path):
     import json
 
