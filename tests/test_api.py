@@ -12,29 +12,16 @@ import pytest
 from typer.testing import CliRunner
 
 import ephys2tx as ex
-from ephys2tx import reference
 from ephys2tx.cli import app
 from ephys2tx.predictor import PredictionRun
 
-# Light settings so that a first use trains in seconds (the defaults are measured in
-# benchmarks/); the CLI and the API must agree whatever the settings.
-LIGHT = {
-    "subclass_model": "rf",
-    "t_type_model": "flat",
-    "t_type_estimator": "rf",
-    "n_estimators": 25,
-}
 
-
-@pytest.fixture(scope="module")
-def light_defaults(tmp_path_factory):
-    """Both species' default models with light settings, in a data directory of their own."""
-    patch = pytest.MonkeyPatch()
-    for species in ("human", "mouse"):
-        patch.setitem(reference.DEFAULT_SETTINGS, species, LIGHT)
-    patch.setenv("EPHYS2TX_DATA_DIR", str(tmp_path_factory.mktemp("api-data")))
-    yield
-    patch.undo()
+@pytest.fixture
+def light_defaults(use_light_default_models):
+    """The session's light default models of both species (conftest), found by the CLI and
+    by `load_model` alike; the CLI and the API must agree whatever the settings."""
+    use_light_default_models.model_dir("mouse")
+    return use_light_default_models
 
 
 def _cli_table(args: list[str], out) -> pd.DataFrame:
@@ -155,3 +142,29 @@ def test_load_model_refuses_a_folder_that_is_not_a_model(tmp_path):
 
     with pytest.raises(Ephys2txError, match="not a model directory"):
         ex.load_model(tmp_path)
+
+
+def test_predictions_sum_forest_votes_in_one_order():
+    """Forest votes summed by parallel threads come out in a different order each run (ties
+    then break either way): predictions run joblib's loops one after another."""
+    import joblib.parallel
+
+    from ephys2tx.models.forest import make_forest
+    from ephys2tx.threads import predicting
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(200, 4)), columns=list("abcd"))
+    forest = make_forest(0, n_estimators=20).fit(X, (X["a"] > 0).map({True: "A", False: "B"}))
+    assert forest.n_jobs != 1  # the saved forests build their trees in parallel
+    seen: list[str] = []
+    original = joblib.parallel.Parallel.__call__
+
+    def spy(self, iterable):
+        seen.append(type(self._backend).__name__)
+        return original(self, iterable)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(joblib.parallel.Parallel, "__call__", spy)
+        with predicting(2):
+            forest.predict_proba(X)
+    assert seen == ["SequentialBackend"]

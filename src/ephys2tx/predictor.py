@@ -187,10 +187,10 @@ class Predictor:
         from .models.bundle import align_features
         from .models.mapping import predict_mapping, reference_features
         from .models.trusted import trust_table
-        from .threads import limit
+        from .threads import predicting
 
         estimator, reference = self._model()
-        with limit():  # the thread policy (threads.py)
+        with predicting():  # the thread policy, loops in order (threads.py)
             mapping = predict_mapping(estimator, self.card, cells, alpha)
         _, missing = align_features(cells, reference_features(self.card))
         table = mapping.table
@@ -224,11 +224,11 @@ class Predictor:
             from .models.bundle import align_features
             from .models.mapping import reference_features
             from .models.reference import model_inputs
-            from .threads import limit
+            from .threads import predicting
 
             estimator, _ = self._model()
             align_features(cells, reference_features(self.card))  # none of them: a clear error
-            with limit():
+            with predicting():
                 levels = estimator.predict_proba_levels(model_inputs(cells, self.card.features))
             proba = levels["subclass"][self.classes].to_numpy()
         return pd.DataFrame(np.asarray(proba, float), columns=self.classes, index=cells.index)

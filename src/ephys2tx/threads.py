@@ -106,3 +106,17 @@ def _loaded_torch():
     import sys
 
     return sys.modules.get("torch")
+
+
+@contextmanager
+def predicting(n: int | None = None) -> Iterator[int]:
+    """`limit(n)` for predictions, with joblib's loops run one after another.
+
+    Why: a forest sums its trees' votes in the order parallel threads finish, so the same
+    cell gets probabilities that differ in the last bits from run to run, and an exact tie
+    (common with few trees) then breaks either way. Predicting is cheap; the same input
+    must give the same output."""
+    from joblib import parallel_config
+
+    with limit(n) as count, parallel_config(backend="sequential"):
+        yield count

@@ -29,7 +29,7 @@ import pandas as pd
 
 from ..errors import Ephys2txError
 from ..files import atomic_write, atomic_write_text
-from ..threads import limit
+from ..threads import limit, predicting
 from ..version import __version__
 from .bundle import (
     CALIBRATION_FILE,
@@ -344,7 +344,7 @@ class TrustedModel:
     def predict_proba(self, cells: pd.DataFrame) -> np.ndarray:
         """Class probabilities (columns = `classes`), temperature-scaled when calibrated."""
         X, _ = align_features(cells, self.card.features)
-        with limit():
+        with predicting():
             proba = np.asarray(self.estimator.predict_proba(X), float)
         return self.temperature.apply(proba) if self.temperature is not None else proba
 
