@@ -302,7 +302,10 @@ def _children() -> set[int]:
     """Processes started by this one (Linux)."""
     found: set[int] = set()
     for task in Path("/proc/self/task").iterdir():
-        text = (task / "children").read_text().split()
+        try:
+            text = (task / "children").read_text().split()
+        except FileNotFoundError:  # the thread ended while we looked
+            continue
         found |= {int(t) for t in text}
     return found
 
