@@ -268,10 +268,10 @@ def write_json_atomic(payload: dict, path: Path) -> None:
             return value.item()
         raise TypeError(f"not JSON serializable: {type(value)}")
 
+    from ..files import atomic_write_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(payload, indent=1, default=plain))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(payload, indent=1, default=plain))
 
 
 def evaluate_rf(

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..files import atomic_write  # noqa: E402
+
 ROW_NAMES = {
     "a": "(a) reference as is",
     "b": "(b) adapted, no labels",
@@ -51,8 +53,6 @@ def crosslab_png(summary: pd.DataFrame, path: str | Path, title: str) -> Path:
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.part.png")
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
-    tmp.replace(path)
     return path

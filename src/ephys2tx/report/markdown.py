@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..files import atomic_write_text
 from .reference import REPORTED
 from .results import Scores, StudyResults
 
@@ -80,18 +81,12 @@ def headline_markdown(results: StudyResults) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def write_docs_tables(results: StudyResults, folder: Path) -> Path:
     """FOLDER/reproduce.md: this run's tables for the docs' results page, written atomically."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / DOCS_FILE
-    _write(path, f"{_run_line(results)}\n\n{results_markdown(results)}")
+    atomic_write_text(path, f"{_run_line(results)}\n\n{results_markdown(results)}")
     return path
 
 
@@ -103,4 +98,4 @@ def update_readme(readme: Path, results: StudyResults) -> None:
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     block = f"{README_START}\n{_run_line(results)}\n\n{headline_markdown(results)}{README_END}"
-    _write(Path(readme), head + block + tail)
+    atomic_write_text(Path(readme), head + block + tail)

@@ -13,6 +13,7 @@ from ..datasets.cells import other_species_cells
 from ..datasets.fetch import resolve_data_dir
 from ..datasets.scala2021 import m1_cells
 from ..evaluation.crosslab import LAB_DRAWS, LAB_FRACTIONS, CrossLabResult, crosslab_benchmark
+from ..files import atomic_write
 from ..models.lab import lab_features
 from ..reference import DEFAULT_SETTINGS, fit_reference_on, reference_cells
 from ..report.crosslab import ROW_NAMES, crosslab_png
@@ -43,9 +44,7 @@ def _reference_fit(features: list[str], seed: int, n_jobs: int, data_dir=None, m
     cells = reference_cells(SPECIES, data_dir, mirror)
     fit = fit_reference_on(SPECIES, cells, features, seed, n_jobs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
-    joblib.dump(fit, tmp)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: joblib.dump(fit, tmp))
     return fit
 
 
