@@ -37,11 +37,11 @@ from sklearn.metrics.pairwise import nan_euclidean_distances
 
 from ephys2tx.datasets.cells import build_cells, usable_features
 from ephys2tx.evaluation.splits import DonorKFold, donor_kfold
-from ephys2tx.models.calibration import Temperature
-from ephys2tx.models.conformal import MondrianConformal, out_of_fold_proba
 from ephys2tx.models.forest import make_forest
-from ephys2tx.models.novelty import NOVEL_SHARE, NoveltyReference
-from ephys2tx.models.trusted import fit_trust_reference
+from ephys2tx.models.trusted import fit_training_summary
+from ephys2tx.trust.conformal import MondrianConformal, out_of_fold_proba
+from ephys2tx.trust.novelty import NOVEL_SHARE, NoveltyBaseline
+from ephys2tx.trust.temperature import Temperature
 
 RUNS = {"human": ("label", "Lamp5"), "mouse": ("label5", "Sncg")}
 ALPHA = 0.1
@@ -54,7 +54,7 @@ PROX_KS = (1, 5, 10, 30)
 class ClassNovelty:
     """Novelty of a cell against the reference cells of its *predicted* class.
 
-    Same scaled, weighted, NaN-aware distance as `NoveltyReference` (whose reference cells
+    Same scaled, weighted, NaN-aware distance as `NoveltyBaseline` (whose reference cells
     it reuses, passed as `base`); a cell's atypicality is its mean distance to the k nearest
     reference cells of the class it is called, and its class novelty the share of that
     class's reference cells (each scored against the cells of its class from other donors)
@@ -79,7 +79,7 @@ class ClassNovelty:
 
     @classmethod
     def fit(
-        cls, base: NoveltyReference, labels: ArrayLike, groups: ArrayLike, k: int = 10
+        cls, base: NoveltyBaseline, labels: ArrayLike, groups: ArrayLike, k: int = 10
     ) -> ClassNovelty:
         """Per class: leave-own-donor-out kNN distances of its reference cells."""
         labels = np.asarray(labels).astype(str)
@@ -98,7 +98,7 @@ class ClassNovelty:
         ref = self.ref_dist[c]
         return np.searchsorted(ref, dist, side="left") / max(len(ref), 1)
 
-    def novelty(self, X: ArrayLike, predicted: ArrayLike, base: NoveltyReference) -> np.ndarray:
+    def novelty(self, X: ArrayLike, predicted: ArrayLike, base: NoveltyBaseline) -> np.ndarray:
         """Class novelty in [0, 1] of each row against the reference cells of its predicted
         class (NaN when nothing is measured or the class has no reference cells)."""
         Z = base._scaled(X)
@@ -134,7 +134,7 @@ def fold_rows(table, label, novel, species, other, fold, seed, class_scores=Fals
     classes = sorted(set(y[train_idx]))
     temperature = Temperature.fit(oof, y[train_idx], classes)
     conformal = MondrianConformal.fit(temperature.apply(oof), y[train_idx], classes)
-    reference = fit_trust_reference(train, features, species, other, seed, model)
+    reference = fit_training_summary(train, features, species, other, seed, model)
     proba = temperature.apply(model.predict_proba(test[features]))
     predicted = np.asarray(classes)[proba.argmax(axis=1)]
     sets = conformal.set_mask(proba, ALPHA)

@@ -37,13 +37,13 @@ from sklearn.metrics import f1_score
 from ephys2tx.datasets.cells import build_cells
 from ephys2tx.datasets.fetch import resolve_data_dir
 from ephys2tx.datasets.labels import DEFAULT_LABEL
+from ephys2tx.default_model import EXTRA_INPUTS, default_training_cells, usable_features
 from ephys2tx.evaluation.metrics import mean_ci
 from ephys2tx.evaluation.splits import DonorKFold, donor_kfold
 from ephys2tx.models import recipes
-from ephys2tx.models.conformal import out_of_fold_proba
-from ephys2tx.models.reference import _aligned, make_base, model_inputs
-from ephys2tx.reference import EXTRA_INPUTS, reference_cells, usable_features
+from ephys2tx.models.hierarchy import _aligned, make_base, model_inputs
 from ephys2tx.study.settings import StudySettings
+from ephys2tx.trust.conformal import out_of_fold_proba
 
 TRANSFER = ("finetune", "joint", "align", "adversarial")
 
@@ -129,12 +129,12 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     species, label = args.species, DEFAULT_LABEL[args.species]
-    cells = reference_cells(species)
+    cells = default_training_cells(species)
     features = usable_features(cells) + EXTRA_INPUTS[species]
     X = model_inputs(cells, features)
     extra_X, extra_y = X.iloc[:0], np.array([], dtype=object)
     if args.pool > 0:
-        other = reference_cells("mouse")
+        other = default_training_cells("mouse")
         other = other[other[label].notna()].sample(frac=args.pool, random_state=args.seed)
         extra_X = model_inputs(other, features).assign(species_mouse=1.0)
         extra_y = other[label].to_numpy()

@@ -193,13 +193,13 @@ class LightDefaultModels:
         self._dirs: dict[str, Path] = {}
 
     def model_dir(self, species: str) -> Path:
-        from ephys2tx import reference
+        from ephys2tx import default_model
 
         if species not in self._dirs:
             said: list[str] = []
             with pytest.MonkeyPatch.context() as patch:
-                patch.setitem(reference.DEFAULT_SETTINGS, species, LIGHT_DEFAULT_SETTINGS)
-                self._dirs[species] = reference.cached_reference(
+                patch.setitem(default_model.DEFAULT_SETTINGS, species, LIGHT_DEFAULT_SETTINGS)
+                self._dirs[species] = default_model.cached_default_model(
                     species, data_dir=self.data_dir, say=said.append, n_jobs=1
                 )
             self.messages[species] = said
@@ -217,10 +217,10 @@ def use_light_default_models(light_default_models, monkeypatch) -> LightDefaultM
     """Make `predict --species` and the cache find the session's light default models: the
     light settings and the session's data directory, for this test only. The human model is
     trained first; call `.model_dir("mouse")` before using the mouse one."""
-    from ephys2tx import reference
+    from ephys2tx import default_model
 
     light_default_models.model_dir("human")
-    for species in list(reference.DEFAULT_SETTINGS):
-        monkeypatch.setitem(reference.DEFAULT_SETTINGS, species, LIGHT_DEFAULT_SETTINGS)
+    for species in list(default_model.DEFAULT_SETTINGS):
+        monkeypatch.setitem(default_model.DEFAULT_SETTINGS, species, LIGHT_DEFAULT_SETTINGS)
     monkeypatch.setenv("EPHYS2TX_DATA_DIR", str(light_default_models.data_dir))
     return light_default_models

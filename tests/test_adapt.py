@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 
 from ephys2tx.datasets.scala2021 import first_t_type, labels_table
 from ephys2tx.evaluation.splits import donor_kfold
-from ephys2tx.models.interneuron import NOT_INTERNEURON, BatchShift, InterneuronDetector
+from ephys2tx.models.hierarchy import fit_hierarchy
 from ephys2tx.models.lab import FeatureShift, class_anchored_shift, fit_lab_model
-from ephys2tx.models.reference import fit_reference
 from ephys2tx.models.trusted import trust_table
 from ephys2tx.schema import FLAG_SEPARATOR, MOUSE_CLASSES, split_joined
+from ephys2tx.trust.interneuron import NOT_INTERNEURON, BatchShift, InterneuronDetector
 
 FEATURES = ["v_baseline", "tau", "width_rheo", "max_rate", "sag", "input_resistance"]
 CENTRES = {  # per class, in units of the feature spread
@@ -84,7 +84,7 @@ def world():
     exc.insert(1, "donor", [f"ld{i % 12}" for i in range(30)])
     lab = pd.concat([lab_gaba, exc], ignore_index=True)
     lab["cell_class"] = np.where(lab["label5"].notna(), "gabaergic", "excitatory")
-    fit = fit_reference(reference, "mouse", FEATURES, donor_kfold(3, 0), SETTINGS, 0, 1)
+    fit = fit_hierarchy(reference, "mouse", FEATURES, donor_kfold(3, 0), SETTINGS, 0, 1)
     return reference, fit, lab
 
 
@@ -177,9 +177,9 @@ def test_not_interneuron_flag_and_never_confident(world):
     assert detector.flag(test_exc).mean() >= 0.9
     assert detector.flag(gaba.iloc[100:]).mean() <= 0.1
     lab_fit = fit_lab_model(fit.model, fit.calibration, reference, "label5", lab)
-    from ephys2tx.models.trusted import fit_trust_reference
+    from ephys2tx.models.trusted import fit_training_summary
 
-    trust = fit_trust_reference(lab_fit.model.shift.to_lab(reference), FEATURES, "mouse")
+    trust = fit_training_summary(lab_fit.model.shift.to_lab(reference), FEATURES, "mouse")
     trust.interneuron = detector
     scored = pd.concat([gaba.iloc[100:], test_exc], ignore_index=True)
     proba = lab_fit.model.predict_proba_levels(scored[FEATURES])["subclass"].to_numpy()
@@ -242,8 +242,8 @@ def test_adapt_and_predict_commands(world, tmp_path, monkeypatch):
     from ephys2tx.cli import app
 
     reference, fit, lab = world
-    monkeypatch.setattr(adapt_module, "reference_cells", lambda *a, **k: reference)
-    monkeypatch.setattr(adapt_module, "fit_reference_on", lambda *a, **k: fit)
+    monkeypatch.setattr(adapt_module, "default_training_cells", lambda *a, **k: reference)
+    monkeypatch.setattr(adapt_module, "fit_default_model_on", lambda *a, **k: fit)
     monkeypatch.setattr(adapt_module, "data_checksums", lambda *a, **k: {})
     monkeypatch.setattr(adapt_module, "other_species_cells", lambda *a, **k: {})
     exc = lab[lab["cell_class"] == "excitatory"]

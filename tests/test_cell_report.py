@@ -284,7 +284,7 @@ def test_predict_report_on_a_real_recording(tmp_path, case):
     from ephys2tx.evaluation.splits import donor_kfold
     from ephys2tx.models.bundle import card_for, save_model
     from ephys2tx.models.forest import make_forest
-    from ephys2tx.models.trusted import fit_calibration, fit_trust_reference, save_trust
+    from ephys2tx.models.trusted import fit_calibration, fit_training_summary, save_trust
 
     reference, features, forest = case["reference"], case["features"], case["forest"]
     model = tmp_path / "model"
@@ -293,7 +293,7 @@ def test_predict_report_on_a_real_recording(tmp_path, case):
     unfitted = make_forest(0, n_estimators=60, n_jobs=1)
     y, donors = reference["label"].to_numpy(), reference["donor"].to_numpy()
     calibration = fit_calibration(unfitted, reference[features], y, donors, donor_kfold(5, 0))
-    save_trust(model, fit_trust_reference(reference, features, "human"), calibration)
+    save_trust(model, fit_training_summary(reference, features, "human"), calibration)
     report = tmp_path / "out" / "cells.html"
     done = run_cli_in_process(
         "predict", model, FSI, "--out", tmp_path / "out" / "preds.csv", "--report", report

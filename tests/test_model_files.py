@@ -16,7 +16,7 @@ import pytest
 import skops.io as sio
 from typer.testing import CliRunner
 
-from ephys2tx import reference, threads
+from ephys2tx import default_model, threads
 from ephys2tx.cli import app
 from ephys2tx.errors import Ephys2txError
 from ephys2tx.models.bilstm import BiLSTMClassifier
@@ -32,12 +32,12 @@ from ephys2tx.models.bundle import (
     new_model_dir,
     save_model,
 )
-from ephys2tx.models.conformal import out_of_fold_proba
 from ephys2tx.models.forest import make_forest
-from ephys2tx.models.reference import HierarchicalClassifier, make_base
-from ephys2tx.models.species import SpeciesFingerprint
+from ephys2tx.models.hierarchy import HierarchicalClassifier, make_base
 from ephys2tx.models.transfer import TransferClassifier
 from ephys2tx.models.trusted import TrustedModel, check_trainable, store_trust
+from ephys2tx.trust.conformal import out_of_fold_proba
+from ephys2tx.trust.species import SpeciesFingerprint
 
 TINY = dict(width=8, hidden=8, max_epochs=3, patience=2, batch_size=32)
 
@@ -338,7 +338,7 @@ def test_waiters_say_so_and_stale_temporaries_go(tmp_path):
     done = threading.Event()
 
     def wait():
-        with reference._trainer_lock(root / ".human.lock", "human", said.append):
+        with default_model._trainer_lock(root / ".human.lock", "human", said.append):
             done.set()
 
     waiter = threading.Thread(target=wait)
@@ -354,7 +354,7 @@ def test_waiters_say_so_and_stale_temporaries_go(tmp_path):
     (root / "human-0000old").mkdir()
     (root / "human-current").mkdir()
     (root / "mouse-other").mkdir()
-    reference._remove_stale(root, "human", keep="human-current")
+    default_model._remove_stale(root, "human", keep="human-current")
     assert sorted(p.name for p in root.iterdir()) == [".human.lock", "human-current", "mouse-other"]
 
 

@@ -2,7 +2,7 @@
 
 Steps: the features the lab measures (shared with the reference table) -> the reference
 model on exactly those features (fitted and calibrated here) -> the excitatory detector
-(`models/interneuron.py`; mouse only: the only excitatory cells here are mouse M1 cells) ->
+(`trust/interneuron.py`; mouse only: the only excitatory cells here are mouse M1 cells) ->
 the lab model (`models/lab.py`: anchored alignment without labels; with labels the lab's
 cells join training and recalibrate the sets) -> a model directory that `predict DIR` reads
 like any reference model (kind `reference`, its card's `extra["lab"]` says what was done).
@@ -22,19 +22,19 @@ import pandas as pd
 
 from .datasets.cells import other_species_cells
 from .datasets.labels import DEFAULT_LABEL
-from .errors import Ephys2txError
-from .models.bundle import card_for, new_model_dir, write_model
-from .models.interneuron import BatchShift, InterneuronDetector, m1_detector
-from .models.lab import LabFit, fit_lab_model, lab_features
-from .models.reference import ReferenceFit
-from .models.trusted import fit_trust_reference, save_trust
-from .reference import (
+from .default_model import (
     DEFAULT_SETTINGS,
     data_checksums,
-    fit_reference_on,
+    default_training_cells,
+    fit_default_model_on,
     novelty_weights,
-    reference_cells,
 )
+from .errors import Ephys2txError
+from .models.bundle import card_for, new_model_dir, write_model
+from .models.hierarchy import HierarchyFit
+from .models.lab import LabFit, fit_lab_model, lab_features
+from .models.trusted import fit_training_summary, save_trust
+from .trust.interneuron import BatchShift, InterneuronDetector, m1_detector
 
 
 @dataclass
@@ -43,10 +43,10 @@ class LabAdaptation:
 
     species: str
     features: list[str]
-    reference: ReferenceFit
+    reference: HierarchyFit
     lab: LabFit
     detector: InterneuronDetector | None
-    reference_cells: pd.DataFrame
+    default_training_cells: pd.DataFrame
 
 
 def adapt_to_lab(
@@ -61,10 +61,10 @@ def adapt_to_lab(
     say: Callable[[str], None] = print,
 ) -> LabAdaptation:
     """Fit a lab model to `lab` (canonical features, one row per cell)."""
-    cells = reference_cells(species, data_dir, mirror)
+    cells = default_training_cells(species, data_dir, mirror)
     features = lab_features(lab, cells)
     say(f"the lab's cells share {len(features)} features with the {species} reference")
-    reference = fit_reference_on(species, cells, features, seed, n_jobs)
+    reference = fit_default_model_on(species, cells, features, seed, n_jobs)
     detector = m1_detector(species, features, cells, data_dir, mirror, seed=seed)
     eligible = ~detector.flag(lab) if detector is not None else None
     if detector is not None:
@@ -84,7 +84,7 @@ def save_lab_model(out: str | Path, built: LabAdaptation, data_dir=None, mirror=
     model = fit.model
     tax = ref.taxonomy
     card = card_for(
-        model, "reference", species, DEFAULT_LABEL[species], len(built.reference_cells),
+        model, "reference", species, DEFAULT_LABEL[species], len(built.default_training_cells),
         taxonomy=tax.to_dict(), leaves=tax.leaves,
         conformal={level: c.to_dict() for level, c in fit.calibration.items()},
         subclass_recalibration=ref.temperature.to_dict(),
@@ -93,24 +93,24 @@ def save_lab_model(out: str | Path, built: LabAdaptation, data_dir=None, mirror=
         lab={
             **fit.details,
             "shift": model.shift.to_dict(),
-            "most_shifted": model.shift.largest(built.reference_cells),
+            "most_shifted": model.shift.largest(built.default_training_cells),
             "not_interneuron": built.detector.source if built.detector else None,
         },
     )  # fmt: skip
     card.classes = list(tax.subclasses)
-    in_lab_terms = model.shift.to_lab(built.reference_cells)
-    trust = fit_trust_reference(
+    in_lab_terms = model.shift.to_lab(built.default_training_cells)
+    trust = fit_training_summary(
         in_lab_terms, built.features, species, other_species_cells(species, data_dir, mirror),
         weights=novelty_weights(model, built.features),
     )  # fmt: skip
     if ref.top_probability is not None:
-        trust.with_novel_flag(built.reference_cells["donor"].to_numpy(), ref.top_probability)
+        trust.with_novel_flag(built.default_training_cells["donor"].to_numpy(), ref.top_probability)
     trust.interneuron = built.detector
     trust.batch_shift = BatchShift.fit(
         in_lab_terms,
         built.features,
-        built.reference_cells["donor"].to_numpy(),
-        built.reference_cells[DEFAULT_LABEL[species]].to_numpy(),
+        built.default_training_cells["donor"].to_numpy(),
+        built.default_training_cells[DEFAULT_LABEL[species]].to_numpy(),
     )
     with new_model_dir(out) as folder:  # the directory appears only when complete
         write_model(folder, model, card)

@@ -74,19 +74,19 @@ def train_transfer(out: Path, human: pd.DataFrame, mouse: pd.DataFrame) -> Path:
     return _store(out, make, train, "label", "human", "transfer-finetune", None)
 
 
-def train_reference(out: Path, cells: pd.DataFrame, species: str) -> Path:
+def train_default_model(out: Path, cells: pd.DataFrame, species: str) -> Path:
     """The hierarchical reference model (light settings), saved as the cache saves it."""
-    from ephys2tx.models.mapping import reference_features
-    from ephys2tx.models.trusted import fit_trust_reference, save_trust
-    from ephys2tx.reference import novelty_weights
-    from ephys2tx.reference import train_reference as fit
+    from ephys2tx.default_model import novelty_weights
+    from ephys2tx.default_model import train_default_model as fit
+    from ephys2tx.models.mapping import card_features
+    from ephys2tx.models.trusted import fit_training_summary, save_trust
 
     train = subset(cells, DEFAULT_LABEL[species], 70)
     result, card = fit(species, train, settings=LIGHT_REFERENCE, n_jobs=1)
     save_model(out, result.model, card)
-    features = reference_features(card)
+    features = card_features(card)
     weights = novelty_weights(result.model, features)
-    trust = fit_trust_reference(train, features, species, None, 0, weights=weights)
+    trust = fit_training_summary(train, features, species, None, 0, weights=weights)
     trust.with_novel_flag(train["donor"].to_numpy(), result.top_probability)
     save_trust(out, trust)
     return out

@@ -84,7 +84,7 @@ def adapt_cmd(
         )
     save_lab_model(out, built, data_dir, mirror)
     details = built.lab.details
-    shifted = ", ".join(built.lab.model.shift.largest(built.reference_cells))
+    shifted = ", ".join(built.lab.model.shift.largest(built.default_training_cells))
     console.print(
         f"saved the {species} lab model ({details['method']}; {len(built.features)} features; "
         f"most re-mapped: {shifted}) to {out}; predict with `ephys2tx predict {out} CELLS`"

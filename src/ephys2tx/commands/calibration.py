@@ -11,9 +11,9 @@ import typer
 
 from ..datasets.cells import other_species_cells
 from ..evaluation.splits import donor_kfold
-from ..models.conformal import check_alpha
 from ..models.trusted import CALIBRATION_FOLDS
 from ..models.trusted import store_trust as fit_and_store
+from ..trust.conformal import check_alpha
 from .common import console
 
 Calibrate = Annotated[

@@ -14,7 +14,7 @@ from ..recordings.sweeps import Sweep
 from .common import console, training_cells
 
 
-def reference_cells(card: ModelCard) -> pd.DataFrame | None:
+def default_training_cells(card: ModelCard) -> pd.DataFrame | None:
     """The labelled public cells of the model's species (None when they cannot be had).
 
     Stopgap until the model directory carries its own reference cells: models trained with
@@ -79,7 +79,7 @@ def available_columns(predictor: Predictor, run: PredictionRun) -> pd.DataFrame:
     absent = []
     if not run.calibrated:
         absent += ["prediction_set", "confident"]
-    if predictor.trust_reference is None:
+    if predictor.training_summary is None:
         absent += ["novelty", "flags"]
     return run.table.drop(columns=absent, errors="ignore")
 
@@ -97,12 +97,12 @@ def write_predict_report(
     from ..report.cells import build_cards
 
     neighbour_indices = neighbour_distances = None
-    if predictor.trust_reference is not None:
-        novelty = predictor.trust_reference.novelty
+    if predictor.training_summary is not None:
+        novelty = predictor.training_summary.novelty
         X = table.reindex(columns=novelty.features)
         neighbour_indices, neighbour_distances = novelty.neighbours(X, k=5)
     card = predictor.card
-    reference = reference_cells(card)
+    reference = default_training_cells(card)
     if neighbour_indices is not None and (
         reference is None or len(reference) != card.n_train_cells
     ):  # the indices count the model's training cells; these rows would not match

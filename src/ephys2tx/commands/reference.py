@@ -36,13 +36,13 @@ def train_reference_cmd(
     mirror: Mirror = None,
 ) -> None:
     """Train the hierarchical reference model (subclass, then t-type) with conformal sets."""
-    from ..reference import save_reference, train_reference
+    from ..default_model import save_default_model, train_default_model
 
     check_out_dir(out, overwrite)
     cells, _ = training_cells(species, None, exclude_ids, data_dir, mirror, allow_unknown_ids)
     with console.status(f"training and calibrating the reference model on {len(cells)} cells"):
-        fit, card = train_reference(species, cells, data_dir, mirror, seed=seed, n_jobs=jobs)
-    save_reference(out, fit, card, cells, seed, data_dir, mirror)
+        fit, card = train_default_model(species, cells, data_dir, mirror, seed=seed, n_jobs=jobs)
+    save_default_model(out, fit, card, cells, seed, data_dir, mirror)
     tax = fit.taxonomy
     console.print(
         f"saved the {species} reference model ({len(tax.subclasses)} subclasses, "
@@ -62,14 +62,14 @@ def evaluate_reference_cmd(
     mirror: Mirror = None,
 ) -> None:
     """Cross-validate the reference model per level on donor-grouped folds, with figures."""
+    from ..default_model import evaluate_default_model, write_default_model_evaluation
     from ..evaluation.splits import DonorKFold
-    from ..reference import evaluate_reference_model, write_reference_evaluation
 
     splitter = DonorKFold(folds, repeats, seed)
-    result = evaluate_reference_model(
+    result = evaluate_default_model(
         species, splitter, alpha, jobs, data_dir=data_dir, mirror=mirror
     )
-    write_reference_evaluation(out, result, species)
+    write_default_model_evaluation(out, result, species)
     m = result.metrics
     for level in ("subclass", "t_type"):
         s = m[level]

@@ -27,7 +27,7 @@ from sklearn.model_selection import GroupKFold
 from ..datasets.labels import DEFAULT_LABEL
 from ..models.bundle import card_for
 from ..models.forest import make_forest
-from ..models.interneuron import LAB_SHIFT, NOT_INTERNEURON, BatchShift, m1_detector
+from ..models.hierarchy import HierarchyFit, novelty_weights
 from ..models.lab import (
     ALIGN_METHODS,
     LAB_FOREST_TREES,
@@ -37,9 +37,9 @@ from ..models.lab import (
     fit_lab_model,
 )
 from ..models.mapping import predict_mapping
-from ..models.reference import ReferenceFit, novelty_weights
-from ..models.trusted import fit_trust_reference, trust_table
+from ..models.trusted import fit_training_summary, trust_table
 from ..schema import FLAG_SEPARATOR, SET_SEPARATOR, split_joined
+from ..trust.interneuron import LAB_SHIFT, NOT_INTERNEURON, BatchShift, m1_detector
 
 LAB_FRACTIONS = (0.1, 0.25)
 LAB_DRAWS = 5
@@ -73,7 +73,7 @@ def mouse_folds(donors: pd.Series, n_folds: int = MOUSE_FOLDS, seed: int = 0) ->
 
 
 def _calls(
-    model, fit: ReferenceFit, calibration: dict, cells: pd.DataFrame, alpha: float, species: str
+    model, fit: HierarchyFit, calibration: dict, cells: pd.DataFrame, alpha: float, species: str
 ) -> pd.DataFrame:
     """The mapping table of `cells` under `model` with `calibration` (per level)."""
     tax = fit.taxonomy
@@ -89,7 +89,7 @@ def _trust(
     calls: pd.DataFrame,
     cells: pd.DataFrame,
     shift: FeatureShift,
-    fit: ReferenceFit,
+    fit: HierarchyFit,
     reference: pd.DataFrame,
     features: list[str],
     species: str,
@@ -100,7 +100,7 @@ def _trust(
     """Flags and `confident` of the calls, as `predict` gives them with a trust reference
     in the lab's terms, the held-out `not_interneuron` flags added; and the lab_shift line."""
     in_lab = shift.to_lab(reference)
-    trust = fit_trust_reference(in_lab, features, species, other, weights=weights)
+    trust = fit_training_summary(in_lab, features, species, other, weights=weights)
     if fit.top_probability is not None:
         trust.with_novel_flag(reference["donor"].to_numpy(), fit.top_probability)
     trust.batch_shift = BatchShift.fit(
@@ -183,7 +183,7 @@ def score_calls(
 
 def crosslab_benchmark(
     reference: pd.DataFrame,
-    fit: ReferenceFit,
+    fit: HierarchyFit,
     lab: pd.DataFrame,
     species: str = "mouse",
     other: dict | None = None,

@@ -36,10 +36,10 @@ from sklearn.model_selection import GroupKFold, StratifiedKFold
 
 from ..datasets.cells import usable_features
 from ..errors import Ephys2txError
-from .calibration import Temperature
-from .conformal import MondrianConformal
+from ..trust.conformal import MondrianConformal
+from ..trust.temperature import Temperature
 from .forest import make_forest
-from .reference import HierarchicalClassifier, _aligned, rescale_subclass
+from .hierarchy import HierarchicalClassifier, _aligned, rescale_subclass
 
 ANCHOR_PROBABILITY = 0.7
 ALIGN_ITERATIONS = 5
@@ -345,7 +345,7 @@ def _lab_calibration(
 def fit_lab_model(
     reference: HierarchicalClassifier,
     reference_calibration: dict[str, MondrianConformal],
-    reference_cells: pd.DataFrame,
+    default_training_cells: pd.DataFrame,
     reference_label: str,
     lab: pd.DataFrame,
     lab_labels: pd.Series | None = None,
@@ -360,7 +360,7 @@ def fit_lab_model(
     unlabelled method. `eligible`: cells that may anchor the map (not `not_interneuron`)."""
     features = [f for f in reference.feature_names_in_ if f in lab.columns]
     classes = list(reference.subclasses_)
-    ref_y = reference_cells[reference_label].to_numpy(dtype=object)
+    ref_y = default_training_cells[reference_label].to_numpy(dtype=object)
     labelled = np.zeros(len(lab), bool)
     if lab_labels is not None:
         labelled = lab_labels.notna().to_numpy()
@@ -379,7 +379,7 @@ def fit_lab_model(
             ].to_numpy()
 
         shift = align_unlabelled(
-            subclass_proba, lab, reference_cells, ref_y, classes, features, eligible, method
+            subclass_proba, lab, default_training_cells, ref_y, classes, features, eligible, method
         )
         details = {"method": f"unlabelled, {method}", "lab_cells": int(len(lab))}
         return LabFit(LabModel(reference, shift), dict(reference_calibration), details)
@@ -390,11 +390,13 @@ def fit_lab_model(
     oof = {w: np.zeros((len(y), len(classes))) for w in LAB_WEIGHTS}
     adapted = np.zeros((len(y), len(classes)))  # the adapted reference alone, out of fold
     for train, test in folds:
-        shift = class_anchored_shift(cells.iloc[train], y[train], reference_cells, ref_y, features)
+        shift = class_anchored_shift(
+            cells.iloc[train], y[train], default_training_cells, ref_y, features
+        )
         adapted[test] = LabModel(reference, shift).subclass_proba(cells.iloc[test])
         for w in LAB_WEIGHTS:
             forest = _lab_forest(
-                reference_cells, ref_y, shift.to_reference(cells.iloc[train]), y[train], w,
+                default_training_cells, ref_y, shift.to_reference(cells.iloc[train]), y[train], w,
                 features, seed,
             )  # fmt: skip
             test_X = shift.to_reference(cells.iloc[test])[features]
@@ -403,9 +405,9 @@ def fit_lab_model(
     mixed = {(w, m): (1 - m) * oof[w] + m * adapted for w in LAB_WEIGHTS for m in LAB_MIXES}
     scores = {k: f1_score(y, names[p.argmax(axis=1)], average="macro") for k, p in mixed.items()}
     weight, mix = max(mixed, key=lambda k: (round(scores[k], 6), -k[0], -k[1]))
-    shift = class_anchored_shift(cells, y, reference_cells, ref_y, features)
+    shift = class_anchored_shift(cells, y, default_training_cells, ref_y, features)
     forest = _lab_forest(
-        reference_cells, ref_y, shift.to_reference(cells), y, weight, features, seed
+        default_training_cells, ref_y, shift.to_reference(cells), y, weight, features, seed
     )
     temperature = Temperature.fit(mixed[weight, mix], y, classes)
     scaled = temperature.apply(mixed[weight, mix])

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from ..datasets.sources import CITATIONS
-from .reference import PROTOCOL_NOTES, REFERENCE_STUDY, REPORTED
+from .published import PROTOCOL_NOTES, PUBLISHED_STUDY, REPORTED
 from .results import CrossLabRun, Figure, Scores, StudyResults
 
 CSS = """
@@ -366,7 +366,7 @@ def render_report(
         f"<h1>{html.escape(title)}</h1>",
         *banners,
         f"<p class='note'>ephys2tx {html.escape(results.ephys2tx_version)}; reference: "
-        f"{html.escape(REFERENCE_STUDY)}.</p>",
+        f"{html.escape(PUBLISHED_STUDY)}.</p>",
     ]
     if results.data:
         body.append(_data_section(results))

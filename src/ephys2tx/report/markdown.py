@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..files import atomic_write_text
-from .reference import REPORTED
+from .published import REPORTED
 from .results import Scores, StudyResults
 
 DOCS_FILE = "reproduce.md"

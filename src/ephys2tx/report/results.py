@@ -113,7 +113,7 @@ class ForestRun:
 
     @property
     def reference(self) -> str:
-        """Key of the study's reported figure (`report.reference.REPORTED`)."""
+        """Key of the study's reported figure (`report.published.REPORTED`)."""
         return f"rf_{self.species}_{self.label}"
 
     @property
@@ -162,7 +162,7 @@ class NetworkRun:
     name: str
     title: str
     scores: Scores
-    reference: str = ""  # key in report.reference.REPORTED, "" when the study has none
+    reference: str = ""  # key in report.published.REPORTED, "" when the study has none
     figure: Figure | None = None
 
     @property
@@ -212,7 +212,7 @@ class SequenceSection:
 
 
 @dataclass
-class ReferenceRun:
+class DefaultModelRun:
     """The hierarchical reference model per level on the shared folds."""
 
     species: str
@@ -268,7 +268,7 @@ class StudyResults:
     embedding: dict[str, Embedding] = field(default_factory=dict)
     trust: dict[str, TrustRun] = field(default_factory=dict)
     importance: dict[str, Importance] = field(default_factory=dict)
-    reference: dict[str, ReferenceRun] = field(default_factory=dict)
+    reference: dict[str, DefaultModelRun] = field(default_factory=dict)
     crosslab: CrossLabRun | None = None
     cohort: dict = field(default_factory=dict)  # the synthetic cohort's sizes (demo only)
     schema_version: int = SCHEMA_VERSION

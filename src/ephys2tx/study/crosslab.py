@@ -12,10 +12,10 @@ import joblib
 from ..datasets.cells import other_species_cells
 from ..datasets.fetch import resolve_data_dir
 from ..datasets.scala2021 import m1_cells
+from ..default_model import DEFAULT_SETTINGS, default_training_cells, fit_default_model_on
 from ..evaluation.crosslab import LAB_DRAWS, LAB_FRACTIONS, CrossLabResult, crosslab_benchmark
 from ..files import atomic_write
 from ..models.lab import lab_features
-from ..reference import DEFAULT_SETTINGS, fit_reference_on, reference_cells
 from ..report.crosslab import ROW_NAMES, crosslab_png
 from ..version import __version__
 
@@ -41,8 +41,8 @@ def _reference_fit(features: list[str], seed: int, n_jobs: int, data_dir=None, m
             return joblib.load(path)
         except Exception:  # damaged: fit again
             pass
-    cells = reference_cells(SPECIES, data_dir, mirror)
-    fit = fit_reference_on(SPECIES, cells, features, seed, n_jobs)
+    cells = default_training_cells(SPECIES, data_dir, mirror)
+    fit = fit_default_model_on(SPECIES, cells, features, seed, n_jobs)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: joblib.dump(fit, tmp))
     return fit
@@ -58,7 +58,7 @@ def run_crosslab(
     say=print,
 ) -> CrossLabResult:
     """Every row of the benchmark from the public files."""
-    reference = reference_cells(SPECIES, data_dir, mirror)
+    reference = default_training_cells(SPECIES, data_dir, mirror)
     lab, summary = m1_cells(data_dir, mirror)
     say(summary)
     features = lab_features(lab[lab["cell_class"] == "gabaergic"], reference)

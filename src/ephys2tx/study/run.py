@@ -18,11 +18,11 @@ from ..errors import Ephys2txError
 from ..features.families import family_mask
 from ..report.results import (
     CrossLabRun,
+    DefaultModelRun,
     Embedding,
     ForestRun,
     Importance,
     NetworkRun,
-    ReferenceRun,
     SequenceSection,
     StudyResults,
     TransferStudy,
@@ -118,9 +118,9 @@ def plan(s: StudySettings) -> list[Step]:
     if s.transfer_seed_protocol:
         seed = 25 * networks * s.transfer_repeats / 2
         steps.append(Step("transfer_seed", "transfer", ("seed",), TransferStudy, seed))
-    if s.reference_models:
+    if s.default_models:
         steps += [
-            Step(f"reference_{sp}", "reference", (sp,), ReferenceRun, 30 * nested * SIZE[sp])
+            Step(f"reference_{sp}", "reference", (sp,), DefaultModelRun, 30 * nested * SIZE[sp])
             for sp in SPECIES
         ]
     if s.crosslab_draws:

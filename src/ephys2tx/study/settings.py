@@ -75,7 +75,7 @@ class StudySettings:
     transfer_repeats: int = 1
     transfer_seed_protocol: bool = True  # also the study's random folds, all training cells
     # the hierarchical reference model, and what `save_models` stores
-    reference_models: bool = True
+    default_models: bool = True
     crosslab_draws: int = 1  # another lab's cells: draws of 25% of its mice (0: no section)
     store_trust: bool = True  # calibration, novelty reference, fingerprint beside each forest
     save_networks: bool = False  # also the human BiLSTM and transfer models
@@ -164,7 +164,7 @@ _PRESETS = {
         transfer_fractions=(1.0,),
         transfer_repeats=2,
         transfer_seed_protocol=False,
-        reference_models=False,
+        default_models=False,
         crosslab_draws=0,
         store_trust=False,
         save_networks=True,

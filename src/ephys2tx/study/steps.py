@@ -22,13 +22,13 @@ from ..evaluation.transfer_study import StudyResult, cross_validate_attention, r
 from ..models import recipes
 from ..report.results import (
     CrossLabRun,
+    DefaultModelRun,
     Embedding,
     Figure,
     ForestRun,
     Importance,
     NetworkRun,
     PairedDifference,
-    ReferenceRun,
     Scores,
     SpeciesData,
     TransferStudy,
@@ -300,17 +300,17 @@ class Study:
         curve = study.learning_curve().to_dict(orient="records")
         return TransferStudy(protocol, scores, paired_records(study, protocol), figures, curve)
 
-    def reference(self, species: str) -> ReferenceRun:
+    def reference(self, species: str) -> DefaultModelRun:
         """The hierarchical reference model per level on the shared folds, with its figures."""
-        from ..reference import evaluate_reference_model, write_reference_evaluation
+        from ..default_model import evaluate_default_model, write_default_model_evaluation
 
         s = self.settings
         source = self.source
-        result = evaluate_reference_model(
+        result = evaluate_default_model(
             species, s.nested_splitter(), REFERENCE_ALPHA, self.n_jobs,
             data_dir=getattr(source, "data_dir", None), mirror=getattr(source, "mirror", None),
         )  # fmt: skip
-        target = write_reference_evaluation(self.out / "reference" / species, result, species)
+        target = write_default_model_evaluation(self.out / "reference" / species, result, species)
         figures = [
             self._figure(
                 target / f"{name}.png",
@@ -328,7 +328,7 @@ class Study:
             level: {k: {"mean": m[level][k]["mean"], "sd": m[level][k]["sd"]} for k in keep}
             for level in ("subclass", "t_type")
         }
-        return ReferenceRun(
+        return DefaultModelRun(
             species=species, n_cells=m["n_cells"], n_t_types=m["n_t_types"],
             n_folds=m["n_folds"], n_repeats=m["n_repeats"], alpha=m["alpha"], levels=levels,
             t_type_errors_with_right_subclass=m["t_type"]["errors_with_right_subclass"]["mean"],

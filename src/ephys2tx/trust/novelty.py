@@ -42,7 +42,7 @@ NOVEL_SHARE = 0.05  # share of reference cells the `novel` flag is calibrated to
 
 
 @dataclass
-class NoveltyReference:
+class NoveltyBaseline:
     """A model's reference cells in robust-scaled form and their out-of-fold atypicality."""
 
     features: list[str]
@@ -62,7 +62,7 @@ class NoveltyReference:
         features: Sequence[str],
         k: int = 20,
         weights: ArrayLike | None = None,
-    ) -> NoveltyReference:
+    ) -> NoveltyBaseline:
         """Scale the reference cells and score each against the cells of other donors."""
         X = np.asarray(X, float)
         groups = np.asarray(groups)
@@ -148,7 +148,7 @@ class NoveltyReference:
         }
 
     @classmethod
-    def from_arrays(cls, a) -> NoveltyReference:
+    def from_arrays(cls, a) -> NoveltyBaseline:
         """The reference back from `to_arrays` (or an opened .npz file)."""
         return cls(
             features=[str(f) for f in a["features"]],

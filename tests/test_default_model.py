@@ -13,22 +13,22 @@ import pytest
 from conftest import LIGHT_DEFAULT_SETTINGS
 from typer.testing import CliRunner
 
-from ephys2tx import reference
+from ephys2tx import default_model
 from ephys2tx.cli import app
 from ephys2tx.datasets.cells import usable_features
 from ephys2tx.datasets.fetch import sha256_of
 from ephys2tx.datasets.sources import DATA_FILES
 from ephys2tx.datasets.taxonomy import build_taxonomy
 from ephys2tx.models.bundle import load_model
-from ephys2tx.models.mapping import map_cells
-from ephys2tx.models.reference import (
+from ephys2tx.models.hierarchy import (
     CONDITION_FEATURE,
     HierarchicalClassifier,
     assign_levels,
     model_inputs,
     sum_to_subclass,
 )
-from ephys2tx.models.trusted import load_reference
+from ephys2tx.models.mapping import map_cells
+from ephys2tx.models.trusted import load_training_summary
 
 LIGHT = LIGHT_DEFAULT_SETTINGS  # trains in seconds; the defaults are measured in benchmarks/
 
@@ -150,22 +150,22 @@ def test_prior_corrected_t_type_rule_stays_inside_the_chosen_subclass():
 
 
 @pytest.fixture
-def light_reference(monkeypatch, tmp_path):
+def light_default(monkeypatch, tmp_path):
     """A data directory of its own and light settings, so the first use trains in seconds."""
-    monkeypatch.setitem(reference.DEFAULT_SETTINGS, "human", LIGHT)
+    monkeypatch.setitem(default_model.DEFAULT_SETTINGS, "human", LIGHT)
     data_dir = tmp_path / "data"
     monkeypatch.setenv("EPHYS2TX_DATA_DIR", str(data_dir))
     return data_dir
 
 
 @pytest.mark.slow
-def test_cache_is_reused_and_invalidated(light_default_models, light_reference, monkeypatch):
+def test_cache_is_reused_and_invalidated(light_default_models, light_default, monkeypatch):
     trained = light_default_models.model_dir("human")  # the session's, trained on first use
     first_use = light_default_models.messages["human"]
     assert "on first use" in first_use[-1] and str(trained) in first_use[-1]
     # this test damages the cache: it works on a copy of that data directory
-    shutil.copytree(light_default_models.data_dir, light_reference)
-    first = light_reference / trained.relative_to(light_default_models.data_dir)
+    shutil.copytree(light_default_models.data_dir, light_default)
+    first = light_default / trained.relative_to(light_default_models.data_dir)
     said: list[str] = []
     card = json.loads((first / "model.json").read_text())
     assert card["kind"] == "reference" and set(card["extra"]["conformal"]) == {"subclass", "t_type"}
@@ -176,34 +176,34 @@ def test_cache_is_reused_and_invalidated(light_default_models, light_reference, 
     assert model.subclass_temperature == temperature and abs(temperature - 1) > 0.01
     # `novel` is the combined flag (novelty with the out-of-fold top probability), as for
     # every saved model, calibrated on every training cell's out-of-fold top probability
-    flag = load_reference(first).novel_flag
+    flag = load_training_summary(first).novel_flag
     assert flag is not None and len(flag.uncertainty) == card["n_train_cells"]
     assert 0 < flag.threshold < 1
     stamp = (first / "model.skops").stat().st_mtime_ns
-    again = reference.cached_reference("human", say=said.append, n_jobs=1)
+    again = default_model.cached_default_model("human", say=said.append, n_jobs=1)
     assert again == first and "using the cached" in said[-1]
     assert (first / "model.skops").stat().st_mtime_ns == stamp  # not retrained
 
     # a damaged cached model (the cache is derived data): trained again, not an error
     (first / "model.skops").write_bytes(b"truncated")
-    repaired = reference.cached_reference("human", say=said.append, n_jobs=1)
+    repaired = default_model.cached_default_model("human", say=said.append, n_jobs=1)
     assert repaired == first and "again: the cached one is unreadable" in said[-1]
-    assert load_reference(repaired).novel_flag is not None
+    assert load_training_summary(repaired).novel_flag is not None
 
     # a changed data file (a new pinned release: file and pin change together): a new key,
     # a retrained model, the stale one removed
     name = "human_lee2023/LeeDalley_manuscript_metadata_v2.csv"
-    with open(light_reference / name, "a") as handle:
+    with open(light_default / name, "a") as handle:
         handle.write("\n")
-    new_pin = sha256_of(light_reference / name)
+    new_pin = sha256_of(light_default / name)
     monkeypatch.setitem(DATA_FILES, name, replace(DATA_FILES[name], sha256=new_pin))
-    changed = reference.cached_reference("human", say=said.append, n_jobs=1)
+    changed = default_model.cached_default_model("human", say=said.append, n_jobs=1)
     assert changed != first and "on first use" in said[-1]
     assert not first.exists()
 
     # a new package version: retrained too
-    monkeypatch.setattr(reference, "__version__", "999.0")
-    bumped = reference.cached_reference("human", say=said.append, n_jobs=1)
+    monkeypatch.setattr(default_model, "__version__", "999.0")
+    bumped = default_model.cached_default_model("human", say=said.append, n_jobs=1)
     assert bumped != changed and "on first use" in said[-1]
 
 
@@ -288,7 +288,7 @@ def test_both_predict_forms(use_light_default_models, human_forest, human_cells,
 
 
 @pytest.mark.slow
-def test_evaluate_reference_scores_both_levels_and_reports(light_reference, tmp_path):
+def test_evaluate_reference_scores_both_levels_and_reports(light_default, tmp_path):
     from ephys2tx.report.html import render_report
     from ephys2tx.report.results import StudyResults
     from ephys2tx.study.settings import StudySettings
@@ -315,7 +315,7 @@ def test_evaluate_reference_scores_both_levels_and_reports(light_reference, tmp_
         build_taxonomy(study.cells("human"), "human").t_types
     )
     page = render_report(StudyResults(reference={"human": brief}), study.figures)
-    assert "reference.human.levels.t_type.coverage.mean" in page and "data:image/png" in page
+    assert "default_model.human.levels.t_type.coverage.mean" in page and "data:image/png" in page
 
 
 def test_train_reference_refuses_an_existing_model_before_training(tmp_path):

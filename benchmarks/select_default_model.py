@@ -5,10 +5,10 @@ averages of the components' P(t-type | subclass), times the default P(subclass),
 each decision rule:
 
     EPHYS2TX_MIRROR=../shared/data OMP_NUM_THREADS=1 .venv/bin/python \
-        benchmarks/select_reference.py --species mouse --repeats 1 --cache /tmp/sel-mouse.npz
+        benchmarks/select_default_model.py --species mouse --repeats 1 --cache /tmp/sel-mouse.npz
 
 Components of P(t-type | subclass): `ps-<kind>` one classifier per subclass, `flat-<kind>` one
-flat t-type classifier renormalized within each subclass (kinds of `models.reference.make_base`;
+flat t-type classifier renormalized within each subclass (kinds of `models.hierarchy.make_base`;
 per-subclass logreg / knn standardize the features within the subclass). Rules: `argmax`
 (the most probable subclass, then its most probable leaf), `learned` (its most probable
 learned t-type), `prior b` (its leaf maximizing P(t) / prior(t)^b, prior = training share).
@@ -27,15 +27,20 @@ from sklearn.base import clone
 
 from ephys2tx.datasets.labels import DEFAULT_LABEL
 from ephys2tx.datasets.taxonomy import build_taxonomy
+from ephys2tx.default_model import (
+    DEFAULT_SETTINGS,
+    EXTRA_INPUTS,
+    default_training_cells,
+    usable_features,
+)
 from ephys2tx.evaluation.hierarchy import fold_level_scores
 from ephys2tx.evaluation.splits import DonorKFold
-from ephys2tx.models.reference import (
+from ephys2tx.models.hierarchy import (
     _aligned,
     assign_levels,
     make_base,
     model_inputs,
 )
-from ephys2tx.reference import DEFAULT_SETTINGS, EXTRA_INPUTS, reference_cells, usable_features
 
 
 def _proba(kind, seed, X_train, y_train, X_test, columns):
@@ -115,7 +120,7 @@ def main() -> None:
     species, label = args.species, DEFAULT_LABEL[args.species]
     default = DEFAULT_SETTINGS[species]["subclass_model"]
     args.subclass_kinds = args.subclass_kinds or default
-    cells = reference_cells(species)
+    cells = default_training_cells(species)
     tax = build_taxonomy(cells, species)
     leaves, subclasses, parent = tax.leaves, list(tax.subclasses), tax.parent
     leaf = tax.leaf_labels(cells["t_type"], cells[label]).to_numpy(dtype=object)

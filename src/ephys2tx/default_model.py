@@ -29,26 +29,26 @@ from .datasets.labels import DEFAULT_LABEL
 from .datasets.sources import DATA_FILES
 from .datasets.taxonomy import HOMOLOGY_FILE, build_taxonomy, homology_links, read_homology
 from .errors import Ephys2txError
-from .evaluation.hierarchy import ReferenceEvaluation, evaluate_reference, t_type_confusion
+from .evaluation.hierarchy import HierarchyEvaluation, evaluate_hierarchy, t_type_confusion
 from .evaluation.splits import DonorKFold, donor_kfold
 from .files import atomic_write, atomic_write_text
 from .models.bundle import ModelCard, card_for, load_model, new_model_dir, read_card, write_model
-from .models.interneuron import BatchShift, m1_detector
-from .models.mapping import reference_features
-from .models.reference import (
+from .models.hierarchy import (
     CONDITION_FEATURE,
     HierarchicalClassifier,
-    ReferenceFit,
-    fit_reference,
+    HierarchyFit,
+    fit_hierarchy,
     model_inputs,
     novelty_weights,
 )
-from .models.trusted import CALIBRATION_FOLDS, check_trainable, fit_trust_reference, save_trust
+from .models.mapping import card_features
+from .models.trusted import CALIBRATION_FOLDS, check_trainable, fit_training_summary, save_trust
 from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
 from .threads import limit
+from .trust.interneuron import BatchShift, m1_detector
 from .version import __version__
 
-CACHE_FOLDER = "reference-models"
+CACHE_FOLDER = "default-models"
 # Models on a subset of the default features (a lab's table that measures only some), in a
 # folder of their own under CACHE_FOLDER, keyed by the feature set.
 SUBSET_FOLDER = "subsets"
@@ -66,7 +66,7 @@ CACHE_FORMAT = 5
 # `not_interneuron` detector; they are not training cells, so they stay out of the key.)
 SPECIES_SOURCES = {"mouse": ("mouse_gouwens2020/",), "human": ("human_lee2023/",)}
 # The settings chosen on seed-100 folds (benchmarks/select_subclass.py for the subclass
-# average, benchmarks/select_reference.py for the t-type level; docs/research/default-model.md).
+# average, benchmarks/select_default_model.py for the t-type level; docs/research/default-model.md).
 DEFAULT_SETTINGS: dict[str, dict] = {
     "mouse": {
         "subclass_model": "rf+hgb+logreg1+svc",
@@ -82,7 +82,7 @@ DEFAULT_SETTINGS: dict[str, dict] = {
 }
 EXTRA_INPUTS: dict[str, list[str]] = {"mouse": [], "human": [CONDITION_FEATURE]}
 # Wall time of a first-use fit on 2 cores, rounded, for the message that announces it
-# (measured by benchmarks/bench_reference.py: docs/results/default-model.md).
+# (measured by benchmarks/bench_default_model.py: docs/results/default-model.md).
 FIRST_USE_SECONDS = {"mouse": 60, "human": 30}
 
 
@@ -121,7 +121,7 @@ def cache_key(
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def reference_cells(
+def default_training_cells(
     species: str, data_dir=None, mirror=None, exclude: set[int] | None = None
 ) -> pd.DataFrame:
     """A species' labelled cells (minus excluded specimens), as the reference model sees them."""
@@ -132,7 +132,7 @@ def reference_cells(
     return cells.reset_index(drop=True)
 
 
-def train_reference(
+def train_default_model(
     species: str,
     cells: pd.DataFrame,
     data_dir=None,
@@ -141,7 +141,7 @@ def train_reference(
     seed: int = 0,
     n_jobs: int | None = None,
     features: list[str] | None = None,
-) -> tuple[ReferenceFit, ModelCard]:
+) -> tuple[HierarchyFit, ModelCard]:
     """Fit and calibrate a reference model on `cells`; return it with its model card.
 
     `features`: train on only these of the default inputs (a lab's table that measures
@@ -163,7 +163,7 @@ def train_reference(
     cv = donor_kfold(CALIBRATION_FOLDS, seed)
     with limit() as threads:
         n_jobs = threads if n_jobs is None or n_jobs < 1 else min(n_jobs, threads)
-        fit = fit_reference(cells, species, features, cv, settings, seed, n_jobs, homology=links)
+        fit = fit_hierarchy(cells, species, features, cv, settings, seed, n_jobs, homology=links)
     taxonomy = fit.taxonomy
     card = card_for(
         fit.model,
@@ -187,29 +187,31 @@ def train_reference(
     return fit, card
 
 
-def fit_reference_on(
+def fit_default_model_on(
     species: str, cells: pd.DataFrame, features: list[str], seed: int = 0, n_jobs: int = 1
-) -> ReferenceFit:
+) -> HierarchyFit:
     """The reference model (default settings) on `features` only, calibrated on
     donor-grouped out-of-fold probabilities."""
     with limit(1):
-        return fit_reference(
+        return fit_hierarchy(
             cells, species, features, donor_kfold(CALIBRATION_FOLDS, seed),
             DEFAULT_SETTINGS[species], seed, n_jobs,
         )  # fmt: skip
 
 
-def save_reference(
-    model_dir: Path, fit: ReferenceFit, card: ModelCard, cells: pd.DataFrame, seed: int = 0,
+def save_default_model(
+    model_dir: Path, fit: HierarchyFit, card: ModelCard, cells: pd.DataFrame, seed: int = 0,
     data_dir=None, mirror=None,
 ) -> Path:  # fmt: skip
     """Write the model and what `predict` needs for flags and novelty (as for every model);
     the directory appears only when complete."""
-    features = reference_features(card)
+    features = card_features(card)
     other = other_species_cells(card.species, data_dir, mirror)
     weights = novelty_weights(fit.model, features)
     with limit():
-        reference = fit_trust_reference(cells, features, card.species, other, seed, weights=weights)
+        reference = fit_training_summary(
+            cells, features, card.species, other, seed, weights=weights
+        )
     if fit.top_probability is not None:  # the combined `novel` flag, as for every model
         reference.with_novel_flag(cells["donor"].to_numpy(), fit.top_probability)
     # `not_interneuron` (mouse: M1's excitatory cells) and the batch-wide `lab_shift`
@@ -223,7 +225,7 @@ def save_reference(
     return Path(model_dir)
 
 
-def cached_reference(
+def cached_default_model(
     species: str,
     data_dir=None,
     mirror=None,
@@ -267,12 +269,12 @@ def cached_reference(
             _discard(target, root, species)
         say(f"training the {what} {why} (about {FIRST_USE_SECONDS[species]} s); cached in {target}")
         start = time.perf_counter()
-        cells = reference_cells(species, data_dir, mirror)
-        fit, card = train_reference(
+        cells = default_training_cells(species, data_dir, mirror)
+        fit, card = train_default_model(
             species, cells, data_dir, mirror, n_jobs=n_jobs, features=features
         )
         card.train_seconds = round(time.perf_counter() - start, 1)
-        save_reference(target, fit, card, cells, data_dir=data_dir, mirror=mirror)
+        save_default_model(target, fit, card, cells, data_dir=data_dir, mirror=mirror)
     return target
 
 
@@ -326,9 +328,9 @@ def _discard(path: Path, root: Path, species: str) -> None:
 
 
 def default_inputs(species: str, data_dir=None, mirror=None) -> dict[str, float]:
-    """The inputs of a species' default reference model (as `train_reference` chooses them),
+    """The inputs of a species' default reference model (as `train_default_model` chooses them),
     each with the share of reference cells that measure it."""
-    cells = reference_cells(species, data_dir, mirror)
+    cells = default_training_cells(species, data_dir, mirror)
     condition = model_inputs(cells, [CONDITION_FEATURE])[CONDITION_FEATURE]
     cells = cells.assign(**{CONDITION_FEATURE: condition})
     inputs = usable_features(cells) + EXTRA_INPUTS[species]
@@ -367,7 +369,7 @@ def subset_for_table(species: str, table: pd.DataFrame, data_dir=None, mirror=No
     return had
 
 
-def reference_for_table(
+def default_model_for_table(
     species: str,
     table: pd.DataFrame,
     data_dir=None,
@@ -380,7 +382,7 @@ def reference_for_table(
     the default with the rest left NaN). Says which, with the subset's own out-of-fold
     macro-F1 on the reference cells."""
     subset = subset_for_table(species, table, data_dir, mirror)
-    target = cached_reference(species, data_dir, mirror, say, n_jobs, features=subset)
+    target = cached_default_model(species, data_dir, mirror, say, n_jobs, features=subset)
     if subset is not None:
         card = read_card(target)
         n_all = len(default_inputs(species, data_dir, mirror))
@@ -395,7 +397,7 @@ def reference_for_table(
     return target
 
 
-def evaluate_reference_model(
+def evaluate_default_model(
     species: str,
     splitter: DonorKFold = DonorKFold(),
     alpha: float = 0.1,
@@ -403,10 +405,10 @@ def evaluate_reference_model(
     settings: dict | None = None,
     data_dir=None,
     mirror=None,
-) -> ReferenceEvaluation:
+) -> HierarchyEvaluation:
     """The reference model on donor-grouped folds of a species (both levels); the model's
     seed is the splitter's."""
-    cells = reference_cells(species, data_dir, mirror)
+    cells = default_training_cells(species, data_dir, mirror)
     label = DEFAULT_LABEL[species]
     taxonomy = build_taxonomy(cells, species)
     features = usable_features(cells) + EXTRA_INPUTS[species]
@@ -414,7 +416,7 @@ def evaluate_reference_model(
     seed = splitter.seed
     model = HierarchicalClassifier(taxonomy, seed=seed, n_jobs=1, **settings)
     folds = splitter.cell_folds(cells, label)
-    result = evaluate_reference(
+    result = evaluate_hierarchy(
         model, cells, label, folds, features, taxonomy, alpha, n_jobs, seed=seed
     )
     result.metrics.update(
@@ -426,7 +428,7 @@ def evaluate_reference_model(
     return result
 
 
-def write_reference_evaluation(out: Path, result: ReferenceEvaluation, species: str) -> Path:
+def write_default_model_evaluation(out: Path, result: HierarchyEvaluation, species: str) -> Path:
     """metrics.json, predictions.csv, fold_scores.csv and the two figures in `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

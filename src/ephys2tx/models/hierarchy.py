@@ -4,9 +4,9 @@ P(t-type) = P(subclass) x P(t-type | subclass), so the t-type distribution sums 
 subclass distribution by construction. P(subclass) comes from its own model (the strongest
 one we found); P(t-type | subclass) from one classifier per subclass or from a flat t-type
 model renormalized within each subclass. Which is which was chosen on seed-100 folds
-(`benchmarks/select_reference.py`); the defaults are that choice.
+(`benchmarks/select_default_model.py`); the defaults are that choice.
 
-P(subclass) is temperature-scaled (`subclass_temperature`, fitted by `fit_reference` on the
+P(subclass) is temperature-scaled (`subclass_temperature`, fitted by `fit_hierarchy` on the
 donor-grouped out-of-fold subclass probabilities the conformal calibration computes anyway)
 and P(t-type | subclass) is kept, so the levels stay consistent. Why: the class-balanced
 average is underconfident, and one temperature fixes it about as well as vector scaling or
@@ -35,8 +35,8 @@ from sklearn.svm import SVC
 from ..datasets.labels import DEFAULT_LABEL
 from ..datasets.taxonomy import LEVELS, Taxonomy, build_taxonomy
 from ..errors import Ephys2txError
-from .calibration import Temperature
-from .conformal import MondrianConformal, out_of_fold_proba
+from ..trust.conformal import MondrianConformal, out_of_fold_proba
+from ..trust.temperature import Temperature
 from .forest import make_forest
 
 BASE_MODELS = (
@@ -153,7 +153,7 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
     both levels. `subclass_model` is a `make_base` kind, or `leaf-sum` (the t-type model
     summed up the tree); `t_type_model` is `per-subclass` or `flat`. `subclass_temperature`
     rescales P(subclass) (`Temperature`) and each subclass's t-types with it; 1 leaves the
-    fitted probabilities as they are (it is set after fitting, see `fit_reference`).
+    fitted probabilities as they are (it is set after fitting, see `fit_hierarchy`).
     `t_type_beta` and `learned_first` set the t-type decision rule (`assign`); they change
     calls, never probabilities.
     """
@@ -402,7 +402,7 @@ def leaf_shares(leaves, columns: list[str]) -> np.ndarray:
 
 
 @dataclass
-class ReferenceFit:
+class HierarchyFit:
     """A fitted reference model, its taxonomy, its per-level conformal calibration and the
     temperature of its subclass level (also set on the model)."""
 
@@ -418,7 +418,7 @@ class ReferenceFit:
     oof_macro_f1: float | None = None
 
 
-def fit_reference(
+def fit_hierarchy(
     cells: pd.DataFrame,
     species: str,
     features: list[str],
@@ -427,7 +427,7 @@ def fit_reference(
     seed: int = 0,
     n_jobs: int = 1,
     homology: dict[str, list[str]] | None = None,
-) -> ReferenceFit:
+) -> HierarchyFit:
     """Build the taxonomy, fit the hierarchical model on all cells and, given a donor-grouped
     splitter `cv`, fit the subclass temperature and calibrate conformal sets per level on
     the same out-of-fold probabilities (temperature applied)."""
@@ -460,6 +460,6 @@ def fit_reference(
         )
     model.set_params(n_jobs=n_jobs).fit(X, leaves)
     model.set_params(subclass_temperature=temperature.temperature)
-    return ReferenceFit(
+    return HierarchyFit(
         model, taxonomy, list(features), calibration, temperature, top_probability, oof_macro_f1
     )

@@ -5,7 +5,7 @@ Transcriptomics Mapping in Cortical GABAergic Interneurons" (random splits, not 
 by donor; 3,699 mouse and 506 human cells; zero-padded feature families).
 """
 
-REFERENCE_STUDY = (
+PUBLISHED_STUDY = (
     "Schwider & Ramezani 2026, Cross-Species Transfer Learning for Electrophysiology-to-"
     "Transcriptomics Mapping in Cortical GABAergic Interneurons"
 )
