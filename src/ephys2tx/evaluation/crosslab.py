@@ -25,7 +25,6 @@ from sklearn.metrics import accuracy_score, f1_score, recall_score, roc_auc_scor
 from sklearn.model_selection import GroupKFold
 
 from ..datasets.labels import DEFAULT_LABEL
-from ..models.bundle import card_for
 from ..models.forest import make_forest
 from ..models.hierarchy import HierarchyFit, novelty_weights
 from ..models.lab import (
@@ -36,7 +35,7 @@ from ..models.lab import (
     align_unlabelled,
     fit_lab_model,
 )
-from ..models.mapping import predict_mapping
+from ..models.mapping import hierarchical_card, predict_mapping
 from ..models.trusted import fit_training_summary, trust_table
 from ..schema import FLAG_SEPARATOR, SET_SEPARATOR, split_joined
 from ..trust.interneuron import LAB_SHIFT, NOT_INTERNEURON, BatchShift, m1_detector
@@ -77,12 +76,8 @@ def _calls(
 ) -> pd.DataFrame:
     """The mapping table of `cells` under `model` with `calibration` (per level)."""
     tax = fit.taxonomy
-    card = card_for(
-        model, "reference", species, DEFAULT_LABEL[species], 0, taxonomy=tax.to_dict(),
-        conformal={level: c.to_dict() for level, c in calibration.items()},
-    )  # fmt: skip
-    card.classes = list(tax.subclasses)
-    return predict_mapping(model, card, cells, alpha).table
+    card = hierarchical_card(model, tax, species, 0)
+    return predict_mapping(model, card, cells, alpha, calibration).table
 
 
 def _trust(
