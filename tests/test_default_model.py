@@ -168,10 +168,12 @@ def test_cache_is_reused_and_invalidated(light_default_models, light_default, mo
     first = light_default / trained.relative_to(light_default_models.data_dir)
     said: list[str] = []
     card = json.loads((first / "model.json").read_text())
-    assert card["kind"] == "reference" and set(card["extra"]["conformal"]) == {"subclass", "t_type"}
-    assert card["extra"]["taxonomy"]["min_cells"] == 10
+    calibration = json.loads((first / "calibration.json").read_text())
+    assert card["kind"] == "hierarchical" and set(calibration["levels"]) == {"subclass", "t_type"}
+    assert card["hierarchy"]["taxonomy"]["min_cells"] == 10
     # the subclass temperature, fitted on the out-of-fold probabilities, is what predict applies
-    temperature = card["extra"]["subclass_recalibration"]["temperature"]
+    temperature = card["hierarchy"]["subclass_temperature"]
+    assert calibration["temperature"] == temperature and calibration["temperature_in_estimator"]
     model, _ = load_model(first)
     assert model.subclass_temperature == temperature and abs(temperature - 1) > 0.01
     # `novel` is the combined flag (novelty with the out-of-fold top probability), as for
