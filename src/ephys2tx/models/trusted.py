@@ -350,20 +350,8 @@ def load_training_summary(model_dir: Path) -> TrainingSummary | None:
                 meta["batch_shift_features"], meta["batch_shift_classes"], a["batchshift_median"],
                 a["batchshift_iqr"], a["batchshift_threshold"],
             )  # fmt: skip
-    fingerprint = None
-    if (model_dir / SPECIES_FILE).is_file():
-        fingerprint = read_skops(model_dir / SPECIES_FILE, "species fingerprint")
-        if not isinstance(fingerprint, SpeciesFingerprint):
-            raise Ephys2txError(
-                f"{model_dir / SPECIES_FILE} is not a species fingerprint; {RETRAIN}"
-            )
-    detector = None
-    if (model_dir / INTERNEURON_FILE).is_file():
-        detector = read_skops(model_dir / INTERNEURON_FILE, "interneuron detector")
-        if not isinstance(detector, InterneuronDetector):
-            raise Ephys2txError(
-                f"{model_dir / INTERNEURON_FILE} is not an interneuron detector; {RETRAIN}"
-            )
+    fingerprint = _read_part(model_dir / SPECIES_FILE, "species fingerprint", SpeciesFingerprint)
+    detector = _read_part(model_dir / INTERNEURON_FILE, "interneuron detector", InterneuronDetector)
     return TrainingSummary(
         species=meta["species"],
         features=meta["features"],
@@ -377,6 +365,16 @@ def load_training_summary(model_dir: Path) -> TrainingSummary | None:
         interneuron=detector,
         batch_shift=batch_shift,
     )
+
+
+def _read_part(path: Path, what: str, kind: type):
+    """An optional skops part of the training summary (None when absent), of type `kind`."""
+    if not path.is_file():
+        return None
+    part = read_skops(path, what)
+    if not isinstance(part, kind):
+        raise Ephys2txError(f"{path} holds no {what} (a {type(part).__name__}); {RETRAIN}")
+    return part
 
 
 @dataclass
