@@ -320,9 +320,9 @@ def default_inputs(species: str, data_dir=None, mirror=None) -> dict[str, float]
 def measured_inputs(table: pd.DataFrame, inputs: dict[str, float]) -> list[str]:
     """The model inputs a cell table has. A feature counts when the table measures it in at
     least SUBSET_RELATIVE_COVERAGE of the share of training cells that do (at least half
-    the cells for a feature every reference cell has; a quarter for one half of them have):
+    the cells for a feature every training cell has; a quarter for one half of them have):
     a column that is there but mostly empty counts as absent, while a batch that misses a
-    feature about as often as the reference does keeps it."""
+    feature about as often as the training cells do keeps it."""
     X = model_inputs(table, list(inputs))
     return [
         f for f, share in inputs.items()

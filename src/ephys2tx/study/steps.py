@@ -40,7 +40,7 @@ from .outputs import write_attention, write_evaluation, write_study, write_trust
 from .settings import StudySettings
 from .sources import PublicCells, SyntheticCells
 
-REFERENCE_ALPHA = 0.1  # conformal level of the default model's sets in the report
+DEFAULT_MODEL_ALPHA = 0.1  # conformal level of the default model's sets in the report
 TRUST_ALPHA = 0.1
 
 
@@ -307,7 +307,7 @@ class Study:
         s = self.settings
         source = self.source
         result = evaluate_default_model(
-            species, s.nested_splitter(), REFERENCE_ALPHA, self.n_jobs,
+            species, s.nested_splitter(), DEFAULT_MODEL_ALPHA, self.n_jobs,
             data_dir=getattr(source, "data_dir", None), mirror=getattr(source, "mirror", None),
         )  # fmt: skip
         target = write_default_model_evaluation(self.out / "reference" / species, result, species)
