@@ -171,12 +171,3 @@ def out_of_fold_proba(
     for test, proba in fitted:
         out[test] = proba
     return out
-
-
-def calibrate(
-    estimator, X: pd.DataFrame, y: ArrayLike, groups: ArrayLike, cv, n_jobs: int = 1
-) -> MondrianConformal:
-    """Mondrian calibration from donor-grouped out-of-fold scores of the training cells."""
-    y = np.asarray(y).astype(str)
-    proba = out_of_fold_proba(estimator, X, y, groups, cv, n_jobs)
-    return MondrianConformal.fit(proba, y, sorted(set(y)))
