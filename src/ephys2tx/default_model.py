@@ -59,8 +59,9 @@ MIN_SUBSET_FEATURES = 3
 SUBSET_RELATIVE_COVERAGE = 0.5
 # Bumped when what a cached model holds changes (2: the subclass temperature; 3: skops
 # files, see models/bundle.py; 4: the `not_interneuron` detector and the `lab_shift` null;
-# 5: t-type names stripped of surrounding spaces), so older caches are retrained.
-CACHE_FORMAT = 5
+# 5: t-type names stripped of surrounding spaces; 6: the typed card and per-level
+# calibration.json, model-directory format 3), so older caches are retrained.
+CACHE_FORMAT = 6
 # The folders of the data directory each species' cell table is built from.
 # (The mouse model also reads the pinned M1 cells of Scala et al. 2021 for its
 # `not_interneuron` detector; they are not training cells, so they stay out of the key.)
