@@ -150,10 +150,10 @@ class Trust:
     """What a saved model needs beside its estimator to say how far to trust a call."""
 
     summary: TrainingSummary | None  # None: a model saved without one
-    conformal: dict[str, MondrianConformal] = field(
-        default_factory=dict
-    )  # per level; {}: uncalibrated
-    temperature: Temperature | None = None  # fitted on the first level's out-of-fold probabilities
+    # the Mondrian conformal scores per level ({}: uncalibrated)
+    conformal: dict[str, MondrianConformal] = field(default_factory=dict)
+    # fitted on the first level's out-of-fold probabilities (None: uncalibrated)
+    temperature: Temperature | None = None
     folds: int | None = None  # donor-grouped calibration folds
     seed: int = 0
 
