@@ -191,10 +191,16 @@ def train_and_store(
     console.print(f"saved {kind} model ({len(card.features)} features) to {out}")
 
 
+TRAIN = {
+    "rf": train_rf,
+    "bilstm": train_bilstm,
+    "transfer": train_transfer,
+    "hierarchical": train_hierarchical,
+}
+
+
 def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
     """Add this verb's commands to the CLI."""
-    train_app.command("rf")(train_rf)
-    train_app.command("bilstm")(train_bilstm)
-    train_app.command("transfer")(train_transfer)
-    train_app.command("hierarchical")(train_hierarchical)
+    for name, command in TRAIN.items():
+        train_app.command(name)(command)
     train_app.command("reference", hidden=True)(train_hierarchical)  # the 0.2 name
