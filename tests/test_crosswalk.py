@@ -30,12 +30,15 @@ from ephys2tx.datasets.crosswalk import (
 )
 from ephys2tx.errors import Ephys2txError
 from ephys2tx.features.families import FEATURE_UNITS
+from ephys2tx.models.hierarchy import HierarchySettings
+from ephys2tx.models.members import forest
 
 M1 = SHARED_DATA / "mouse_scala2021" / "m1_patchseq_ephys_features.csv"
 # what x = 1 in their unit is in the canonical unit, for rows that only convert units
 FACTORS = {("ms", "s"): 1e-3, ("V/s", "mV/ms"): 1.0}
-LIGHT = {"subclass_model": "rf", "t_type_model": "flat", "t_type_estimator": "rf"}
-LIGHT |= {"n_estimators": 25}
+LIGHT = HierarchySettings(
+    subclass=(("rf", forest(25)),), t_type=(("rf", forest(25)),), t_type_model="flat"
+)
 
 
 @pytest.fixture(scope="module")

@@ -37,11 +37,13 @@ from .models.hierarchy import (
     CONDITION_FEATURE,
     HierarchicalClassifier,
     HierarchyFit,
+    HierarchySettings,
     fit_hierarchy,
     model_inputs,
     novelty_weights,
 )
 from .models.mapping import card_features
+from .models.members import boosting, forest, logistic, slow_boosting, small_tree_boosting, svc
 from .models.trusted import CALIBRATION_FOLDS, check_trainable, fit_training_summary, save_trust
 from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
 from .threads import limit
@@ -67,18 +69,26 @@ CACHE_FORMAT = 5
 SPECIES_SOURCES = {"mouse": ("mouse_gouwens2020/",), "human": ("human_lee2023/",)}
 # The settings chosen on seed-100 folds (benchmarks/select_subclass.py for the subclass
 # average, benchmarks/select_default_model.py for the t-type level; docs/research/default-model.md).
-DEFAULT_SETTINGS: dict[str, dict] = {
-    "mouse": {
-        "subclass_model": "rf+hgb+logreg1+svc",
-        "t_type_model": "per-subclass",
-        "t_type_estimator": "rf+hgb-t+logreg1+svc",
-    },
-    "human": {
-        "subclass_model": "rf+hgb-slow+logreg",
-        "t_type_model": "per-subclass",
-        "t_type_estimator": "rf+svc",
-        "learned_first": True,
-    },
+DEFAULT_SETTINGS: dict[str, HierarchySettings] = {
+    "mouse": HierarchySettings(
+        subclass=(
+            ("rf", forest()),
+            ("hgb", boosting()),
+            ("logreg1", logistic(C=1.0)),
+            ("svc", svc()),
+        ),
+        t_type=(
+            ("rf", forest()),
+            ("hgb-t", small_tree_boosting()),
+            ("logreg1", logistic(C=1.0)),
+            ("svc", svc()),
+        ),
+    ),
+    "human": HierarchySettings(
+        subclass=(("rf", forest()), ("hgb-slow", slow_boosting()), ("logreg", logistic(C=0.1))),
+        t_type=(("rf", forest()), ("svc", svc())),
+        learned_first=True,
+    ),
 }
 EXTRA_INPUTS: dict[str, list[str]] = {"mouse": [], "human": [CONDITION_FEATURE]}
 # Wall time of a first-use fit on 2 cores, rounded, for the message that announces it
@@ -104,15 +114,17 @@ def data_checksums(species: str, data_dir=None, mirror=None) -> dict[str, str]:
 def cache_key(
     species: str,
     checksums: dict[str, str],
-    settings: dict | None = None,
+    settings: HierarchySettings | None = None,
     features: list[str] | None = None,
 ) -> str:
-    """Key of a cached model: data checksums, settings, package version and, for a model on
-    a subset of the default features, that feature set (in any order)."""
+    """Key of a cached model: data checksums, settings (each member's class and parameters),
+    package version and, for a model on a subset of the default features, that feature set
+    (in any order)."""
+    settings = settings if settings is not None else DEFAULT_SETTINGS[species]
     payload = {
         "species": species,
         "data": checksums,
-        "settings": settings if settings is not None else DEFAULT_SETTINGS[species],
+        "settings": settings.describe(),
         "version": __version__,
         "format": CACHE_FORMAT,
     }
@@ -137,7 +149,7 @@ def train_default_model(
     cells: pd.DataFrame,
     data_dir=None,
     mirror=None,
-    settings: dict | None = None,
+    settings: HierarchySettings | None = None,
     seed: int = 0,
     n_jobs: int | None = None,
     features: list[str] | None = None,
@@ -172,7 +184,7 @@ def train_default_model(
         DEFAULT_LABEL[species],
         len(cells),
         seed=seed,
-        settings=settings,
+        settings=settings.describe(),
         taxonomy=taxonomy.to_dict(),
         leaves=taxonomy.leaves,
         conformal={level: c.to_dict() for level, c in fit.calibration.items()},
@@ -402,7 +414,7 @@ def evaluate_default_model(
     splitter: DonorKFold = DonorKFold(),
     alpha: float = 0.1,
     n_jobs: int = 1,
-    settings: dict | None = None,
+    settings: HierarchySettings | None = None,
     data_dir=None,
     mirror=None,
 ) -> HierarchyEvaluation:
@@ -414,7 +426,7 @@ def evaluate_default_model(
     features = usable_features(cells) + EXTRA_INPUTS[species]
     settings = settings if settings is not None else DEFAULT_SETTINGS[species]
     seed = splitter.seed
-    model = HierarchicalClassifier(taxonomy, seed=seed, n_jobs=1, **settings)
+    model = HierarchicalClassifier(taxonomy, seed=seed, n_jobs=1, **settings.params())
     folds = splitter.cell_folds(cells, label)
     result = evaluate_hierarchy(
         model, cells, label, folds, features, taxonomy, alpha, n_jobs, seed=seed
@@ -422,7 +434,7 @@ def evaluate_default_model(
     result.metrics.update(
         species=species, label=label, seed=seed, n_folds=splitter.n_splits,
         n_repeats=splitter.n_repeats,
-        n_cells=len(cells), n_donors=int(cells["donor"].nunique()), settings=settings,
+        n_cells=len(cells), n_donors=int(cells["donor"].nunique()), settings=settings.describe(),
         n_t_types=len(taxonomy.t_types), min_cells_per_t_type=taxonomy.min_cells,
     )  # fmt: skip
     return result
