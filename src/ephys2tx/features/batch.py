@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..console import console
 from ..errors import Ephys2txError, import_extra, one_line
-from ..files import csv_safe, marked_read_only, sha256_of
+from ..files import atomic_write, csv_safe, marked_read_only, sha256_of
 from ..recordings.read import broken_link_message, is_broken_link
 from ..recordings.sweeps import Recording
 from ..schema import FEATURE_DTYPE, ID_COLUMNS
@@ -80,14 +80,8 @@ def _peak_rss_mb() -> float:
 
 def _atomic_pickle(obj: object, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def _meta(rec: Recording, species: str | None) -> dict:

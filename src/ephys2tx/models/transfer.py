@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import os
 import pickle
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -38,6 +37,7 @@ import pandas as pd
 
 from ..datasets.fetch import resolve_data_dir
 from ..errors import Ephys2txError
+from ..files import atomic_write
 from ..version import __version__
 from . import TRANSFER_METHODS
 from .bilstm import (
@@ -406,13 +406,10 @@ def stored_pretraining(key: str, pretrain) -> tuple[dict, Standardizer]:
             except (OSError, EOFError, pickle.UnpicklingError):
                 pass  # damaged: pretrain again and replace it
         result = pretrain()
-        tmp = path.with_suffix(f".{os.getpid()}.part")
         try:
-            with open(tmp, "wb") as handle:
-                pickle.dump(result, handle)
-            tmp.replace(path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
+            atomic_write(path, lambda tmp: tmp.write_bytes(pickle.dumps(result)))
+        except OSError:  # cannot be cached: used all the same
+            pass
         return result
 
 
