@@ -107,7 +107,8 @@ class TransferClassifier(BiLSTMClassifier):
     `anchor` > 0 adds an L2-SP penalty towards the pretrained weights when fine-tuning;
     `adversarial_weight` weighs the domain loss; `source_init` starts two-species
     training from the mouse-pretrained network; `pretrain_cache` keeps the pretrained
-    network on disk (see `stored_pretraining`): same numbers, pretrained once.
+    network on disk (see `stored_pretraining`): same numbers, pretrained once. `network`:
+    any of `BiLSTMClassifier`'s parameters (their defaults are its own).
     """
 
     def __init__(
@@ -123,41 +124,9 @@ class TransferClassifier(BiLSTMClassifier):
         adversarial_weight: float = 0.3,
         source_init: bool = False,
         pretrain_cache: bool = True,
-        width: int = 32,
-        hidden: int = 32,
-        dropout: float = 0.3,
-        lr: float = 1e-3,
-        weight_decay: float = 0.05,
-        batch_size: int = 64,
-        max_epochs: int = 300,
-        patience: int = 40,
-        feature_dropout: float = 0.1,
-        validation_fraction: float = 0.2,
-        n_members: int = 1,
-        scaling: str = "quantile",
-        families: tuple[str, ...] | None = None,
-        groups_column: str | None = "donor",
-        random_state: int = 0,
-        n_threads: int = 1,
+        **network,
     ):
-        super().__init__(
-            width=width,
-            hidden=hidden,
-            dropout=dropout,
-            lr=lr,
-            weight_decay=weight_decay,
-            batch_size=batch_size,
-            max_epochs=max_epochs,
-            patience=patience,
-            feature_dropout=feature_dropout,
-            validation_fraction=validation_fraction,
-            n_members=n_members,
-            scaling=scaling,
-            families=families,
-            groups_column=groups_column,
-            random_state=random_state,
-            n_threads=n_threads,
-        )
+        super().__init__(**network)
         self.source = source
         self.source_label = source_label
         self.method = method
@@ -169,6 +138,13 @@ class TransferClassifier(BiLSTMClassifier):
         self.adversarial_weight = adversarial_weight
         self.source_init = source_init
         self.pretrain_cache = pretrain_cache
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        """Its own parameters and the network's passed through `**network`, so that
+        `get_params`, `set_params` and `clone` see them all (scikit-learn reads only the
+        explicit arguments of `__init__`)."""
+        return sorted(set(super()._get_param_names()) | set(BiLSTMClassifier._get_param_names()))
 
     # -- source side -------------------------------------------------------------------
     def _source_table(self) -> tuple[pd.DataFrame, np.ndarray]:
