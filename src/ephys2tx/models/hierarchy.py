@@ -103,20 +103,21 @@ class HierarchySettings:
 
     def params(self) -> dict:
         """`HierarchicalClassifier`'s keyword arguments for these settings."""
+        subclass = soft_vote(self.subclass) if self.subclass else None
         return {
-            "subclass_estimator": soft_vote(self.subclass) if self.subclass else None,
+            "subclass_estimator": subclass,
             "t_type_estimator": soft_vote(self.t_type),
-            "t_type_model": self.t_type_model,
-            "learned_first": self.learned_first,
-            "t_type_beta": self.t_type_beta,
+            **self._rule(),
         }
 
     def describe(self) -> dict:
         """The settings as JSON (each member's class and parameters): a model card's record
         and a cache key, which changes whenever a member or parameter does."""
+        subclass = describe_members(self.subclass) if self.subclass else None
+        return {"subclass": subclass, "t_type": describe_members(self.t_type), **self._rule()}
+
+    def _rule(self) -> dict:
         return {
-            "subclass": describe_members(self.subclass) if self.subclass else None,
-            "t_type": describe_members(self.t_type),
             "t_type_model": self.t_type_model,
             "learned_first": self.learned_first,
             "t_type_beta": self.t_type_beta,

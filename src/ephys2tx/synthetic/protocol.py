@@ -143,17 +143,8 @@ def _sweep(number: int, current, voltage, kind: str, code: str, amp: float) -> S
         SHORT_SQUARE: SHORT_SQUARE_DURATION,
         RAMP: amp / RAMP_SLOPE,
     }[kind]
-    return Sweep(
-        sweep_number=number,
-        voltage=voltage,
-        current=current,
-        sampling_rate=SAMPLING_RATE,
-        stimulus_type=kind,
-        amplitude=amp,
-        stim_start=STIM_START,
-        stim_end=STIM_START + length,
-        stimulus_code=code,
-    )
+    start, end = STIM_START, STIM_START + length
+    return Sweep(number, voltage, current, SAMPLING_RATE, kind, amp, start, end, code)
 
 
 def _long_squares(cell: Cell, what: str) -> tuple[list[Recorded], float]:
