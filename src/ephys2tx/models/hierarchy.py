@@ -124,6 +124,7 @@ class HierarchySettings:
         }
 
 
+@dataclass(eq=False, repr=False)  # the parameters as fields: scikit-learn's __init__, written once
 class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
     """Subclass then t-type; `fit(X, leaves)` where leaves are `Taxonomy` leaf labels.
 
@@ -139,27 +140,15 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
     (`assign`); they change calls, never probabilities.
     """
 
-    def __init__(
-        self,
-        taxonomy: Taxonomy | None = None,
-        subclass_estimator: BaseEstimator | None = None,
-        t_type_model: str = "per-subclass",
-        t_type_estimator: BaseEstimator | None = None,
-        seed: int | None = None,
-        n_jobs: int | None = None,
-        subclass_temperature: float = 1.0,
-        t_type_beta: float = 0.0,
-        learned_first: bool = False,
-    ):
-        self.taxonomy = taxonomy
-        self.subclass_estimator = subclass_estimator
-        self.t_type_model = t_type_model
-        self.t_type_estimator = t_type_estimator
-        self.seed = seed
-        self.n_jobs = n_jobs
-        self.subclass_temperature = subclass_temperature
-        self.t_type_beta = t_type_beta
-        self.learned_first = learned_first
+    taxonomy: Taxonomy | None = None
+    subclass_estimator: BaseEstimator | None = None
+    t_type_model: str = "per-subclass"
+    t_type_estimator: BaseEstimator | None = None
+    seed: int | None = None
+    n_jobs: int | None = None
+    subclass_temperature: float = 1.0
+    t_type_beta: float = 0.0
+    learned_first: bool = False
 
     def _fresh(self, estimator: BaseEstimator | None) -> BaseEstimator:
         """An unfitted clone of `estimator` (None: a forest) under this model's seed and threads."""

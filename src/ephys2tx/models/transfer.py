@@ -30,6 +30,7 @@ import hashlib
 import pickle
 from collections import OrderedDict
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,7 @@ def domain_loss(
     )
 
 
+@dataclass(eq=False, repr=False)  # its parameters after the network's (`BiLSTMClassifier`)
 class TransferClassifier(BiLSTMClassifier):
     """Human classifier that also learns from `source` (a mouse cell table with labels).
 
@@ -107,44 +109,20 @@ class TransferClassifier(BiLSTMClassifier):
     `anchor` > 0 adds an L2-SP penalty towards the pretrained weights when fine-tuning;
     `adversarial_weight` weighs the domain loss; `source_init` starts two-species
     training from the mouse-pretrained network; `pretrain_cache` keeps the pretrained
-    network on disk (see `stored_pretraining`): same numbers, pretrained once. `network`:
-    any of `BiLSTMClassifier`'s parameters (their defaults are its own).
+    network on disk (see `stored_pretraining`): same numbers, pretrained once.
     """
 
-    def __init__(
-        self,
-        source: pd.DataFrame | None = None,
-        source_label: str = "label",
-        method: str = "finetune",
-        source_weight: float = 1.0,
-        coral_weight: float = 1.0,
-        head_epochs: int = 50,
-        pretrain_batch_size: int = 128,
-        anchor: float = 0.0,
-        adversarial_weight: float = 0.3,
-        source_init: bool = False,
-        pretrain_cache: bool = True,
-        **network,
-    ):
-        super().__init__(**network)
-        self.source = source
-        self.source_label = source_label
-        self.method = method
-        self.source_weight = source_weight
-        self.coral_weight = coral_weight
-        self.head_epochs = head_epochs
-        self.pretrain_batch_size = pretrain_batch_size
-        self.anchor = anchor
-        self.adversarial_weight = adversarial_weight
-        self.source_init = source_init
-        self.pretrain_cache = pretrain_cache
-
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        """Its own parameters and the network's passed through `**network`, so that
-        `get_params`, `set_params` and `clone` see them all (scikit-learn reads only the
-        explicit arguments of `__init__`)."""
-        return sorted(set(super()._get_param_names()) | set(BiLSTMClassifier._get_param_names()))
+    source: pd.DataFrame | None = None
+    source_label: str = "label"
+    method: str = "finetune"
+    source_weight: float = 1.0
+    coral_weight: float = 1.0
+    head_epochs: int = 50
+    pretrain_batch_size: int = 128
+    anchor: float = 0.0
+    adversarial_weight: float = 0.3
+    source_init: bool = False
+    pretrain_cache: bool = True
 
     # -- source side -------------------------------------------------------------------
     def _source_table(self) -> tuple[pd.DataFrame, np.ndarray]:
