@@ -1,4 +1,4 @@
-"""The reference model's acceptance figures on the reported seed-0 donor-grouped 5x3 folds:
+"""The default model's acceptance figures on the reported seed-0 donor-grouped 5x3 folds:
 subclass macro-F1, t-type accuracy and macro-F1 (t-types with >= 10 cells), subclass ECE
 with and without the temperature, conformal coverage and mean set size per level at alpha 0.1, first-use training time, and the time of
 `predict` on 100 cells with the cached model. Run with the data mirror:

@@ -7,7 +7,7 @@ top-label ECE (10 bins), log-loss, accuracy and macro-F1. Prints one line per me
     EPHYS2TX_MIRROR=../shared/data OMP_NUM_THREADS=1 .venv/bin/python \
         benchmarks/select_calibration.py --species human --model reference --repeats 3
 
-`--model reference` is the reference model's subclass average, `rf` the flat forest.
+`--model reference` is the default model's subclass average, `rf` the flat forest.
 Probabilities are cached in `--cache` so methods can be compared without refitting.
 """
 

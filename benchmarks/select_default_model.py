@@ -1,4 +1,4 @@
-"""t-type model selection for the hierarchical reference model, on seed-100 donor-grouped folds
+"""t-type model selection for the hierarchical default model, on seed-100 donor-grouped folds
 (never the reported seed-0 folds). Each fold fits every component once and keeps its
 out-of-fold probabilities (cached in `--cache`, so reruns only score); the candidates are
 averages of the components' P(t-type | subclass), times the default P(subclass), scored under

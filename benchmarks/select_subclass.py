@@ -1,4 +1,4 @@
-"""Subclass-level model selection for the reference model on seed-100 donor-grouped folds
+"""Subclass-level model selection for the default model on seed-100 donor-grouped folds
 (never the reported seed-0 folds): each fold fits every base model once, and every average
 of their probabilities is scored; with `--stack`, also a logistic meta-learner on the
 log-probabilities of the components (fitted on donor-grouped inner out-of-fold probabilities

@@ -71,7 +71,7 @@ def _to_lab(cells: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def world():
-    """Reference cells, their fitted reference, and a shifted lab batch with excitatory cells."""
+    """Training cells, their fitted reference, and a shifted lab batch with excitatory cells."""
     rng = np.random.default_rng(0)
     reference = _cells({c: 60 for c in MOUSE_CLASSES}, rng, "r", 20)
     lab_gaba = _to_lab(

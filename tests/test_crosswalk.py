@@ -251,7 +251,7 @@ def test_efel_tables_are_recognized():
     assert cells["upstroke_downstroke_ratio_rheo"].tolist() == pytest.approx([3.0, 2.0])
 
 
-# --- the reference model on the features a table has -------------------------------------
+# --- the default model on the features a table has -------------------------------------
 
 
 def test_subset_cache_key():
@@ -290,7 +290,7 @@ def test_a_table_with_some_features_gets_its_own_cached_model(m1, monkeypatch, t
     subset = default_model.measured_inputs(cells, inputs)
     assert 3 <= len(subset) < len(inputs)
     assert f"on {len(subset)} features on first use" in said[0]
-    assert f"measure {len(subset)} of the mouse reference model's {len(inputs)}" in said[-1]
+    assert f"measure {len(subset)} of the mouse default model's {len(inputs)}" in said[-1]
     card = json.loads((first / "model.json").read_text())
     assert sorted(card["features"]) == sorted(subset)
     f1 = card["extra"]["oof_macro_f1"]
@@ -309,7 +309,7 @@ def test_a_table_with_some_features_gets_its_own_cached_model(m1, monkeypatch, t
     assert result.exit_code == 0, result.output + repr(result.exception)
     text = " ".join(result.output.split())
     assert "recognized the Berens lab extractor" in text and "using the cached" in text
-    assert f"measure {len(subset)} of the mouse reference model's" in text
+    assert f"measure {len(subset)} of the mouse default model's" in text
     predictions = pd.read_csv(out)
     assert predictions["specimen_id"].tolist() == m1.head(60)["cell id"].tolist()
     berens = [

@@ -1,4 +1,4 @@
-"""The hierarchical reference model: level consistency, nested sets, the out-of-the-box
+"""The hierarchical default model: level consistency, nested sets, the out-of-the-box
 cache (reuse and invalidation) and both `predict` forms, on real human cells."""
 
 from __future__ import annotations
@@ -239,7 +239,7 @@ def test_both_predict_forms(use_light_default_models, human_forest, human_cells,
     ):  # fmt: skip
         assert column in table.columns
     assert len(table) == 40
-    # the trust columns of the reference model: the subclass set is the prediction set
+    # the trust columns of the default model: the subclass set is the prediction set
     assert table["prediction_set"].equals(table["subclass_set"])
     single = table["subclass_set"].str.count(r"\|") == 0
     assert (table["confident"] <= single).all() and table["novelty"].between(0, 1).all()
@@ -250,7 +250,7 @@ def test_both_predict_forms(use_light_default_models, human_forest, human_cells,
     assert abs(sum(record["t_type"]["distribution"].values()) - 1) < 1e-6
     assert payload["metadata"]["species"] == "human"
 
-    # the existing form, MODEL_DIR CELLS, on the cached reference model and on a forest
+    # the existing form, MODEL_DIR CELLS, on the cached default model and on a forest
     model_dir = use_light_default_models.model_dir("human")
     out2 = tmp_path / "pred2.csv"
     result = runner.invoke(app, ["predict", str(model_dir), str(cells), "--out", str(out2)])
@@ -276,7 +276,7 @@ def test_both_predict_forms(use_light_default_models, human_forest, human_cells,
     assert hit[scaled].all()
     assert not flagged["confident"].any()
 
-    # the per-cell report of the reference model: 5 nearest training cells per card
+    # the per-cell report of the default model: 5 nearest training cells per card
     report = tmp_path / "cells.html"
     result = runner.invoke(
         app, ["predict", str(model_dir), str(cells), "--out", str(out2), "--report", str(report)]

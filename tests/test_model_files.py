@@ -240,7 +240,7 @@ def test_overwriting_into_a_folder_keeps_other_files_and_drops_old_model_files(t
 
 
 def test_train_refuses_too_few_cells_before_fitting(human_cells, tmp_path, monkeypatch):
-    from ephys2tx.commands.calibration import train_and_store
+    from ephys2tx.commands.train import train_and_store
 
     def never():
         raise AssertionError("fitted although the sizes were refused")

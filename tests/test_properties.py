@@ -174,7 +174,7 @@ def test_mouse_bilstm_keeps_the_invariants(trained, mouse_cells):
 
 
 def test_the_whole_public_tables_keep_the_rule(trained, human_cells, mouse_cells):
-    """Every cell of both public tables, every alpha, forest and reference model."""
+    """Every cell of both public tables, every alpha, forest and default model."""
     for species, cells in (("human", human_cells), ("mouse", mouse_cells)):
         for kind in ("forest", "reference"):
             model_dir = trained(kind, species)

@@ -196,7 +196,7 @@ def test_train_stores_the_combined_novel_flag_and_predict_uses_it(tmp_path):
     novel = table["flags"].str.contains("novel").to_numpy()
     top = loaded.predict_proba(fresh).max(axis=1)
     assert np.array_equal(novel, loaded.reference.novel_flag.is_novel(table["novelty"], top))
-    assert 0.02 <= novel.mean() <= 0.09  # calibrated on the reference cells
+    assert 0.02 <= novel.mean() <= 0.09  # calibrated on the training cells
     # a model saved without calibration keeps the flag on novelty alone
     save_trust(tmp_path, fit_training_summary(cells, FEATURES, "human"))
     assert TrustedModel.load(tmp_path).reference.novel_flag is None
@@ -278,7 +278,7 @@ def test_nested_trust_runs_for_a_network_reading_the_whole_table(human_cells):
 
 
 def test_train_stores_calibration_for_a_network(human_cells, tmp_path):
-    from ephys2tx.commands.calibration import store_trust
+    from ephys2tx.commands.train import store_trust
     from ephys2tx.models.bilstm import BiLSTMClassifier
     from ephys2tx.models.bundle import card_for
 

@@ -5,9 +5,9 @@ model on exactly those features (fitted and calibrated here) -> the excitatory d
 (`trust/interneuron.py`; mouse only: the only excitatory cells here are mouse M1 cells) ->
 the lab model (`models/lab.py`: anchored alignment without labels; with labels the lab's
 cells join training and recalibrate the sets) -> a model directory that `predict DIR` reads
-like any reference model (kind `reference`, its card's `extra["lab"]` says what was done).
+like any default model (kind `reference`, its card's `extra["lab"]` says what was done).
 
-The trust reference (ranges, novelty, `lab_shift` null) is the reference cells mapped into
+The training summary (ranges, novelty, `lab_shift` null) is the training cells mapped into
 the lab's terms, so the flags read the lab's own values.
 """
 
@@ -77,7 +77,7 @@ def adapt_to_lab(
 
 
 def save_lab_model(out: str | Path, built: LabAdaptation, data_dir=None, mirror=None) -> Path:
-    """Write the lab model directory (model, card, calibration, trust reference)."""
+    """Write the lab model directory (model, card, calibration, training summary)."""
     out = Path(out)
     fit, ref = built.lab, built.reference
     species = built.species

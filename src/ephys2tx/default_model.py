@@ -1,4 +1,4 @@
-"""The reference model out of the box: trained from the public tables on first use, cached
+"""The default model out of the box: trained from the public tables on first use, cached
 in the data directory, keyed by the data checksums, the settings and the package version.
 
 No weights are downloaded: the model is fitted here from the pinned public tables (after
@@ -57,7 +57,7 @@ SUBSET_FOLDER = "subsets"
 # A subset model needs at least this many features to be worth training.
 MIN_SUBSET_FEATURES = 3
 # A table "has" a model input when it measures it in at least this share of the share of
-# reference cells that do (see `measured_inputs`).
+# training cells that do (see `measured_inputs`).
 SUBSET_RELATIVE_COVERAGE = 0.5
 # Bumped when what a cached model holds changes (2: the subclass temperature; 3: skops
 # files, see models/bundle.py; 4: the `not_interneuron` detector and the `lab_shift` null;
@@ -97,7 +97,7 @@ FIRST_USE_SECONDS = {"mouse": 60, "human": 30}
 
 
 def data_files(species: str) -> list[str]:
-    """The pinned files a species' reference model is trained from."""
+    """The pinned files a species' default model is trained from."""
     prefixes = SPECIES_SOURCES[check_species(species)]
     names = [n for n in DATA_FILES if n.startswith(prefixes)]
     return sorted(n for n in names if n.endswith(".csv")) + [HOMOLOGY_FILE]
@@ -136,7 +136,7 @@ def cache_key(
 def default_training_cells(
     species: str, data_dir=None, mirror=None, exclude: set[int] | None = None
 ) -> pd.DataFrame:
-    """A species' labelled cells (minus excluded specimens), as the reference model sees them."""
+    """A species' labelled cells (minus excluded specimens), as the default model sees them."""
     cells, _ = build_cells(species, data_dir, mirror)
     cells = cells[cells[DEFAULT_LABEL[species]].notna()]
     if exclude:
@@ -154,7 +154,7 @@ def train_default_model(
     n_jobs: int | None = None,
     features: list[str] | None = None,
 ) -> tuple[HierarchyFit, ModelCard]:
-    """Fit and calibrate a reference model on `cells`; return it with its model card.
+    """Fit and calibrate a default model on `cells`; return it with its model card.
 
     `features`: train on only these of the default inputs (a lab's table that measures
     some of them), rather than on all. `n_jobs` folds are fitted side by side, as threads
@@ -166,7 +166,7 @@ def train_default_model(
         unknown = sorted(set(features) - set(default))
         if unknown:
             raise Ephys2txError(
-                f"{', '.join(unknown)}: not input(s) of the {species} reference model; a "
+                f"{', '.join(unknown)}: not input(s) of the {species} default model; a "
                 "subset model is trained on some of its inputs only"
             )
     features = default if features is None else [f for f in default if f in set(features)]
@@ -202,7 +202,7 @@ def train_default_model(
 def fit_default_model_on(
     species: str, cells: pd.DataFrame, features: list[str], seed: int = 0, n_jobs: int = 1
 ) -> HierarchyFit:
-    """The reference model (default settings) on `features` only, calibrated on
+    """The default model (default settings) on `features` only, calibrated on
     donor-grouped out-of-fold probabilities."""
     with limit(1):
         return fit_hierarchy(
@@ -245,7 +245,7 @@ def cached_default_model(
     n_jobs: int | None = None,
     features: list[str] | None = None,
 ) -> Path:
-    """The cached reference model directory of a species, trained now if absent, stale or
+    """The cached default model directory of a species, trained now if absent, stale or
     damaged (the cache holds only what the public tables give again).
 
     `features`: the model on only these of the default inputs, cached under a key of that
@@ -262,7 +262,7 @@ def cached_default_model(
         keep = f"{species}-{cache_key(species, checksums)[:8]}-"
         root = root / SUBSET_FOLDER
         target = root / f"{keep}{key[:16]}"
-    what = f"{species} reference model" + (
+    what = f"{species} default model" + (
         f" on {len(features)} features" if features is not None else ""
     )
     if _usable(target) is None:
@@ -340,8 +340,8 @@ def _discard(path: Path, root: Path, species: str) -> None:
 
 
 def default_inputs(species: str, data_dir=None, mirror=None) -> dict[str, float]:
-    """The inputs of a species' default reference model (as `train_default_model` chooses them),
-    each with the share of reference cells that measure it."""
+    """The inputs of a species' default default model (as `train_default_model` chooses them),
+    each with the share of training cells that measure it."""
     cells = default_training_cells(species, data_dir, mirror)
     condition = model_inputs(cells, [CONDITION_FEATURE])[CONDITION_FEATURE]
     cells = cells.assign(**{CONDITION_FEATURE: condition})
@@ -351,7 +351,7 @@ def default_inputs(species: str, data_dir=None, mirror=None) -> dict[str, float]
 
 def measured_inputs(table: pd.DataFrame, inputs: dict[str, float]) -> list[str]:
     """The model inputs a cell table has. A feature counts when the table measures it in at
-    least SUBSET_RELATIVE_COVERAGE of the share of reference cells that do (at least half
+    least SUBSET_RELATIVE_COVERAGE of the share of training cells that do (at least half
     the cells for a feature every reference cell has; a quarter for one half of them have):
     a column that is there but mostly empty counts as absent, while a batch that misses a
     feature about as often as the reference does keeps it."""
@@ -373,7 +373,7 @@ def subset_for_table(species: str, table: pd.DataFrame, data_dir=None, mirror=No
         names = list(inputs)
         shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
         raise Ephys2txError(
-            f"the cells measure {len(had)} of the {species} reference model's {len(inputs)} "
+            f"the cells measure {len(had)} of the {species} default model's {len(inputs)} "
             f"features ({', '.join(had) or 'none'}); at least {MIN_SUBSET_FEATURES} are "
             f"needed (canonical names such as {shown}; map another pipeline's columns with "
             "--feature-map FILE)"
@@ -389,10 +389,10 @@ def default_model_for_table(
     say: Callable[[str], None] = print,
     n_jobs: int | None = None,
 ) -> Path:
-    """The reference model for a cell table: the default one when the table measures all its
+    """The default model for a cell table: the default one when the table measures all its
     inputs, else one trained on exactly the inputs it measures (cached per feature set, not
     the default with the rest left NaN). Says which, with the subset's own out-of-fold
-    macro-F1 on the reference cells."""
+    macro-F1 on the training cells."""
     subset = subset_for_table(species, table, data_dir, mirror)
     target = cached_default_model(species, data_dir, mirror, say, n_jobs, features=subset)
     if subset is not None:
@@ -401,9 +401,9 @@ def default_model_for_table(
         f1 = card.extra.get("oof_macro_f1")
         score = f"{f1:.3f}" if isinstance(f1, float) else "not recorded"
         say(
-            f"the cells measure {len(subset)} of the {species} reference model's {n_all} "
+            f"the cells measure {len(subset)} of the {species} default model's {n_all} "
             f"features: predicting with the model trained on those {len(subset)} (out-of-fold "
-            f"subclass macro-F1 {score} on {card.n_train_cells} reference cells, "
+            f"subclass macro-F1 {score} on {card.n_train_cells} training cells, "
             f"{card.extra.get('oof_folds', 'donor-grouped folds')})"
         )
     return target
@@ -418,7 +418,7 @@ def evaluate_default_model(
     data_dir=None,
     mirror=None,
 ) -> HierarchyEvaluation:
-    """The reference model on donor-grouped folds of a species (both levels); the model's
+    """The default model on donor-grouped folds of a species (both levels); the model's
     seed is the splitter's."""
     cells = default_training_cells(species, data_dir, mirror)
     label = DEFAULT_LABEL[species]

@@ -137,7 +137,7 @@ class Predictor:
 
     def _model(self):
         """The fitted parts, read on first use (a flat model: a `TrustedModel`; a
-        hierarchical one: estimator and stored trust reference)."""
+        hierarchical one: estimator and stored training summary)."""
         if self._loaded is None:
             if self.kind == "flat":
                 from .models.trusted import TrustedModel

@@ -74,7 +74,7 @@ def train_transfer(out: Path, human: pd.DataFrame, mouse: pd.DataFrame) -> Path:
 
 
 def train_default_model(out: Path, cells: pd.DataFrame, species: str) -> Path:
-    """The hierarchical reference model (light settings), saved as the cache saves it."""
+    """The hierarchical default model (light settings), saved as the cache saves it."""
     from ephys2tx.default_model import novelty_weights
     from ephys2tx.default_model import train_default_model as fit
     from ephys2tx.models.mapping import card_features
@@ -92,7 +92,7 @@ def train_default_model(out: Path, cells: pd.DataFrame, species: str) -> Path:
 
 
 def taxonomy_parent(model_dir: Path) -> dict[str, str] | None:
-    """leaf -> subclass of a reference model, else None."""
+    """leaf -> subclass of a default model, else None."""
     from ephys2tx.models.bundle import read_card
 
     card = read_card(model_dir)

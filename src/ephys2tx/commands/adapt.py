@@ -1,4 +1,4 @@
-"""`ephys2tx adapt`: fit the reference model to a lab's own cells (`ephys2tx.adapt`)."""
+"""`ephys2tx adapt`: fit the default model to a lab's own cells (`ephys2tx.adapt`)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def adapt_cmd(
     data_dir: DataDir = None,
     mirror: Mirror = None,
 ) -> None:
-    """Adapt the reference model to a lab's cells and save a lab model for `predict DIR`.
+    """Adapt the default model to a lab's cells and save a lab model for `predict DIR`.
 
     Without labels the lab's cells are an unlabelled target: each feature is mapped onto
     the reference by the confident calls of each class. With labels the lab's labelled cells

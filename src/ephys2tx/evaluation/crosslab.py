@@ -1,16 +1,16 @@
-"""The cross-lab benchmark: the reference model on another lab's cells (M1, Scala et al.
+"""The cross-lab benchmark: the default model on another lab's cells (M1, Scala et al.
 2021), as it is, adapted without labels, adapted with some of the lab's mice labelled, and
 the lab's own in-domain ceiling.
 
 Rows, all scored on the lab's GABAergic cells (5-class subclass):
-- `a`: the reference model on the lab's features, as it is (through the crosswalk);
+- `a`: the default model on the lab's features, as it is (through the crosswalk);
 - `b`: adapted without labels; the alignment method is chosen per fold of mice on the
   *other* folds' cells (nested; `selection`), so no scored cell chooses its own method;
 - `c<share>`: the labelled cells of `share` of the lab's mice join training, scored on
   the other mice, over `draws` draws of mice;
 - `d`: the in-domain ceiling, a forest on the lab's cells alone, folds grouped by mouse.
 The `not_interneuron` detector is fitted for each fold of mice on the other mice's cells
-(plus the reference cells), so a scored cell never trained it.
+(plus the training cells), so a scored cell never trained it.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def _trust(
     excitatory: np.ndarray,
     weights: np.ndarray | None,
 ) -> tuple[pd.DataFrame, str | None]:
-    """Flags and `confident` of the calls, as `predict` gives them with a trust reference
+    """Flags and `confident` of the calls, as `predict` gives them with a training summary
     in the lab's terms, the held-out `not_interneuron` flags added; and the lab_shift line."""
     in_lab = shift.to_lab(reference)
     trust = fit_training_summary(in_lab, features, species, other, weights=weights)
@@ -194,7 +194,7 @@ def crosslab_benchmark(
     say: Callable[[str], None] = print,
 ) -> CrossLabResult:
     """Every row on `lab` (a cell table with `cell_class`, `label5`, `t_type`, `donor`),
-    given the reference cells and the reference fitted on the lab's features (`fit`)."""
+    given the training cells and the reference fitted on the lab's features (`fit`)."""
     start = time.perf_counter()
     features = list(fit.features)
     classes = list(fit.taxonomy.subclasses)
@@ -204,7 +204,7 @@ def crosslab_benchmark(
     weights = novelty_weights(fit.model, features)
     lab = lab.reset_index(drop=True)
     folds = mouse_folds(lab["donor"], MOUSE_FOLDS, seed)
-    # the detector: per fold of mice, fitted on the other mice (and the reference cells)
+    # the detector: per fold of mice, fitted on the other mice (and the training cells)
     score = np.full(len(lab), np.nan)
     for k in range(MOUSE_FOLDS):
         test = folds == k

@@ -88,7 +88,7 @@ def summarize_levels(scores: pd.DataFrame) -> dict:
 
 @dataclass
 class HierarchyEvaluation:
-    """Out-of-fold predictions of the reference model with both levels, and its metrics."""
+    """Out-of-fold predictions of the default model with both levels, and its metrics."""
 
     predictions: pd.DataFrame  # repeat, fold, specimen_id, true, subclass, t_type, sets, p_<leaf>
     scores: pd.DataFrame  # one row per (repeat, fold)
@@ -196,7 +196,7 @@ def evaluate_hierarchy(
         hook = partial(_nested_temperature, table=table, features=features, seed=seed)
     result = cross_validate(
         estimator, table, "_leaf", folds, features, progress=progress,
-        description="cross-validating the reference model", n_jobs=n_jobs, on_fold=hook,
+        description="cross-validating the default model", n_jobs=n_jobs, on_fold=hook,
     )  # fmt: skip
     predictions = result.predictions
     if recalibrate:

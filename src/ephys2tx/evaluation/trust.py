@@ -2,7 +2,7 @@
 
 In each outer fold the model is fitted on the training cells; its Mondrian calibration comes
 from donor-grouped out-of-fold scores of those training cells only (inner folds), and the
-novelty reference, ranges and species fingerprint from those cells too. The test cells then
+novelty baseline, ranges and species fingerprint from those cells too. The test cells then
 get sets, flags and novelty exactly as `predict` gives them. `trust_summary` turns the
 per-cell rows into coverage, set size, confident share and accuracy, and ECE.
 """

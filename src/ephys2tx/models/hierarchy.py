@@ -1,4 +1,4 @@
-"""The hierarchical reference model: subclass, then t-type, consistent across levels.
+"""The hierarchical default model: subclass, then t-type, consistent across levels.
 
 P(t-type) = P(subclass) x P(t-type | subclass), so the t-type distribution sums to the
 subclass distribution by construction. P(subclass) comes from its own model (the strongest
@@ -373,7 +373,7 @@ def leaf_shares(leaves, columns: list[str]) -> np.ndarray:
 
 @dataclass
 class HierarchyFit:
-    """A fitted reference model, its taxonomy, its per-level conformal calibration and the
+    """A fitted default model, its taxonomy, its per-level conformal calibration and the
     temperature of its subclass level (also set on the model)."""
 
     model: HierarchicalClassifier

@@ -1,20 +1,20 @@
-"""A lab model: the reference model adapted to one lab's cells (`ephys2tx adapt`).
+"""A lab model: the default model adapted to one lab's cells (`ephys2tx adapt`).
 
 Another lab measures the same features with another rig, protocol and extractor, so each
 feature is shifted and scaled (resting potential by the junction potential, widths by the
-definition), and the lab's class mix is its own. A lab model is the reference model behind
+definition), and the lab's class mix is its own. A lab model is the default model behind
 a per-feature affine map from the lab's values to the reference's (`FeatureShift`):
 
 - **without labels** the map is anchored on classes, not on the batch as a whole: the
   reference calls the lab's cells, the confident calls (top probability at least
   `ANCHOR_PROBABILITY`, and not flagged `not_interneuron`) of each class are matched to the
-  reference cells of that class (median and IQR per class, pooled over classes), and the
+  training cells of that class (median and IQR per class, pooled over classes), and the
   calls are made again through the new map, `ALIGN_ITERATIONS` times. Matching the batch's
   own median and IQR instead confuses a different class mix, or excitatory cells, with a
   shift of the features.
 - **with labels** the labelled cells anchor the map by their own classes, and they join
   training as the target domain (as the mouse cells join human training in transfer): a
-  forest on the reference cells plus the lab's labelled cells gives P(subclass), alone or
+  forest on the training cells plus the lab's labelled cells gives P(subclass), alone or
   averaged with the adapted reference's (the weight of the lab's cells, `LAB_WEIGHTS`, and
   the mix, `LAB_MIXES`, chosen by folds of the lab's labelled cells grouped by its donors);
   P(t-type | subclass) stays the reference's. The subclass conformal sets and
@@ -211,7 +211,7 @@ class _Replace:
 
 
 class LabModel(ClassifierMixin, BaseEstimator):
-    """The reference model seen through a lab's `FeatureShift`; with `subclass_estimator`
+    """The default model seen through a lab's `FeatureShift`; with `subclass_estimator`
     (fitted on reference + lab cells, in reference terms) P(subclass) is that estimator's,
     temperature-scaled by `subclass_temperature`, and P(t-type | subclass) the reference's.
     Behaves as a `HierarchicalClassifier` for `predict_mapping` and the trust columns."""
@@ -354,7 +354,7 @@ def fit_lab_model(
     method: str = "anchored",
     seed: int = 0,
 ) -> LabFit:
-    """Adapt a fitted reference model to a lab's cells (features in the lab's terms).
+    """Adapt a fitted default model to a lab's cells (features in the lab's terms).
 
     `lab_labels`: subclass per lab cell (NaN: unlabelled); none labelled means the
     unlabelled method. `eligible`: cells that may anchor the map (not `not_interneuron`)."""

@@ -205,12 +205,12 @@ def map_cells(
 
 
 def card_features(card: ModelCard) -> list[str]:
-    """The columns a cell table must carry for a reference model (derived inputs excluded)."""
+    """The columns a cell table must carry for a default model (derived inputs excluded)."""
     return [f for f in card.features if f != CONDITION_FEATURE]
 
 
 def predict_mapping(estimator, card: ModelCard, cells: pd.DataFrame, alpha: float = 0.1) -> Mapping:
-    """Map a cell table with a saved reference model: per-level probabilities, then sets.
+    """Map a cell table with a saved default model: per-level probabilities, then sets.
 
     Model columns the table lacks count as unmeasured (NaN), as for every model."""
     align_features(cells, card_features(card))  # none of them: a clear error

@@ -60,7 +60,7 @@ from .family_tensors import FamilyLayout, FamilyTensors, Standardizer, to_tensor
 METHODS = (*TRANSFER_METHODS, "source_only")
 TWO_SPECIES = ("joint", "align", "adversarial")  # methods that train on both species at once
 _PRETRAINED: OrderedDict[str, tuple[dict, Standardizer]] = OrderedDict()  # per-process cache
-PRETRAINED_FOLDER = "pretrained-networks"  # in the data directory, beside the reference models
+PRETRAINED_FOLDER = "pretrained-networks"  # in the data directory, beside the default models
 # The code a pretrained network depends on: a change to it invalidates the stored networks.
 _CODE_DIGEST = hashlib.sha256(
     b"".join((Path(__file__).parent / f).read_bytes() for f in ("bilstm.py", "family_tensors.py"))

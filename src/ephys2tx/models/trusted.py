@@ -3,7 +3,7 @@
 Beside `model.json` and `model.skops` a model directory holds
 - `calibration.json`: the Mondrian conformal scores (donor-grouped out of fold) and the
   temperature fitted on the same out-of-fold probabilities;
-- `training.npz`: ranges, families, few-feature threshold and the novelty reference of
+- `training.npz`: ranges, families, few-feature threshold and the novelty baseline of
   the training cells;
 - `species.skops`: the species fingerprint (mouse vs human public cells).
 
@@ -136,7 +136,7 @@ def fit_training_summary(
     model=None,
     weights: np.ndarray | None = None,
 ) -> TrainingSummary:
-    """Ranges, families, novelty reference and (given other species' cells) fingerprint.
+    """Ranges, families, novelty baseline and (given other species' cells) fingerprint.
 
     The novelty distance's feature weights are `weights`, else those of `model` (fitted)
     where it has them."""
@@ -255,7 +255,7 @@ def store_trust(
 
 
 def load_training_summary(model_dir: Path) -> TrainingSummary | None:
-    """The stored reference, or None for a model saved without one (e.g. by `reproduce`
+    """The stored training summary, or None for a model saved without one (e.g. by `reproduce`
     without stored trust). The npz is read without pickles."""
     if not (model_dir / TRAINING_SUMMARY_FILE).is_file():
         return None
@@ -387,7 +387,7 @@ def trust_table(
     """prediction_set, confident, novelty and flags of each cell, given its class
     probabilities and conformal sets (None: uncalibrated, so empty sets and nothing
     confident) and its call (`predicted`; default the most probable class); without a
-    stored reference there is no novelty and no input flag."""
+    stored training summary there is no novelty and no input flag."""
     n = len(cells)
     if reference is not None:
         proba = np.asarray(proba, float)

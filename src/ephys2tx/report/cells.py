@@ -1,12 +1,12 @@
 """Per-cell report cards: typed records built from predictions, pure computation, no I/O.
 
 A card holds what a person needs to judge one call: the probabilities and the prediction
-set, the flags, the cell's most telling features beside the reference cells of the
-predicted class and the runner-up, its nearest reference cells, and (recordings) the
+set, the flags, the cell's most telling features beside the training cells of the
+predicted class and the runner-up, its nearest training cells, and (recordings) the
 rheobase and hero sweeps. `cell_page.py` draws the cards; nothing here draws.
 
 Features shown: among the features the cell has measured, those that best separate the
-reference cells of the predicted class from those of the runner-up, scored by
+training cells of the predicted class from those of the runner-up, scored by
 |2·AUROC − 1| (0: the two classes overlap fully, 1: no overlap). The score is
 model-agnostic, so every model kind gets the same view.
 """
@@ -27,13 +27,13 @@ from ..schema import FLAG_SEPARATOR, SET_SEPARATOR, split_joined
 
 N_FEATURES = 6  # features drawn per card
 N_NEIGHBOURS = 5
-MIN_CLASS_CELLS = 5  # reference cells of each class a feature needs to be scored
+MIN_CLASS_CELLS = 5  # training cells of each class a feature needs to be scored
 REFERENCE_COLUMNS = ("specimen_id", "donor", "t_type", "subclass")
 
 
 @dataclass(frozen=True)
 class Neighbour:
-    """One of a cell's nearest reference cells, as the model's neighbour search found it."""
+    """One of a cell's nearest training cells, as the model's neighbour search found it."""
 
     specimen_id: str
     donor: str
@@ -50,7 +50,7 @@ class FeatureComparison:
     unit: str
     family: str
     value: float
-    separation: float  # |2·AUROC − 1| between the two classes' reference cells
+    separation: float  # |2·AUROC − 1| between the two classes' training cells
     reference: dict[str, np.ndarray]  # class -> that class's measured reference values
 
 
@@ -94,13 +94,13 @@ class CellCard:
 FLAG_SENTENCES = {
     "few_features": "Too few of the model's features were measured for a reliable call.",
     "missing_family": "No feature of the family “{detail}” was measured (protocol not run, "
-    "or its analysis failed), although most of the model's reference cells have it.",
-    "out_of_range": "{detail} lies far beyond the range of the model's reference cells: "
+    "or its analysis failed), although most of the model's training cells have it.",
+    "out_of_range": "{detail} lies far beyond the range of the model's training cells: "
     "check its unit and the recording.",
     "species_mismatch": "The cell's species (its table, recording metadata or feature "
     "distribution) disagrees with the species the model was trained on.",
     "novel": "Its novelty (with a calibrated model: together with how unsure the call is) is "
-    "above the level only 5% of the model's reference cells reach: it may be a type, area or "
+    "above the level only 5% of the model's training cells reach: it may be a type, area or "
     "rig the model has not seen.",
     "set_excludes_call": "The conformal set at this alpha leaves out the most probable class: "
     "its calibration cells were called with more certainty than this cell, so the call is "
@@ -272,7 +272,7 @@ def build_cards(
         if missing:
             raise Ephys2txError(
                 f"the reference cell table lacks {', '.join(missing)}; pass the model's "
-                "reference cells (a harmonized cell table)"
+                "training cells (a harmonized cell table)"
             )
         reference = reference.reset_index(drop=True)
         references = _References(reference, label, features)

@@ -184,7 +184,7 @@ def _sequence_section(results: StudyResults, figures: Path) -> str:
 
 
 def _reference_section(results: StudyResults, figures: Path) -> str:
-    """The hierarchical reference model: per-level scores, conformal sets, t-type figures."""
+    """The hierarchical default model: per-level scores, conformal sets, t-type figures."""
     ref = results.reference
     if not ref:
         return ""
@@ -224,7 +224,7 @@ def _reference_section(results: StudyResults, figures: Path) -> str:
         "out-of-fold probabilities inside each outer training fold."
     )
     return (
-        "<h2 id='reference'>6. Hierarchical reference model: subclass, then t-type</h2>"
+        "<h2 id='reference'>6. Hierarchical default model: subclass, then t-type</h2>"
         f"<p class='note'>{html.escape(note)}</p>"
         + _table(
             [
@@ -273,7 +273,7 @@ def _trust_section(results: StudyResults, figures: Path) -> str:
         "calibrated on its own cells) should hold the true class of at least "
         f"{1 - alpha:.0%} of the cells of every class. A call is <em>confident</em> when its set "
         "holds one class and no flag is raised (few features, missing family, value out of "
-        "range, species mismatch, novel cell). The calibration, novelty reference and "
+        "range, species mismatch, novel cell). The calibration, novelty baseline and "
         "temperature are fitted inside each outer training fold from donor-grouped "
         "out-of-fold scores, so the test cells never shape them. ECE: expected calibration "
         "error of the top-class probability, 10 bins, after temperature scaling "
@@ -313,7 +313,7 @@ def _crosslab_section(run: CrossLabRun, figures: Path) -> str:
     shift = html.escape(run.lab_shift or "not shifted beyond the reference donors")
     return (
         "<h2 id='crosslab'>Another lab's cells</h2>"
-        f"<p class='note'>The mouse reference model, on the {len(run.features)} features the "
+        f"<p class='note'>The mouse default model, on the {len(run.features)} features the "
         f"crosswalk maps from the M1 Patch-seq table of Scala et al. 2021 (another lab, another "
         f"extractor), scored on its {run.n_gaba} GABAergic cells (5-class, alpha 0.1); "
         f"{run.n_excitatory} excitatory cells score the not_interneuron flag (its detector "
@@ -385,7 +385,7 @@ def render_report(
         body.append(
             "<h2 id='protocol'>About these cells</h2><p>Conductance-based model cells written as "
             "Allen-protocol NWB files and extracted with the same IPFX pipeline as real recordings. "
-            "The reference study's figures are left out: they describe real cells.</p>"
+            "The published study's figures are left out: they describe real cells.</p>"
         )
     else:
         body.append(

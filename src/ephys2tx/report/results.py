@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from ..errors import Ephys2txError
 from ..files import atomic_write_text
 
-SCHEMA_VERSION = 4  # 3: the reference model's subclass ECE; 4: another lab's cells
+SCHEMA_VERSION = 4  # 3: the default model's subclass ECE; 4: another lab's cells
 T = TypeVar("T")
 
 
@@ -214,7 +214,7 @@ class SequenceSection:
 
 @dataclass
 class DefaultModelRun:
-    """The hierarchical reference model per level on the shared folds."""
+    """The hierarchical default model per level on the shared folds."""
 
     species: str
     n_cells: int

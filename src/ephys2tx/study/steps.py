@@ -40,7 +40,7 @@ from .outputs import write_attention, write_evaluation, write_study, write_trust
 from .settings import StudySettings
 from .sources import PublicCells, SyntheticCells
 
-REFERENCE_ALPHA = 0.1  # conformal level of the reference model's sets in the report
+REFERENCE_ALPHA = 0.1  # conformal level of the default model's sets in the report
 TRUST_ALPHA = 0.1
 
 
@@ -301,7 +301,7 @@ class Study:
         return TransferStudy(protocol, scores, paired_records(study, protocol), figures, curve)
 
     def reference(self, species: str) -> DefaultModelRun:
-        """The hierarchical reference model per level on the shared folds, with its figures."""
+        """The hierarchical default model per level on the shared folds, with its figures."""
         from ..default_model import evaluate_default_model, write_default_model_evaluation
 
         s = self.settings
@@ -315,7 +315,7 @@ class Study:
             self._figure(
                 target / f"{name}.png",
                 f"reference_{species}_{name}.png",
-                f"{species} reference model: {caption}",
+                f"{species} default model: {caption}",
             )  # fmt: skip
             for name, caption in (
                 ("t_type_confusion", "t-type confusion matrix grouped by subclass"),

@@ -1,20 +1,20 @@
 """How far to trust each call: prediction sets, flags and novelty, as typed per-cell records.
 
 Pure computation: `TrainingSummary.fit` summarizes a model's training cells (ranges, family
-coverage, novelty reference, species fingerprint); `assess` turns probabilities plus that
+coverage, novelty baseline, species fingerprint); `assess` turns probabilities plus that
 reference plus a Mondrian conformal calibration into one `CellTrust` per cell.
 
 Flags (fixed vocabulary, joined by `schema.FLAG_SEPARATOR` in tables):
 - `few_features`: fewer than half as many of the model's features measured as the
   median reference cell has;
-- `missing_family:<name>`: no feature of a family that most (>= 50%) reference cells have;
+- `missing_family:<name>`: no feature of a family that most (>= 50%) training cells have;
 - `out_of_range:<feature>`: a value beyond the reference range [min, max] by more than
   `RANGE_MARGIN` times its width (catches unit errors);
 - `species_mismatch`: the table's `species` column (or a recording's subject, e.g.
   "Mus musculus") names another species than the model's, or the species fingerprint (`trust/species.py`) finds the cell closer to
   the other species' public cells;
 - `novel`: the rank average of novelty and 1 - top probability (calibrated models; else the
-  novelty alone) above the threshold that flags 5% of reference cells (`trust/novelty.py`);
+  novelty alone) above the threshold that flags 5% of training cells (`trust/novelty.py`);
 - `not_interneuron`: the excitatory-vs-GABAergic detector (`trust/interneuron.py`) calls the
   cell excitatory (references that carry a detector);
 - `lab_shift`: the whole batch differs from the reference more than any reference donor
@@ -63,7 +63,7 @@ class TrainingSummary:
     features: list[str]
     low: np.ndarray  # (d,) lowest accepted value per feature (range minus margin)
     high: np.ndarray  # (d,) highest accepted value per feature
-    required_families: dict[str, list[str]]  # families most reference cells measure
+    required_families: dict[str, list[str]]  # families most training cells measure
     min_measured: int  # fewer measured features than this raises `few_features`
     novelty: NoveltyBaseline
     fingerprint: SpeciesFingerprint | None = None
@@ -82,7 +82,7 @@ class TrainingSummary:
         fingerprint: SpeciesFingerprint | None = None,
         weights: ArrayLike | None = None,
     ) -> TrainingSummary:
-        """Summarize the reference cells (one row each, columns include `features`)."""
+        """Summarize the training cells (one row each, columns include `features`)."""
         X = cells[features].to_numpy(float)
         lo, hi = np.nanmin(X, axis=0), np.nanmax(X, axis=0)
         width = np.where(hi > lo, hi - lo, np.abs(hi) + 1e-12)
@@ -104,7 +104,7 @@ class TrainingSummary:
         )
 
     def with_novel_flag(self, groups: ArrayLike, top_probability: ArrayLike) -> TrainingSummary:
-        """Calibrate the combined `novel` flag from the reference cells' donors (as at
+        """Calibrate the combined `novel` flag from the training cells' donors (as at
         fitting) and their out-of-fold top probabilities (same order); returns self."""
         self.novel_flag = NovelFlag.fit(self.novelty.own_novelty(groups), top_probability)
         return self
@@ -236,7 +236,7 @@ def assess(
 ) -> list[CellTrust]:
     """Combine probabilities, conformal sets, flags and novelty into per-cell records.
 
-    The call is `predicted` when given (a reference model's assignment), else the most
+    The call is `predicted` when given (a default model's assignment), else the most
     probable class; `confident` and `set_excludes_call` follow `trust/agreement.py`."""
     classes = list(classes)
     if predicted is None:

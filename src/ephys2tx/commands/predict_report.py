@@ -17,7 +17,7 @@ from .common import console, training_cells
 def default_training_cells(card: ModelCard) -> pd.DataFrame | None:
     """The labelled public cells of the model's species (None when they cannot be had).
 
-    Stopgap until the model directory carries its own reference cells: models trained with
+    Stopgap until the model directory carries its own training cells: models trained with
     --exclude-ids get their excluded cells back here, and synthetic models get none.
     """
     if card.extra.get("synthetic"):
@@ -25,7 +25,7 @@ def default_training_cells(card: ModelCard) -> pd.DataFrame | None:
     try:
         cells, _ = training_cells(card.species, card.label)
     except Ephys2txError as exc:
-        console.print(f"[yellow]note[/] report drawn without reference cells: {exc}")
+        console.print(f"[yellow]note[/] report drawn without training cells: {exc}")
         return None
     return cells
 
@@ -64,7 +64,7 @@ def model_info(
         if run.calibrated
         else "none (no stored calibration)",
     }
-    info["reference cells"] = (
+    info["training cells"] = (
         f"{len(reference)} labelled public {card.species} cells"
         if reference is not None
         else "none"
@@ -89,9 +89,9 @@ def write_predict_report(
 ) -> Path:
     """Build one card per predicted cell and write the page atomically.
 
-    The nearest reference cells come from the model's novelty reference, whose rows are the
+    The nearest training cells come from the model's novelty baseline, whose rows are the
     model's training cells in the order `training_cells` gives them; they are left out when
-    the reference cells at hand differ (e.g. a model trained with --exclude-ids).
+    the training cells at hand differ (e.g. a model trained with --exclude-ids).
     """
     from ..report.cell_page import write_cell_report
     from ..report.cells import build_cards
@@ -107,7 +107,7 @@ def write_predict_report(
         reference is None or len(reference) != card.n_train_cells
     ):  # the indices count the model's training cells; these rows would not match
         console.print(
-            "[yellow]note[/] nearest reference cells left out: the reference cells at hand "
+            "[yellow]note[/] nearest training cells left out: the training cells at hand "
             "are not the cells the model was trained on"
         )
         neighbour_indices = neighbour_distances = None
