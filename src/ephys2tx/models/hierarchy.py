@@ -151,8 +151,8 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
     learned_first: bool = False
 
     def _fresh(self, estimator: BaseEstimator | None) -> BaseEstimator:
-        """An unfitted clone of `estimator` (None: a forest) under this model's seed and threads."""
-        template = make_forest(n_estimators=300, n_jobs=1) if estimator is None else estimator
+        """A clone of `estimator` (None: `make_forest`) with this model's seed and threads."""
+        template = make_forest(n_jobs=1) if estimator is None else estimator
         return seeded(template, self.seed, self.n_jobs)
 
     def fit(self, X: pd.DataFrame, y) -> HierarchicalClassifier:
