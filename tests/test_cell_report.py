@@ -108,13 +108,13 @@ def test_cards_compare_measured_features_with_the_two_classes(case, cards):
         assert scores == sorted(scores, reverse=True)
         for comp in card.comparisons:
             assert np.isfinite(card.features[comp.name]) and comp.value == card.features[comp.name]
-            assert set(comp.reference) == {card.predicted, card.runner_up}
-            for cls, values in comp.reference.items():
+            assert set(comp.by_class) == {card.predicted, card.runner_up}
+            for cls, values in comp.by_class.items():
                 expected = reference.loc[reference["label"] == cls, comp.name].dropna()
                 assert np.array_equal(values, expected.to_numpy(float))
         # the separation is |2 AUROC - 1| between the two classes' training cells
         top = card.comparisons[0]
-        a, b = top.reference[card.predicted], top.reference[card.runner_up]
+        a, b = top.by_class[card.predicted], top.by_class[card.runner_up]
         auc = roc_auc_score(np.r_[np.ones(len(a)), np.zeros(len(b))], np.r_[a, b])
         assert top.separation == pytest.approx(abs(2 * auc - 1))
 

@@ -318,7 +318,7 @@ def test_evaluate_reference_scores_both_levels_and_reports(light_default, tmp_pa
     assert {t["t_type"] for t in metrics["per_t_type"]} == set(
         build_taxonomy(study.cells("human"), "human").t_types
     )
-    page = render_report(StudyResults(reference={"human": brief}), study.figures)
+    page = render_report(StudyResults(default_model={"human": brief}), study.figures)
     assert "default_model.human.levels.t_type.coverage.mean" in page and "data:image/png" in page
 
 

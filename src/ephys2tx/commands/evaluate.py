@@ -271,10 +271,16 @@ def _forest_importance(human, label, features, fold_list, seed, study, out: Path
         write_attention(out, f"attention_by_class_{name}", att, f"{name}: attention", imp)
 
 
+EVALUATE = {
+    "rf": evaluate_rf,
+    "bilstm": evaluate_bilstm,
+    "transfer": evaluate_transfer,
+    "hierarchical": evaluate_hierarchical,
+}
+
+
 def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
     """Add this verb's commands to the CLI."""
-    evaluate_app.command("rf")(evaluate_rf)
-    evaluate_app.command("bilstm")(evaluate_bilstm)
-    evaluate_app.command("transfer")(evaluate_transfer)
-    evaluate_app.command("hierarchical")(evaluate_hierarchical)
+    for name, command in EVALUATE.items():
+        evaluate_app.command(name)(command)
     evaluate_app.command("reference", hidden=True)(evaluate_hierarchical)  # the 0.2 name

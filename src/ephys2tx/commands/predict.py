@@ -92,16 +92,11 @@ def predict(
 
     `predict --species human|mouse CELLS...` needs no model: it uses the default model
     (subclass, then t-type), trained from the public tables on first use and cached."""
-    from ..files import check_out_file, write_user_csv
+    from ..files import write_user_csv
     from ..models.bundle import META_FILE
     from ..predictor import load_model, read_cells
 
-    check_out_file(out, "--out")
-    if out.resolve() in {Path(p).resolve() for p in inputs or []}:
-        raise Ephys2txError(f"--out {out} is one of the inputs; give another file for predictions")
-    for option, path in (("--report", report), ("--json", json_out)):
-        if path is not None:
-            check_out_file(path, option)
+    _check_outputs(out, inputs, {"--report": report, "--json": json_out})
     if species is None:
         if not inputs:
             raise Ephys2txError(
@@ -124,30 +119,18 @@ def predict(
         raise Ephys2txError("--json needs a hierarchical model (`predict --species ...`)")
     run = predictor.run(table, alpha)
     predictions = run.table
-    if not run.calibrated:
-        console.print("[yellow]warning[/] no stored calibration: no prediction sets")
-    note = run.missing_note()
-    if note is not None:
-        console.print(f"[yellow]warning[/] {note}", soft_wrap=True)
-    if run.batch_note is not None:  # the batch-wide `lab_shift` flag, said once
-        console.print(f"[yellow]warning[/] {run.batch_note}", soft_wrap=True)
+    _print_warnings(run)
     write_user_csv(predictions, out)  # atomic; formula-like text neutralized
     if json_out is not None:
         write_json_atomic(run.mapping, json_out)
         console.print(f"wrote the per-level distributions of {len(table)} cells to {json_out}")
-    card = predictor.card
-    shown = Table(title=f"{card.kind} ({card.species}, {card.label}) predictions")
-    for column in predictor.shown_columns:
-        shown.add_column(column)
-    for row in predictions[predictor.shown_columns].head(20).itertuples(index=False):
-        shown.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row))
-    console.print(shown)
+    _print_head(predictor, predictions)
     console.print(
         f"wrote {len(predictions)} predictions to {out} (alpha {alpha:g}): "
         f"{run.n_confident} confident, {run.n_flagged} flagged"
     )
     if report is not None:
-        from .cell_report import write_predict_report
+        from .predict_report import write_predict_report
 
         write_predict_report(report, predictor, table, run, alpha)
         console.print(f"wrote the per-cell report to {report}")
@@ -157,6 +140,40 @@ def predict(
             "drop --strict to accept flagged calls"
         )
         raise typer.Exit(1)
+
+
+def _check_outputs(out: Path, inputs: list[Path] | None, others: dict[str, Path | None]) -> None:
+    """Every output is a writable file, and --out is none of the inputs (checked before work)."""
+    from ..files import check_out_file
+
+    check_out_file(out, "--out")
+    if out.resolve() in {Path(p).resolve() for p in inputs or []}:
+        raise Ephys2txError(f"--out {out} is one of the inputs; give another file for predictions")
+    for option, path in others.items():
+        if path is not None:
+            check_out_file(path, option)
+
+
+def _print_warnings(run) -> None:
+    """What the user must know before reading the table: no sets, missing columns, lab shift."""
+    if not run.calibrated:
+        console.print("[yellow]warning[/] no stored calibration: no prediction sets")
+    note = run.missing_note()
+    if note is not None:
+        console.print(f"[yellow]warning[/] {note}", soft_wrap=True)
+    if run.batch_note is not None:  # the batch-wide `lab_shift` flag, said once
+        console.print(f"[yellow]warning[/] {run.batch_note}", soft_wrap=True)
+
+
+def _print_head(predictor, predictions) -> None:
+    """The first 20 rows of the model's most telling columns."""
+    card = predictor.card
+    shown = Table(title=f"{card.kind} ({card.species}, {card.label}) predictions")
+    for column in predictor.shown_columns:
+        shown.add_column(column)
+    for row in predictions[predictor.shown_columns].head(20).itertuples(index=False):
+        shown.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(shown)
 
 
 def write_json_atomic(payload: dict, path: Path) -> None:

@@ -49,7 +49,7 @@ def recording_sweeps(table: pd.DataFrame) -> dict[int, tuple[dict[str, Sweep], s
 
 
 def model_info(
-    predictor: Predictor, run: PredictionRun, reference: pd.DataFrame | None, alpha: float
+    predictor: Predictor, run: PredictionRun, training: pd.DataFrame | None, alpha: float
 ) -> dict[str, object]:
     """What the page header says about the model."""
     card = predictor.card
@@ -65,9 +65,7 @@ def model_info(
         else "none (no stored calibration)",
     }
     info["training cells"] = (
-        f"{len(reference)} labelled public {card.species} cells"
-        if reference is not None
-        else "none"
+        f"{len(training)} labelled public {card.species} cells" if training is not None else "none"
     )
     return info
 
@@ -102,9 +100,9 @@ def write_predict_report(
         X = table.reindex(columns=novelty.features)
         neighbour_indices, neighbour_distances = novelty.neighbours(X, k=5)
     card = predictor.card
-    reference = default_training_cells(card)
+    training = default_training_cells(card)
     if neighbour_indices is not None and (
-        reference is None or len(reference) != card.n_train_cells
+        training is None or len(training) != card.n_train_cells
     ):  # the indices count the model's training cells; these rows would not match
         console.print(
             "[yellow]note[/] nearest training cells left out: the training cells at hand "
@@ -117,12 +115,12 @@ def write_predict_report(
         available_columns(predictor, run),
         table,
         predictor.measured_features,
-        reference,
+        training,
         card.label,
         neighbour_indices,
         neighbour_distances,
         sweeps,
     )
     title = f"ephys2tx {card.kind} ({card.species}): {len(cards)} cell(s)"
-    info = model_info(predictor, run, reference, alpha)
+    info = model_info(predictor, run, training, alpha)
     return write_cell_report(path, cards, title, info, progress=True)

@@ -54,7 +54,6 @@ def train_rf(
 ) -> None:
     """Train the class-balanced random forest on all cells of a species and save it."""
     from ..models import recipes
-    from .calibration import train_and_store
 
     check_out_dir(out, overwrite)
     table, label = training_cells(species, labels, exclude_ids, data_dir, mirror, allow_unknown_ids)
@@ -80,7 +79,6 @@ def train_bilstm(
 ) -> None:
     """Train the attention BiLSTM over feature families on all cells of a species."""
     from ..models import recipes
-    from .calibration import train_and_store
 
     check_out_dir(out, overwrite)
     table, label = training_cells(species, labels, exclude_ids, data_dir, mirror, allow_unknown_ids)
@@ -106,7 +104,6 @@ def train_transfer(
 ) -> None:
     """Train a human classifier that learns from all mouse cells too (aligned 4 classes)."""
     from ..models import recipes
-    from .calibration import train_and_store
 
     check_out_dir(out, overwrite)
     human, label = training_cells("human", "label", data_dir=data_dir, mirror=mirror)
@@ -213,10 +210,16 @@ def train_and_store(
     console.print(f"saved {kind} model ({len(card.features)} features) to {out}")
 
 
+TRAIN = {
+    "rf": train_rf,
+    "bilstm": train_bilstm,
+    "transfer": train_transfer,
+    "hierarchical": train_hierarchical,
+}
+
+
 def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
     """Add this verb's commands to the CLI."""
-    train_app.command("rf")(train_rf)
-    train_app.command("bilstm")(train_bilstm)
-    train_app.command("transfer")(train_transfer)
-    train_app.command("hierarchical")(train_hierarchical)
+    for name, command in TRAIN.items():
+        train_app.command(name)(command)
     train_app.command("reference", hidden=True)(train_hierarchical)  # the 0.2 name

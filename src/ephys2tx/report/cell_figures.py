@@ -48,7 +48,7 @@ def format_value(value: float, unit: str) -> str:
 
 
 def robust_scale(values: list[np.ndarray]) -> tuple[float, float]:
-    """Centre and scale of the pooled reference values: median and IQR (std, 1 as fallbacks)."""
+    """Centre and scale of the pooled training values: median and IQR (std, 1 as fallbacks)."""
     pooled = np.concatenate([v for v in values if len(v)]) if any(len(v) for v in values) else []
     if len(pooled) == 0:
         return 0.0, 1.0
@@ -79,9 +79,9 @@ def features_png(comparisons: list[FeatureComparison], classes: tuple[str, str])
     labels = []
     for row, comp in enumerate(comparisons):
         y = k - 1 - row  # most separating feature on top
-        centre, scale = robust_scale([comp.reference[c] for c in classes])
+        centre, scale = robust_scale([comp.by_class[c] for c in classes])
         for j, cls in enumerate(classes):
-            x = comp.reference[cls]
+            x = comp.by_class[cls]
             if len(x) > MAX_STRIP_POINTS:
                 x = rng.choice(x, MAX_STRIP_POINTS, replace=False)
             z = np.clip((x - centre) / scale, -Z_LIMIT, Z_LIMIT)

@@ -49,13 +49,13 @@ def _table(headers: list[str], rows: list[str]) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
-def _score_row(label: str, scores: Scores, key: str, reference: tuple[str, str] | None) -> str:
-    """One model's scores; `reference=None` leaves out the study's columns (synthetic data)."""
+def _score_row(label: str, scores: Scores, key: str, published: tuple[str, str] | None) -> str:
+    """One model's scores; `published=None` leaves out the study's columns (synthetic data)."""
     f1, acc = scores.macro_f1, scores.accuracy
     ref_cells = (
         ""
-        if reference is None
-        else f"<td>{html.escape(reference[0])}</td><td class='note'>{html.escape(reference[1])}</td>"
+        if published is None
+        else f"<td>{html.escape(published[0])}</td><td class='note'>{html.escape(published[1])}</td>"
     )
     return (
         f"<tr><td>{html.escape(label)}</td><td>{scores.protocol}</td>"
@@ -126,7 +126,7 @@ def _embedding_section(results: StudyResults, figures: Path) -> str:
     )
 
 
-def _reference(key: str, synthetic: bool) -> tuple[str, str] | None:
+def _published(key: str, synthetic: bool) -> tuple[str, str] | None:
     return None if synthetic else REPORTED.get(key, ("—", ""))
 
 
@@ -138,8 +138,8 @@ def _forest_section(results: StudyResults, figures: Path) -> str:
     rows, images = [], []
     synthetic = results.synthetic
     for key, run in results.forest.items():
-        reference = _reference(run.reference, synthetic)
-        rows.append(_score_row(run.title, run.scores, f"forest.{key}", reference))
+        published = _published(run.published, synthetic)
+        rows.append(_score_row(run.title, run.scores, f"forest.{key}", published))
         if run.protocol == "grouped" and run.inputs == "raw":
             images.append(_figure(figures, run.figure))
     imp = results.importance.get("human")
@@ -160,7 +160,7 @@ def _sequence_section(results: StudyResults, figures: Path) -> str:
     synthetic = results.synthetic
     rows = [
         _score_row(
-            run.title, run.scores, f"sequence.scores.{key}", _reference(run.reference, synthetic)
+            run.title, run.scores, f"sequence.scores.{key}", _published(run.published, synthetic)
         )
         for key, run in seq.scores.items()
     ]
@@ -183,15 +183,15 @@ def _sequence_section(results: StudyResults, figures: Path) -> str:
     )
 
 
-def _reference_section(results: StudyResults, figures: Path) -> str:
+def _default_model_section(results: StudyResults, figures: Path) -> str:
     """The hierarchical default model: per-level scores, conformal sets, t-type figures."""
-    ref = results.reference
+    ref = results.default_model
     if not ref:
         return ""
     rows, images = [], []
     for species, r in ref.items():
         for level, m in r.levels.items():
-            key = f"reference.{species}.levels.{level}"
+            key = f"default_model.{species}.levels.{level}"
             rows.append(
                 f"<tr><td>{html.escape(species)}</td><td>{level.replace('_', '-')}</td>"
                 + "".join(
@@ -205,8 +205,10 @@ def _reference_section(results: StudyResults, figures: Path) -> str:
                     )
                 )
                 + (
-                    _num(r.subclass_ece, f"reference.{species}.subclass_ece", 3)
-                    + _num(r.subclass_ece_unscaled, f"reference.{species}.subclass_ece_unscaled", 3)
+                    _num(r.subclass_ece, f"default_model.{species}.subclass_ece", 3)
+                    + _num(
+                        r.subclass_ece_unscaled, f"default_model.{species}.subclass_ece_unscaled", 3
+                    )
                     if level == "subclass"
                     else "<td></td><td></td>"
                 )
@@ -224,7 +226,7 @@ def _reference_section(results: StudyResults, figures: Path) -> str:
         "out-of-fold probabilities inside each outer training fold."
     )
     return (
-        "<h2 id='reference'>6. Hierarchical default model: subclass, then t-type</h2>"
+        "<h2 id='default-model'>6. The default model, hierarchical: subclass, then t-type</h2>"
         f"<p class='note'>{html.escape(note)}</p>"
         + _table(
             [
@@ -297,7 +299,7 @@ def _trust_section(results: StudyResults, figures: Path) -> str:
 
 def _crosslab_section(run: CrossLabRun, figures: Path) -> str:
     """Another lab's cells: the cross-lab benchmark's rows (`study/crosslab.py`)."""
-    names = {"a": "(a) reference as it is", "b": "(b) adapted, no labels",
+    names = {"a": "(a) the Allen model as it is", "b": "(b) adapted, no labels",
              "c25": "(c) 25% of the mice labelled, scored on the others",
              "d": "(d) M1 alone, 5 folds grouped by mouse (ceiling)"}  # fmt: skip
     keys = [("macro_f1", "macro-F1"), ("accuracy", "accuracy"), ("coverage", "coverage"),
@@ -310,7 +312,7 @@ def _crosslab_section(run: CrossLabRun, figures: Path) -> str:
             _num(figures_of[k], k) if k in figures_of else "<td>—</td>" for k, _ in keys
         )
         rows.append(f"<tr><td>{html.escape(names.get(row, row))}</td>{cells}</tr>")
-    shift = html.escape(run.lab_shift or "not shifted beyond the reference donors")
+    shift = html.escape(run.lab_shift or "not shifted beyond the Allen donors")
     return (
         "<h2 id='crosslab'>Another lab's cells</h2>"
         f"<p class='note'>The mouse default model, on the {len(run.features)} features the "
@@ -377,7 +379,7 @@ def render_report(
         body.append(_forest_section(results, figures))
     body.append(_sequence_section(results, figures))
     body.append(_trust_section(results, figures))
-    body.append(_reference_section(results, figures))
+    body.append(_default_model_section(results, figures))
     if results.crosslab is not None:
         body.append(_crosslab_section(results.crosslab, figures))
     body.append(_timing_section(results))

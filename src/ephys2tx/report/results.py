@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from ..errors import Ephys2txError
 from ..files import atomic_write_text
 
-SCHEMA_VERSION = 4  # 3: the default model's subclass ECE; 4: another lab's cells
+SCHEMA_VERSION = 5  # 3: the default model's subclass ECE; 4: another lab's cells; 5: names (published, baseline, default_model)
 T = TypeVar("T")
 
 
@@ -113,7 +113,7 @@ class ForestRun:
         return f"rf_{self.species}_{self.label}_{self.inputs}_{self.protocol}"
 
     @property
-    def reference(self) -> str:
+    def published(self) -> str:
         """Key of the study's reported figure (`report.published.REPORTED`)."""
         return f"rf_{self.species}_{self.label}"
 
@@ -163,7 +163,7 @@ class NetworkRun:
     name: str
     title: str
     scores: Scores
-    reference: str = ""  # key in report.published.REPORTED, "" when the study has none
+    published: str = ""  # key in report.published.REPORTED, "" when the study has none
     figure: Figure | None = None
 
     @property
@@ -173,10 +173,10 @@ class NetworkRun:
 
 @dataclass
 class PairedDifference:
-    """Macro-F1 of `variant` minus `reference`, fold by fold on the same folds."""
+    """Macro-F1 of `variant` minus `baseline`, fold by fold on the same folds."""
 
     variant: str
-    reference: str
+    baseline: str
     fraction: float
     protocol: str
     mean: float
@@ -187,7 +187,7 @@ class PairedDifference:
     @property
     def key(self) -> str:
         where = "" if self.protocol == "grouped" else f", {self.protocol} protocol"
-        return f"{self.variant} − {self.reference} @ {self.fraction:.0%}{where}"
+        return f"{self.variant} − {self.baseline} @ {self.fraction:.0%}{where}"
 
 
 @dataclass
@@ -238,7 +238,7 @@ class CrossLabRun:
     features: list[str]
     rows: dict[str, dict]  # row (a, b, c25, d) -> figure -> value (mean over draws)
     selection: dict  # fold of mice -> the unlabelled method chosen on the other folds
-    lab_shift: str | None  # the reference as it is: the batch's lab_shift line
+    lab_shift: str | None  # the Allen model as it is: the batch's lab_shift line
     draws: int
     seconds: float
     figure: Figure | None = None
@@ -269,7 +269,7 @@ class StudyResults:
     embedding: dict[str, Embedding] = field(default_factory=dict)
     trust: dict[str, TrustRun] = field(default_factory=dict)
     importance: dict[str, Importance] = field(default_factory=dict)
-    reference: dict[str, DefaultModelRun] = field(default_factory=dict)
+    default_model: dict[str, DefaultModelRun] = field(default_factory=dict)
     crosslab: CrossLabRun | None = None
     cohort: dict = field(default_factory=dict)  # the synthetic cohort's sizes (demo only)
     schema_version: int = SCHEMA_VERSION

@@ -19,7 +19,7 @@ from ..files import atomic_write_text
 from ..report.results import StepTiming, build, to_dict
 from ..version import __version__
 
-CACHE_VERSION = 4  # 2: typed records; 3: reference ECE; 4: new reference t-type models and novel flag (older steps run again)
+CACHE_VERSION = 5  # 2: typed records; 3: reference ECE; 4: new reference t-type models and novel flag (older steps run again); 5: renamed records (published, baseline, default_model)
 T = TypeVar("T")
 
 

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from ..evaluation.crossval import CVResult
-from ..evaluation.transfer_study import REFERENCE, StudyResult, attention_by_class
+from ..evaluation.transfer_study import BASELINE, StudyResult, attention_by_class
 from ..evaluation.trust import TrustEvaluation, accuracy_by_share_called, reliability_table
 from ..files import atomic_write_text
 from ..report.figures import (
@@ -81,7 +81,7 @@ def write_study(study: StudyResult, out_dir: str | Path, context: dict) -> dict:
             for (name, fraction), result in study.results.items()
         },
         "learning_curve": curve.to_dict(orient="records"),
-        "paired_vs_" + REFERENCE: paired.to_dict(orient="records"),
+        "paired_vs_" + BASELINE: paired.to_dict(orient="records"),
     }
     write_json(out / "study.json", summary)
     top = max(fraction for _, fraction in study.results)

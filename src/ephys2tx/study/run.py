@@ -120,7 +120,13 @@ def plan(s: StudySettings) -> list[Step]:
         steps.append(Step("transfer_seed", "transfer", ("seed",), TransferStudy, seed))
     if s.default_models:
         steps += [
-            Step(f"reference_{sp}", "reference", (sp,), DefaultModelRun, 30 * nested * SIZE[sp])
+            Step(
+                f"default_model_{sp}",
+                "default_model",
+                (sp,),
+                DefaultModelRun,
+                30 * nested * SIZE[sp],
+            )
             for sp in SPECIES
         ]
     if s.crosslab_draws:
@@ -152,7 +158,7 @@ def run_study(study: Study, title: str | None = None, lanes: int = 1) -> StudyRe
             "left out: the forest separates these classes perfectly, and any one family "
             "permuted alone is made up for by the others."
         )
-    reference = {r.species: r for r in of("reference")}
+    default_model = {r.species: r for r in of("default_model")}
     crosslab = next(iter(of("crosslab")), None)
     (models,) = of("save_models")
     results = StudyResults(
@@ -167,7 +173,7 @@ def run_study(study: Study, title: str | None = None, lanes: int = 1) -> StudyRe
         trust=keyed(trust),
         importance={"human": importance},
         sequence=sequence_section(bilstm, transfers, notes),
-        reference=reference,
+        default_model=default_model,
         crosslab=crosslab,
         models=models,
         timings=list(study.cache.timings),

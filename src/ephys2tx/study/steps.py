@@ -74,7 +74,7 @@ def paired_records(study: StudyResult, protocol: str) -> list[PairedDifference]:
     return [
         PairedDifference(
             variant=row["variant"],
-            reference=row["reference"],
+            baseline=row["baseline"],
             fraction=float(row["fraction"]),
             protocol=protocol,
             mean=float(row["mean_diff"]),
@@ -290,7 +290,7 @@ class Study:
                 scores=Scores.from_metrics(
                     result.summary(model=variant, species="human", label="label", protocol=protocol)
                 ),
-                reference={"bilstm_human": "transfer_human_only"}.get(
+                published={"bilstm_human": "transfer_human_only"}.get(
                     variant, "transfer_best" if variant.startswith("transfer") else ""
                 ),
             )
@@ -300,7 +300,7 @@ class Study:
         curve = study.learning_curve().to_dict(orient="records")
         return TransferStudy(protocol, scores, paired_records(study, protocol), figures, curve)
 
-    def reference(self, species: str) -> DefaultModelRun:
+    def default_model(self, species: str) -> DefaultModelRun:
         """The hierarchical default model per level on the shared folds, with its figures."""
         from ..default_model import evaluate_default_model, write_default_model_evaluation
 
@@ -310,11 +310,13 @@ class Study:
             species, s.nested_splitter(), REFERENCE_ALPHA, self.n_jobs,
             data_dir=getattr(source, "data_dir", None), mirror=getattr(source, "mirror", None),
         )  # fmt: skip
-        target = write_default_model_evaluation(self.out / "reference" / species, result, species)
+        target = write_default_model_evaluation(
+            self.out / "default-model" / species, result, species
+        )
         figures = [
             self._figure(
                 target / f"{name}.png",
-                f"reference_{species}_{name}.png",
+                f"default_model_{species}_{name}.png",
                 f"{species} default model: {caption}",
             )  # fmt: skip
             for name, caption in (
