@@ -334,7 +334,7 @@ def test_a_table_with_some_features_gets_its_own_cached_model(m1, monkeypatch, t
     # a table with every input: the default model, no subset
     full = default_model.default_training_cells("mouse")
     assert default_model.subset_for_table("mouse", full) is None
-    with pytest.raises(Ephys2txError, match="measure 1 of the mouse reference"):
+    with pytest.raises(Ephys2txError, match="measure 1 of the mouse default model"):
         default_model.subset_for_table("mouse", cells[["specimen_id", "tau"]])
 
 

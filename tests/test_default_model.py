@@ -300,7 +300,7 @@ def test_evaluate_reference_scores_both_levels_and_reports(light_default, tmp_pa
     from ephys2tx.study.steps import Study
 
     study = Study(tmp_path / "study", StudySettings.preset_named("quick"), PublicCells())
-    brief = study.reference("human")
+    brief = study.default_model("human")
     levels = brief.levels
     assert brief.n_t_types == 18 and brief.n_repeats == 1
     # honest scores: subclass far above chance (0.25), t-types above chance (1/22)

@@ -89,7 +89,7 @@ def save_lab_model(out: str | Path, built: LabAdaptation, data_dir=None, mirror=
         conformal={level: c.to_dict() for level, c in fit.calibration.items()},
         subclass_recalibration=ref.temperature.to_dict(),
         data_sha256=data_checksums(species, data_dir, mirror),
-        settings=DEFAULT_SETTINGS[species],
+        settings=DEFAULT_SETTINGS[species].describe(),
         lab={
             **fit.details,
             "shift": model.shift.to_dict(),
