@@ -36,8 +36,9 @@ from ephys2tx.default_model import (
 )
 from ephys2tx.evaluation.splits import DonorKFold, donor_kfold
 from ephys2tx.evaluation.trust import expected_calibration_error
+from ephys2tx.models.ensemble import seeded, soft_vote
 from ephys2tx.models.forest import make_forest
-from ephys2tx.models.hierarchy import _aligned, make_base, model_inputs
+from ephys2tx.models.hierarchy import _aligned, model_inputs
 from ephys2tx.trust.conformal import out_of_fold_proba
 from ephys2tx.trust.temperature import Temperature, _columns, _log_p
 
@@ -125,7 +126,7 @@ def fold_probabilities(species: str, model_kind: str, repeats: int, seed: int) -
     cells = default_training_cells(species)
     if model_kind == "reference":
         features = usable_features(cells) + EXTRA_INPUTS[species]
-        estimator = make_base(DEFAULT_SETTINGS[species]["subclass_model"], seed)
+        estimator = seeded(soft_vote(DEFAULT_SETTINGS[species].subclass), seed, 1)
     else:
         features = usable_features(cells)
         estimator = make_forest(seed, n_jobs=1)

@@ -8,7 +8,7 @@ each decision rule:
         benchmarks/select_default_model.py --species mouse --repeats 1 --cache /tmp/sel-mouse.npz
 
 Components of P(t-type | subclass): `ps-<kind>` one classifier per subclass, `flat-<kind>` one
-flat t-type classifier renormalized within each subclass (kinds of `models.hierarchy.make_base`;
+flat t-type classifier renormalized within each subclass (names of `models.members.BY_NAME`;
 per-subclass logreg / knn standardize the features within the subclass). Rules: `argmax`
 (the most probable subclass, then its most probable leaf), `learned` (its most probable
 learned t-type), `prior b` (its leaf maximizing P(t) / prior(t)^b, prior = training share).
@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 
 from ephys2tx.datasets.labels import DEFAULT_LABEL
 from ephys2tx.datasets.taxonomy import build_taxonomy
@@ -38,13 +37,13 @@ from ephys2tx.evaluation.splits import DonorKFold
 from ephys2tx.models.hierarchy import (
     _aligned,
     assign_levels,
-    make_base,
     model_inputs,
 )
+from ephys2tx.models.members import named
 
 
 def _proba(kind, seed, X_train, y_train, X_test, columns):
-    model = clone(make_base(kind, seed)).fit(X_train, y_train)
+    model = named(kind, seed).fit(X_train, y_train)
     return _aligned(model.predict_proba(X_test), model.classes_, columns)
 
 
@@ -118,7 +117,7 @@ def main() -> None:
     parser.add_argument("--betas", default="-1,-0.5,-0.25,0.25,0.5,1")
     args = parser.parse_args()
     species, label = args.species, DEFAULT_LABEL[args.species]
-    default = DEFAULT_SETTINGS[species]["subclass_model"]
+    default = "+".join(name for name, _ in DEFAULT_SETTINGS[species].subclass)
     args.subclass_kinds = args.subclass_kinds or default
     cells = default_training_cells(species)
     tax = build_taxonomy(cells, species)

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from ephys2tx.models.hierarchy import HierarchySettings
+from ephys2tx.models.members import forest
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
 RECORDINGS = SHARED_DATA / "recordings"
@@ -175,12 +178,9 @@ def human_forest(_data_mirror, tmp_path_factory) -> TrainedForest:
 
 # --- the default (out-of-the-box) model with light settings, trained once per session ------
 # Light settings so that a test trains in seconds; the real defaults are measured in benchmarks/.
-LIGHT_DEFAULT_SETTINGS = {
-    "subclass_model": "rf",
-    "t_type_model": "flat",
-    "t_type_estimator": "rf",
-    "n_estimators": 25,
-}
+LIGHT_DEFAULT_SETTINGS = HierarchySettings(
+    subclass=(("rf", forest(25)),), t_type=(("rf", forest(25)),), t_type_model="flat"
+)
 
 
 class LightDefaultModels:

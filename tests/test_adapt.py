@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from ephys2tx.datasets.scala2021 import first_t_type, labels_table
 from ephys2tx.evaluation.splits import donor_kfold
-from ephys2tx.models.hierarchy import fit_hierarchy
+from ephys2tx.models.hierarchy import HierarchySettings, fit_hierarchy
 from ephys2tx.models.lab import FeatureShift, class_anchored_shift, fit_lab_model
+from ephys2tx.models.members import forest
 from ephys2tx.models.trusted import trust_table
 from ephys2tx.schema import FLAG_SEPARATOR, MOUSE_CLASSES, split_joined
 from ephys2tx.trust.interneuron import NOT_INTERNEURON, BatchShift, InterneuronDetector
@@ -33,8 +34,7 @@ SPREAD = np.array([3.0, 0.004, 0.0001, 10.0, 0.03, 50.0])
 ORIGIN = np.array([-70.0, 0.012, 0.0005, 30.0, 0.05, 200.0])
 LAB_OFFSET = np.array([8.0, -0.005, 0.0002, 25.0, 0.05, 90.0])  # x_lab = x_ref * scale + offset
 LAB_SCALE = np.array([1.0, 0.8, 1.4, 1.5, 1.0, 1.2])
-SETTINGS = {"subclass_model": "rf", "t_type_model": "per-subclass", "t_type_estimator": "rf",
-            "n_estimators": 40}  # fmt: skip
+SETTINGS = HierarchySettings(subclass=(("rf", forest(40)),), t_type=(("rf", forest(40)),))
 
 
 @pytest.fixture(autouse=True)

@@ -30,12 +30,15 @@ from ephys2tx.datasets.crosswalk import (
 )
 from ephys2tx.errors import Ephys2txError
 from ephys2tx.features.families import FEATURE_UNITS
+from ephys2tx.models.hierarchy import HierarchySettings
+from ephys2tx.models.members import forest
 
 M1 = SHARED_DATA / "mouse_scala2021" / "m1_patchseq_ephys_features.csv"
 # what x = 1 in their unit is in the canonical unit, for rows that only convert units
 FACTORS = {("ms", "s"): 1e-3, ("V/s", "mV/ms"): 1.0}
-LIGHT = {"subclass_model": "rf", "t_type_model": "flat", "t_type_estimator": "rf"}
-LIGHT |= {"n_estimators": 25}
+LIGHT = HierarchySettings(
+    subclass=(("rf", forest(25)),), t_type=(("rf", forest(25)),), t_type_model="flat"
+)
 
 
 @pytest.fixture(scope="module")
@@ -331,7 +334,7 @@ def test_a_table_with_some_features_gets_its_own_cached_model(m1, monkeypatch, t
     # a table with every input: the default model, no subset
     full = default_model.default_training_cells("mouse")
     assert default_model.subset_for_table("mouse", full) is None
-    with pytest.raises(Ephys2txError, match="measure 1 of the mouse reference"):
+    with pytest.raises(Ephys2txError, match="measure 1 of the mouse default model"):
         default_model.subset_for_table("mouse", cells[["specimen_id", "tau"]])
 
 

@@ -20,6 +20,7 @@ from ephys2tx.datasets.fetch import sha256_of
 from ephys2tx.datasets.sources import DATA_FILES
 from ephys2tx.datasets.taxonomy import build_taxonomy
 from ephys2tx.models.bundle import load_model
+from ephys2tx.models.ensemble import soft_vote
 from ephys2tx.models.hierarchy import (
     CONDITION_FEATURE,
     HierarchicalClassifier,
@@ -28,21 +29,24 @@ from ephys2tx.models.hierarchy import (
     sum_to_subclass,
 )
 from ephys2tx.models.mapping import map_cells
+from ephys2tx.models.members import boosting, forest
 from ephys2tx.models.trusted import load_training_summary
 
 LIGHT = LIGHT_DEFAULT_SETTINGS  # trains in seconds; the defaults are measured in benchmarks/
+RF = forest(25)
+RF_HGB = soft_vote([("rf", RF), ("hgb", boosting())])
 
 
 @pytest.mark.parametrize(
     "settings",
     [
-        {"subclass_model": "rf", "t_type_model": "per-subclass", "t_type_estimator": "rf"},
-        {"subclass_model": "rf+hgb", "t_type_model": "flat", "t_type_estimator": "rf"},
-        {"subclass_model": "leaf-sum", "t_type_model": "flat", "t_type_estimator": "rf"},
+        {"subclass_estimator": RF, "t_type_model": "per-subclass", "t_type_estimator": RF},
+        {"subclass_estimator": RF_HGB, "t_type_model": "flat", "t_type_estimator": RF},
+        {"subclass_estimator": None, "t_type_model": "flat", "t_type_estimator": RF},
         {
-            "subclass_model": "rf",
+            "subclass_estimator": RF,
             "t_type_model": "per-subclass",
-            "t_type_estimator": "rf",
+            "t_type_estimator": RF,
             "subclass_temperature": 0.5,
         },
     ],
@@ -53,7 +57,7 @@ def test_t_type_distribution_sums_to_the_subclass_distribution(human_cells, sett
     features = usable_features(human_cells) + [CONDITION_FEATURE]
     X = model_inputs(human_cells, features)
     train = human_cells.index % 4 != 0
-    model = HierarchicalClassifier(tax, n_estimators=25, **settings)
+    model = HierarchicalClassifier(tax, **settings)
     model.fit(X[train], leaves[train])
     levels = model.predict_proba_levels(X[~train])
     sub, leaf = levels["subclass"].to_numpy(), levels["t_type"].to_numpy()
@@ -142,7 +146,7 @@ def test_prior_corrected_t_type_rule_stays_inside_the_chosen_subclass():
         pd.Series(["Sst"] * 50 + ["Vip"] * 10 + ["Sst", "Vip"]),
     )
     model = HierarchicalClassifier(
-        tax, "rf", "per-subclass", "rf", n_estimators=10, t_type_beta=0.5
+        tax, forest(10), "per-subclass", forest(10), t_type_beta=0.5
     ).fit(cells, y)
     assert np.allclose(model.leaf_prior_, prior)
     p = model.predict_proba(cells)
@@ -298,7 +302,7 @@ def test_evaluate_reference_scores_both_levels_and_reports(light_default, tmp_pa
     from ephys2tx.study.steps import Study
 
     study = Study(tmp_path / "study", StudySettings.preset_named("quick"), PublicCells())
-    brief = study.reference("human")
+    brief = study.default_model("human")
     levels = brief.levels
     assert brief.n_t_types == 18 and brief.n_repeats == 1
     # honest scores: subclass far above chance (0.25), t-types above chance (1/22)

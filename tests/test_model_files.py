@@ -32,8 +32,10 @@ from ephys2tx.models.bundle import (
     new_model_dir,
     save_model,
 )
+from ephys2tx.models.ensemble import soft_vote
 from ephys2tx.models.forest import make_forest
-from ephys2tx.models.hierarchy import HierarchicalClassifier, make_base
+from ephys2tx.models.hierarchy import HierarchicalClassifier
+from ephys2tx.models.members import boosting, forest, knn, logistic, slow_boosting, svc
 from ephys2tx.models.transfer import TransferClassifier
 from ephys2tx.models.trusted import TrustedModel, check_trainable, fit_flat_trust, save_trained
 from ephys2tx.trust.conformal import out_of_fold_proba
@@ -168,7 +170,10 @@ def test_every_saved_kind_needs_only_the_trusted_types(small, features, mouse_ce
     X, y = small[features], small["label"].to_numpy()
     y_mouse = small["label"].to_numpy()
     estimators = [make_forest(0, "raw", 5).fit(X, y), make_forest(0, "spca", 5).fit(X, y)]
-    estimators += [make_base(k, n_estimators=5).fit(X, y) for k in ("rf+hgb+logreg1+svc", "knn")]
+    ensemble = soft_vote(
+        [("rf", forest(5)), ("hgb", boosting()), ("logreg1", logistic(C=1.0)), ("svc", svc())]
+    )
+    estimators += [ensemble.fit(X, y), knn().fit(X, y)]
     cells = small.assign(donor=small["donor"])
     fp = SpeciesFingerprint.fit(
         {"human": cells, "mouse": mouse_cells.head(120)}, features, 0, "human"
@@ -176,8 +181,10 @@ def test_every_saved_kind_needs_only_the_trusted_types(small, features, mouse_ce
     estimators.append(fp)
     taxonomy = build_taxonomy(small, "human")
     leaves = small["t_type"].where(small["t_type"].isin(taxonomy.parent), small["label"])
-    hier = HierarchicalClassifier(taxonomy, "rf+hgb-slow+logreg", t_type_estimator="rf+svc",
-                                  n_estimators=5)  # fmt: skip
+    hier = HierarchicalClassifier(
+        taxonomy, soft_vote([("rf", forest(5)), ("hgb-slow", slow_boosting()), ("logreg", logistic())]),
+        t_type_estimator=soft_vote([("rf", forest(5)), ("svc", svc())]),
+    )  # fmt: skip
     keep = leaves.isin(taxonomy.parent).to_numpy()
     estimators.append(hier.fit(X[keep], leaves[keep].to_numpy()))
     net = BiLSTMClassifier(**TINY).fit(small, y_mouse)

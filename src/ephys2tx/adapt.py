@@ -85,7 +85,7 @@ def save_lab_model(out: str | Path, built: LabAdaptation, data_dir=None, mirror=
     cells = built.default_training_cells
     provenance = Provenance(data_sha256=data_checksums(species, data_dir, mirror))
     card = hierarchical_card(
-        model, ref.taxonomy, species, len(cells), provenance, DEFAULT_SETTINGS[species],
+        model, ref.taxonomy, species, len(cells), provenance, DEFAULT_SETTINGS[species].describe(),
         ref.temperature,
     )  # fmt: skip
     card.lab = LabCard(

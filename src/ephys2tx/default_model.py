@@ -37,11 +37,13 @@ from .models.hierarchy import (
     CONDITION_FEATURE,
     HierarchicalClassifier,
     HierarchyFit,
+    HierarchySettings,
     fit_hierarchy,
     model_inputs,
     novelty_weights,
 )
 from .models.mapping import card_features, hierarchical_card
+from .models.members import boosting, forest, logistic, slow_boosting, small_tree_boosting, svc
 from .models.trusted import CALIBRATION_FOLDS, check_trainable, fit_trust, save_trained
 from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
 from .threads import limit
@@ -68,18 +70,26 @@ CACHE_FORMAT = 6
 SPECIES_SOURCES = {"mouse": ("mouse_gouwens2020/",), "human": ("human_lee2023/",)}
 # The settings chosen on seed-100 folds (benchmarks/select_subclass.py for the subclass
 # average, benchmarks/select_default_model.py for the t-type level; docs/research/default-model.md).
-DEFAULT_SETTINGS: dict[str, dict] = {
-    "mouse": {
-        "subclass_model": "rf+hgb+logreg1+svc",
-        "t_type_model": "per-subclass",
-        "t_type_estimator": "rf+hgb-t+logreg1+svc",
-    },
-    "human": {
-        "subclass_model": "rf+hgb-slow+logreg",
-        "t_type_model": "per-subclass",
-        "t_type_estimator": "rf+svc",
-        "learned_first": True,
-    },
+DEFAULT_SETTINGS: dict[str, HierarchySettings] = {
+    "mouse": HierarchySettings(
+        subclass=(
+            ("rf", forest()),
+            ("hgb", boosting()),
+            ("logreg1", logistic(C=1.0)),
+            ("svc", svc()),
+        ),
+        t_type=(
+            ("rf", forest()),
+            ("hgb-t", small_tree_boosting()),
+            ("logreg1", logistic(C=1.0)),
+            ("svc", svc()),
+        ),
+    ),
+    "human": HierarchySettings(
+        subclass=(("rf", forest()), ("hgb-slow", slow_boosting()), ("logreg", logistic(C=0.1))),
+        t_type=(("rf", forest()), ("svc", svc())),
+        learned_first=True,
+    ),
 }
 EXTRA_INPUTS: dict[str, list[str]] = {"mouse": [], "human": [CONDITION_FEATURE]}
 # Wall time of a first-use fit on 2 cores, rounded, for the message that announces it
@@ -105,15 +115,17 @@ def data_checksums(species: str, data_dir=None, mirror=None) -> dict[str, str]:
 def cache_key(
     species: str,
     checksums: dict[str, str],
-    settings: dict | None = None,
+    settings: HierarchySettings | None = None,
     features: list[str] | None = None,
 ) -> str:
-    """Key of a cached model: data checksums, settings, package version and, for a model on
-    a subset of the default features, that feature set (in any order)."""
+    """Key of a cached model: data checksums, settings (each member's class and parameters),
+    package version and, for a model on a subset of the default features, that feature set
+    (in any order)."""
+    settings = settings if settings is not None else DEFAULT_SETTINGS[species]
     payload = {
         "species": species,
         "data": checksums,
-        "settings": settings if settings is not None else DEFAULT_SETTINGS[species],
+        "settings": settings.describe(),
         "version": __version__,
         "format": CACHE_FORMAT,
     }
@@ -138,7 +150,7 @@ def train_default_model(
     cells: pd.DataFrame,
     data_dir=None,
     mirror=None,
-    settings: dict | None = None,
+    settings: HierarchySettings | None = None,
     seed: int = 0,
     n_jobs: int | None = None,
     features: list[str] | None = None,
@@ -167,7 +179,13 @@ def train_default_model(
         fit = fit_hierarchy(cells, species, features, cv, settings, seed, n_jobs, homology=links)
     provenance = Provenance(seed=seed, data_sha256=data_checksums(species, data_dir, mirror))
     card = hierarchical_card(
-        fit.model, fit.taxonomy, species, len(cells), provenance, settings, fit.temperature
+        fit.model,
+        fit.taxonomy,
+        species,
+        len(cells),
+        provenance,
+        settings.describe(),
+        fit.temperature,
     )
     card.hierarchy.oof_macro_f1 = fit.oof_macro_f1
     card.hierarchy.oof_folds = f"{CALIBRATION_FOLDS} donor-grouped folds, seed {seed}"
@@ -400,7 +418,7 @@ def evaluate_default_model(
     splitter: DonorKFold = DonorKFold(),
     alpha: float = 0.1,
     n_jobs: int = 1,
-    settings: dict | None = None,
+    settings: HierarchySettings | None = None,
     data_dir=None,
     mirror=None,
 ) -> HierarchyEvaluation:
@@ -412,7 +430,7 @@ def evaluate_default_model(
     features = usable_features(cells) + EXTRA_INPUTS[species]
     settings = settings if settings is not None else DEFAULT_SETTINGS[species]
     seed = splitter.seed
-    model = HierarchicalClassifier(taxonomy, seed=seed, n_jobs=1, **settings)
+    model = HierarchicalClassifier(taxonomy, seed=seed, n_jobs=1, **settings.params())
     folds = splitter.cell_folds(cells, label)
     result = evaluate_hierarchy(
         model, cells, label, folds, features, taxonomy, alpha, n_jobs, seed=seed
@@ -420,7 +438,7 @@ def evaluate_default_model(
     result.metrics.update(
         species=species, label=label, seed=seed, n_folds=splitter.n_splits,
         n_repeats=splitter.n_repeats,
-        n_cells=len(cells), n_donors=int(cells["donor"].nunique()), settings=settings,
+        n_cells=len(cells), n_donors=int(cells["donor"].nunique()), settings=settings.describe(),
         n_t_types=len(taxonomy.t_types), min_cells_per_t_type=taxonomy.min_cells,
     )  # fmt: skip
     return result

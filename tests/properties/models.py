@@ -18,13 +18,12 @@ from ephys2tx.datasets.cells import usable_features
 from ephys2tx.datasets.labels import DEFAULT_LABEL
 from ephys2tx.evaluation.splits import donor_kfold
 from ephys2tx.models.bundle import Provenance, card_for
+from ephys2tx.models.hierarchy import HierarchySettings
+from ephys2tx.models.members import forest
 
-LIGHT_REFERENCE = {
-    "subclass_model": "rf",
-    "t_type_model": "flat",
-    "t_type_estimator": "rf",
-    "n_estimators": 15,
-}
+LIGHT_REFERENCE = HierarchySettings(
+    subclass=(("rf", forest(15)),), t_type=(("rf", forest(15)),), t_type_model="flat"
+)
 TINY_NET = dict(width=8, hidden=8, max_epochs=3, patience=2, batch_size=32)
 CALIBRATION_FOLDS = 3
 

@@ -273,3 +273,12 @@ MethodOrAll = Annotated[
         callback=check_method_or_all,
     ),
 ]
+
+
+def add_commands(group: typer.Typer, commands: dict, old_names: dict[str, str]) -> None:
+    """Add `commands` ({name: function}) to a CLI group; each of `old_names` ({old: name})
+    stays a hidden alias, so scripts written for an older version keep working."""
+    for name, command in commands.items():
+        group.command(name)(command)
+    for old, name in old_names.items():
+        group.command(old, hidden=True)(commands[name])

@@ -31,6 +31,7 @@ from .common import (
     Seed,
     Species,
     TrustOption,
+    add_commands,
     print_f1,
     print_trust,
     training_cells,
@@ -280,7 +281,5 @@ EVALUATE = {
 
 
 def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
-    """Add this verb's commands to the CLI."""
-    for name, command in EVALUATE.items():
-        evaluate_app.command(name)(command)
-    evaluate_app.command("reference", hidden=True)(evaluate_hierarchical)  # the 0.2 name
+    """Add this verb's commands to the CLI (`reference`: the 0.2 name of `hierarchical`)."""
+    add_commands(evaluate_app, EVALUATE, {"reference": "hierarchical"})

@@ -23,47 +23,31 @@ PredictModel = Annotated[
     Path,
     typer.Argument(help="A directory written by `ephys2tx train` (with --species: a cell input)."),
 ]
-
-
 PredictInputs = Annotated[
     list[Path] | None,
     typer.Argument(help="Cell tables (.parquet/.csv), recordings (.nwb/.abf) or folders."),
 ]
-
-
 PredictOut = Annotated[Path, typer.Option("--out", help="CSV of predictions.")]
-
-
 FeaturesDir = Annotated[
     Path | None,
     typer.Option(
         "--features-dir", help="Where extracted features of recordings go (default: next to --out)."
     ),
 ]
-
-
 DefaultSpecies = Annotated[
     str | None,
     typer.Option("--species", help="No MODEL_DIR: use the cached default model of a species."),
 ]
-
-
 JsonOut = Annotated[
     Path | None, typer.Option("--json", help="Hierarchical models: full distribution per level.")
 ]
-
-
 Strict = Annotated[
     bool, typer.Option("--strict", help="Exit with status 1 when every cell is flagged.")
 ]
-
-
 ReportOut = Annotated[
     Path | None,
     typer.Option("--report", help="Also write a per-cell HTML report (one card per cell)."),
 ]
-
-
 FeatureMap = Annotated[
     Path | None,
     typer.Option(

@@ -32,6 +32,7 @@ from .common import (
     Overwrite,
     Seed,
     Species,
+    add_commands,
     check_out_dir,
     exclude_specimens,
     training_cells,
@@ -200,7 +201,5 @@ TRAIN = {
 
 
 def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
-    """Add this verb's commands to the CLI."""
-    for name, command in TRAIN.items():
-        train_app.command(name)(command)
-    train_app.command("reference", hidden=True)(train_hierarchical)  # the 0.2 name
+    """Add this verb's commands to the CLI (`reference`: the 0.2 name of `hierarchical`)."""
+    add_commands(train_app, TRAIN, {"reference": "hierarchical"})

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.progress import track
 
+from ..files import atomic_write_text
 from ..schema import FLAG_SEPARATOR
 from .cell_figures import features_png, format_value, sweeps_png
 from .cells import CellCard, flag_sentence
@@ -290,7 +291,4 @@ def write_cell_report(
     """Write the page atomically; returns its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(render_cell_report(cards, title, model_info, progress), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, render_cell_report(cards, title, model_info, progress))

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from ..datasets.sources import CITATIONS
+from ..files import atomic_write_text
 from .published import PROTOCOL_NOTES, PUBLISHED_STUDY, REPORTED
 from .results import CrossLabRun, Figure, Scores, StudyResults
 
@@ -406,8 +407,5 @@ def render_report(
 
 def write_report(results: StudyResults, out: Path, title: str | None = None) -> Path:
     """DIR/report.html, written atomically."""
-    path = Path(out) / "report.html"
-    tmp = path.with_suffix(".part")
-    tmp.write_text(render_report(results, Path(out) / "figures", title), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    page = render_report(results, Path(out) / "figures", title)
+    return atomic_write_text(Path(out) / "report.html", page)

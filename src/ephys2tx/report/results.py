@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import Ephys2txError
+from ..files import atomic_write_text
 
 SCHEMA_VERSION = 5  # 3: the default model's subclass ECE; 4: another lab's cells; 5: names (published, baseline, default_model)
 T = TypeVar("T")
@@ -323,11 +324,7 @@ def keyed(records: list) -> dict:
 
 def write_results(results: StudyResults, path: Path) -> Path:
     """results.json, written atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(to_dict(results), indent=2, default=float))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, json.dumps(to_dict(results), indent=2, default=float))
 
 
 def read_results(path: Path) -> StudyResults:

@@ -33,7 +33,9 @@ TARGETS = {
 def _reference_fit(features: list[str], seed: int, n_jobs: int, data_dir=None, mirror=None):
     """The reference on the lab's features, cached in the data directory (keyed by the
     features, the settings, the seed and the package version)."""
-    key = json.dumps([features, DEFAULT_SETTINGS[SPECIES], seed, __version__], sort_keys=True)
+    key = json.dumps(
+        [features, DEFAULT_SETTINGS[SPECIES].describe(), seed, __version__], sort_keys=True
+    )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     path = resolve_data_dir(data_dir) / CACHE_FOLDER / f"reference-{digest}.joblib"
     if path.is_file():
