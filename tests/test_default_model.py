@@ -313,7 +313,9 @@ def test_evaluate_reference_scores_both_levels_and_reports(light_default, tmp_pa
     assert levels["subclass"]["mean_set_size"]["mean"] <= levels["t_type"]["mean_set_size"]["mean"]
     for figure in brief.figures:
         assert (study.figures / figure.file).stat().st_size > 10_000
-    metrics = json.loads((tmp_path / "study" / "reference" / "human" / "metrics.json").read_text())
+    metrics = json.loads(
+        (tmp_path / "study" / "default-model" / "human" / "metrics.json").read_text()
+    )
     # the subclass temperature, nested in each outer training fold, lowers the ECE
     assert 0 <= metrics["subclass"]["ece"] < metrics["subclass"]["ece_unscaled"]
     assert metrics["subclass"]["temperature_median"] != 1.0
