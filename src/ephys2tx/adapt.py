@@ -30,10 +30,14 @@ from .models.reference import ReferenceFit
 from .models.trusted import fit_trust_reference, save_trust
 from .reference import (
     DEFAULT_SETTINGS,
+    cached_reference,
     data_checksums,
+    default_inputs,
+    fit_from_model_dir,
     fit_reference_on,
     novelty_weights,
     reference_cells,
+    subset_for_table,
 )
 
 
@@ -64,7 +68,9 @@ def adapt_to_lab(
     cells = reference_cells(species, data_dir, mirror)
     features = lab_features(lab, cells)
     say(f"the lab's cells share {len(features)} features with the {species} reference")
-    reference = fit_reference_on(species, cells, features, seed, n_jobs)
+    reference = reference_for_lab(
+        species, lab, features, cells, seed, n_jobs, data_dir, mirror, say
+    )
     detector = m1_detector(species, features, cells, data_dir, mirror, seed=seed)
     eligible = ~detector.flag(lab) if detector is not None else None
     if detector is not None:
@@ -74,6 +80,25 @@ def adapt_to_lab(
         labels, donors, eligible, seed=seed,
     )  # fmt: skip
     return LabAdaptation(species, features, reference, fit, detector, cells)
+
+
+def reference_for_lab(
+    species: str, lab: pd.DataFrame, features: list[str], cells: pd.DataFrame, seed: int = 0,
+    n_jobs: int = 1, data_dir=None, mirror=None, say: Callable[[str], None] = print,
+) -> ReferenceFit:  # fmt: skip
+    """The reference model on the lab's features: the cached model `predict` uses for this
+    table (`subset_for_table`; trained there on first use) when it is the same fit (the
+    same feature set and seed, default settings), else one fitted here."""
+    subset = subset_for_table(species, lab, data_dir, mirror)
+    same = set(subset if subset is not None else default_inputs(species, data_dir, mirror))
+    if same == set(features):
+        path = cached_reference(species, data_dir, mirror, say, n_jobs, features=subset)
+        fit = fit_from_model_dir(path, len(cells), seed)
+        if fit is not None:
+            return fit
+        say(f"the cached model in {path} is not this fit (seed or cells differ, or older cache)")
+    say(f"fitting the {species} reference on the lab's {len(features)} features")
+    return fit_reference_on(species, cells, features, seed, n_jobs)
 
 
 def save_lab_model(out: str | Path, built: LabAdaptation, data_dir=None, mirror=None) -> Path:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .datasets.cells import (
@@ -27,12 +28,20 @@ from .datasets.cells import (
 from .datasets.fetch import data_path, resolve_data_dir
 from .datasets.labels import DEFAULT_LABEL
 from .datasets.sources import DATA_FILES
-from .datasets.taxonomy import HOMOLOGY_FILE, build_taxonomy, homology_links, read_homology
+from .datasets.taxonomy import (
+    HOMOLOGY_FILE,
+    Taxonomy,
+    build_taxonomy,
+    homology_links,
+    read_homology,
+)
 from .errors import Ephys2txError
 from .evaluation.hierarchy import ReferenceEvaluation, evaluate_reference, t_type_confusion
 from .evaluation.splits import DonorKFold, donor_kfold
 from .files import atomic_write, atomic_write_text
 from .models.bundle import ModelCard, card_for, load_model, new_model_dir, read_card, write_model
+from .models.calibration import Temperature
+from .models.conformal import MondrianConformal
 from .models.interneuron import BatchShift, m1_detector
 from .models.mapping import reference_features
 from .models.reference import (
@@ -183,6 +192,10 @@ def train_reference(
         oof_folds=f"{CALIBRATION_FOLDS} donor-grouped folds, seed {seed}",
         subset=len(features) < len(default),
     )
+    if (
+        fit.top_probability is not None
+    ):  # what `adapt` needs to reuse this fit (`fit_from_model_dir`)
+        card.extra["oof_top_probability"] = [round(float(p), 6) for p in fit.top_probability]
     card.classes = list(taxonomy.subclasses)
     return fit, card
 
@@ -197,6 +210,32 @@ def fit_reference_on(
             cells, species, features, donor_kfold(CALIBRATION_FOLDS, seed),
             DEFAULT_SETTINGS[species], seed, n_jobs,
         )  # fmt: skip
+
+
+def fit_from_model_dir(model_dir: Path, n_cells: int, seed: int = 0) -> ReferenceFit | None:
+    """A cached reference model directory as the `ReferenceFit` it was saved from (model,
+    taxonomy, calibration, temperature, out-of-fold top probabilities), or None when it
+    lacks any of them (a cache written before they were stored), or was fitted with another
+    seed or on another number of cells than `n_cells`: then the caller fits one itself."""
+    model, card = load_model(model_dir)
+    extra = card.extra
+    needed = ("taxonomy", "conformal", "subclass_recalibration", "oof_top_probability")
+    if any(key not in extra for key in needed) or card.n_train_cells != n_cells:
+        return None
+    if extra.get("seed") != seed:
+        return None
+    top = np.asarray(extra["oof_top_probability"], float)
+    if len(top) != n_cells:
+        return None
+    return ReferenceFit(
+        model=model,
+        taxonomy=Taxonomy.from_dict(extra["taxonomy"]),
+        features=list(card.features),
+        calibration={k: MondrianConformal.from_dict(v) for k, v in extra["conformal"].items()},
+        temperature=Temperature(float(extra["subclass_recalibration"]["temperature"])),
+        top_probability=top,
+        oof_macro_f1=extra.get("oof_macro_f1"),
+    )
 
 
 def save_reference(

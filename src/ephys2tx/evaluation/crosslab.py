@@ -8,7 +8,10 @@ Rows, all scored on the lab's GABAergic cells (5-class subclass):
   *other* folds' cells (nested; `selection`), so no scored cell chooses its own method;
 - `c<share>`: the labelled cells of `share` of the lab's mice join training, scored on
   the other mice, over `draws` draws of mice;
-- `d`: the in-domain ceiling, a forest on the lab's cells alone, folds grouped by mouse.
+- `d`: the in-domain ceiling on the shared features, `d-all` on all of the lab's own
+  columns: the lab's cells alone, folds grouped by mouse, over `draws` shuffles of the
+  mice; the classifier is chosen per outer fold among `CEILING_MODELS` by inner folds of
+  the other mice (nested), so the ceiling is not one classifier's.
 The `not_interneuron` detector is fitted for each fold of mice on the other mice's cells
 (plus the reference cells), so a scored cell never trained it.
 """
@@ -21,10 +24,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, recall_score, roc_auc_score
-from sklearn.model_selection import GroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import PowerTransformer
+from sklearn.svm import SVC
 
 from ..datasets.labels import DEFAULT_LABEL
+from ..errors import Ephys2txError
 from ..models.bundle import card_for
 from ..models.forest import make_forest
 from ..models.interneuron import LAB_SHIFT, NOT_INTERNEURON, BatchShift, m1_detector
@@ -35,15 +44,20 @@ from ..models.lab import (
     LabModel,
     align_unlabelled,
     fit_lab_model,
+    own_columns,
 )
 from ..models.mapping import predict_mapping
-from ..models.reference import ReferenceFit, novelty_weights
+from ..models.reference import ReferenceFit, make_base, novelty_weights
 from ..models.trusted import fit_trust_reference, trust_table
 from ..schema import FLAG_SEPARATOR, SET_SEPARATOR, split_joined
 
 LAB_FRACTIONS = (0.1, 0.25)
 LAB_DRAWS = 5
 MOUSE_FOLDS = 5
+# The ceiling's candidates (`ceiling_model`), chosen per outer fold of mice by
+# CEILING_INNER_FOLDS inner folds of the other mice.
+CEILING_MODELS = ("rf", "hgb", "logreg", "svc")
+CEILING_INNER_FOLDS = 4
 
 
 @dataclass
@@ -70,6 +84,61 @@ def mouse_folds(donors: pd.Series, n_folds: int = MOUSE_FOLDS, seed: int = 0) ->
     order = rng.permutation(len(mice))
     fold_of = {mice[i]: k % n_folds for k, i in enumerate(order)}
     return donors.astype(str).map(fold_of).to_numpy()
+
+
+def ceiling_model(kind: str, seed: int = 0):
+    """A class-balanced candidate of the in-domain ceiling: `rf` the lab forest, `hgb`
+    gradient boosting (`make_base("hgb-slow")`), `logreg` / `svc` logistic regression / an
+    RBF SVM on median-imputed, Yeo-Johnson-transformed inputs (the lab's features are
+    skewed: resistances, currents, rates)."""
+    if kind == "rf":
+        return make_forest(seed, n_estimators=LAB_FOREST_TREES, n_jobs=1)
+    if kind == "hgb":
+        return make_base("hgb-slow", seed)
+    transform = [SimpleImputer(strategy="median"), PowerTransformer()]
+    if kind == "logreg":
+        return make_pipeline(*transform, LogisticRegression(class_weight="balanced", max_iter=5000))
+    if kind == "svc":
+        return make_pipeline(*transform, SVC(class_weight="balanced", random_state=seed))
+    raise Ephys2txError(f"unknown ceiling model {kind!r}; choose from {', '.join(CEILING_MODELS)}")
+
+
+def _fold_calls(kind: str, X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, seed: int):
+    pred = np.empty(len(y), dtype=object)
+    for k in np.unique(folds):
+        test = folds == k
+        model = ceiling_model(kind, seed).fit(X[~test], y[~test])
+        pred[test] = model.predict(X[test])
+    return pred
+
+
+def in_domain_ceiling(
+    cells: pd.DataFrame, columns: list[str], label: str, seed: int = 0,
+    models: tuple[str, ...] = CEILING_MODELS,
+) -> tuple[np.ndarray, list[str], dict[str, np.ndarray]]:  # fmt: skip
+    """Out-of-fold calls of the lab's own labelled `cells` on `columns` (folds of mice,
+    `mouse_folds` with `seed`), the classifier chosen per outer fold by the macro-F1 of
+    inner folds of the other mice. Returns the calls, the choice per fold, and each
+    candidate's own out-of-fold calls (for the record)."""
+    cells = cells.reset_index(drop=True)
+    X = cells[columns].astype(float)
+    y = cells[label].astype(str).to_numpy()
+    donors = cells["donor"].astype(str)
+    folds = mouse_folds(donors, MOUSE_FOLDS, seed)
+    each = {kind: _fold_calls(kind, X, y, folds, seed) for kind in models}
+    calls, chosen = np.empty(len(y), dtype=object), []
+    for k in range(MOUSE_FOLDS):
+        train = np.flatnonzero(folds != k)
+        inner = mouse_folds(donors.iloc[train].reset_index(drop=True), CEILING_INNER_FOLDS, seed)
+        Xi, yi = X.iloc[train].reset_index(drop=True), y[train]
+        score = {
+            kind: f1_score(yi, _fold_calls(kind, Xi, yi, inner, seed), average="macro")
+            for kind in models
+        }  # fmt: skip
+        best = max(models, key=lambda m: round(score[m], 6))  # ties: the first listed
+        chosen.append(best)
+        calls[folds == k] = each[best][folds == k]  # the same fit as the candidate's own
+    return calls, chosen, each
 
 
 def _calls(
@@ -143,6 +212,11 @@ def score_calls(
     }
     recall = recall_score(y, pred, labels=classes, average=None, zero_division=0)
     out.update({f"recall_{c}": r for c, r in zip(classes, recall, strict=True)})
+    per_class = f1_score(y, pred, labels=classes, average=None, zero_division=0)
+    rarest = pd.Series(y).value_counts().reindex(classes, fill_value=0).idxmin()
+    # what the rarest class (M1: Sncg, 13 cells) does to macro-F1: the macro without it
+    out["macro_f1_without_rarest"] = float(np.delete(per_class, classes.index(rarest)).mean())
+    out["f1_rarest"] = float(per_class[classes.index(rarest)])
     if "subclass_set" in calls and calls["subclass_set"].astype(bool).any():
         sets = [split_joined(s, SET_SEPARATOR) for s in calls["subclass_set"].to_numpy()[gaba]]
         out["coverage"] = float(np.mean([t in s for t, s in zip(y, sets, strict=True)]))
@@ -192,6 +266,7 @@ def crosslab_benchmark(
     draws: int = LAB_DRAWS,
     seed: int = 0,
     say: Callable[[str], None] = print,
+    n_jobs: int = 1,
 ) -> CrossLabResult:
     """Every row on `lab` (a cell table with `cell_class`, `label5`, `t_type`, `donor`),
     given the reference cells and the reference fitted on the lab's features (`fit`)."""
@@ -294,15 +369,28 @@ def crosslab_benchmark(
             record(f"c{int(round(share * 100))}", draw, calls, scored, rest)
             rows[-1]["lab_weight"] = lab_fit.details["lab_weight"]
             rows[-1]["reference_mix"] = lab_fit.details["reference_mix"]
-    # (d) the in-domain ceiling: the lab alone, folds grouped by mouse
+            rows[-1]["subclass_model"] = lab_fit.details["subclass_model"]
+    # (d) the in-domain ceilings: the lab alone, folds grouped by mouse, nested choice
     g = lab[gaba].reset_index(drop=True)
-    pred = np.empty(len(g), dtype=object)
-    for train, test in GroupKFold(MOUSE_FOLDS).split(g, groups=g["donor"]):
-        forest = make_forest(seed, n_estimators=LAB_FOREST_TREES, n_jobs=1)
-        forest.fit(g.loc[train, features], g.loc[train, label].astype(str))
-        pred[test] = forest.predict(g.loc[test, features])
-    calls_d = pd.DataFrame({"subclass": pred})
-    record("d", 0, calls_d, g, np.flatnonzero(gaba))
+    own = own_columns(g)
+    notes["ceiling_choice"], notes["ceiling_each"] = {}, {}
+    tasks = [
+        (row, columns, draw)
+        for row, columns in (("d", features), ("d-all", own)) if columns
+        for draw in range(draws)
+    ]  # fmt: skip
+    # independent fits: side by side as threads (`n_jobs`), each on one thread
+    ceilings = Parallel(n_jobs=n_jobs, prefer="threads")(
+        delayed(in_domain_ceiling)(g, columns, label, seed + draw) for _, columns, draw in tasks
+    )
+    for (row, _, draw), (calls, chosen, each) in zip(tasks, ceilings, strict=True):
+        record(row, draw, pd.DataFrame({"subclass": calls}), g, np.flatnonzero(gaba))
+        notes["ceiling_choice"][f"{row} draw {draw}"] = chosen
+        notes["ceiling_each"][f"{row} draw {draw}"] = {
+            kind: round(f1_score(g[label].astype(str), c, average="macro"), 4)
+            for kind, c in each.items()
+        }  # fmt: skip
+    notes["own_columns"] = len(own)
     notes["seconds"] = round(time.perf_counter() - start, 1)
     scores = pd.DataFrame(rows)
     return CrossLabResult(scores, selection, candidates, cells_out, notes)

@@ -67,7 +67,7 @@ def run_crosslab(
     lab["t_type"] = lab["t_type"].where(lab["t_type"].isin(known))
     other = other_species_cells(SPECIES, data_dir, mirror)
     result = crosslab_benchmark(
-        reference, fit, lab, SPECIES, other, 0.1, fractions, draws, seed, say=say
+        reference, fit, lab, SPECIES, other, 0.1, fractions, draws, seed, say=say, n_jobs=n_jobs
     )
     result.notes["crosswalk"] = summary
     return result
@@ -77,7 +77,8 @@ def table_lines(result: CrossLabResult) -> list[str]:
     """The benchmark's table as Markdown lines (mean, sd over draws where there are draws)."""
     summary = result.summary()
     columns = [
-        ("macro_f1", "macro-F1"), ("accuracy", "accuracy"), ("coverage", "coverage"),
+        ("macro_f1", "macro-F1"), ("macro_f1_without_rarest", "macro-F1 w/o Sncg"),
+        ("f1_rarest", "Sncg F1"), ("accuracy", "accuracy"), ("coverage", "coverage"),
         ("set_size", "set size"), ("confident", "confident"),
         ("confident_accuracy", "confident right"), ("confident_but_shift", "conf. w/o lab_shift"),
         ("confident_but_shift_accuracy", "its accuracy"), ("t_type_accuracy", "t-type acc."),
