@@ -12,7 +12,13 @@ import joblib
 from ..datasets.cells import other_species_cells
 from ..datasets.fetch import resolve_data_dir
 from ..datasets.scala2021 import m1_cells
-from ..evaluation.crosslab import LAB_DRAWS, LAB_FRACTIONS, CrossLabResult, crosslab_benchmark
+from ..evaluation.crosslab import (
+    CEILING_MODELS,
+    LAB_DRAWS,
+    LAB_FRACTIONS,
+    CrossLabResult,
+    crosslab_benchmark,
+)
 from ..files import atomic_write
 from ..models.lab import lab_features
 from ..reference import DEFAULT_SETTINGS, fit_reference_on, reference_cells
@@ -67,8 +73,9 @@ def run_crosslab(
     lab["t_type"] = lab["t_type"].where(lab["t_type"].isin(known))
     other = other_species_cells(SPECIES, data_dir, mirror)
     result = crosslab_benchmark(
-        reference, fit, lab, SPECIES, other, 0.1, fractions, draws, seed, say=say, n_jobs=n_jobs
-    )
+        reference, fit, lab, SPECIES, other, 0.1, fractions, draws, seed, say=say, n_jobs=n_jobs,
+        ceiling_models=(DEFAULT_SETTINGS[SPECIES]["subclass_model"], *CEILING_MODELS),
+    )  # fmt: skip
     result.notes["crosswalk"] = summary
     return result
 
