@@ -17,6 +17,7 @@ from ephys2tx.evaluation.crosslab import in_domain_ceiling
 from ephys2tx.evaluation.splits import donor_kfold
 from ephys2tx.models.bundle import card_for, new_model_dir, write_model
 from ephys2tx.models.lab import STACK, fit_lab_model, own_columns
+from ephys2tx.models.mapping import predict_mapping
 from ephys2tx.models.reference import fit_reference
 from ephys2tx.schema import MOUSE_CLASSES
 
@@ -94,6 +95,15 @@ def test_labelled_lab_model_uses_the_labs_own_column(world):
     assert _macro_accuracy(lab_fit.model, scored) > 0.85
     assert _macro_accuracy(fit.model, scored) < 0.75
     assert OWN_PREFIX + "Burstiness" in list(lab_fit.model.feature_names_in_)
+    # as `predict DIR` calls it: the card's features carry the own column to the model
+    card = card_for(
+        lab_fit.model, "reference", "mouse", "label5", len(reference),
+        taxonomy=fit.taxonomy.to_dict(),
+        conformal={k: c.to_dict() for k, c in lab_fit.calibration.items()},
+    )  # fmt: skip
+    card.classes = list(fit.taxonomy.subclasses)
+    table = predict_mapping(lab_fit.model, card, scored, 0.1).table
+    assert (table["subclass"].to_numpy() == scored["label5"].to_numpy()).mean() > 0.85
     with pytest.raises(Ephys2txError, match="own columns"):
         lab_fit.model.predict_proba_levels(scored.drop(columns=[OWN_PREFIX + "Burstiness"]))
 
