@@ -6,8 +6,9 @@ Rows, all scored on the lab's GABAergic cells (5-class subclass):
 - `a`: the reference model on the lab's features, as it is (through the crosswalk);
 - `b`: adapted without labels; the alignment method is chosen per fold of mice on the
   *other* folds' cells (nested; `selection`), so no scored cell chooses its own method;
-- `c<share>`: the labelled cells of `share` of the lab's mice join training, scored on
-  the other mice, over `draws` draws of mice;
+- `c<share>`: adapted with the labelled cells of `share` of the lab's mice
+  (`fit_lab_model`: joint training or the stack on the lab's own columns, chosen by the
+  labelled mice's own folds), scored on the other mice, over `draws` draws of mice;
 - `d`: the in-domain ceiling on the shared features, `d-all` on all of the lab's own
   columns: the lab's cells alone, folds grouped by mouse, over `draws` shuffles of the
   mice; the classifier is chosen per outer fold among `CEILING_MODELS` by inner folds of
