@@ -1,4 +1,4 @@
-"""The cross-lab benchmark (issue 19): the mouse reference model on the M1 Patch-seq cells of
+"""The cross-lab benchmark (issue 19): the mouse default model on the M1 Patch-seq cells of
 Scala et al. 2021 (another lab, another extractor), read through the crosswalk.
 
 Rows on M1's 818 GABAergic cells (5-class subclass, alpha 0.1): (a) the reference as it

@@ -16,14 +16,14 @@ from ephys2tx.errors import Ephys2txError
 from ephys2tx.evaluation.crosslab import in_domain_ceiling
 from ephys2tx.evaluation.splits import donor_kfold
 from ephys2tx.models.bundle import card_for, new_model_dir, write_model
+from ephys2tx.models.hierarchy import HierarchySettings, fit_hierarchy
 from ephys2tx.models.lab import STACK, fit_lab_model, own_columns
 from ephys2tx.models.mapping import predict_mapping
-from ephys2tx.models.reference import fit_reference
+from ephys2tx.models.members import forest
 from ephys2tx.schema import MOUSE_CLASSES
 
 FEATURES = ["v_baseline", "tau", "width_rheo", "max_rate"]
-SETTINGS = {"subclass_model": "rf", "t_type_model": "per-subclass", "t_type_estimator": "rf",
-            "n_estimators": 30}  # fmt: skip
+SETTINGS = HierarchySettings(subclass=(("rf", forest(30)),), t_type=(("rf", forest(30)),))
 # class -> centre on the shared features: Sst and Vip share one, so do Lamp5 and Sncg
 SHARED = {"Lamp5": [3, 0, 3, 0], "Sncg": [3, 0, 3, 0], "Pvalb": [0, 3, 0, 3],
           "Sst": [0, 0, 0, 0], "Vip": [0, 0, 0, 0]}  # fmt: skip
@@ -60,7 +60,7 @@ def world():
     rng = np.random.default_rng(1)
     reference = _cells(50, rng, "r", 10, own=False)
     lab = _cells(40, rng, "l", 20, own=True)
-    fit = fit_reference(reference, "mouse", FEATURES, donor_kfold(3, 0), SETTINGS, 0, 1)
+    fit = fit_hierarchy(reference, "mouse", FEATURES, donor_kfold(3, 0), SETTINGS, 0, 1)
     return reference, fit, lab
 
 
@@ -120,9 +120,11 @@ def test_in_domain_ceiling_is_nested_and_out_of_fold(world):
     assert (shared_only == lab["label5"].to_numpy()).mean() < 0.75  # the data's own ceiling
 
 
-def test_adapt_reuses_the_cached_reference_when_it_is_the_same_fit(world, tmp_path, monkeypatch):
+def test_adapt_reuses_the_cached_default_model_when_it_is_the_same_fit(
+    world, tmp_path, monkeypatch
+):
     import ephys2tx.adapt as adapt_module
-    from ephys2tx.reference import fit_from_model_dir
+    from ephys2tx.default_model import fit_from_model_dir
 
     reference, fit, lab = world
     card = card_for(
@@ -144,12 +146,14 @@ def test_adapt_reuses_the_cached_reference_when_it_is_the_same_fit(world, tmp_pa
     assert fit_from_model_dir(tmp_path / "cached", len(reference) + 1, seed=0) is None
 
     monkeypatch.setattr(adapt_module, "subset_for_table", lambda *a, **k: FEATURES)
-    monkeypatch.setattr(adapt_module, "cached_reference", lambda *a, **k: tmp_path / "cached")
+    monkeypatch.setattr(adapt_module, "cached_default_model", lambda *a, **k: tmp_path / "cached")
     fitted = []
-    monkeypatch.setattr(adapt_module, "fit_reference_on", lambda *a, **k: fitted.append(1) or fit)
-    got = adapt_module.reference_for_lab("mouse", lab, FEATURES, reference, seed=0, say=str)
+    monkeypatch.setattr(
+        adapt_module, "fit_default_model_on", lambda *a, **k: fitted.append(1) or fit
+    )
+    got = adapt_module.default_model_for_lab("mouse", lab, FEATURES, reference, seed=0, say=str)
     assert fitted == [] and got.features == FEATURES  # the cache, not a new fit
-    adapt_module.reference_for_lab("mouse", lab, FEATURES, reference, seed=3, say=str)
+    adapt_module.default_model_for_lab("mouse", lab, FEATURES, reference, seed=3, say=str)
     assert fitted == [1]  # another seed: fitted here
-    adapt_module.reference_for_lab("mouse", lab, FEATURES[:3], reference, seed=0, say=str)
+    adapt_module.default_model_for_lab("mouse", lab, FEATURES[:3], reference, seed=0, say=str)
     assert fitted == [1, 1]  # another feature set

@@ -1,14 +1,14 @@
-"""A lab model: the reference model adapted to one lab's cells (`ephys2tx adapt`).
+"""A lab model: the default model adapted to one lab's cells (`ephys2tx adapt`).
 
 Another lab measures the same features with another rig, protocol and extractor, so each
 feature is shifted and scaled (resting potential by the junction potential, widths by the
-definition), and the lab's class mix is its own. A lab model is the reference model behind
+definition), and the lab's class mix is its own. A lab model is the default model behind
 a per-feature affine map from the lab's values to the reference's (`FeatureShift`):
 
 - **without labels** the map is anchored on classes, not on the batch as a whole: the
   reference calls the lab's cells, the confident calls (top probability at least
   `ANCHOR_PROBABILITY`, and not flagged `not_interneuron`) of each class are matched to the
-  reference cells of that class (median and IQR per class, pooled over classes), and the
+  training cells of that class (median and IQR per class, pooled over classes), and the
   calls are made again through the new map, `ALIGN_ITERATIONS` times. Matching the batch's
   own median and IQR instead confuses a different class mix, or excitatory cells, with a
   shift of the features.
@@ -43,10 +43,10 @@ from sklearn.model_selection import GroupKFold, StratifiedKFold
 from ..datasets.cells import usable_features
 from ..datasets.crosswalk import OWN_PREFIX
 from ..errors import Ephys2txError
-from .calibration import Temperature
-from .conformal import MondrianConformal
+from ..trust.conformal import MondrianConformal
+from ..trust.temperature import Temperature
 from .forest import make_forest
-from .reference import HierarchicalClassifier, _aligned, rescale_subclass
+from .hierarchy import HierarchicalClassifier, _aligned, rescale_subclass
 
 ANCHOR_PROBABILITY = 0.7
 ALIGN_ITERATIONS = 5
@@ -239,7 +239,7 @@ class _Replace:
 
 
 class LabModel(ClassifierMixin, BaseEstimator):
-    """The reference model seen through a lab's `FeatureShift`; with `subclass_estimator`
+    """The default model seen through a lab's `FeatureShift`; with `subclass_estimator`
     (fitted on reference + lab cells, in reference terms) P(subclass) is that estimator's,
     or with `stack_estimator` (fitted on the lab's `stack_columns` and the adapted
     reference's P(subclass)) the stack's, temperature-scaled by `subclass_temperature`;
@@ -401,7 +401,7 @@ def _lab_calibration(
 def fit_lab_model(
     reference: HierarchicalClassifier,
     reference_calibration: dict[str, MondrianConformal],
-    reference_cells: pd.DataFrame,
+    default_training_cells: pd.DataFrame,
     reference_label: str,
     lab: pd.DataFrame,
     lab_labels: pd.Series | None = None,
@@ -410,13 +410,13 @@ def fit_lab_model(
     method: str = "anchored",
     seed: int = 0,
 ) -> LabFit:
-    """Adapt a fitted reference model to a lab's cells (features in the lab's terms).
+    """Adapt a fitted default model to a lab's cells (features in the lab's terms).
 
     `lab_labels`: subclass per lab cell (NaN: unlabelled); none labelled means the
     unlabelled method. `eligible`: cells that may anchor the map (not `not_interneuron`)."""
     features = [f for f in reference.feature_names_in_ if f in lab.columns]
     classes = list(reference.subclasses_)
-    ref_y = reference_cells[reference_label].to_numpy(dtype=object)
+    ref_y = default_training_cells[reference_label].to_numpy(dtype=object)
     labelled = np.zeros(len(lab), bool)
     if lab_labels is not None:
         labelled = lab_labels.notna().to_numpy()
@@ -435,7 +435,7 @@ def fit_lab_model(
             ].to_numpy()
 
         shift = align_unlabelled(
-            subclass_proba, lab, reference_cells, ref_y, classes, features, eligible, method
+            subclass_proba, lab, default_training_cells, ref_y, classes, features, eligible, method
         )
         details = {"method": f"unlabelled, {method}", "lab_cells": int(len(lab))}
         return LabFit(LabModel(reference, shift), dict(reference_calibration), details)
@@ -448,7 +448,9 @@ def fit_lab_model(
     adapted = np.zeros((len(y), len(classes)))  # the adapted reference alone, out of fold
     stacked = np.zeros((len(y), len(classes)))
     for train, test in folds:
-        shift = class_anchored_shift(cells.iloc[train], y[train], reference_cells, ref_y, features)
+        shift = class_anchored_shift(
+            cells.iloc[train], y[train], default_training_cells, ref_y, features
+        )
         adapted_model = LabModel(reference, shift)
         adapted[test] = adapted_model.subclass_proba(cells.iloc[test])
         stack = _stack_forest(
@@ -459,7 +461,7 @@ def fit_lab_model(
         stacked[test] = _aligned(stack.predict_proba(stack_X), stack.classes_, classes)
         for w in LAB_WEIGHTS:
             forest = _lab_forest(
-                reference_cells, ref_y, shift.to_reference(cells.iloc[train]), y[train], w,
+                default_training_cells, ref_y, shift.to_reference(cells.iloc[train]), y[train], w,
                 features, seed,
             )  # fmt: skip
             test_X = shift.to_reference(cells.iloc[test])[features]
@@ -471,7 +473,7 @@ def fit_lab_model(
     scores = {k: f1_score(y, names[p.argmax(axis=1)], average="macro") for k, p in mixed.items()}
     order = {k: i for i, k in enumerate(mixed)}
     chosen = max(mixed, key=lambda k: (round(scores[k], 6), -order[k]))
-    shift = class_anchored_shift(cells, y, reference_cells, ref_y, features)
+    shift = class_anchored_shift(cells, y, default_training_cells, ref_y, features)
     temperature = Temperature.fit(mixed[chosen], y, classes)
     scaled = temperature.apply(mixed[chosen])
     calibration = dict(reference_calibration)
@@ -488,7 +490,7 @@ def fit_lab_model(
     else:
         weight, mix = chosen
         forest = _lab_forest(
-            reference_cells, ref_y, shift.to_reference(cells), y, weight, features, seed
+            default_training_cells, ref_y, shift.to_reference(cells), y, weight, features, seed
         )
         model = LabModel(reference, shift, forest, temperature.temperature, mix)
     label = {k: STACK if k == STACK else f"weight {k[0]:g}, mix {k[1]:g}" for k in mixed}

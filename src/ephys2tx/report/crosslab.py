@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 from ..files import atomic_write  # noqa: E402
 
 ROW_NAMES = {
-    "a": "(a) reference as is",
+    "a": "(a) the Allen model as is",
     "b": "(b) adapted, no labels",
     "c10": "(c) 10% of mice labelled",
     "c25": "(c) 25% of mice labelled",
