@@ -111,10 +111,11 @@ def test_labelled_lab_model_uses_the_labs_own_column(world):
 def test_in_domain_ceiling_is_nested_and_out_of_fold(world):
     _, _, lab = world
     columns = [*FEATURES, OWN_PREFIX + "Burstiness"]
-    models = ("logreg", "svc")  # the fast ones of CEILING_MODELS
+    models = ("logreg", "svc", ("small forest", forest(20)))  # a (name, estimator) pair too
     calls, chosen, each = in_domain_ceiling(lab, columns, "label5", seed=0, models=models)
-    assert len(calls) == len(lab) and len(chosen) == 5 and set(chosen) <= set(models)
-    assert set(each) == set(models)
+    names = {"logreg", "svc", "small forest"}
+    assert len(calls) == len(lab) and len(chosen) == 5 and set(chosen) <= names
+    assert set(each) == names
     assert (calls == lab["label5"].to_numpy()).mean() > 0.85
     shared_only, _, _ = in_domain_ceiling(lab, FEATURES, "label5", seed=0, models=("logreg",))
     assert (shared_only == lab["label5"].to_numpy()).mean() < 0.75  # the data's own ceiling
