@@ -243,7 +243,7 @@ def test_adapt_and_predict_commands(world, tmp_path, monkeypatch):
 
     reference, fit, lab = world
     monkeypatch.setattr(adapt_module, "default_training_cells", lambda *a, **k: reference)
-    monkeypatch.setattr(adapt_module, "fit_default_model_on", lambda *a, **k: fit)
+    monkeypatch.setattr(adapt_module, "default_model_for_lab", lambda *a, **k: fit)
     monkeypatch.setattr(adapt_module, "data_checksums", lambda *a, **k: {})
     monkeypatch.setattr(adapt_module, "other_species_cells", lambda *a, **k: {})
     exc = lab[lab["cell_class"] == "excitatory"]

@@ -27,7 +27,13 @@ from .datasets.cells import (
 from .datasets.fetch import data_path, resolve_data_dir
 from .datasets.labels import DEFAULT_LABEL
 from .datasets.sources import DATA_FILES
-from .datasets.taxonomy import HOMOLOGY_FILE, build_taxonomy, homology_links, read_homology
+from .datasets.taxonomy import (
+    HOMOLOGY_FILE,
+    Taxonomy,
+    build_taxonomy,
+    homology_links,
+    read_homology,
+)
 from .errors import Ephys2txError
 from .evaluation.hierarchy import HierarchyEvaluation, evaluate_hierarchy, t_type_confusion
 from .evaluation.splits import DonorKFold, donor_kfold
@@ -44,9 +50,10 @@ from .models.hierarchy import (
 )
 from .models.mapping import card_features, hierarchical_card
 from .models.members import boosting, forest, logistic, slow_boosting, small_tree_boosting, svc
-from .models.trusted import CALIBRATION_FOLDS, check_trainable, fit_trust, save_trained
+from .models.trusted import CALIBRATION_FOLDS, check_trainable, fit_trust, load_trust, save_trained
 from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
 from .threads import limit
+from .trust.calibrate import Calibration
 from .trust.interneuron import m1_detector
 from .version import __version__
 
@@ -203,6 +210,25 @@ def fit_default_model_on(
             cells, species, features, donor_kfold(CALIBRATION_FOLDS, seed),
             DEFAULT_SETTINGS[species], seed, n_jobs,
         )  # fmt: skip
+
+
+def fit_from_model_dir(model_dir: Path, n_cells: int, seed: int = 0) -> HierarchyFit | None:
+    """A cached default model directory as the `HierarchyFit` it was saved from (model,
+    taxonomy, per-level calibration, temperature, out-of-fold top probabilities), or None
+    when it lacks any of them, or was fitted with another seed or on another number of
+    cells than `n_cells`: then the caller fits one itself."""
+    model, card = load_model(model_dir)
+    tree = card.hierarchy
+    if tree is None or card.n_train_cells != n_cells or card.provenance.seed != seed:
+        return None
+    levels = {"subclass": list(model.subclasses_), "t_type": list(model.taxonomy.leaves)}
+    trust = load_trust(model_dir, levels)
+    top = trust.top_probability
+    if not trust.calibrated or top is None or len(top) != n_cells:
+        return None
+    calibrated = Calibration(trust.conformal, trust.temperature, top, {})
+    taxonomy = Taxonomy.from_dict(tree.taxonomy)
+    return HierarchyFit(model, taxonomy, list(card.features), calibrated, tree.oof_macro_f1)
 
 
 def save_default_model(

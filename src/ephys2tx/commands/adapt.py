@@ -50,7 +50,8 @@ def adapt_cmd(
 
     Without labels the lab's cells are an unlabelled target: each feature is mapped onto
     the reference by the confident calls of each class. With labels the lab's labelled cells
-    join training and the conformal sets are recalibrated on them."""
+    join training (with the reference cells, or alone on all of the lab's own columns) and
+    the conformal sets are recalibrated on them."""
     import pandas as pd
 
     from ..adapt import adapt_to_lab, label_column, save_lab_model
@@ -74,7 +75,8 @@ def adapt_cmd(
         n = int(lab_labels.notna().sum())
         grouped = f"grouped by `{donor_column}`" if donors is not None else "not grouped by donor"
         console.print(
-            f"{n} labelled lab cells join training; sets recalibrated on them ({grouped})"
+            f"{n} labelled lab cells join training (with the reference cells, or alone on "
+            f"all the lab's columns: chosen on their folds); sets recalibrated on them ({grouped})"
         )
     else:
         console.print(f"no labels: {len(lab)} lab cells are an unlabelled target")

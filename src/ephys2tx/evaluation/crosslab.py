@@ -6,9 +6,13 @@ Rows, all scored on the lab's GABAergic cells (5-class subclass):
 - `a`: the default model on the lab's features, as it is (through the crosswalk);
 - `b`: adapted without labels; the alignment method is chosen per fold of mice on the
   *other* folds' cells (nested; `selection`), so no scored cell chooses its own method;
-- `c<share>`: the labelled cells of `share` of the lab's mice join training, scored on
-  the other mice, over `draws` draws of mice;
-- `d`: the in-domain ceiling, a forest on the lab's cells alone, folds grouped by mouse.
+- `c<share>`: adapted with the labelled cells of `share` of the lab's mice
+  (`fit_lab_model`: joint training or the stack on the lab's own columns, chosen by the
+  labelled mice's own folds), scored on the other mice, over `draws` draws of mice;
+- `d`: the in-domain ceiling on the shared features, `d-all` on all of the lab's own
+  columns: the lab's cells alone, folds grouped by mouse, over `draws` shuffles of the
+  mice; the classifier is chosen per outer fold among `CEILING_MODELS` by inner folds of
+  the other mice (nested), so the ceiling is not one classifier's.
 The `not_interneuron` detector is fitted for each fold of mice on the other mice's cells
 (plus the training cells), so a scored cell never trained it.
 """
@@ -21,10 +25,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, recall_score, roc_auc_score
-from sklearn.model_selection import GroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import PowerTransformer
+from sklearn.svm import SVC
 
 from ..datasets.labels import DEFAULT_LABEL
+from ..errors import Ephys2txError
+from ..models.ensemble import seeded
 from ..models.forest import make_forest
 from ..models.hierarchy import HierarchyFit, novelty_weights
 from ..models.lab import (
@@ -34,8 +46,10 @@ from ..models.lab import (
     LabModel,
     align_unlabelled,
     fit_lab_model,
+    own_columns,
 )
 from ..models.mapping import hierarchical_card, predict_mapping
+from ..models.members import slow_boosting
 from ..models.trusted import fit_training_summary, trust_table
 from ..schema import FLAG_SEPARATOR, SET_SEPARATOR, split_joined
 from ..trust.interneuron import LAB_SHIFT, NOT_INTERNEURON, BatchShift, m1_detector
@@ -43,6 +57,10 @@ from ..trust.interneuron import LAB_SHIFT, NOT_INTERNEURON, BatchShift, m1_detec
 LAB_FRACTIONS = (0.1, 0.25)
 LAB_DRAWS = 5
 MOUSE_FOLDS = 5
+# The ceiling's candidates (`ceiling_model`), chosen per outer fold of mice by
+# CEILING_INNER_FOLDS inner folds of the other mice.
+CEILING_MODELS = ("rf", "hgb", "logreg", "svc")
+CEILING_INNER_FOLDS = 4
 
 
 @dataclass
@@ -69,6 +87,72 @@ def mouse_folds(donors: pd.Series, n_folds: int = MOUSE_FOLDS, seed: int = 0) ->
     order = rng.permutation(len(mice))
     fold_of = {mice[i]: k % n_folds for k, i in enumerate(order)}
     return donors.astype(str).map(fold_of).to_numpy()
+
+
+def ceiling_model(kind: str | tuple[str, BaseEstimator], seed: int = 0) -> BaseEstimator:
+    """A class-balanced candidate of the in-domain ceiling, seeded: `rf` the lab forest,
+    `hgb` gradient boosting (`members.slow_boosting`), `logreg` / `svc` logistic regression /
+    an RBF SVM on median-imputed, Yeo-Johnson-transformed inputs (the lab's features are
+    skewed: resistances, currents, rates); or a (name, estimator) pair given by the caller
+    (the benchmark adds the default model's own subclass average)."""
+    if isinstance(kind, tuple):
+        return seeded(kind[1], seed, 1)
+    if kind == "rf":
+        return make_forest(seed, n_estimators=LAB_FOREST_TREES, n_jobs=1)
+    if kind == "hgb":
+        return seeded(slow_boosting(), seed, 1)
+    transform = [SimpleImputer(strategy="median"), PowerTransformer()]
+    if kind == "logreg":
+        return make_pipeline(*transform, LogisticRegression(class_weight="balanced", max_iter=5000))
+    if kind == "svc":
+        return make_pipeline(*transform, SVC(class_weight="balanced", random_state=seed))
+    raise Ephys2txError(
+        f"unknown ceiling model {kind!r}; choose from {', '.join(CEILING_MODELS)} or give "
+        "a (name, estimator) pair"
+    )
+
+
+def _name(kind: str | tuple[str, BaseEstimator]) -> str:
+    return kind[0] if isinstance(kind, tuple) else kind
+
+
+def _fold_calls(kind, X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, seed: int):
+    pred = np.empty(len(y), dtype=object)
+    for k in np.unique(folds):
+        test = folds == k
+        model = ceiling_model(kind, seed).fit(X[~test], y[~test])
+        pred[test] = model.predict(X[test])
+    return pred
+
+
+def in_domain_ceiling(
+    cells: pd.DataFrame, columns: list[str], label: str, seed: int = 0,
+    models: tuple = CEILING_MODELS,
+) -> tuple[np.ndarray, list[str], dict[str, np.ndarray]]:  # fmt: skip
+    """Out-of-fold calls of the lab's own labelled `cells` on `columns` (folds of mice,
+    `mouse_folds` with `seed`), the classifier chosen per outer fold by the macro-F1 of
+    inner folds of the other mice. Returns the calls, the choice per fold, and each
+    candidate's own out-of-fold calls (for the record). `models`: names of `ceiling_model`
+    or (name, estimator) pairs."""
+    cells = cells.reset_index(drop=True)
+    X = cells[columns].astype(float)
+    y = cells[label].astype(str).to_numpy()
+    donors = cells["donor"].astype(str)
+    folds = mouse_folds(donors, MOUSE_FOLDS, seed)
+    each = {_name(kind): _fold_calls(kind, X, y, folds, seed) for kind in models}
+    calls, chosen = np.empty(len(y), dtype=object), []
+    for k in range(MOUSE_FOLDS):
+        train = np.flatnonzero(folds != k)
+        inner = mouse_folds(donors.iloc[train].reset_index(drop=True), CEILING_INNER_FOLDS, seed)
+        Xi, yi = X.iloc[train].reset_index(drop=True), y[train]
+        score = {
+            _name(kind): f1_score(yi, _fold_calls(kind, Xi, yi, inner, seed), average="macro")
+            for kind in models
+        }  # fmt: skip
+        best = max(score, key=lambda m: round(score[m], 6))  # ties: the first listed
+        chosen.append(best)
+        calls[folds == k] = each[best][folds == k]  # the same fit as the candidate's own
+    return calls, chosen, each
 
 
 def _calls(
@@ -138,6 +222,11 @@ def score_calls(
     }
     recall = recall_score(y, pred, labels=classes, average=None, zero_division=0)
     out.update({f"recall_{c}": r for c, r in zip(classes, recall, strict=True)})
+    per_class = f1_score(y, pred, labels=classes, average=None, zero_division=0)
+    rarest = pd.Series(y).value_counts().reindex(classes, fill_value=0).idxmin()
+    # what the rarest class (M1: Sncg, 13 cells) does to macro-F1: the macro without it
+    out["macro_f1_without_rarest"] = float(np.delete(per_class, classes.index(rarest)).mean())
+    out["f1_rarest"] = float(per_class[classes.index(rarest)])
     if "subclass_set" in calls and calls["subclass_set"].astype(bool).any():
         sets = [split_joined(s, SET_SEPARATOR) for s in calls["subclass_set"].to_numpy()[gaba]]
         out["coverage"] = float(np.mean([t in s for t, s in zip(y, sets, strict=True)]))
@@ -187,6 +276,8 @@ def crosslab_benchmark(
     draws: int = LAB_DRAWS,
     seed: int = 0,
     say: Callable[[str], None] = print,
+    n_jobs: int = 1,
+    ceiling_models: tuple = CEILING_MODELS,
 ) -> CrossLabResult:
     """Every row on `lab` (a cell table with `cell_class`, `label5`, `t_type`, `donor`),
     given the training cells and the reference fitted on the lab's features (`fit`)."""
@@ -289,15 +380,29 @@ def crosslab_benchmark(
             record(f"c{int(round(share * 100))}", draw, calls, scored, rest)
             rows[-1]["lab_weight"] = lab_fit.details["lab_weight"]
             rows[-1]["reference_mix"] = lab_fit.details["reference_mix"]
-    # (d) the in-domain ceiling: the lab alone, folds grouped by mouse
+            rows[-1]["subclass_model"] = lab_fit.details["subclass_model"]
+    # (d) the in-domain ceilings: the lab alone, folds grouped by mouse, nested choice
     g = lab[gaba].reset_index(drop=True)
-    pred = np.empty(len(g), dtype=object)
-    for train, test in GroupKFold(MOUSE_FOLDS).split(g, groups=g["donor"]):
-        forest = make_forest(seed, n_estimators=LAB_FOREST_TREES, n_jobs=1)
-        forest.fit(g.loc[train, features], g.loc[train, label].astype(str))
-        pred[test] = forest.predict(g.loc[test, features])
-    calls_d = pd.DataFrame({"subclass": pred})
-    record("d", 0, calls_d, g, np.flatnonzero(gaba))
+    own = own_columns(g)
+    notes["ceiling_choice"], notes["ceiling_each"] = {}, {}
+    tasks = [
+        (row, columns, draw)
+        for row, columns in (("d", features), ("d-all", own)) if columns
+        for draw in range(draws)
+    ]  # fmt: skip
+    # independent fits: side by side as threads (`n_jobs`), each on one thread
+    ceilings = Parallel(n_jobs=n_jobs, prefer="threads")(
+        delayed(in_domain_ceiling)(g, columns, label, seed + draw, ceiling_models)
+        for _, columns, draw in tasks
+    )
+    for (row, _, draw), (calls, chosen, each) in zip(tasks, ceilings, strict=True):
+        record(row, draw, pd.DataFrame({"subclass": calls}), g, np.flatnonzero(gaba))
+        notes["ceiling_choice"][f"{row} draw {draw}"] = chosen
+        notes["ceiling_each"][f"{row} draw {draw}"] = {
+            kind: round(f1_score(g[label].astype(str), c, average="macro"), 4)
+            for kind, c in each.items()
+        }  # fmt: skip
+    notes["own_columns"] = len(own)
     notes["seconds"] = round(time.perf_counter() - start, 1)
     scores = pd.DataFrame(rows)
     return CrossLabResult(scores, selection, candidates, cells_out, notes)

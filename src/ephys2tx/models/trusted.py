@@ -156,6 +156,9 @@ class Trust:
     temperature: Temperature | None = None
     folds: int | None = None  # donor-grouped calibration folds
     seed: int = 0
+    # each training cell's out-of-fold top probability (first level, temperature applied),
+    # kept so that a saved fit can be reused (`default_model.fit_from_model_dir`)
+    top_probability: np.ndarray | None = None
 
     @property
     def calibrated(self) -> bool:
@@ -194,7 +197,10 @@ def fit_trust(
         summary.batch_shift = BatchShift.fit(cells, features, donors, cells[shift_label].to_numpy())
     if calibration is None:
         return Trust(summary, seed=seed)
-    return Trust(summary, calibration.conformal, calibration.temperature, folds, seed)
+    return Trust(
+        summary, calibration.conformal, calibration.temperature, folds, seed,
+        calibration.top_probability,
+    )  # fmt: skip
 
 
 def fit_flat_trust(
@@ -258,6 +264,9 @@ def write_trust(folder: Path, trust: Trust, card: ModelCard) -> None:
             "temperature_in_estimator": card.kind == HIERARCHICAL,
             "folds": trust.folds,
             "seed": trust.seed,
+            "top_probability": None
+            if trust.top_probability is None
+            else [float(p) for p in trust.top_probability],
             "version": __version__,
         }
         atomic_write_text(folder / CALIBRATION_FILE, json.dumps(payload))
@@ -298,34 +307,38 @@ def write_training_summary(folder: Path, summary: TrainingSummary) -> None:
         write_skops(folder / INTERNEURON_FILE, summary.interneuron)
 
 
-def load_calibration(model_dir: Path) -> tuple[dict[str, MondrianConformal], Temperature | None]:
-    """The stored per-level conformal scores and temperature ({} and None: uncalibrated)."""
+def load_calibration(model_dir: Path) -> Trust:
+    """The stored per-level conformal scores, temperature and out-of-fold top probabilities
+    (without the training summary; {} and None: uncalibrated)."""
     path = model_dir / CALIBRATION_FILE
     if not path.is_file():
-        return {}, None
+        return Trust(None)
     try:
         stored = json.loads(path.read_text())
         conformal = {
             str(level): MondrianConformal.from_dict(c) for level, c in stored["levels"].items()
         }
         temperature = Temperature(float(stored["temperature"]))
+        top = stored.get("top_probability")
+        top = np.asarray(top, float) if top is not None else None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise Ephys2txError(f"{path} is damaged ({exc}); {RETRAIN}") from exc
-    return conformal, temperature
+    return Trust(None, conformal, temperature, stored.get("folds"), stored.get("seed", 0), top)
 
 
 def load_trust(model_dir: str | Path, classes: dict[str, list[str]]) -> Trust:
     """The stored trust of a model directory; `classes` are the estimator's classes per
     level, which the stored calibration must match (else it belongs to another model)."""
     model_dir = Path(model_dir)
-    conformal, temperature = load_calibration(model_dir)
-    for level, c in conformal.items():
+    trust = load_calibration(model_dir)
+    for level, c in trust.conformal.items():
         if level not in classes or sorted(c.classes) != sorted(classes[level]):
             raise Ephys2txError(
                 f"{model_dir / CALIBRATION_FILE} belongs to another model (level {level!r}, "
                 f"classes {c.classes}); {RETRAIN}"
             )
-    return Trust(load_training_summary(model_dir), conformal, temperature)
+    trust.summary = load_training_summary(model_dir)
+    return trust
 
 
 def load_training_summary(model_dir: Path) -> TrainingSummary | None:

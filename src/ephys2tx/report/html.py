@@ -301,7 +301,8 @@ def _crosslab_section(run: CrossLabRun, figures: Path) -> str:
     """Another lab's cells: the cross-lab benchmark's rows (`study/crosslab.py`)."""
     names = {"a": "(a) the Allen model as it is", "b": "(b) adapted, no labels",
              "c25": "(c) 25% of the mice labelled, scored on the others",
-             "d": "(d) M1 alone, 5 folds grouped by mouse (ceiling)"}  # fmt: skip
+             "d": "(d) M1 alone, shared features, 5 folds grouped by mouse (ceiling)",
+             "d-all": "(d) M1 alone, all its own features (ceiling)"}  # fmt: skip
     keys = [("macro_f1", "macro-F1"), ("accuracy", "accuracy"), ("coverage", "coverage"),
             ("set_size", "set size"), ("confident", "confident"),
             ("confident_accuracy", "confident right"), ("t_type_accuracy", "t-type accuracy"),

@@ -13,8 +13,15 @@ from ..datasets.cells import other_species_cells
 from ..datasets.fetch import resolve_data_dir
 from ..datasets.scala2021 import m1_cells
 from ..default_model import DEFAULT_SETTINGS, default_training_cells, fit_default_model_on
-from ..evaluation.crosslab import LAB_DRAWS, LAB_FRACTIONS, CrossLabResult, crosslab_benchmark
+from ..evaluation.crosslab import (
+    CEILING_MODELS,
+    LAB_DRAWS,
+    LAB_FRACTIONS,
+    CrossLabResult,
+    crosslab_benchmark,
+)
 from ..files import atomic_write
+from ..models.ensemble import soft_vote
 from ..models.lab import lab_features
 from ..report.crosslab import ROW_NAMES, crosslab_png
 from ..version import __version__
@@ -69,8 +76,10 @@ def run_crosslab(
     lab["t_type"] = lab["t_type"].where(lab["t_type"].isin(known))
     other = other_species_cells(SPECIES, data_dir, mirror)
     result = crosslab_benchmark(
-        reference, fit, lab, SPECIES, other, 0.1, fractions, draws, seed, say=say
-    )
+        reference, fit, lab, SPECIES, other, 0.1, fractions, draws, seed, say=say, n_jobs=n_jobs,
+        ceiling_models=(("default model", soft_vote(DEFAULT_SETTINGS[SPECIES].subclass)),
+                        *CEILING_MODELS),
+    )  # fmt: skip
     result.notes["crosswalk"] = summary
     return result
 
@@ -79,7 +88,8 @@ def table_lines(result: CrossLabResult) -> list[str]:
     """The benchmark's table as Markdown lines (mean, sd over draws where there are draws)."""
     summary = result.summary()
     columns = [
-        ("macro_f1", "macro-F1"), ("accuracy", "accuracy"), ("coverage", "coverage"),
+        ("macro_f1", "macro-F1"), ("macro_f1_without_rarest", "macro-F1 w/o Sncg"),
+        ("f1_rarest", "Sncg F1"), ("accuracy", "accuracy"), ("coverage", "coverage"),
         ("set_size", "set size"), ("confident", "confident"),
         ("confident_accuracy", "confident right"), ("confident_but_shift", "conf. w/o lab_shift"),
         ("confident_but_shift_accuracy", "its accuracy"), ("t_type_accuracy", "t-type acc."),

@@ -50,7 +50,8 @@ class Calibration:
     conformal: dict[str, MondrianConformal]
     temperature: Temperature
     top_probability: np.ndarray
-    scaled: dict[str, np.ndarray]  # the out-of-fold probabilities, temperature applied
+    # the out-of-fold probabilities, temperature applied ({} for a fit read back from disk)
+    scaled: dict[str, np.ndarray]
 
 
 def calibrate(oof: OutOfFold, scaling: bool = True) -> Calibration:
