@@ -45,9 +45,9 @@ def case(human_cells):
     cells = human_cells[human_cells["label"].notna()].reset_index(drop=True)
     features = usable_features(cells)
     held = sorted(cells["donor"].unique())[:5]
-    reference = cells[~cells["donor"].isin(held)].reset_index(drop=True)
+    training = cells[~cells["donor"].isin(held)].reset_index(drop=True)
     new = cells[cells["donor"].isin(held)].head(8).reset_index(drop=True)
-    forest = make_forest(0, n_estimators=60, n_jobs=1).fit(reference[features], reference["label"])
+    forest = make_forest(0, n_estimators=60, n_jobs=1).fit(training[features], training["label"])
     proba = forest.predict_proba(new[features])
     pred = pd.DataFrame({"specimen_id": new["specimen_id"].to_numpy()})
     pred["predicted"] = forest.classes_[proba.argmax(axis=1)]
@@ -58,13 +58,13 @@ def case(human_cells):
     pred["confident"] = False
     pred["novelty"] = np.linspace(0, 1, len(new))
     pred["flags"] = [";".join(FLAG_CODES)] + [""] * (len(new) - 1)
-    ref = reference[features].to_numpy(float)
+    ref = training[features].to_numpy(float)
     distances = nan_euclidean_distances(new[features].to_numpy(float), ref)
     indices = np.argsort(distances, axis=1)[:, :5]
     return {
         "forest": forest,
         "features": features,
-        "reference": reference,
+        "training": training,
         "new": new,
         "pred": pred,
         "proba": proba,
@@ -80,7 +80,7 @@ def cards(case):
         case["pred"],
         case["new"],
         case["features"],
-        case["reference"],
+        case["training"],
         "label",
         case["indices"],
         case["distances"],
@@ -101,7 +101,7 @@ def test_cards_carry_the_predictions(case, cards):
 
 
 def test_cards_compare_measured_features_with_the_two_classes(case, cards):
-    reference = case["reference"]
+    training = case["training"]
     for card in cards:
         assert 0 < len(card.comparisons) <= 6
         scores = [c.separation for c in card.comparisons]
@@ -110,7 +110,7 @@ def test_cards_compare_measured_features_with_the_two_classes(case, cards):
             assert np.isfinite(card.features[comp.name]) and comp.value == card.features[comp.name]
             assert set(comp.by_class) == {card.predicted, card.runner_up}
             for cls, values in comp.by_class.items():
-                expected = reference.loc[reference["label"] == cls, comp.name].dropna()
+                expected = training.loc[training["label"] == cls, comp.name].dropna()
                 assert np.array_equal(values, expected.to_numpy(float))
         # the separation is |2 AUROC - 1| between the two classes' training cells
         top = card.comparisons[0]
@@ -123,21 +123,21 @@ def test_a_feature_the_cell_lacks_is_never_shown(case, cards):
     new = case["new"].copy()
     dropped = cards[0].comparisons[0].name
     new.loc[0, dropped] = np.nan
-    again = build_cards(case["pred"], new, case["features"], case["reference"], "label")
+    again = build_cards(case["pred"], new, case["features"], case["training"], "label")
     assert dropped not in [c.name for c in again[0].comparisons]
     assert again[0].neighbours is None  # no neighbour search given
     new.loc[1, case["features"]] = np.nan  # nothing measured: probabilities, no features
-    blank = build_cards(case["pred"], new, case["features"], case["reference"], "label")[1]
+    blank = build_cards(case["pred"], new, case["features"], case["training"], "label")[1]
     assert blank.n_measured == 0 and blank.comparisons == []
     assert "none of the model's features is measured" in render_card(blank, 1)
 
 
 def test_neighbours_are_the_reference_rows(case, cards):
-    reference = case["reference"]
+    training = case["training"]
     for card, idx, dist in zip(cards, case["indices"], case["distances"], strict=True):
         assert len(card.neighbours) == 5
         for n, i, d in zip(card.neighbours, idx, dist, strict=True):
-            row = reference.iloc[i]
+            row = training.iloc[i]
             assert (n.specimen_id, n.donor, n.t_type, n.subclass) == (
                 str(row["specimen_id"]),
                 row["donor"],
@@ -195,7 +195,7 @@ def test_page_has_one_card_per_cell_and_the_flag_sentences(tmp_path, cards):
 
 def test_page_says_what_is_not_available(tmp_path, case):
     plain = case["pred"][["specimen_id", "predicted", *[f"p_{c}" for c in case["classes"]]]]
-    cards = build_cards(plain, case["new"], case["features"], case["reference"], "label")
+    cards = build_cards(plain, case["new"], case["features"], case["training"], "label")
     _, page = _page(tmp_path, cards)
     banner = re.search(r"<div class='banner'>(.*?)</div>", page).group(1)
     for part in ("prediction sets", "flags", "novelty", "nearest training cells"):
@@ -237,7 +237,7 @@ def test_cell_report_in_headless_chromium(tmp_path, case, cards):
         case["pred"].head(1),
         case["new"].head(1),
         case["features"],
-        case["reference"],
+        case["training"],
         "label",
         sweeps={0: key_sweeps(read_recording(FSI))},
     )
@@ -287,19 +287,19 @@ def test_predict_report_on_a_real_recording(tmp_path, case):
     from ephys2tx.models.trusted import Trust, fit_training_summary, save_trained
     from ephys2tx.trust.calibrate import OutOfFold, calibrate
 
-    reference, features, forest = case["reference"], case["features"], case["forest"]
+    training, features, forest = case["training"], case["features"], case["forest"]
     model = tmp_path / "model"
     # calibration and training summary as `train` stores them, without the species fingerprint
     unfitted = make_forest(0, n_estimators=60, n_jobs=1)
-    y, donors = reference["label"].to_numpy(), reference["donor"].to_numpy()
+    y, donors = training["label"].to_numpy(), training["donor"].to_numpy()
     calibration = calibrate(
-        OutOfFold.flat(unfitted, reference[features], y, donors, donor_kfold(5, 0), "label")
+        OutOfFold.flat(unfitted, training[features], y, donors, donor_kfold(5, 0), "label")
     )
     trust = Trust(
-        fit_training_summary(reference, features, "human"), calibration.conformal,
+        fit_training_summary(training, features, "human"), calibration.conformal,
         calibration.temperature,
     )  # fmt: skip
-    card = card_for(forest, "rf-raw", "human", "label", len(reference))
+    card = card_for(forest, "rf-raw", "human", "label", len(training))
     save_trained(model, forest, card, trust)
     report = tmp_path / "out" / "cells.html"
     done = run_cli_in_process(
@@ -328,10 +328,10 @@ def test_an_uncalibrated_model_leaves_its_columns_out(case, tmp_path):
     from ephys2tx.models.forest import make_forest
     from ephys2tx.predictor import load_model
 
-    reference, features = case["reference"], case["features"]
-    forest = make_forest(0, n_estimators=10, n_jobs=1).fit(reference[features], reference["label"])
+    training, features = case["training"], case["features"]
+    forest = make_forest(0, n_estimators=10, n_jobs=1).fit(training[features], training["label"])
     save_model(
-        tmp_path / "bare", forest, card_for(forest, "rf-raw", "human", "label", len(reference))
+        tmp_path / "bare", forest, card_for(forest, "rf-raw", "human", "label", len(training))
     )
     bare = load_model(tmp_path / "bare")  # no calibration, no training summary stored
     run = bare.run(case["new"])

@@ -52,7 +52,7 @@ def trained(tmp_path_factory, human_cells, mouse_cells):
                 cache[kind, species] = m.train_transfer(out, human_cells, mouse_cells)
             else:
                 train = {"forest": m.train_forest, "bilstm": m.train_bilstm,
-                         "reference": m.train_default_model}[kind]  # fmt: skip
+                         "hierarchical": m.train_default_model}[kind]  # fmt: skip
                 cache[kind, species] = train(out, cells[species], species)
         return cache[kind, species]
 
@@ -134,7 +134,7 @@ def run_properties(model_dir, cells: pd.DataFrame, alpha: float, levels: bool) -
 
 
 @pytest.mark.parametrize("species", ["human", "mouse"])
-@pytest.mark.parametrize("kind", ["forest", "reference"])
+@pytest.mark.parametrize("kind", ["forest", "hierarchical"])
 def test_prediction_tables_keep_their_invariants(trained, kind, species, human_cells,
                                                  mouse_cells):  # fmt: skip
     cells = {"human": human_cells, "mouse": mouse_cells}[species]
@@ -143,7 +143,7 @@ def test_prediction_tables_keep_their_invariants(trained, kind, species, human_c
     @FAST
     @given(table=cell_tables(cells), alpha=st.sampled_from(ALPHAS))
     def check(table, alpha):
-        run_properties(model_dir, table, alpha, levels=kind == "reference")
+        run_properties(model_dir, table, alpha, levels=kind == "hierarchical")
 
     check()
 
@@ -176,7 +176,7 @@ def test_mouse_bilstm_keeps_the_invariants(trained, mouse_cells):
 def test_the_whole_public_tables_keep_the_rule(trained, human_cells, mouse_cells):
     """Every cell of both public tables, every alpha, forest and default model."""
     for species, cells in (("human", human_cells), ("mouse", mouse_cells)):
-        for kind in ("forest", "reference"):
+        for kind in ("forest", "hierarchical"):
             model_dir = trained(kind, species)
             for alpha in ALPHAS:
                 table = m.predict(model_dir, cells, alpha)
