@@ -17,6 +17,39 @@ SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
 RECORDINGS = SHARED_DATA / "recordings"
 
 
+# --- parallel runs: `make test` runs `pytest -n 2 --dist loadgroup` (pytest-xdist) ----------
+# The session fixtures that train a model: every test that uses one runs on the same worker,
+# so that each is trained once per run, not once per worker.
+SHARED_MODEL_FIXTURES = frozenset({"human_forest", "light_default_models"})
+SHARED_MODEL_GROUP = "shared-models"
+SLOW_WEIGHT = 10  # a `slow` test counts as this many quick ones when ordering the groups
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give each test an `xdist_group`: the tests of the session's trained models share one,
+    every other test takes its module's (a module fixture is then built once too).
+
+    Under `--dist loadgroup` (a worker has `loadgroup` set), also put the heaviest groups
+    first (weight: `slow` tests), so that the last group a worker takes is a short one and
+    both workers finish together; a run without xdist keeps the files' order."""
+    groups: dict[pytest.Item, str] = {}
+    for item in items:
+        uses_shared = SHARED_MODEL_FIXTURES & set(getattr(item, "fixturenames", ()))
+        groups[item] = SHARED_MODEL_GROUP if uses_shared else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(groups[item]))
+    if not getattr(config.option, "loadgroup", False):
+        return
+    weight: dict[str, int] = {}
+    for item, group in groups.items():
+        weight[group] = weight.get(group, 0) + (
+            SLOW_WEIGHT if item.get_closest_marker("slow") else 1
+        )
+    first: dict[str, int] = {}
+    for i, group in enumerate(groups.values()):
+        first.setdefault(group, i)
+    items.sort(key=lambda item: (-weight[groups[item]], first[groups[item]]))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _data_mirror(tmp_path_factory):
     """Point the package at the local mirror and a per-session data directory."""
@@ -31,6 +64,51 @@ def _data_mirror(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+# --- species fingerprints fitted once per distinct input --------------------------------------
+def _table_digest(table) -> str:
+    """A digest of a cell table's columns, dtypes and values."""
+    import hashlib
+
+    import pandas as pd
+
+    digest = hashlib.sha256(repr([list(table.columns), list(map(str, table.dtypes))]).encode())
+    digest.update(pd.util.hash_pandas_object(table, index=True).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fingerprint_once(_data_mirror):
+    """Fit each species fingerprint once per distinct input in a session.
+
+    Why: a fingerprint is six HistGradientBoosting fits on the pooled mouse and human cells,
+    and tests that retrain a model on the same cells (the default-model cache test retrains
+    it three times) fitted the same fingerprint again. The fit is seeded and deterministic,
+    so a test gets the same fingerprint as before; each gets its own copy."""
+    import copy
+
+    from ephys2tx.models import species as module
+
+    fit = module.SpeciesFingerprint.fit.__func__
+    fitted: dict[tuple, object] = {}
+
+    def fit_once(cls, cells, features, seed=0, own=None, settings=None):
+        try:
+            key = (
+                tuple((name, _table_digest(table)) for name, table in cells.items()),
+                tuple(features), seed, own, repr(settings or module.FingerprintSettings()),
+                repr(module.FALSE_ALARM_BY_SPECIES), module.FALSE_ALARM,
+            )  # fmt: skip
+        except (TypeError, ValueError):  # values pandas cannot hash: fit as usual
+            return fit(cls, cells, features, seed, own, settings)
+        if key not in fitted:
+            fitted[key] = fit(cls, cells, features, seed, own, settings)
+        return copy.deepcopy(fitted[key])
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module.SpeciesFingerprint, "fit", classmethod(fit_once))
+        yield
 
 
 @pytest.fixture(scope="session")
