@@ -18,34 +18,49 @@ RECORDINGS = SHARED_DATA / "recordings"
 
 
 # --- parallel runs: `make test` runs `pytest -n 2 --dist loadgroup` (pytest-xdist) ----------
-# The session fixtures that train a model: every test that uses one runs on the same worker,
-# so that each is trained once per run, not once per worker.
-SHARED_MODEL_FIXTURES = frozenset({"human_forest", "light_default_models"})
+# The files whose tests use a model trained once per session (`human_forest`,
+# `light_default_models`): their tests run on one worker, so each model is trained once per run,
+# not once per worker. Every other file is a group of its own (a module fixture is built once).
+SHARED_MODEL_FILES = frozenset(
+    {"test_api.py", "test_docs.py", "test_forest_cli.py", "test_reference.py"}
+)
 SHARED_MODEL_GROUP = "shared-models"
 SLOW_WEIGHT = 10  # a `slow` test counts as this many quick ones when ordering the groups
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Give each test an `xdist_group`: the tests of the session's trained models share one,
-    every other test takes its module's (a module fixture is then built once too).
+def worker_group(nodeid: str) -> str:
+    """The worker group of a test: its file's, or the shared-model files' one."""
+    path = nodeid.split("::")[0]
+    return SHARED_MODEL_GROUP if Path(path).name in SHARED_MODEL_FILES else path
 
-    Under `--dist loadgroup` (a worker has `loadgroup` set), also put the heaviest groups
-    first (weight: `slow` tests), so that the last group a worker takes is a short one and
-    both workers finish together; a run without xdist keeps the files' order."""
-    groups: dict[pytest.Item, str] = {}
-    for item in items:
-        uses_shared = SHARED_MODEL_FIXTURES & set(getattr(item, "fixturenames", ()))
-        groups[item] = SHARED_MODEL_GROUP if uses_shared else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(groups[item]))
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadgroup` by `test_group`. (xdist's own loadgroup reads `xdist_group` marks
+    into the test id, which pytest 9 no longer lets a plugin change.)"""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    return ByGroup(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker of `--dist loadgroup`, put the heaviest groups first (weight: `slow`
+    tests), so that the last group a worker takes is a short one and both finish together
+    (`--no-loadscope-reorder` keeps this order); a run without xdist keeps the files' order."""
     if not getattr(config.option, "loadgroup", False):
         return
+    groups = {item: worker_group(item.nodeid) for item in items}
     weight: dict[str, int] = {}
-    for item, group in groups.items():
-        weight[group] = weight.get(group, 0) + (
-            SLOW_WEIGHT if item.get_closest_marker("slow") else 1
-        )
     first: dict[str, int] = {}
-    for i, group in enumerate(groups.values()):
+    for i, (item, group) in enumerate(groups.items()):
+        slow = item.get_closest_marker("slow") is not None
+        weight[group] = weight.get(group, 0) + (SLOW_WEIGHT if slow else 1)
         first.setdefault(group, i)
     items.sort(key=lambda item: (-weight[groups[item]], first[groups[item]]))
 
