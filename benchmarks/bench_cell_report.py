@@ -4,7 +4,7 @@ page size, the drawing time and how long headless Chromium takes to load the pag
 A forest is trained on the human cells of most donors and predicts the cells of the
 held-out donors (the first donors in sorted order until N cells). Until `predict` gives them,
 the prediction set (classes up to 90% cumulative probability), flags, novelty and the
-nearest reference cells (NaN-aware Euclidean distance on robust-scaled features) are
+nearest training cells (NaN-aware Euclidean distance on robust-scaled features) are
 stand-ins computed here; they exercise the page, they are not the calibrated method.
 Every card gets the rheobase and hero sweeps of one of the real recordings in the data
 mirror (cycled), so the page carries a sweep figure per cell as a batch of recordings would.
@@ -147,7 +147,7 @@ def main() -> None:
         tmp = Path(tmp)
         page = args.out or tmp / "cells.html"
         start, cpu = time.perf_counter(), time.process_time()
-        info = {"model": "rf (benchmark)", "species": "human", "reference cells": len(reference)}
+        info = {"model": "rf (benchmark)", "species": "human", "training cells": len(reference)}
         write_cell_report(page, cards, f"{len(cards)} human cells", info, progress=True)
         drawn, drawn_cpu = time.perf_counter() - start, time.process_time() - cpu
         size = page.stat().st_size
@@ -159,7 +159,7 @@ def main() -> None:
         lazy_s = min(chromium_seconds(page, tmp / "p1") for _ in range(2))
         eager_s = min(chromium_seconds(eager, tmp / "p2") for _ in range(2))
         lazy_t, eager_t = (median_timing(p, tmp) for p in (page, eager))
-    print(f"cells: {len(cards)} (held-out donors {len(held)}, reference cells {len(reference)})")
+    print(f"cells: {len(cards)} (held-out donors {len(held)}, training cells {len(reference)})")
     print(
         f"build cards: {built:.2f} s; draw + write page: {drawn:.1f} s wall, {drawn_cpu:.1f} s CPU "
         f"({drawn_cpu / len(cards) * 1000:.0f} ms CPU per card)"

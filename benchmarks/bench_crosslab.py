@@ -1,14 +1,16 @@
-"""The cross-lab benchmark (issue 19): the mouse reference model on the M1 Patch-seq cells of
+"""The cross-lab benchmark (issue 19): the mouse default model on the M1 Patch-seq cells of
 Scala et al. 2021 (another lab, another extractor), read through the crosswalk.
 
 Rows on M1's 818 GABAergic cells (5-class subclass, alpha 0.1): (a) the reference as it
 is; (b) adapted without labels (the method chosen per fold of mice on the other folds);
 (c) adapted with the labelled cells of 10% and 25% of the mice, scored on the other mice,
-over 5 draws; (d) the in-domain ceiling, a forest on M1 alone, 5 folds grouped by mouse.
-Prints the table and writes `crosslab.png` (figures) and `crosslab.json` into --out.
+over 5 draws; (d) the in-domain ceilings, M1 alone on the shared features and on all of its
+own columns, 5 folds grouped by mouse, the classifier chosen by inner folds (nested), over
+5 shuffles of the mice. Prints the table and writes `crosslab.png` (figures) and
+`crosslab.json` into --out; `--jobs 2` fits the ceilings as 2 threads.
 
     EPHYS2TX_MIRROR=../shared/data OMP_NUM_THREADS=1 .venv/bin/python \\
-        benchmarks/bench_crosslab.py --out docs/crosslab
+        benchmarks/bench_crosslab.py --out docs/crosslab --jobs 2
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ from ephys2tx.evaluation.trust import evaluate_trust
 from ephys2tx.features.families import SCALAR_FAMILIES
 from ephys2tx.models.bundle import ModelCard
 from ephys2tx.models.forest import make_forest
-from ephys2tx.models.species import SpeciesFingerprint
-from ephys2tx.models.trusted import TrustedModel, fit_calibration_oof, fit_trust_reference
+from ephys2tx.models.trusted import TrustedModel, fit_calibration_oof, fit_training_summary
+from ephys2tx.trust.species import SpeciesFingerprint
 
 ALPHA = 0.1
 RUNS = [("human", "label", "Lamp5"), ("mouse", "label5", "Sncg")]  # species, label, novel class
@@ -143,7 +143,7 @@ def trusted_model(table: pd.DataFrame, label: str, species: str, other: dict) ->
     conformal, temperature, oof = fit_calibration_oof(
         make_forest(0), table[features], table[label].to_numpy(), donors, donor_kfold(5, 0)
     )
-    reference = fit_trust_reference(table, features, species, other, model=model)
+    reference = fit_training_summary(table, features, species, other, model=model)
     reference.with_novel_flag(donors, oof.max(axis=1))
     card = ModelCard("rf-raw", species, label, list(model.classes_), features)
     return TrustedModel(model, card, conformal, temperature, reference)

@@ -7,7 +7,7 @@ top-label ECE (10 bins), log-loss, accuracy and macro-F1. Prints one line per me
     EPHYS2TX_MIRROR=../shared/data OMP_NUM_THREADS=1 .venv/bin/python \
         benchmarks/select_calibration.py --species human --model reference --repeats 3
 
-`--model reference` is the reference model's subclass average, `rf` the flat forest.
+`--model reference` is the default model's subclass average, `rf` the flat forest.
 Probabilities are cached in `--cache` so methods can be compared without refitting.
 """
 
@@ -28,13 +28,19 @@ from sklearn.base import clone
 from sklearn.metrics import f1_score, log_loss
 
 from ephys2tx.datasets.labels import DEFAULT_LABEL
+from ephys2tx.default_model import (
+    DEFAULT_SETTINGS,
+    EXTRA_INPUTS,
+    default_training_cells,
+    usable_features,
+)
 from ephys2tx.evaluation.splits import DonorKFold, donor_kfold
 from ephys2tx.evaluation.trust import expected_calibration_error
-from ephys2tx.models.calibration import Temperature, _columns, _log_p
-from ephys2tx.models.conformal import out_of_fold_proba
+from ephys2tx.models.ensemble import seeded, soft_vote
 from ephys2tx.models.forest import make_forest
-from ephys2tx.models.reference import _aligned, make_base, model_inputs
-from ephys2tx.reference import DEFAULT_SETTINGS, EXTRA_INPUTS, reference_cells, usable_features
+from ephys2tx.models.hierarchy import _aligned, model_inputs
+from ephys2tx.trust.conformal import out_of_fold_proba
+from ephys2tx.trust.temperature import Temperature, _columns, _log_p
 
 
 # The candidates beside the temperature, kept here: only this selection uses them.
@@ -117,10 +123,10 @@ def fold_probabilities(species: str, model_kind: str, repeats: int, seed: int) -
     """Per outer fold: inner out-of-fold probabilities of the training cells, the test
     cells' probabilities, and both label vectors."""
     label = DEFAULT_LABEL[species]
-    cells = reference_cells(species)
+    cells = default_training_cells(species)
     if model_kind == "reference":
         features = usable_features(cells) + EXTRA_INPUTS[species]
-        estimator = make_base(DEFAULT_SETTINGS[species]["subclass_model"], seed)
+        estimator = seeded(soft_vote(DEFAULT_SETTINGS[species].subclass), seed, 1)
     else:
         features = usable_features(cells)
         estimator = make_forest(seed, n_jobs=1)

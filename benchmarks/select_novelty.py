@@ -1,18 +1,18 @@
 """Novelty scores for a class the model never saw, compared on seed-100 donor-grouped folds
 (never the reported seed-0 folds). Mouse Sncg or human Lamp5 is left out of training; its
 cells stay in every test fold. In each outer fold the forest, its calibration (inner
-donor-grouped out-of-fold temperature and Mondrian scores) and the trust reference come from
+donor-grouped out-of-fold temperature and Mondrian scores) and the training summary come from
 the training cells only, as in `bench_trust.py`. Scores compared:
 
-- `global`: the stored novelty (kNN typicality against all reference cells);
-- `class-k<k>`: kNN typicality against the reference cells of the *predicted* class,
-  calibrated per class (`ClassNovelty` below; measured, not adopted) (the share of that class's reference cells, scored leaving their own
+- `global`: the stored novelty (kNN typicality against all training cells);
+- `class-k<k>`: kNN typicality against the training cells of the *predicted* class,
+  calibrated per class (`ClassNovelty` below; measured, not adopted) (the share of that class's training cells, scored leaving their own
   donor out, that are more typical);
 - `1-credibility`: 1 - the conformal p-value of the predicted class;
 - `1-top p`: 1 - the top (temperature-scaled) probability.
 
 For each: the AUROC between novel-class cells and in-distribution test cells, and, with a
-flag at the threshold that flags 5% of reference cells (per class for class-conditional
+flag at the threshold that flags 5% of training cells (per class for class-conditional
 scores), the share of novel cells still called confidently and the share and accuracy of
 confident in-distribution calls. `--ceiling` also prints the AUROC of a supervised forest
 that separates the novel class from the class it is mostly called (an upper bound for any
@@ -37,11 +37,11 @@ from sklearn.metrics.pairwise import nan_euclidean_distances
 
 from ephys2tx.datasets.cells import build_cells, usable_features
 from ephys2tx.evaluation.splits import DonorKFold, donor_kfold
-from ephys2tx.models.calibration import Temperature
-from ephys2tx.models.conformal import MondrianConformal, out_of_fold_proba
 from ephys2tx.models.forest import make_forest
-from ephys2tx.models.novelty import NOVEL_SHARE, NoveltyReference
-from ephys2tx.models.trusted import fit_trust_reference
+from ephys2tx.models.trusted import fit_training_summary
+from ephys2tx.trust.conformal import MondrianConformal, out_of_fold_proba
+from ephys2tx.trust.novelty import NOVEL_SHARE, NoveltyBaseline
+from ephys2tx.trust.temperature import Temperature
 
 RUNS = {"human": ("label", "Lamp5"), "mouse": ("label5", "Sncg")}
 ALPHA = 0.1
@@ -52,14 +52,14 @@ PROX_KS = (1, 5, 10, 30)
 
 @dataclass
 class ClassNovelty:
-    """Novelty of a cell against the reference cells of its *predicted* class.
+    """Novelty of a cell against the training cells of its *predicted* class.
 
-    Same scaled, weighted, NaN-aware distance as `NoveltyReference` (whose reference cells
+    Same scaled, weighted, NaN-aware distance as `NoveltyBaseline` (whose training cells
     it reuses, passed as `base`); a cell's atypicality is its mean distance to the k nearest
-    reference cells of the class it is called, and its class novelty the share of that
-    class's reference cells (each scored against the cells of its class from other donors)
+    training cells of the class it is called, and its class novelty the share of that
+    class's training cells (each scored against the cells of its class from other donors)
     that are more typical. The per-class threshold flags `NOVEL_SHARE` of each class's
-    reference cells.
+    training cells.
     """
 
     labels: np.ndarray  # (n_ref,) class of each reference cell, in the order fitted
@@ -79,9 +79,9 @@ class ClassNovelty:
 
     @classmethod
     def fit(
-        cls, base: NoveltyReference, labels: ArrayLike, groups: ArrayLike, k: int = 10
+        cls, base: NoveltyBaseline, labels: ArrayLike, groups: ArrayLike, k: int = 10
     ) -> ClassNovelty:
-        """Per class: leave-own-donor-out kNN distances of its reference cells."""
+        """Per class: leave-own-donor-out kNN distances of its training cells."""
         labels = np.asarray(labels).astype(str)
         groups = np.asarray(groups)
         own = np.full(len(labels), np.nan)
@@ -98,9 +98,9 @@ class ClassNovelty:
         ref = self.ref_dist[c]
         return np.searchsorted(ref, dist, side="left") / max(len(ref), 1)
 
-    def novelty(self, X: ArrayLike, predicted: ArrayLike, base: NoveltyReference) -> np.ndarray:
-        """Class novelty in [0, 1] of each row against the reference cells of its predicted
-        class (NaN when nothing is measured or the class has no reference cells)."""
+    def novelty(self, X: ArrayLike, predicted: ArrayLike, base: NoveltyBaseline) -> np.ndarray:
+        """Class novelty in [0, 1] of each row against the training cells of its predicted
+        class (NaN when nothing is measured or the class has no training cells)."""
         Z = base._scaled(X)
         predicted = np.asarray(predicted).astype(str)
         out = np.full(len(Z), np.nan)
@@ -134,7 +134,7 @@ def fold_rows(table, label, novel, species, other, fold, seed, class_scores=Fals
     classes = sorted(set(y[train_idx]))
     temperature = Temperature.fit(oof, y[train_idx], classes)
     conformal = MondrianConformal.fit(temperature.apply(oof), y[train_idx], classes)
-    reference = fit_trust_reference(train, features, species, other, seed, model)
+    reference = fit_training_summary(train, features, species, other, seed, model)
     proba = temperature.apply(model.predict_proba(test[features]))
     predicted = np.asarray(classes)[proba.argmax(axis=1)]
     sets = conformal.set_mask(proba, ALPHA)
@@ -222,9 +222,9 @@ def vote_entropy(forest, X: np.ndarray) -> np.ndarray:
 
 def proximity(leaves_ref, y_ref, leaves, predicted, k=10, trees=None, groups=None, chunk=16):
     """Mean forest proximity (share of trees where both land in the same leaf) of each row
-    to its k most proximate reference cells of the class it is called (`predicted`; None:
+    to its k most proximate training cells of the class it is called (`predicted`; None:
     any class). `trees` (rows x trees, bool) limits each row to some trees (out of bag);
-    `groups` (rows = reference cells) leaves out the row's own donor."""
+    `groups` (rows = training cells) leaves out the row's own donor."""
     out = np.full(len(leaves), np.nan)
     labels = np.zeros(len(leaves), int) if predicted is None else np.asarray(predicted)
     y_ref = np.zeros(len(leaves_ref), int) if predicted is None else np.asarray(y_ref)

@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from ephys2tx.datasets.cells import build_cells, usable_features
 from ephys2tx.evaluation.splits import DonorKFold
-from ephys2tx.models.species import HGB_SETTINGS, FingerprintSettings, SpeciesFingerprint
+from ephys2tx.trust.species import HGB_SETTINGS, FingerprintSettings, SpeciesFingerprint
 
 LABELS = {"human": "label", "mouse": "label5"}
 SLOW = {"max_iter": 500, "learning_rate": 0.05, "min_samples_leaf": 10}

@@ -1,4 +1,4 @@
-"""Subclass-level model selection for the reference model on seed-100 donor-grouped folds
+"""Subclass-level model selection for the default model on seed-100 donor-grouped folds
 (never the reported seed-0 folds): each fold fits every base model once, and every average
 of their probabilities is scored; with `--stack`, also a logistic meta-learner on the
 log-probabilities of the components (fitted on donor-grouped inner out-of-fold probabilities
@@ -7,7 +7,7 @@ of the outer training cells). Prints macro-F1 (mean over folds) per candidate:
     EPHYS2TX_MIRROR=../shared/data OMP_NUM_THREADS=1 .venv/bin/python \
         benchmarks/select_subclass.py --species human --repeats 3
 
-Besides the `make_base` kinds, `--kinds` takes networks, fitted on the cells' rows of the
+Besides the members of `models.members.BY_NAME` (joined by + for an average), `--kinds` takes networks, fitted on the cells' rows of the
 cell table (their feature families and `donor`), not on the model's input matrix:
 `bilstm` (the BiLSTM of the full preset, `StudySettings()`, 3 members; `bilstm1`: 1 member)
 and, for human, `align` / `finetune` / `joint` / `adversarial` (the mouse → human transfer
@@ -30,20 +30,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
 from ephys2tx.datasets.cells import build_cells
 from ephys2tx.datasets.fetch import resolve_data_dir
 from ephys2tx.datasets.labels import DEFAULT_LABEL
+from ephys2tx.default_model import EXTRA_INPUTS, default_training_cells, usable_features
 from ephys2tx.evaluation.metrics import mean_ci
 from ephys2tx.evaluation.splits import DonorKFold, donor_kfold
 from ephys2tx.models import recipes
-from ephys2tx.models.conformal import out_of_fold_proba
-from ephys2tx.models.reference import _aligned, make_base, model_inputs
-from ephys2tx.reference import EXTRA_INPUTS, reference_cells, usable_features
+from ephys2tx.models.hierarchy import _aligned, model_inputs
+from ephys2tx.models.members import named
 from ephys2tx.study.settings import StudySettings
+from ephys2tx.trust.conformal import out_of_fold_proba
 
 TRANSFER = ("finetune", "joint", "align", "adversarial")
 
@@ -99,7 +99,7 @@ def _stacked(kinds, test_proba, X_train, y_train, donors, seed) -> np.ndarray:
     """Test probabilities of a class-balanced logistic meta-learner on the components'
     log-probabilities, fitted on their inner donor-grouped out-of-fold probabilities."""
     cv = donor_kfold(5, seed)
-    inner = [out_of_fold_proba(make_base(k, seed), X_train, y_train, donors, cv) for k in kinds]
+    inner = [out_of_fold_proba(named(k, seed), X_train, y_train, donors, cv) for k in kinds]
     meta = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
     meta.fit(np.hstack([_log(p) for p in inner]), y_train)
     return meta.predict_proba(np.hstack([_log(test_proba[k]) for k in kinds]))
@@ -129,12 +129,12 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     species, label = args.species, DEFAULT_LABEL[args.species]
-    cells = reference_cells(species)
+    cells = default_training_cells(species)
     features = usable_features(cells) + EXTRA_INPUTS[species]
     X = model_inputs(cells, features)
     extra_X, extra_y = X.iloc[:0], np.array([], dtype=object)
     if args.pool > 0:
-        other = reference_cells("mouse")
+        other = default_training_cells("mouse")
         other = other[other[label].notna()].sample(frac=args.pool, random_state=args.seed)
         extra_X = model_inputs(other, features).assign(species_mouse=1.0)
         extra_y = other[label].to_numpy()
@@ -149,9 +149,9 @@ def main() -> None:
         mouse = mouse[mouse["label"].notna()]  # every labelled mouse cell, as the study
     stack = [k for k in args.stack.split(",") if k]
     if any(_is_network(k) for k in stack):
-        raise SystemExit("--stack takes make_base kinds only")
+        raise SystemExit("--stack takes members.BY_NAME kinds only")
     if args.pool > 0 and any(_is_network(k) for k in kinds):
-        raise SystemExit("--pool is for make_base kinds only (align trains with mouse cells)")
+        raise SystemExit("--pool is for members.BY_NAME kinds only (align trains with mouse cells)")
     pool = f"-pool{args.pool:g}" if args.pool > 0 else ""
     cache = FoldCache(
         args.cache
@@ -177,7 +177,7 @@ def main() -> None:
                 else:
                     X_train = pd.concat([X.iloc[fold.train], extra_X])
                     y_train = np.concatenate([y[fold.train], extra_y])
-                    model = clone(make_base(kind, args.seed)).fit(X_train, y_train)
+                    model = named(kind, args.seed).fit(X_train, y_train)
                     p = model.predict_proba(X.iloc[fold.test])
                 hit = (_aligned(p, model.classes_, classes), time.process_time() - start)
                 cache.put(kind, fold, fold.test, *hit)
@@ -229,7 +229,7 @@ def _fit_seconds(kind, cells, X, y, seed, mouse) -> float:
     if _is_network(kind):
         _network(kind, seed, mouse).fit(cells, y)
     else:
-        clone(make_base(kind, seed)).fit(X, y)
+        named(kind, seed).fit(X, y)
     return time.process_time() - start
 
 

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from ephys2tx.models.hierarchy import HierarchySettings
+from ephys2tx.models.members import forest
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
 RECORDINGS = SHARED_DATA / "recordings"
@@ -268,12 +271,9 @@ def human_forest(_data_mirror, tmp_path_factory) -> TrainedForest:
 
 # --- the default (out-of-the-box) model with light settings, trained once per session ------
 # Light settings so that a test trains in seconds; the real defaults are measured in benchmarks/.
-LIGHT_DEFAULT_SETTINGS = {
-    "subclass_model": "rf",
-    "t_type_model": "flat",
-    "t_type_estimator": "rf",
-    "n_estimators": 25,
-}
+LIGHT_DEFAULT_SETTINGS = HierarchySettings(
+    subclass=(("rf", forest(25)),), t_type=(("rf", forest(25)),), t_type_model="flat"
+)
 
 
 class LightDefaultModels:
@@ -286,13 +286,13 @@ class LightDefaultModels:
         self._dirs: dict[str, Path] = {}
 
     def model_dir(self, species: str) -> Path:
-        from ephys2tx import reference
+        from ephys2tx import default_model
 
         if species not in self._dirs:
             said: list[str] = []
             with pytest.MonkeyPatch.context() as patch:
-                patch.setitem(reference.DEFAULT_SETTINGS, species, LIGHT_DEFAULT_SETTINGS)
-                self._dirs[species] = reference.cached_reference(
+                patch.setitem(default_model.DEFAULT_SETTINGS, species, LIGHT_DEFAULT_SETTINGS)
+                self._dirs[species] = default_model.cached_default_model(
                     species, data_dir=self.data_dir, say=said.append, n_jobs=1
                 )
             self.messages[species] = said
@@ -310,10 +310,10 @@ def use_light_default_models(light_default_models, monkeypatch) -> LightDefaultM
     """Make `predict --species` and the cache find the session's light default models: the
     light settings and the session's data directory, for this test only. The human model is
     trained first; call `.model_dir("mouse")` before using the mouse one."""
-    from ephys2tx import reference
+    from ephys2tx import default_model
 
     light_default_models.model_dir("human")
-    for species in list(reference.DEFAULT_SETTINGS):
-        monkeypatch.setitem(reference.DEFAULT_SETTINGS, species, LIGHT_DEFAULT_SETTINGS)
+    for species in list(default_model.DEFAULT_SETTINGS):
+        monkeypatch.setitem(default_model.DEFAULT_SETTINGS, species, LIGHT_DEFAULT_SETTINGS)
     monkeypatch.setenv("EPHYS2TX_DATA_DIR", str(light_default_models.data_dir))
     return light_default_models

@@ -15,11 +15,12 @@ from typer.testing import CliRunner
 
 from ephys2tx.datasets.scala2021 import first_t_type, labels_table
 from ephys2tx.evaluation.splits import donor_kfold
-from ephys2tx.models.interneuron import NOT_INTERNEURON, BatchShift, InterneuronDetector
+from ephys2tx.models.hierarchy import HierarchySettings, fit_hierarchy
 from ephys2tx.models.lab import FeatureShift, class_anchored_shift, fit_lab_model
-from ephys2tx.models.reference import fit_reference
+from ephys2tx.models.members import forest
 from ephys2tx.models.trusted import trust_table
 from ephys2tx.schema import FLAG_SEPARATOR, MOUSE_CLASSES, split_joined
+from ephys2tx.trust.interneuron import NOT_INTERNEURON, BatchShift, InterneuronDetector
 
 FEATURES = ["v_baseline", "tau", "width_rheo", "max_rate", "sag", "input_resistance"]
 CENTRES = {  # per class, in units of the feature spread
@@ -33,8 +34,7 @@ SPREAD = np.array([3.0, 0.004, 0.0001, 10.0, 0.03, 50.0])
 ORIGIN = np.array([-70.0, 0.012, 0.0005, 30.0, 0.05, 200.0])
 LAB_OFFSET = np.array([8.0, -0.005, 0.0002, 25.0, 0.05, 90.0])  # x_lab = x_ref * scale + offset
 LAB_SCALE = np.array([1.0, 0.8, 1.4, 1.5, 1.0, 1.2])
-SETTINGS = {"subclass_model": "rf", "t_type_model": "per-subclass", "t_type_estimator": "rf",
-            "n_estimators": 40}  # fmt: skip
+SETTINGS = HierarchySettings(subclass=(("rf", forest(40)),), t_type=(("rf", forest(40)),))
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +71,7 @@ def _to_lab(cells: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def world():
-    """Reference cells, their fitted reference, and a shifted lab batch with excitatory cells."""
+    """Training cells, their fitted reference, and a shifted lab batch with excitatory cells."""
     rng = np.random.default_rng(0)
     reference = _cells({c: 60 for c in MOUSE_CLASSES}, rng, "r", 20)
     lab_gaba = _to_lab(
@@ -84,7 +84,7 @@ def world():
     exc.insert(1, "donor", [f"ld{i % 12}" for i in range(30)])
     lab = pd.concat([lab_gaba, exc], ignore_index=True)
     lab["cell_class"] = np.where(lab["label5"].notna(), "gabaergic", "excitatory")
-    fit = fit_reference(reference, "mouse", FEATURES, donor_kfold(3, 0), SETTINGS, 0, 1)
+    fit = fit_hierarchy(reference, "mouse", FEATURES, donor_kfold(3, 0), SETTINGS, 0, 1)
     return reference, fit, lab
 
 
@@ -177,9 +177,9 @@ def test_not_interneuron_flag_and_never_confident(world):
     assert detector.flag(test_exc).mean() >= 0.9
     assert detector.flag(gaba.iloc[100:]).mean() <= 0.1
     lab_fit = fit_lab_model(fit.model, fit.calibration, reference, "label5", lab)
-    from ephys2tx.models.trusted import fit_trust_reference
+    from ephys2tx.models.trusted import fit_training_summary
 
-    trust = fit_trust_reference(lab_fit.model.shift.to_lab(reference), FEATURES, "mouse")
+    trust = fit_training_summary(lab_fit.model.shift.to_lab(reference), FEATURES, "mouse")
     trust.interneuron = detector
     scored = pd.concat([gaba.iloc[100:], test_exc], ignore_index=True)
     proba = lab_fit.model.predict_proba_levels(scored[FEATURES])["subclass"].to_numpy()
@@ -242,8 +242,8 @@ def test_adapt_and_predict_commands(world, tmp_path, monkeypatch):
     from ephys2tx.cli import app
 
     reference, fit, lab = world
-    monkeypatch.setattr(adapt_module, "reference_cells", lambda *a, **k: reference)
-    monkeypatch.setattr(adapt_module, "fit_reference_on", lambda *a, **k: fit)
+    monkeypatch.setattr(adapt_module, "default_training_cells", lambda *a, **k: reference)
+    monkeypatch.setattr(adapt_module, "default_model_for_lab", lambda *a, **k: fit)
     monkeypatch.setattr(adapt_module, "data_checksums", lambda *a, **k: {})
     monkeypatch.setattr(adapt_module, "other_species_cells", lambda *a, **k: {})
     exc = lab[lab["cell_class"] == "excitatory"]

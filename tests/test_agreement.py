@@ -1,4 +1,4 @@
-"""Issue 21 item 1: one rule ties a prediction row's columns together (models/agreement.py).
+"""Issue 21 item 1: one rule ties a prediction row's columns together (trust/agreement.py).
 
 A class-conditional (Mondrian) set can leave out the most probable class; the row must then
 say so (`set_excludes_call`) and never be confident, and `most_specific` must name no node
@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from ephys2tx.datasets.taxonomy import Taxonomy
-from ephys2tx.models.conformal import MondrianConformal
 from ephys2tx.models.mapping import map_cells
-from ephys2tx.models.trust import assess, trust_columns
+from ephys2tx.trust.assess import assess, trust_columns
+from ephys2tx.trust.conformal import MondrianConformal
 
 CLASSES = ["Lamp5", "Pvalb"]
 

@@ -76,7 +76,7 @@ def test_default_model_on_a_partial_table_api_equals_cli(light_defaults, human_c
 @pytest.fixture(scope="module")
 def light_forest(human_cells, tmp_path_factory):
     """A calibrated 25-tree human forest, saved as `train rf` saves it."""
-    from ephys2tx.commands.calibration import train_and_store
+    from ephys2tx.commands.train import train_and_store
     from ephys2tx.datasets.cells import usable_features
     from ephys2tx.models import recipes
 

@@ -2,7 +2,7 @@
 (one card per cell, flag sentences, self-contained), headless Chromium, and the CLI on a
 real recording.
 
-Prediction sets, flags and novelty are made up here, and the nearest reference cells come
+Prediction sets, flags and novelty are made up here, and the nearest training cells come
 from a plain NaN-aware search: the report only shows what `predict` gives it.
 """
 
@@ -108,13 +108,13 @@ def test_cards_compare_measured_features_with_the_two_classes(case, cards):
         assert scores == sorted(scores, reverse=True)
         for comp in card.comparisons:
             assert np.isfinite(card.features[comp.name]) and comp.value == card.features[comp.name]
-            assert set(comp.reference) == {card.predicted, card.runner_up}
-            for cls, values in comp.reference.items():
+            assert set(comp.by_class) == {card.predicted, card.runner_up}
+            for cls, values in comp.by_class.items():
                 expected = reference.loc[reference["label"] == cls, comp.name].dropna()
                 assert np.array_equal(values, expected.to_numpy(float))
-        # the separation is |2 AUROC - 1| between the two classes' reference cells
+        # the separation is |2 AUROC - 1| between the two classes' training cells
         top = card.comparisons[0]
-        a, b = top.reference[card.predicted], top.reference[card.runner_up]
+        a, b = top.by_class[card.predicted], top.by_class[card.runner_up]
         auc = roc_auc_score(np.r_[np.ones(len(a)), np.zeros(len(b))], np.r_[a, b])
         assert top.separation == pytest.approx(abs(2 * auc - 1))
 
@@ -198,9 +198,9 @@ def test_page_says_what_is_not_available(tmp_path, case):
     cards = build_cards(plain, case["new"], case["features"], case["reference"], "label")
     _, page = _page(tmp_path, cards)
     banner = re.search(r"<div class='banner'>(.*?)</div>", page).group(1)
-    for part in ("prediction sets", "flags", "novelty", "nearest reference cells"):
+    for part in ("prediction sets", "flags", "novelty", "nearest training cells"):
         assert f"{part} (needs" in banner
-    assert page.count("Nearest reference cells: not available for this model.") == len(cards)
+    assert page.count("Nearest training cells: not available for this model.") == len(cards)
 
 
 # Opens every card while the page is parsed (so the load event waits for every image), then
@@ -284,7 +284,7 @@ def test_predict_report_on_a_real_recording(tmp_path, case):
     from ephys2tx.evaluation.splits import donor_kfold
     from ephys2tx.models.bundle import card_for, save_model
     from ephys2tx.models.forest import make_forest
-    from ephys2tx.models.trusted import fit_calibration, fit_trust_reference, save_trust
+    from ephys2tx.models.trusted import fit_calibration, fit_training_summary, save_trust
 
     reference, features, forest = case["reference"], case["features"], case["forest"]
     model = tmp_path / "model"
@@ -293,7 +293,7 @@ def test_predict_report_on_a_real_recording(tmp_path, case):
     unfitted = make_forest(0, n_estimators=60, n_jobs=1)
     y, donors = reference["label"].to_numpy(), reference["donor"].to_numpy()
     calibration = fit_calibration(unfitted, reference[features], y, donors, donor_kfold(5, 0))
-    save_trust(model, fit_trust_reference(reference, features, "human"), calibration)
+    save_trust(model, fit_training_summary(reference, features, "human"), calibration)
     report = tmp_path / "out" / "cells.html"
     done = run_cli_in_process(
         "predict", model, FSI, "--out", tmp_path / "out" / "preds.csv", "--report", report
@@ -311,12 +311,12 @@ def test_predict_report_on_a_real_recording(tmp_path, case):
     assert flags  # long squares only: the short-square and ramp families are missing
     for code in flags:
         assert html.escape(flag_sentence(code, {})) in page or code.startswith("out_of_range")
-    assert "Not available for this model: nearest reference cells (needs" in page
+    assert "Not available for this model: nearest training cells (needs" in page
     assert not re.search(r"https?://", page)
 
 
 def test_an_uncalibrated_model_leaves_its_columns_out(case, tmp_path):
-    from ephys2tx.commands.cell_report import available_columns
+    from ephys2tx.commands.predict_report import available_columns
     from ephys2tx.models.bundle import card_for, save_model
     from ephys2tx.models.forest import make_forest
     from ephys2tx.predictor import load_model

@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 
 from ephys2tx.errors import Ephys2txError
 from ephys2tx.evaluation.splits import donor_kfold
-from ephys2tx.models.conformal import MondrianConformal, calibrate, out_of_fold_proba
+from ephys2tx.trust.conformal import MondrianConformal, calibrate, out_of_fold_proba
 
 CLASSES = ["a", "b", "c"]
 

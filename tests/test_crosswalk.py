@@ -13,7 +13,7 @@ import pytest
 from conftest import SHARED_DATA
 from typer.testing import CliRunner
 
-from ephys2tx import reference
+from ephys2tx import default_model
 from ephys2tx.cli import app
 from ephys2tx.datasets.cells import read_cell_table
 from ephys2tx.datasets.crosswalk import (
@@ -30,12 +30,15 @@ from ephys2tx.datasets.crosswalk import (
 )
 from ephys2tx.errors import Ephys2txError
 from ephys2tx.features.families import FEATURE_UNITS
+from ephys2tx.models.hierarchy import HierarchySettings
+from ephys2tx.models.members import forest
 
 M1 = SHARED_DATA / "mouse_scala2021" / "m1_patchseq_ephys_features.csv"
 # what x = 1 in their unit is in the canonical unit, for rows that only convert units
 FACTORS = {("ms", "s"): 1e-3, ("V/s", "mV/ms"): 1.0}
-LIGHT = {"subclass_model": "rf", "t_type_model": "flat", "t_type_estimator": "rf"}
-LIGHT |= {"n_estimators": 25}
+LIGHT = HierarchySettings(
+    subclass=(("rf", forest(25)),), t_type=(("rf", forest(25)),), t_type_model="flat"
+)
 
 
 @pytest.fixture(scope="module")
@@ -248,16 +251,16 @@ def test_efel_tables_are_recognized():
     assert cells["upstroke_downstroke_ratio_rheo"].tolist() == pytest.approx([3.0, 2.0])
 
 
-# --- the reference model on the features a table has -------------------------------------
+# --- the default model on the features a table has -------------------------------------
 
 
 def test_subset_cache_key():
     sums = {"a.csv": "0" * 64}
-    default = reference.cache_key("mouse", sums)
-    assert reference.cache_key("mouse", sums, features=None) == default  # default unchanged
-    one = reference.cache_key("mouse", sums, features=["tau", "sag"])
-    assert one == reference.cache_key("mouse", sums, features=["sag", "tau", "tau"])
-    assert one != default != reference.cache_key("mouse", sums, features=["tau"])
+    default = default_model.cache_key("mouse", sums)
+    assert default_model.cache_key("mouse", sums, features=None) == default  # default unchanged
+    one = default_model.cache_key("mouse", sums, features=["tau", "sag"])
+    assert one == default_model.cache_key("mouse", sums, features=["sag", "tau", "tau"])
+    assert one != default != default_model.cache_key("mouse", sums, features=["tau"])
 
 
 def test_measured_inputs_count_a_mostly_empty_column_as_absent():
@@ -271,29 +274,29 @@ def test_measured_inputs_count_a_mostly_empty_column_as_absent():
     )
     shares = {"tau": 1.0, "sag": 1.0, "peak_freq_chirp": 0.44, "v_baseline": 1.0}
     shares["condition_culture"] = 1.0
-    had = reference.measured_inputs(table, shares)
+    had = default_model.measured_inputs(table, shares)
     assert had == ["tau", "peak_freq_chirp", "condition_culture"]
 
 
 @pytest.mark.slow
 def test_a_table_with_some_features_gets_its_own_cached_model(m1, monkeypatch, tmp_path):
     """Light settings and a data directory of its own: trains twice in seconds, not minutes."""
-    monkeypatch.setitem(reference.DEFAULT_SETTINGS, "mouse", LIGHT)
+    monkeypatch.setitem(default_model.DEFAULT_SETTINGS, "mouse", LIGHT)
     monkeypatch.setenv("EPHYS2TX_DATA_DIR", str(tmp_path / "data"))
     cells, _ = to_canonical(m1)
-    inputs = reference.default_inputs("mouse")
+    inputs = default_model.default_inputs("mouse")
     said: list[str] = []
-    first = reference.reference_for_table("mouse", cells, say=said.append, n_jobs=1)
-    subset = reference.measured_inputs(cells, inputs)
+    first = default_model.default_model_for_table("mouse", cells, say=said.append, n_jobs=1)
+    subset = default_model.measured_inputs(cells, inputs)
     assert 3 <= len(subset) < len(inputs)
     assert f"on {len(subset)} features on first use" in said[0]
-    assert f"measure {len(subset)} of the mouse reference model's {len(inputs)}" in said[-1]
+    assert f"measure {len(subset)} of the mouse default model's {len(inputs)}" in said[-1]
     card = json.loads((first / "model.json").read_text())
     assert sorted(card["features"]) == sorted(subset)
     f1 = card["extra"]["oof_macro_f1"]
     assert 0.2 < f1 < 1 and f"macro-F1 {f1:.3f}" in said[-1]
     stamp = (first / "model.skops").stat().st_mtime_ns
-    again = reference.reference_for_table("mouse", cells, say=said.append, n_jobs=1)
+    again = default_model.default_model_for_table("mouse", cells, say=said.append, n_jobs=1)
     assert again == first and "using the cached" in said[-2]
     assert (first / "model.skops").stat().st_mtime_ns == stamp  # reused, not retrained
     # the CLI: the M1 table as published, then a lab's own names for the same columns through
@@ -306,7 +309,7 @@ def test_a_table_with_some_features_gets_its_own_cached_model(m1, monkeypatch, t
     assert result.exit_code == 0, result.output + repr(result.exception)
     text = " ".join(result.output.split())
     assert "recognized the Berens lab extractor" in text and "using the cached" in text
-    assert f"measure {len(subset)} of the mouse reference model's" in text
+    assert f"measure {len(subset)} of the mouse default model's" in text
     predictions = pd.read_csv(out)
     assert predictions["specimen_id"].tolist() == m1.head(60)["cell id"].tolist()
     berens = [
@@ -326,13 +329,13 @@ def test_a_table_with_some_features_gets_its_own_cached_model(m1, monkeypatch, t
     assert "applied the feature map lab.csv" in " ".join(result.output.split())
     assert pd.read_csv(out)["predicted"].equals(predictions["predicted"])
     fewer = cells.drop(columns=["tau"])
-    other = reference.reference_for_table("mouse", fewer, say=said.append, n_jobs=1)
+    other = default_model.default_model_for_table("mouse", fewer, say=said.append, n_jobs=1)
     assert other != first and first.is_dir()  # both feature sets stay cached
     # a table with every input: the default model, no subset
-    full = reference.reference_cells("mouse")
-    assert reference.subset_for_table("mouse", full) is None
-    with pytest.raises(Ephys2txError, match="measure 1 of the mouse reference"):
-        reference.subset_for_table("mouse", cells[["specimen_id", "tau"]])
+    full = default_model.default_training_cells("mouse")
+    assert default_model.subset_for_table("mouse", full) is None
+    with pytest.raises(Ephys2txError, match="measure 1 of the mouse default model"):
+        default_model.subset_for_table("mouse", cells[["specimen_id", "tau"]])
 
 
 def test_the_guide_shows_every_row_of_the_package_file():
@@ -358,4 +361,4 @@ def test_the_m1_files_are_pinned_and_leave_the_reference_keys_alone():
         assert entry.url.endswith(f"/3bf98a524b8e48aa8647e1b9ae8f2351d9c712c9/data/{name}")
     # the default models are trained from their own studies' files only: cached keys stay
     for species in ("mouse", "human"):
-        assert not any("scala" in n for n in reference.data_files(species))
+        assert not any("scala" in n for n in default_model.data_files(species))

@@ -31,9 +31,11 @@ def _hooks():
 
 
 def _command_paths(group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    """Every leaf command (Typer vendors Click, so groups are recognised by shape)."""
+    """Every visible leaf command (Typer vendors Click, so groups are recognised by shape)."""
     found = []
     for name, command in group.commands.items():
+        if getattr(command, "hidden", False):
+            continue
         if hasattr(command, "commands"):
             found += _command_paths(command, (*path, name))
         else:

@@ -98,7 +98,7 @@ def test_cells_train_predict_roundtrip(human_forest, tmp_path):
         "prediction_set", "confident", "novelty", "flags",
     ]  # fmt: skip
     assert np.allclose(got.filter(like="p_").sum(axis=1), 1)
-    for name in ("calibration.json", "reference.npz", "species.skops"):
+    for name in ("calibration.json", "training.npz", "species.skops"):
         assert (model / name).is_file()
     held_out = got.head(100)
     accuracy = (held_out["predicted"].to_numpy() == cells["label"].head(100).to_numpy()).mean()

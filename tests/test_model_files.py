@@ -16,7 +16,7 @@ import pytest
 import skops.io as sio
 from typer.testing import CliRunner
 
-from ephys2tx import reference, threads
+from ephys2tx import default_model, threads
 from ephys2tx.cli import app
 from ephys2tx.errors import Ephys2txError
 from ephys2tx.models.bilstm import BiLSTMClassifier
@@ -32,12 +32,14 @@ from ephys2tx.models.bundle import (
     new_model_dir,
     save_model,
 )
-from ephys2tx.models.conformal import out_of_fold_proba
+from ephys2tx.models.ensemble import soft_vote
 from ephys2tx.models.forest import make_forest
-from ephys2tx.models.reference import HierarchicalClassifier, make_base
-from ephys2tx.models.species import SpeciesFingerprint
+from ephys2tx.models.hierarchy import HierarchicalClassifier
+from ephys2tx.models.members import boosting, forest, knn, logistic, slow_boosting, svc
 from ephys2tx.models.transfer import TransferClassifier
 from ephys2tx.models.trusted import TrustedModel, check_trainable, store_trust
+from ephys2tx.trust.conformal import out_of_fold_proba
+from ephys2tx.trust.species import SpeciesFingerprint
 
 TINY = dict(width=8, hidden=8, max_epochs=3, patience=2, batch_size=32)
 
@@ -173,7 +175,10 @@ def test_every_saved_kind_needs_only_the_trusted_types(small, features, mouse_ce
     X, y = small[features], small["label"].to_numpy()
     y_mouse = small["label"].to_numpy()
     estimators = [make_forest(0, "raw", 5).fit(X, y), make_forest(0, "spca", 5).fit(X, y)]
-    estimators += [make_base(k, n_estimators=5).fit(X, y) for k in ("rf+hgb+logreg1+svc", "knn")]
+    ensemble = soft_vote(
+        [("rf", forest(5)), ("hgb", boosting()), ("logreg1", logistic(C=1.0)), ("svc", svc())]
+    )
+    estimators += [ensemble.fit(X, y), knn().fit(X, y)]
     cells = small.assign(donor=small["donor"])
     fp = SpeciesFingerprint.fit(
         {"human": cells, "mouse": mouse_cells.head(120)}, features, 0, "human"
@@ -181,8 +186,10 @@ def test_every_saved_kind_needs_only_the_trusted_types(small, features, mouse_ce
     estimators.append(fp)
     taxonomy = build_taxonomy(small, "human")
     leaves = small["t_type"].where(small["t_type"].isin(taxonomy.parent), small["label"])
-    hier = HierarchicalClassifier(taxonomy, "rf+hgb-slow+logreg", t_type_estimator="rf+svc",
-                                  n_estimators=5)  # fmt: skip
+    hier = HierarchicalClassifier(
+        taxonomy, soft_vote([("rf", forest(5)), ("hgb-slow", slow_boosting()), ("logreg", logistic())]),
+        t_type_estimator=soft_vote([("rf", forest(5)), ("svc", svc())]),
+    )  # fmt: skip
     keep = leaves.isin(taxonomy.parent).to_numpy()
     estimators.append(hier.fit(X[keep], leaves[keep].to_numpy()))
     net = BiLSTMClassifier(**TINY).fit(small, y_mouse)
@@ -233,7 +240,7 @@ def test_overwriting_into_a_folder_keeps_other_files_and_drops_old_model_files(t
 
 
 def test_train_refuses_too_few_cells_before_fitting(human_cells, tmp_path, monkeypatch):
-    from ephys2tx.commands.calibration import train_and_store
+    from ephys2tx.commands.train import train_and_store
 
     def never():
         raise AssertionError("fitted although the sizes were refused")
@@ -338,7 +345,7 @@ def test_waiters_say_so_and_stale_temporaries_go(tmp_path):
     done = threading.Event()
 
     def wait():
-        with reference._trainer_lock(root / ".human.lock", "human", said.append):
+        with default_model._trainer_lock(root / ".human.lock", "human", said.append):
             done.set()
 
     waiter = threading.Thread(target=wait)
@@ -354,7 +361,7 @@ def test_waiters_say_so_and_stale_temporaries_go(tmp_path):
     (root / "human-0000old").mkdir()
     (root / "human-current").mkdir()
     (root / "mouse-other").mkdir()
-    reference._remove_stale(root, "human", keep="human-current")
+    default_model._remove_stale(root, "human", keep="human-current")
     assert sorted(p.name for p in root.iterdir()) == [".human.lock", "human-current", "mouse-other"]
 
 

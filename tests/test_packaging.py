@@ -39,7 +39,7 @@ def test_the_predict_path_loads_no_optional_dependency():
     # registered, the default model and the trust columns
     code = (
         "import ephys2tx.cli, ephys2tx.models.recipes, ephys2tx.models.bundle\n"
-        "import ephys2tx.commands.data, ephys2tx.commands.reference, ephys2tx.predictor"
+        "import ephys2tx.commands.predict, ephys2tx.commands.train, ephys2tx.predictor"
     )
     loaded = _modules_after(code)
     assert not loaded & set(OPTIONAL), sorted(loaded & set(OPTIONAL))

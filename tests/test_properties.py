@@ -2,7 +2,7 @@
 
 On random cell tables drawn from both public tables (random subsets of cells, columns
 removed, NaNs, values scaled far beyond the training ranges, odd ids) and several alphas:
-- the one rule of the trust columns holds (`models/agreement.py`, docs/guides/trust-columns.md);
+- the one rule of the trust columns holds (`trust/agreement.py`, docs/guides/trust-columns.md);
 - every probability lies in [0, 1], each row's sum to 1, P(t-type) sums to P(subclass);
 - the t-type set lies inside the subclass set;
 - a cell's row does not change when other cells are in the batch;
@@ -24,7 +24,7 @@ from properties import models as m
 
 from ephys2tx.datasets.cells import read_cell_table, usable_features
 from ephys2tx.files import csv_safe_text, write_user_csv
-from ephys2tx.models.agreement import violations
+from ephys2tx.trust.agreement import violations
 
 ALPHAS = (0.05, 0.1, 0.2, 0.5)
 FAST = settings(
@@ -52,7 +52,7 @@ def trained(tmp_path_factory, human_cells, mouse_cells):
                 cache[kind, species] = m.train_transfer(out, human_cells, mouse_cells)
             else:
                 train = {"forest": m.train_forest, "bilstm": m.train_bilstm,
-                         "reference": m.train_reference}[kind]  # fmt: skip
+                         "reference": m.train_default_model}[kind]  # fmt: skip
                 cache[kind, species] = train(out, cells[species], species)
         return cache[kind, species]
 
@@ -174,7 +174,7 @@ def test_mouse_bilstm_keeps_the_invariants(trained, mouse_cells):
 
 
 def test_the_whole_public_tables_keep_the_rule(trained, human_cells, mouse_cells):
-    """Every cell of both public tables, every alpha, forest and reference model."""
+    """Every cell of both public tables, every alpha, forest and default model."""
     for species, cells in (("human", human_cells), ("mouse", mouse_cells)):
         for kind in ("forest", "reference"):
             model_dir = trained(kind, species)

@@ -50,7 +50,7 @@ def test_presets_are_one_settings_class():
     quick = StudySettings.preset_named("quick", seed=4)
     demo = StudySettings.preset_named("demo", folds=2)
     assert quick.seed == 4 and quick.forest_trees == 100 and len(quick.forest_runs) == 5
-    assert demo.folds == 2 and demo.save_networks and not demo.reference_models
+    assert demo.folds == 2 and demo.save_networks and not demo.default_models
     # each protocol knows its repeats: 1 x 3 grouped folds and 2 seeds in the quick run
     assert quick.forest_splitter("grouped", "human").get_n_splits() == 3
     assert quick.forest_splitter("seed", "mouse").get_n_splits() == 2

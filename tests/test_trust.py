@@ -21,16 +21,16 @@ from ephys2tx.evaluation.trust import (
 )
 from ephys2tx.features.families import SCALAR_FAMILIES
 from ephys2tx.models.bundle import ModelCard, save_model
-from ephys2tx.models.calibration import Temperature
-from ephys2tx.models.novelty import NovelFlag, NoveltyReference
-from ephys2tx.models.species import (
+from ephys2tx.models.trusted import TrustedModel, fit_calibration, fit_training_summary, save_trust
+from ephys2tx.trust.assess import TrainingSummary
+from ephys2tx.trust.novelty import NovelFlag, NoveltyBaseline
+from ephys2tx.trust.species import (
     FALSE_ALARM,
     FALSE_ALARM_BY_SPECIES,
     MISMATCH_BELOW,
     SpeciesFingerprint,
 )
-from ephys2tx.models.trust import TrustReference
-from ephys2tx.models.trusted import TrustedModel, fit_calibration, fit_trust_reference, save_trust
+from ephys2tx.trust.temperature import Temperature
 
 FAMILIES = {f.name: f.columns[:3] for f in SCALAR_FAMILIES[:3]}  # 3 families x 3 features
 FEATURES = [c for cols in FAMILIES.values() for c in cols]
@@ -69,7 +69,7 @@ def trusted(tmp_path_factory):
         cells["donor"],
         donor_kfold(5, 0),
     )
-    save_trust(out, fit_trust_reference(cells, FEATURES, "human"), calibration)
+    save_trust(out, fit_training_summary(cells, FEATURES, "human"), calibration)
     return out, calibration, cells
 
 
@@ -162,11 +162,11 @@ def test_every_flag_is_raised_by_its_cause(trusted):
 
 def test_novelty_threshold_flags_five_percent_of_reference_cells():
     cells = synthetic_cells(1000, seed=2)
-    ref = NoveltyReference.fit(cells[FEATURES], cells["donor"], FEATURES)
+    ref = NoveltyBaseline.fit(cells[FEATURES], cells["donor"], FEATURES)
     fresh = synthetic_cells(2000, seed=5)
     share = ref.is_novel(ref.novelty(fresh[FEATURES])).mean()
     assert 0.02 <= share <= 0.09
-    back = NoveltyReference.from_arrays(ref.to_arrays())
+    back = NoveltyBaseline.from_arrays(ref.to_arrays())
     assert np.allclose(back.novelty(fresh[FEATURES]), ref.novelty(fresh[FEATURES]), atol=1e-3)
 
 
@@ -196,9 +196,9 @@ def test_train_stores_the_combined_novel_flag_and_predict_uses_it(tmp_path):
     novel = table["flags"].str.contains("novel").to_numpy()
     top = loaded.predict_proba(fresh).max(axis=1)
     assert np.array_equal(novel, loaded.reference.novel_flag.is_novel(table["novelty"], top))
-    assert 0.02 <= novel.mean() <= 0.09  # calibrated on the reference cells
+    assert 0.02 <= novel.mean() <= 0.09  # calibrated on the training cells
     # a model saved without calibration keeps the flag on novelty alone
-    save_trust(tmp_path, fit_trust_reference(cells, FEATURES, "human"))
+    save_trust(tmp_path, fit_training_summary(cells, FEATURES, "human"))
     assert TrustedModel.load(tmp_path).reference.novel_flag is None
 
 
@@ -257,7 +257,7 @@ def test_species_threshold_is_calibrated_at_its_false_alarm_rate(mouse_cells, hu
 
 def test_reference_without_fingerprint_still_flags_by_species_column():
     cells = synthetic_cells(300)
-    ref = TrustReference.fit(
+    ref = TrainingSummary.fit(
         cells, FEATURES, FAMILIES, "human", cells["donor"].to_numpy(), fingerprint=None
     )
     names = ["human", "Mouse", None, "Homo sapiens", "Mus musculus", "Rattus norvegicus"]
@@ -278,7 +278,7 @@ def test_nested_trust_runs_for_a_network_reading_the_whole_table(human_cells):
 
 
 def test_train_stores_calibration_for_a_network(human_cells, tmp_path):
-    from ephys2tx.commands.calibration import store_trust
+    from ephys2tx.commands.train import store_trust
     from ephys2tx.models.bilstm import BiLSTMClassifier
     from ephys2tx.models.bundle import card_for
 
@@ -300,11 +300,11 @@ def test_retraining_without_calibration_removes_the_old_scores(trusted, tmp_path
     out, _, cells = trusted
     copy = tmp_path / "model"
     shutil.copytree(out, copy)
-    save_trust(copy, fit_trust_reference(cells, FEATURES, "human"))  # --no-calibrate
+    save_trust(copy, fit_training_summary(cells, FEATURES, "human"))  # --no-calibrate
     assert TrustedModel.load(copy).conformal is None
 
     # calibration scores of a model with other classes are refused, not used
-    save_trust(copy, fit_trust_reference(cells, FEATURES, "human"), fit_calibration(
+    save_trust(copy, fit_training_summary(cells, FEATURES, "human"), fit_calibration(
         logistic(), cells[FEATURES], cells["label"].replace("C", "Z"), cells["donor"],
         donor_kfold(5, 0),
     ))  # fmt: skip

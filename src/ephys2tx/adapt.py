@@ -2,12 +2,12 @@
 
 Steps: the features the lab measures (shared with the reference table) -> the reference
 model on exactly those features (fitted and calibrated here) -> the excitatory detector
-(`models/interneuron.py`; mouse only: the only excitatory cells here are mouse M1 cells) ->
+(`trust/interneuron.py`; mouse only: the only excitatory cells here are mouse M1 cells) ->
 the lab model (`models/lab.py`: anchored alignment without labels; with labels the lab's
 cells join training and recalibrate the sets) -> a model directory that `predict DIR` reads
-like any reference model (kind `reference`, its card's `extra["lab"]` says what was done).
+like any default model (kind `reference`, its card's `extra["lab"]` says what was done).
 
-The trust reference (ranges, novelty, `lab_shift` null) is the reference cells mapped into
+The training summary (ranges, novelty, `lab_shift` null) is the training cells mapped into
 the lab's terms, so the flags read the lab's own values.
 """
 
@@ -22,19 +22,23 @@ import pandas as pd
 
 from .datasets.cells import other_species_cells
 from .datasets.labels import DEFAULT_LABEL
+from .default_model import (
+    DEFAULT_SETTINGS,
+    cached_default_model,
+    data_checksums,
+    default_inputs,
+    default_training_cells,
+    fit_default_model_on,
+    fit_from_model_dir,
+    novelty_weights,
+    subset_for_table,
+)
 from .errors import Ephys2txError
 from .models.bundle import card_for, new_model_dir, write_model
-from .models.interneuron import BatchShift, InterneuronDetector, m1_detector
+from .models.hierarchy import HierarchyFit
 from .models.lab import LabFit, fit_lab_model, lab_features
-from .models.reference import ReferenceFit
-from .models.trusted import fit_trust_reference, save_trust
-from .reference import (
-    DEFAULT_SETTINGS,
-    data_checksums,
-    fit_reference_on,
-    novelty_weights,
-    reference_cells,
-)
+from .models.trusted import fit_training_summary, save_trust
+from .trust.interneuron import BatchShift, InterneuronDetector, m1_detector
 
 
 @dataclass
@@ -43,10 +47,10 @@ class LabAdaptation:
 
     species: str
     features: list[str]
-    reference: ReferenceFit
+    reference: HierarchyFit
     lab: LabFit
     detector: InterneuronDetector | None
-    reference_cells: pd.DataFrame
+    default_training_cells: pd.DataFrame
 
 
 def adapt_to_lab(
@@ -61,10 +65,12 @@ def adapt_to_lab(
     say: Callable[[str], None] = print,
 ) -> LabAdaptation:
     """Fit a lab model to `lab` (canonical features, one row per cell)."""
-    cells = reference_cells(species, data_dir, mirror)
+    cells = default_training_cells(species, data_dir, mirror)
     features = lab_features(lab, cells)
     say(f"the lab's cells share {len(features)} features with the {species} reference")
-    reference = fit_reference_on(species, cells, features, seed, n_jobs)
+    reference = default_model_for_lab(
+        species, lab, features, cells, seed, n_jobs, data_dir, mirror, say
+    )
     detector = m1_detector(species, features, cells, data_dir, mirror, seed=seed)
     eligible = ~detector.flag(lab) if detector is not None else None
     if detector is not None:
@@ -76,41 +82,60 @@ def adapt_to_lab(
     return LabAdaptation(species, features, reference, fit, detector, cells)
 
 
+def default_model_for_lab(
+    species: str, lab: pd.DataFrame, features: list[str], cells: pd.DataFrame, seed: int = 0,
+    n_jobs: int = 1, data_dir=None, mirror=None, say: Callable[[str], None] = print,
+) -> HierarchyFit:  # fmt: skip
+    """The default model on the lab's features: the cached model `predict` uses for this
+    table (`subset_for_table`; trained there on first use) when it is the same fit (the
+    same feature set and seed, default settings), else one fitted here."""
+    subset = subset_for_table(species, lab, data_dir, mirror)
+    same = set(subset if subset is not None else default_inputs(species, data_dir, mirror))
+    if same == set(features):
+        path = cached_default_model(species, data_dir, mirror, say, n_jobs, features=subset)
+        fit = fit_from_model_dir(path, len(cells), seed)
+        if fit is not None:
+            return fit
+        say(f"the cached model in {path} is not this fit (seed or cells differ, or older cache)")
+    say(f"fitting the {species} default model on the lab's {len(features)} features")
+    return fit_default_model_on(species, cells, features, seed, n_jobs)
+
+
 def save_lab_model(out: str | Path, built: LabAdaptation, data_dir=None, mirror=None) -> Path:
-    """Write the lab model directory (model, card, calibration, trust reference)."""
+    """Write the lab model directory (model, card, calibration, training summary)."""
     out = Path(out)
     fit, ref = built.lab, built.reference
     species = built.species
     model = fit.model
     tax = ref.taxonomy
     card = card_for(
-        model, "reference", species, DEFAULT_LABEL[species], len(built.reference_cells),
+        model, "reference", species, DEFAULT_LABEL[species], len(built.default_training_cells),
         taxonomy=tax.to_dict(), leaves=tax.leaves,
         conformal={level: c.to_dict() for level, c in fit.calibration.items()},
         subclass_recalibration=ref.temperature.to_dict(),
         data_sha256=data_checksums(species, data_dir, mirror),
-        settings=DEFAULT_SETTINGS[species],
+        settings=DEFAULT_SETTINGS[species].describe(),
         lab={
             **fit.details,
             "shift": model.shift.to_dict(),
-            "most_shifted": model.shift.largest(built.reference_cells),
+            "most_shifted": model.shift.largest(built.default_training_cells),
             "not_interneuron": built.detector.source if built.detector else None,
         },
     )  # fmt: skip
     card.classes = list(tax.subclasses)
-    in_lab_terms = model.shift.to_lab(built.reference_cells)
-    trust = fit_trust_reference(
+    in_lab_terms = model.shift.to_lab(built.default_training_cells)
+    trust = fit_training_summary(
         in_lab_terms, built.features, species, other_species_cells(species, data_dir, mirror),
         weights=novelty_weights(model, built.features),
     )  # fmt: skip
     if ref.top_probability is not None:
-        trust.with_novel_flag(built.reference_cells["donor"].to_numpy(), ref.top_probability)
+        trust.with_novel_flag(built.default_training_cells["donor"].to_numpy(), ref.top_probability)
     trust.interneuron = built.detector
     trust.batch_shift = BatchShift.fit(
         in_lab_terms,
         built.features,
-        built.reference_cells["donor"].to_numpy(),
-        built.reference_cells[DEFAULT_LABEL[species]].to_numpy(),
+        built.default_training_cells["donor"].to_numpy(),
+        built.default_training_cells[DEFAULT_LABEL[species]].to_numpy(),
     )
     with new_model_dir(out) as folder:  # the directory appears only when complete
         write_model(folder, model, card)

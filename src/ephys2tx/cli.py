@@ -46,9 +46,23 @@ def _options(
 
 
 def _register() -> None:
-    from .commands import adapt, data, demo, extract, recordings, reference, sequence, study, synth
+    from .commands import (
+        adapt,
+        cells,
+        demo,
+        embed,
+        evaluate,
+        extract,
+        fetch,
+        inspect,
+        predict,
+        reproduce,
+        synth,
+        train,
+    )
 
-    for group in (data, recordings, synth, extract, sequence, reference, adapt, study, demo):
+    verbs = (fetch, cells, embed, inspect, synth, extract, train, evaluate, predict, adapt)
+    for group in (*verbs, reproduce, demo):
         group.register(app, train_app, evaluate_app)
     # the commands that fit or predict also take --threads after their name
     fitting = [*train_app.registered_commands, *evaluate_app.registered_commands]

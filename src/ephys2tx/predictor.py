@@ -124,12 +124,12 @@ class Predictor:
     @property
     def measured_features(self) -> list[str]:
         """The feature columns a cell table should carry (derived inputs left out)."""
-        from .models.mapping import reference_features
+        from .models.mapping import card_features
 
-        return reference_features(self.card) if self.kind == "hierarchical" else self.card.features
+        return card_features(self.card) if self.kind == "hierarchical" else self.card.features
 
     @property
-    def trust_reference(self):
+    def training_summary(self):
         """What the flags and novelty compare a cell with (the training cells' ranges,
         families and neighbours), or None for a model saved without it."""
         model = self._model()
@@ -137,7 +137,7 @@ class Predictor:
 
     def _model(self):
         """The fitted parts, read on first use (a flat model: a `TrustedModel`; a
-        hierarchical one: estimator and stored trust reference)."""
+        hierarchical one: estimator and stored training summary)."""
         if self._loaded is None:
             if self.kind == "flat":
                 from .models.trusted import TrustedModel
@@ -145,10 +145,10 @@ class Predictor:
                 self._loaded = TrustedModel.load(self.model_dir)
             else:
                 from .models.bundle import load_model as load_estimator
-                from .models.trusted import load_reference
+                from .models.trusted import load_training_summary
 
                 estimator, self.card = load_estimator(self.model_dir)
-                self._loaded = (estimator, load_reference(self.model_dir))
+                self._loaded = (estimator, load_training_summary(self.model_dir))
         return self._loaded
 
     def for_cells(self, cells: pd.DataFrame) -> Predictor:
@@ -157,14 +157,14 @@ class Predictor:
         features they measure (cached per feature set; not the rest left NaN)."""
         if self.default is None:
             return self
-        from .reference import default_inputs, reference_for_table, subset_for_table
+        from .default_model import default_inputs, default_model_for_table, subset_for_table
 
         d = self.default
         subset = subset_for_table(d.species, cells, d.data_dir, d.mirror)
         wanted = subset if subset is not None else default_inputs(d.species, d.data_dir, d.mirror)
         if set(wanted) == set(self.card.features):
             return self
-        target = reference_for_table(d.species, cells, d.data_dir, d.mirror, say=d.say)
+        target = default_model_for_table(d.species, cells, d.data_dir, d.mirror, say=d.say)
         if target not in self._subsets:
             self._subsets[target] = Predictor(target, d)
         return self._subsets[target]
@@ -185,14 +185,14 @@ class Predictor:
 
     def _run_hierarchical(self, cells: pd.DataFrame, alpha: float) -> PredictionRun:
         from .models.bundle import align_features
-        from .models.mapping import predict_mapping, reference_features
+        from .models.mapping import card_features, predict_mapping
         from .models.trusted import trust_table
         from .threads import predicting
 
         estimator, reference = self._model()
         with predicting():  # the thread policy, loops in order (threads.py)
             mapping = predict_mapping(estimator, self.card, cells, alpha)
-        _, missing = align_features(cells, reference_features(self.card))
+        _, missing = align_features(cells, card_features(self.card))
         table = mapping.table
         proba = table[[f"p_{c}" for c in self.classes]].to_numpy()
         sets = [split_joined(s, SET_SEPARATOR) for s in table["subclass_set"]]
@@ -222,12 +222,12 @@ class Predictor:
             proba = self._model().predict_proba(cells)
         else:
             from .models.bundle import align_features
-            from .models.mapping import reference_features
-            from .models.reference import model_inputs
+            from .models.hierarchy import model_inputs
+            from .models.mapping import card_features
             from .threads import predicting
 
             estimator, _ = self._model()
-            align_features(cells, reference_features(self.card))  # none of them: a clear error
+            align_features(cells, card_features(self.card))  # none of them: a clear error
             with predicting():
                 levels = estimator.predict_proba_levels(model_inputs(cells, self.card.features))
             proba = levels["subclass"][self.classes].to_numpy()
@@ -260,13 +260,13 @@ def load_model(
     model trained on exactly the features they measure (`Predictor.for_cells`); given
     `cells` here, that model is the one loaded (and the full one is not trained first)."""
     if isinstance(model, str) and model in SPECIES:
-        from .reference import cached_reference, reference_for_table
+        from .default_model import cached_default_model, default_model_for_table
 
         default = DefaultModel(model, data_dir, mirror, say or console.print)
         if cells is not None:
-            target = reference_for_table(model, cells, data_dir, mirror, say=default.say)
+            target = default_model_for_table(model, cells, data_dir, mirror, say=default.say)
         else:
-            target = cached_reference(model, data_dir, mirror, say=default.say)
+            target = cached_default_model(model, data_dir, mirror, say=default.say)
         return Predictor(target, default)
     return Predictor(Path(model))
 

@@ -18,13 +18,12 @@ from ephys2tx.datasets.cells import usable_features
 from ephys2tx.datasets.labels import DEFAULT_LABEL
 from ephys2tx.evaluation.splits import donor_kfold
 from ephys2tx.models.bundle import card_for, save_model
+from ephys2tx.models.hierarchy import HierarchySettings
+from ephys2tx.models.members import forest
 
-LIGHT_REFERENCE = {
-    "subclass_model": "rf",
-    "t_type_model": "flat",
-    "t_type_estimator": "rf",
-    "n_estimators": 15,
-}
+LIGHT_REFERENCE = HierarchySettings(
+    subclass=(("rf", forest(15)),), t_type=(("rf", forest(15)),), t_type_model="flat"
+)
 TINY_NET = dict(width=8, hidden=8, max_epochs=3, patience=2, batch_size=32)
 CALIBRATION_FOLDS = 3
 
@@ -74,26 +73,26 @@ def train_transfer(out: Path, human: pd.DataFrame, mouse: pd.DataFrame) -> Path:
     return _store(out, make, train, "label", "human", "transfer-finetune", None)
 
 
-def train_reference(out: Path, cells: pd.DataFrame, species: str) -> Path:
-    """The hierarchical reference model (light settings), saved as the cache saves it."""
-    from ephys2tx.models.mapping import reference_features
-    from ephys2tx.models.trusted import fit_trust_reference, save_trust
-    from ephys2tx.reference import novelty_weights
-    from ephys2tx.reference import train_reference as fit
+def train_default_model(out: Path, cells: pd.DataFrame, species: str) -> Path:
+    """The hierarchical default model (light settings), saved as the cache saves it."""
+    from ephys2tx.default_model import novelty_weights
+    from ephys2tx.default_model import train_default_model as fit
+    from ephys2tx.models.mapping import card_features
+    from ephys2tx.models.trusted import fit_training_summary, save_trust
 
     train = subset(cells, DEFAULT_LABEL[species], 70)
     result, card = fit(species, train, settings=LIGHT_REFERENCE, n_jobs=1)
     save_model(out, result.model, card)
-    features = reference_features(card)
+    features = card_features(card)
     weights = novelty_weights(result.model, features)
-    trust = fit_trust_reference(train, features, species, None, 0, weights=weights)
+    trust = fit_training_summary(train, features, species, None, 0, weights=weights)
     trust.with_novel_flag(train["donor"].to_numpy(), result.top_probability)
     save_trust(out, trust)
     return out
 
 
 def taxonomy_parent(model_dir: Path) -> dict[str, str] | None:
-    """leaf -> subclass of a reference model, else None."""
+    """leaf -> subclass of a default model, else None."""
     from ephys2tx.models.bundle import read_card
 
     card = read_card(model_dir)

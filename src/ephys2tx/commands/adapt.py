@@ -1,4 +1,4 @@
-"""`ephys2tx adapt`: fit the reference model to a lab's own cells (`ephys2tx.adapt`)."""
+"""`ephys2tx adapt`: fit the default model to a lab's own cells (`ephys2tx.adapt`)."""
 
 from __future__ import annotations
 
@@ -46,11 +46,12 @@ def adapt_cmd(
     data_dir: DataDir = None,
     mirror: Mirror = None,
 ) -> None:
-    """Adapt the reference model to a lab's cells and save a lab model for `predict DIR`.
+    """Adapt the default model to a lab's cells and save a lab model for `predict DIR`.
 
     Without labels the lab's cells are an unlabelled target: each feature is mapped onto
     the reference by the confident calls of each class. With labels the lab's labelled cells
-    join training and the conformal sets are recalibrated on them."""
+    join training (with the reference cells, or alone on all of the lab's own columns) and
+    the conformal sets are recalibrated on them."""
     import pandas as pd
 
     from ..adapt import adapt_to_lab, label_column, save_lab_model
@@ -74,7 +75,8 @@ def adapt_cmd(
         n = int(lab_labels.notna().sum())
         grouped = f"grouped by `{donor_column}`" if donors is not None else "not grouped by donor"
         console.print(
-            f"{n} labelled lab cells join training; sets recalibrated on them ({grouped})"
+            f"{n} labelled lab cells join training (with the reference cells, or alone on "
+            f"all the lab's columns: chosen on their folds); sets recalibrated on them ({grouped})"
         )
     else:
         console.print(f"no labels: {len(lab)} lab cells are an unlabelled target")
@@ -84,7 +86,7 @@ def adapt_cmd(
         )
     save_lab_model(out, built, data_dir, mirror)
     details = built.lab.details
-    shifted = ", ".join(built.lab.model.shift.largest(built.reference_cells))
+    shifted = ", ".join(built.lab.model.shift.largest(built.default_training_cells))
     console.print(
         f"saved the {species} lab model ({details['method']}; {len(built.features)} features; "
         f"most re-mapped: {shifted}) to {out}; predict with `ephys2tx predict {out} CELLS`"

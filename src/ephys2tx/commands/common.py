@@ -17,7 +17,9 @@ from ..console import console
 from ..datasets.cells import build_cells, read_id_list
 from ..errors import Ephys2txError
 from ..files import check_writable_folder
+from ..models import TRANSFER_METHODS
 from ..schema import DEFAULT_LABEL, check_label, check_species
+from ..trust.conformal import check_alpha
 
 DataDir = Annotated[
     Path | None,
@@ -84,7 +86,7 @@ Seed = Annotated[int, typer.Option("--seed", help="Random seed.", callback=check
 Protocol = Annotated[
     str,
     typer.Option(
-        "--protocol", help="grouped (donor-grouped K-fold) or seed (the reference study's)."
+        "--protocol", help="grouped (donor-grouped K-fold) or seed (the published study's)."
     ),
 ]
 Repeats = Annotated[int, typer.Option("--repeats", min=1, help="Repeats of the fold split.")]
@@ -182,3 +184,101 @@ def print_f1(model: str, species: str, label: str, protocol: str, metrics: dict,
         f"{model} {species} {label} ({protocol}): macro-F1 {f1['mean']:.3f} ± {f1['sd']:.3f} "
         f"(95% CI {f1['ci95'][0]:.3f}–{f1['ci95'][1]:.3f}); wrote {out}/metrics.json"
     )
+
+
+Calibrate = Annotated[
+    bool,
+    typer.Option(
+        "--calibrate/--no-calibrate",
+        help="Store donor-grouped out-of-fold conformal scores (5 more fits).",
+    ),
+]
+
+
+TrustOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust/--no-trust",
+        help="Also measure coverage, set size, confident calls and ECE, with the calibration "
+        "nested in each outer training fold (5 more fits per fold).",
+    ),
+]
+
+
+Alpha = Annotated[
+    float,
+    typer.Option(
+        "--alpha", help="Miss rate of the prediction sets, in (0, 1).", callback=check_alpha
+    ),
+]
+
+
+def print_trust(summary: dict, out: Path) -> None:
+    """One line: coverage, set size, confident calls and ECE of a nested evaluation."""
+    per_class = ", ".join(f"{k} {v:.2f}" for k, v in summary["coverage_per_class"].items())
+    acc = summary["confident_accuracy"]
+    console.print(
+        f"alpha {summary['alpha']:g}: coverage {summary['coverage']:.3f} ({per_class}); "
+        f"mean set size {summary['mean_set_size']:.2f}; confident "
+        f"{summary['share_confident']:.1%} of cells, accuracy "
+        f"{'n/a' if acc is None else f'{acc:.3f}'}; ECE {summary['ece']:.3f} "
+        f"(unscaled {summary['ece_unscaled']:.3f}); wrote {out}/trust.json",
+        soft_wrap=True,
+    )
+
+
+Members = Annotated[
+    int,
+    typer.Option("--members", min=1, help="Networks averaged, each early-stopped on other donors."),
+]
+
+
+NestedTrust = Annotated[
+    bool,
+    typer.Option(
+        "--trust/--no-trust",
+        help="Also measure coverage, set size, confident calls and ECE with calibration nested "
+        "in each outer fold (refits the networks: 6x the time).",
+    ),
+]
+
+
+def one_of(method: str, allowed: tuple[str, ...]) -> str:
+    if method not in allowed:
+        raise Ephys2txError(f"unknown --method {method!r}; choose one of: {', '.join(allowed)}")
+    return method
+
+
+def check_method(method: str) -> str:
+    """--method is a transfer method (checked while the command line is parsed)."""
+    return one_of(method, TRANSFER_METHODS)
+
+
+def check_method_or_all(method: str) -> str:
+    """--method is a transfer method or `all`."""
+    return one_of(method, ("all", *TRANSFER_METHODS))
+
+
+Method = Annotated[
+    str,
+    typer.Option("--method", help=", ".join(TRANSFER_METHODS) + ".", callback=check_method),
+]
+
+
+MethodOrAll = Annotated[
+    str,
+    typer.Option(
+        "--method",
+        help=", ".join(TRANSFER_METHODS) + " or all (compare them).",
+        callback=check_method_or_all,
+    ),
+]
+
+
+def add_commands(group: typer.Typer, commands: dict, old_names: dict[str, str]) -> None:
+    """Add `commands` ({name: function}) to a CLI group; each of `old_names` ({old: name})
+    stays a hidden alias, so scripts written for an older version keep working."""
+    for name, command in commands.items():
+        group.command(name)(command)
+    for old, name in old_names.items():
+        group.command(old, hidden=True)(commands[name])

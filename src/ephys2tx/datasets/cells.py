@@ -16,7 +16,7 @@ import pandas as pd
 from ..console import console
 from ..errors import Ephys2txError, one_line
 from ..features.families import SCALAR_FEATURES
-from ..files import check_out_file, csv_safe
+from ..files import atomic_write, check_out_file, csv_safe
 from ..schema import FEATURE_DTYPE, ID_COLUMNS, SPECIES, check_species
 from . import labels
 from .crosswalk import ID_ALIASES, Crosswalk, recognize, to_canonical
@@ -321,20 +321,20 @@ def check_table_out(path: str | Path, option: str = "--out") -> Path:
 def write_cell_table(cells: pd.DataFrame, path: str | Path) -> Path:
     """Write Parquet or CSV by suffix, atomically: a failed write (full disk) leaves no part."""
     path = check_table_out(path, "output")
-    tmp = path.with_name(f".{path.name}.part")
-    try:
+
+    def write(tmp: Path) -> None:
         if path.suffix == ".parquet":
             cells.to_parquet(tmp, index=False)
         else:
             csv_safe(cells).to_csv(tmp, index=False)  # spreadsheet-safe text cells
-        tmp.replace(path)
+
+    try:
+        atomic_write(path, write)
     except OSError as exc:
         raise Ephys2txError(
             f"cannot write {path} ({exc.strerror or one_line(exc)}); free some space or "
             "choose another folder"
         ) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

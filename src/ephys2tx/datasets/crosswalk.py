@@ -41,6 +41,10 @@ ID_TARGET = "specimen_id"
 # Id columns recognized in any table when it has no `specimen_id` (compared case- and
 # space-insensitively); a pipeline's own id column is a `specimen_id` row of its crosswalk.
 ID_ALIASES: tuple[str, ...] = ("cell id", "cell_id", "cell", "cell name", "cell_name")
+# Every numeric column of a crosswalked table is also kept as it is, under this prefix
+# ("own:Latency (ms)"): the canonical models ignore them, a lab model fitted with the lab's
+# labels may use them (`models/lab.py`), since a lab's model can use all of its own columns.
+OWN_PREFIX = "own:"
 PIPELINE_TITLES: dict[str, str] = {
     "berens": "the Berens lab extractor (Scala et al. 2019, 2021)",
     "efel": "eFEL (Blue Brain Project)",
@@ -570,4 +574,11 @@ def to_canonical(
             used |= {_find(columns, c) for c in row.columns()}
     report.left_out = [c for c in columns if c not in used]
     check_plausible(cells, source, report.mapped)
+    own = {
+        OWN_PREFIX + c: pd.to_numeric(df[c], errors="coerce").astype(float)
+        for c in columns
+        if c != id_column and c not in cells.columns
+    }  # fmt: skip
+    own = {k: v for k, v in own.items() if v.notna().any()}  # text columns are not features
+    cells = pd.concat([cells, pd.DataFrame(own, index=cells.index)], axis=1)
     return cells.reset_index(drop=True), report

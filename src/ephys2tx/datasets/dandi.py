@@ -207,6 +207,12 @@ def download(
                 f"checksum mismatch for {target.name}: expected sha256 {sha256}, got {got}; "
                 "the download was corrupted and deleted, run the command again"
             )
+    # Not `files.atomic_write`: the `.part` is a resume file that must outlive a failed run.
+    # It lies beside the target, so this rename is atomic (one file system): readers see no
+    # file or the whole verified one. Flushed first, so that a crash cannot leave the target
+    # renamed into place with its bytes still unwritten.
+    with open(part, "rb+") as handle:
+        os.fsync(handle.fileno())
     os.replace(part, target)
     return target
 

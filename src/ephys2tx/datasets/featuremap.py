@@ -49,69 +49,63 @@ def _m(canonical, source, columns, unit, compute=_same, note=""):
     return MappedFeature(canonical, source, cols, unit, compute, note)
 
 
-def _deltav(canonical, source, v_column, threshold_column):
-    return _m(canonical, source, (v_column, threshold_column), "mV", _minus, "minus threshold")
+def _column(source: str, measure: str, sweep: str) -> str:
+    """A source's column of a measure on a kind of sweep: Gouwens' names put the sweep
+    first (`rheo_width`), efeature's last, as the canonical names do (`width_ramp`)."""
+    return f"{sweep}_{measure}" if source == GOUWENS else f"{measure}_{sweep}"
+
+
+def _on(source: str, sweep: str, unit: str, *measures: str, note: str = ""):
+    """The canonical `<measure>_<sweep>` of each measure, from the source's own column."""
+    return tuple(
+        _m(f"{m}_{sweep}", source, _column(source, m, sweep), unit, note=note) for m in measures
+    )
+
+
+def _deltavs(source: str, sweep: str, *measures: str):
+    """The canonical `<measure>_deltav_<sweep>`: the source's `<measure>_v` on that sweep
+    minus its threshold there."""
+    threshold = _column(source, "threshold_v", sweep)
+    return tuple(
+        _m(f"{m}_deltav_{sweep}", source, (_column(source, f"{m}_v", sweep), threshold), "mV",
+           _minus, "minus threshold")
+        for m in measures
+    )  # fmt: skip
 
 
 MOUSE_FEATURE_MAP: tuple[MappedFeature, ...] = (
-    # subthreshold / passive
-    _m("v_baseline", GOUWENS, "v_baseline", "mV"),
-    _m("vm_for_sag", GOUWENS, "vm_for_sag", "mV"),
-    _m("input_resistance", GOUWENS, "input_resistance", "MOhm"),
-    _m("tau", GOUWENS, "tau", "s"),
-    _m("sag", GOUWENS, "sag", "1"),
+    # subthreshold / passive: the canonical names
+    *(_m(name, GOUWENS, name, unit) for name, unit in (
+        ("v_baseline", "mV"), ("vm_for_sag", "mV"), ("input_resistance", "MOhm"), ("tau", "s"),
+        ("sag", "1"),
+    )),
     # rheobase and f-I
     _m("rheobase_i", GOUWENS, "rheobase_i", "pA"),
     _m("stim_amp_hero", GOUWENS, "hero_stim_amp", "pA", note="mouse only"),
     _m("fi_fit_slope", GOUWENS, "fi_fit_slope", "Hz/pA"),
     _m("max_rate", GOUWENS, "maximal_firing_rate", "Hz", note="mouse only"),
     # first AP, long-square rheobase sweep
-    _m("threshold_v_rheo", GOUWENS, "rheo_threshold_v", "mV"),
-    _deltav("trough_deltav_rheo", GOUWENS, "rheo_trough_v", "rheo_threshold_v"),
-    _deltav("fast_trough_deltav_rheo", GOUWENS, "rheo_fast_trough_v", "rheo_threshold_v"),
-    _deltav("peak_deltav_rheo", GOUWENS, "rheo_peak_v", "rheo_threshold_v"),
-    _m("width_rheo", GOUWENS, "rheo_width", "s"),
-    _m(
-        "upstroke_downstroke_ratio_rheo",
-        EFEATURE,
-        "upstroke_downstroke_ratio_long_square",
-        "1",
-        note="not rheo_upstroke_downstroke_ratio of the Gouwens table (a different quantity)",
-    ),
+    *_on(GOUWENS, "rheo", "mV", "threshold_v"),
+    *_deltavs(GOUWENS, "rheo", "trough", "fast_trough", "peak"),
+    *_on(GOUWENS, "rheo", "s", "width"),
+    _m("upstroke_downstroke_ratio_rheo", EFEATURE, "upstroke_downstroke_ratio_long_square", "1",
+       note="not rheo_upstroke_downstroke_ratio of the Gouwens table (a different quantity)"),
     # firing at the hero sweep
-    _m("avg_rate_hero", GOUWENS, "hero_avg_rate", "Hz"),
+    *_on(GOUWENS, "hero", "Hz", "avg_rate"),
     _m("first_isi_inv_hero", GOUWENS, "hero_first_isi", "s", _inverse, "1 / first ISI"),
-    _m("latency_hero", GOUWENS, "hero_latency", "s"),
-    _m("mean_isi_hero", GOUWENS, "hero_mean_isi", "s"),
-    _m("median_isi_hero", GOUWENS, "hero_median_isi", "s"),
-    _m("adapt_hero", GOUWENS, "hero_adapt", "1"),
-    _m("isi_cv_hero", GOUWENS, "hero_isi_cv", "1"),
+    *_on(GOUWENS, "hero", "s", "latency", "mean_isi", "median_isi"),
+    *_on(GOUWENS, "hero", "1", "adapt", "isi_cv"),
     # first AP, short square
-    _m("threshold_i_short_square", EFEATURE, "threshold_i_short_square", "pA", note="mouse only"),
-    _m("threshold_v_short_square", EFEATURE, "threshold_v_short_square", "mV"),
-    _m(
-        "upstroke_downstroke_ratio_short_square",
-        EFEATURE,
-        "upstroke_downstroke_ratio_short_square",
-        "1",
-    ),
-    _deltav(
-        "fast_trough_deltav_short_square",
-        EFEATURE,
-        "fast_trough_v_short_square",
-        "threshold_v_short_square",
-    ),
-    _deltav(
-        "peak_deltav_short_square", EFEATURE, "peak_v_short_square", "threshold_v_short_square"
-    ),
+    *_on(EFEATURE, "short_square", "pA", "threshold_i", note="mouse only"),
+    *_on(EFEATURE, "short_square", "mV", "threshold_v"),
+    *_on(EFEATURE, "short_square", "1", "upstroke_downstroke_ratio"),
+    *_deltavs(EFEATURE, "short_square", "fast_trough", "peak"),
     # first AP, ramp
-    _m("threshold_i_ramp", EFEATURE, "threshold_i_ramp", "pA"),
-    _m("threshold_v_ramp", EFEATURE, "threshold_v_ramp", "mV"),
-    _m("upstroke_downstroke_ratio_ramp", EFEATURE, "upstroke_downstroke_ratio_ramp", "1"),
-    _deltav("trough_deltav_ramp", EFEATURE, "trough_v_ramp", "threshold_v_ramp"),
-    _deltav("fast_trough_deltav_ramp", EFEATURE, "fast_trough_v_ramp", "threshold_v_ramp"),
-    _deltav("peak_deltav_ramp", EFEATURE, "peak_v_ramp", "threshold_v_ramp"),
-)
+    *_on(EFEATURE, "ramp", "pA", "threshold_i"),
+    *_on(EFEATURE, "ramp", "mV", "threshold_v"),
+    *_on(EFEATURE, "ramp", "1", "upstroke_downstroke_ratio"),
+    *_deltavs(EFEATURE, "ramp", "trough", "fast_trough", "peak"),
+)  # fmt: skip
 
 
 def map_mouse_features(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

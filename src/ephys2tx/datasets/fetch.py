@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -14,7 +13,7 @@ from pathlib import Path
 from platformdirs import user_cache_dir
 
 from ..errors import DataFileMissing, Ephys2txError, one_line
-from ..files import check_writable_folder, sha256_of
+from ..files import atomic_write, atomic_write_text, check_writable_folder, sha256_of
 from .sources import DATA_FILES, DataFile
 
 DATA_DIR_ENV = "EPHYS2TX_DATA_DIR"
@@ -81,12 +80,10 @@ def _record_stamp(data_dir: Path, name: str, path: Path) -> None:
     """Remember that `path` was verified at its current size and mtime (best effort)."""
     stamps = _read_stamps(data_dir)
     stamps[name] = _stamp(path)
-    tmp = data_dir / f"{STAMPS_FILE}.{os.getpid()}.part"
     try:
-        tmp.write_text(json.dumps(stamps, indent=1, sort_keys=True))
-        os.replace(tmp, data_dir / STAMPS_FILE)
+        atomic_write_text(data_dir / STAMPS_FILE, json.dumps(stamps, indent=1, sort_keys=True))
     except OSError:  # a read-only data directory: verification just repeats next time
-        tmp.unlink(missing_ok=True)
+        pass
 
 
 def local_state(entry: DataFile, data_dir: Path) -> str:
@@ -120,12 +117,8 @@ def fetch_file(entry: DataFile, data_dir: Path, mirror: str | None = None) -> Pa
     if local_state(entry, data_dir) == "ok":
         return target
     check_writable_folder(target.parent, f"data directory {data_dir}")
-    handle, tmp_name = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".part"
-    )
-    os.close(handle)
-    tmp = Path(tmp_name)
-    try:
+
+    def verified_copy(tmp: Path) -> None:  # raising here keeps the old file and no part
         try:
             _copy_to(_source_of(entry, mirror), tmp)
         except OSError as exc:  # a local copy that fails, e.g. a full disk
@@ -139,9 +132,8 @@ def fetch_file(entry: DataFile, data_dir: Path, mirror: str | None = None) -> Pa
                 f"checksum mismatch for {entry.name}: expected sha256 {entry.sha256}, got {got}; "
                 "the source changed or the download was corrupted, so nothing was kept"
             )
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(target, verified_copy)
     _record_stamp(data_dir, entry.name, target)
     return target
 

@@ -1,16 +1,20 @@
-"""The cross-lab benchmark: the reference model on another lab's cells (M1, Scala et al.
+"""The cross-lab benchmark: the default model on another lab's cells (M1, Scala et al.
 2021), as it is, adapted without labels, adapted with some of the lab's mice labelled, and
 the lab's own in-domain ceiling.
 
 Rows, all scored on the lab's GABAergic cells (5-class subclass):
-- `a`: the reference model on the lab's features, as it is (through the crosswalk);
+- `a`: the default model on the lab's features, as it is (through the crosswalk);
 - `b`: adapted without labels; the alignment method is chosen per fold of mice on the
   *other* folds' cells (nested; `selection`), so no scored cell chooses its own method;
-- `c<share>`: the labelled cells of `share` of the lab's mice join training, scored on
-  the other mice, over `draws` draws of mice;
-- `d`: the in-domain ceiling, a forest on the lab's cells alone, folds grouped by mouse.
+- `c<share>`: adapted with the labelled cells of `share` of the lab's mice
+  (`fit_lab_model`: joint training or the stack on the lab's own columns, chosen by the
+  labelled mice's own folds), scored on the other mice, over `draws` draws of mice;
+- `d`: the in-domain ceiling on the shared features, `d-all` on all of the lab's own
+  columns: the lab's cells alone, folds grouped by mouse, over `draws` shuffles of the
+  mice; the classifier is chosen per outer fold among `CEILING_MODELS` by inner folds of
+  the other mice (nested), so the ceiling is not one classifier's.
 The `not_interneuron` detector is fitted for each fold of mice on the other mice's cells
-(plus the reference cells), so a scored cell never trained it.
+(plus the training cells), so a scored cell never trained it.
 """
 
 from __future__ import annotations
@@ -21,13 +25,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, recall_score, roc_auc_score
-from sklearn.model_selection import GroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import PowerTransformer
+from sklearn.svm import SVC
 
 from ..datasets.labels import DEFAULT_LABEL
+from ..errors import Ephys2txError
 from ..models.bundle import card_for
+from ..models.ensemble import seeded
 from ..models.forest import make_forest
-from ..models.interneuron import LAB_SHIFT, NOT_INTERNEURON, BatchShift, m1_detector
+from ..models.hierarchy import HierarchyFit, novelty_weights
 from ..models.lab import (
     ALIGN_METHODS,
     LAB_FOREST_TREES,
@@ -35,15 +47,21 @@ from ..models.lab import (
     LabModel,
     align_unlabelled,
     fit_lab_model,
+    own_columns,
 )
 from ..models.mapping import predict_mapping
-from ..models.reference import ReferenceFit, novelty_weights
-from ..models.trusted import fit_trust_reference, trust_table
+from ..models.members import slow_boosting
+from ..models.trusted import fit_training_summary, trust_table
 from ..schema import FLAG_SEPARATOR, SET_SEPARATOR, split_joined
+from ..trust.interneuron import LAB_SHIFT, NOT_INTERNEURON, BatchShift, m1_detector
 
 LAB_FRACTIONS = (0.1, 0.25)
 LAB_DRAWS = 5
 MOUSE_FOLDS = 5
+# The ceiling's candidates (`ceiling_model`), chosen per outer fold of mice by
+# CEILING_INNER_FOLDS inner folds of the other mice.
+CEILING_MODELS = ("rf", "hgb", "logreg", "svc")
+CEILING_INNER_FOLDS = 4
 
 
 @dataclass
@@ -72,8 +90,74 @@ def mouse_folds(donors: pd.Series, n_folds: int = MOUSE_FOLDS, seed: int = 0) ->
     return donors.astype(str).map(fold_of).to_numpy()
 
 
+def ceiling_model(kind: str | tuple[str, BaseEstimator], seed: int = 0) -> BaseEstimator:
+    """A class-balanced candidate of the in-domain ceiling, seeded: `rf` the lab forest,
+    `hgb` gradient boosting (`members.slow_boosting`), `logreg` / `svc` logistic regression /
+    an RBF SVM on median-imputed, Yeo-Johnson-transformed inputs (the lab's features are
+    skewed: resistances, currents, rates); or a (name, estimator) pair given by the caller
+    (the benchmark adds the default model's own subclass average)."""
+    if isinstance(kind, tuple):
+        return seeded(kind[1], seed, 1)
+    if kind == "rf":
+        return make_forest(seed, n_estimators=LAB_FOREST_TREES, n_jobs=1)
+    if kind == "hgb":
+        return seeded(slow_boosting(), seed, 1)
+    transform = [SimpleImputer(strategy="median"), PowerTransformer()]
+    if kind == "logreg":
+        return make_pipeline(*transform, LogisticRegression(class_weight="balanced", max_iter=5000))
+    if kind == "svc":
+        return make_pipeline(*transform, SVC(class_weight="balanced", random_state=seed))
+    raise Ephys2txError(
+        f"unknown ceiling model {kind!r}; choose from {', '.join(CEILING_MODELS)} or give "
+        "a (name, estimator) pair"
+    )
+
+
+def _name(kind: str | tuple[str, BaseEstimator]) -> str:
+    return kind[0] if isinstance(kind, tuple) else kind
+
+
+def _fold_calls(kind, X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, seed: int):
+    pred = np.empty(len(y), dtype=object)
+    for k in np.unique(folds):
+        test = folds == k
+        model = ceiling_model(kind, seed).fit(X[~test], y[~test])
+        pred[test] = model.predict(X[test])
+    return pred
+
+
+def in_domain_ceiling(
+    cells: pd.DataFrame, columns: list[str], label: str, seed: int = 0,
+    models: tuple = CEILING_MODELS,
+) -> tuple[np.ndarray, list[str], dict[str, np.ndarray]]:  # fmt: skip
+    """Out-of-fold calls of the lab's own labelled `cells` on `columns` (folds of mice,
+    `mouse_folds` with `seed`), the classifier chosen per outer fold by the macro-F1 of
+    inner folds of the other mice. Returns the calls, the choice per fold, and each
+    candidate's own out-of-fold calls (for the record). `models`: names of `ceiling_model`
+    or (name, estimator) pairs."""
+    cells = cells.reset_index(drop=True)
+    X = cells[columns].astype(float)
+    y = cells[label].astype(str).to_numpy()
+    donors = cells["donor"].astype(str)
+    folds = mouse_folds(donors, MOUSE_FOLDS, seed)
+    each = {_name(kind): _fold_calls(kind, X, y, folds, seed) for kind in models}
+    calls, chosen = np.empty(len(y), dtype=object), []
+    for k in range(MOUSE_FOLDS):
+        train = np.flatnonzero(folds != k)
+        inner = mouse_folds(donors.iloc[train].reset_index(drop=True), CEILING_INNER_FOLDS, seed)
+        Xi, yi = X.iloc[train].reset_index(drop=True), y[train]
+        score = {
+            _name(kind): f1_score(yi, _fold_calls(kind, Xi, yi, inner, seed), average="macro")
+            for kind in models
+        }  # fmt: skip
+        best = max(score, key=lambda m: round(score[m], 6))  # ties: the first listed
+        chosen.append(best)
+        calls[folds == k] = each[best][folds == k]  # the same fit as the candidate's own
+    return calls, chosen, each
+
+
 def _calls(
-    model, fit: ReferenceFit, calibration: dict, cells: pd.DataFrame, alpha: float, species: str
+    model, fit: HierarchyFit, calibration: dict, cells: pd.DataFrame, alpha: float, species: str
 ) -> pd.DataFrame:
     """The mapping table of `cells` under `model` with `calibration` (per level)."""
     tax = fit.taxonomy
@@ -89,7 +173,7 @@ def _trust(
     calls: pd.DataFrame,
     cells: pd.DataFrame,
     shift: FeatureShift,
-    fit: ReferenceFit,
+    fit: HierarchyFit,
     reference: pd.DataFrame,
     features: list[str],
     species: str,
@@ -97,10 +181,10 @@ def _trust(
     excitatory: np.ndarray,
     weights: np.ndarray | None,
 ) -> tuple[pd.DataFrame, str | None]:
-    """Flags and `confident` of the calls, as `predict` gives them with a trust reference
+    """Flags and `confident` of the calls, as `predict` gives them with a training summary
     in the lab's terms, the held-out `not_interneuron` flags added; and the lab_shift line."""
     in_lab = shift.to_lab(reference)
-    trust = fit_trust_reference(in_lab, features, species, other, weights=weights)
+    trust = fit_training_summary(in_lab, features, species, other, weights=weights)
     if fit.top_probability is not None:
         trust.with_novel_flag(reference["donor"].to_numpy(), fit.top_probability)
     trust.batch_shift = BatchShift.fit(
@@ -143,6 +227,11 @@ def score_calls(
     }
     recall = recall_score(y, pred, labels=classes, average=None, zero_division=0)
     out.update({f"recall_{c}": r for c, r in zip(classes, recall, strict=True)})
+    per_class = f1_score(y, pred, labels=classes, average=None, zero_division=0)
+    rarest = pd.Series(y).value_counts().reindex(classes, fill_value=0).idxmin()
+    # what the rarest class (M1: Sncg, 13 cells) does to macro-F1: the macro without it
+    out["macro_f1_without_rarest"] = float(np.delete(per_class, classes.index(rarest)).mean())
+    out["f1_rarest"] = float(per_class[classes.index(rarest)])
     if "subclass_set" in calls and calls["subclass_set"].astype(bool).any():
         sets = [split_joined(s, SET_SEPARATOR) for s in calls["subclass_set"].to_numpy()[gaba]]
         out["coverage"] = float(np.mean([t in s for t, s in zip(y, sets, strict=True)]))
@@ -183,7 +272,7 @@ def score_calls(
 
 def crosslab_benchmark(
     reference: pd.DataFrame,
-    fit: ReferenceFit,
+    fit: HierarchyFit,
     lab: pd.DataFrame,
     species: str = "mouse",
     other: dict | None = None,
@@ -192,9 +281,11 @@ def crosslab_benchmark(
     draws: int = LAB_DRAWS,
     seed: int = 0,
     say: Callable[[str], None] = print,
+    n_jobs: int = 1,
+    ceiling_models: tuple = CEILING_MODELS,
 ) -> CrossLabResult:
     """Every row on `lab` (a cell table with `cell_class`, `label5`, `t_type`, `donor`),
-    given the reference cells and the reference fitted on the lab's features (`fit`)."""
+    given the training cells and the reference fitted on the lab's features (`fit`)."""
     start = time.perf_counter()
     features = list(fit.features)
     classes = list(fit.taxonomy.subclasses)
@@ -204,7 +295,7 @@ def crosslab_benchmark(
     weights = novelty_weights(fit.model, features)
     lab = lab.reset_index(drop=True)
     folds = mouse_folds(lab["donor"], MOUSE_FOLDS, seed)
-    # the detector: per fold of mice, fitted on the other mice (and the reference cells)
+    # the detector: per fold of mice, fitted on the other mice (and the training cells)
     score = np.full(len(lab), np.nan)
     for k in range(MOUSE_FOLDS):
         test = folds == k
@@ -294,15 +385,29 @@ def crosslab_benchmark(
             record(f"c{int(round(share * 100))}", draw, calls, scored, rest)
             rows[-1]["lab_weight"] = lab_fit.details["lab_weight"]
             rows[-1]["reference_mix"] = lab_fit.details["reference_mix"]
-    # (d) the in-domain ceiling: the lab alone, folds grouped by mouse
+            rows[-1]["subclass_model"] = lab_fit.details["subclass_model"]
+    # (d) the in-domain ceilings: the lab alone, folds grouped by mouse, nested choice
     g = lab[gaba].reset_index(drop=True)
-    pred = np.empty(len(g), dtype=object)
-    for train, test in GroupKFold(MOUSE_FOLDS).split(g, groups=g["donor"]):
-        forest = make_forest(seed, n_estimators=LAB_FOREST_TREES, n_jobs=1)
-        forest.fit(g.loc[train, features], g.loc[train, label].astype(str))
-        pred[test] = forest.predict(g.loc[test, features])
-    calls_d = pd.DataFrame({"subclass": pred})
-    record("d", 0, calls_d, g, np.flatnonzero(gaba))
+    own = own_columns(g)
+    notes["ceiling_choice"], notes["ceiling_each"] = {}, {}
+    tasks = [
+        (row, columns, draw)
+        for row, columns in (("d", features), ("d-all", own)) if columns
+        for draw in range(draws)
+    ]  # fmt: skip
+    # independent fits: side by side as threads (`n_jobs`), each on one thread
+    ceilings = Parallel(n_jobs=n_jobs, prefer="threads")(
+        delayed(in_domain_ceiling)(g, columns, label, seed + draw, ceiling_models)
+        for _, columns, draw in tasks
+    )
+    for (row, _, draw), (calls, chosen, each) in zip(tasks, ceilings, strict=True):
+        record(row, draw, pd.DataFrame({"subclass": calls}), g, np.flatnonzero(gaba))
+        notes["ceiling_choice"][f"{row} draw {draw}"] = chosen
+        notes["ceiling_each"][f"{row} draw {draw}"] = {
+            kind: round(f1_score(g[label].astype(str), c, average="macro"), 4)
+            for kind, c in each.items()
+        }  # fmt: skip
+    notes["own_columns"] = len(own)
     notes["seconds"] = round(time.perf_counter() - start, 1)
     scores = pd.DataFrame(rows)
     return CrossLabResult(scores, selection, candidates, cells_out, notes)

@@ -16,16 +16,16 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from ..datasets.taxonomy import LEVELS, Taxonomy
-from ..models.calibration import Temperature
-from ..models.conformal import MondrianConformal
-from ..models.mapping import level_alpha, nest_sets
-from ..models.reference import (
+from ..models.hierarchy import (
     assign_levels,
     leaf_shares,
     model_inputs,
     subclass_out_of_fold,
     sum_to_subclass,
 )
+from ..models.mapping import level_alpha, nest_sets
+from ..trust.conformal import MondrianConformal
+from ..trust.temperature import Temperature
 from .crossval import cross_validate
 from .metrics import mean_ci
 from .splits import Fold, donor_kfold
@@ -87,8 +87,8 @@ def summarize_levels(scores: pd.DataFrame) -> dict:
 
 
 @dataclass
-class ReferenceEvaluation:
-    """Out-of-fold predictions of the reference model with both levels, and its metrics."""
+class HierarchyEvaluation:
+    """Out-of-fold predictions of the default model with both levels, and its metrics."""
 
     predictions: pd.DataFrame  # repeat, fold, specimen_id, true, subclass, t_type, sets, p_<leaf>
     scores: pd.DataFrame  # one row per (repeat, fold)
@@ -170,7 +170,7 @@ def fold_leaf_shares(
     return np.vstack([by_fold[key] for key in keys])
 
 
-def evaluate_reference(
+def evaluate_hierarchy(
     estimator,
     cells: pd.DataFrame,
     label: str,
@@ -182,7 +182,7 @@ def evaluate_reference(
     progress=True,
     recalibrate: bool = True,
     seed: int = 0,
-) -> ReferenceEvaluation:
+) -> HierarchyEvaluation:
     """Cross-validate a hierarchical model on `folds` (leaf labels from the taxonomy) and
     score both levels, plus conformal coverage and set size per level at `alpha` and the
     subclass ECE. With `recalibrate` the subclass temperature is fitted inside each outer
@@ -196,7 +196,7 @@ def evaluate_reference(
         hook = partial(_nested_temperature, table=table, features=features, seed=seed)
     result = cross_validate(
         estimator, table, "_leaf", folds, features, progress=progress,
-        description="cross-validating the reference model", n_jobs=n_jobs, on_fold=hook,
+        description="cross-validating the default model", n_jobs=n_jobs, on_fold=hook,
     )  # fmt: skip
     predictions = result.predictions
     if recalibrate:
@@ -237,7 +237,7 @@ def evaluate_reference(
     metrics["alpha"] = alpha
     metrics["t_type_set_emptied_share"] = float(predictions["t_type_set_emptied"].mean())
     metrics["per_t_type"] = per_t_type_f1(predictions, taxonomy, cells, label)
-    return ReferenceEvaluation(predictions, scores, metrics, taxonomy)
+    return HierarchyEvaluation(predictions, scores, metrics, taxonomy)
 
 
 def per_t_type_f1(

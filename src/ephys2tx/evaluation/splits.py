@@ -1,7 +1,7 @@
 """The fold rule as scikit-learn splitters, shared by every model so all see the same folds.
 
 `DonorKFold` (the default protocol, "grouped"): repeated stratified K-fold where no donor
-is in both train and test. `SeedProtocol` ("seed"): the reference study's protocol (mouse
+is in both train and test. `SeedProtocol` ("seed"): the published study's protocol (mouse
 60/20/20 random split, human stratified K-fold, both repeated over seeds), which ignores
 donors. Its 20% validation cells join the training cells: our models hold out their own
 early-stopping cells from what they are given, so each model sees the 80% the study's
@@ -95,7 +95,7 @@ class DonorKFold(_Splitter):
 
 @dataclass(frozen=True, repr=False)
 class SeedProtocol(_Splitter):
-    """The reference study's protocol: mouse 60/20/20 split per seed, human K-fold per seed."""
+    """The published study's protocol: mouse 60/20/20 split per seed, human K-fold per seed."""
 
     species: str = "human"
     n_splits: int = 5

@@ -20,7 +20,7 @@ from .crossval import CVResult, CVTask, cross_validate, cross_validate_many
 from .metrics import mean_ci, paired_difference
 from .splits import Fold, subsample_groups
 
-REFERENCE = "bilstm_human"  # the variant every transfer variant is compared with
+BASELINE = "bilstm_human"  # the variant every transfer variant is compared with
 
 
 def subset_seed(fold: Fold, seed: int = 0) -> int:
@@ -99,18 +99,18 @@ class StudyResult:
             )
         return pd.DataFrame(rows)
 
-    def paired(self, reference: str = REFERENCE) -> pd.DataFrame:
-        """Each variant minus `reference` on the same folds, at each fraction."""
+    def paired(self, baseline: str = BASELINE) -> pd.DataFrame:
+        """Each variant minus `baseline` on the same folds, at each fraction."""
         rows = []
         for (variant, fraction), result in self.results.items():
-            base = self.results.get((reference, fraction))
-            if variant == reference or base is None:
+            base = self.results.get((baseline, fraction))
+            if variant == baseline or base is None:
                 continue
             diff = paired_difference(result.scores, base.scores)
             rows.append(
                 {
                     "variant": variant,
-                    "reference": reference,
+                    "baseline": baseline,
                     "fraction": fraction,
                     "mean_diff": diff["mean"],
                     "ci95_low": diff["ci95"][0],

@@ -2,7 +2,7 @@
 
 In each outer fold the model is fitted on the training cells; its Mondrian calibration comes
 from donor-grouped out-of-fold scores of those training cells only (inner folds), and the
-novelty reference, ranges and species fingerprint from those cells too. The test cells then
+novelty baseline, ranges and species fingerprint from those cells too. The test cells then
 get sets, flags and novelty exactly as `predict` gives them. `trust_summary` turns the
 per-cell rows into coverage, set size, confident share and accuracy, and ECE.
 """
@@ -18,11 +18,11 @@ import pandas as pd
 from rich.progress import Progress
 from sklearn.base import clone
 
-from ..models.calibration import Temperature
-from ..models.conformal import MondrianConformal, out_of_fold_proba
-from ..models.trust import assess
-from ..models.trusted import fit_trust_reference
+from ..models.trusted import fit_training_summary
 from ..schema import FLAG_SEPARATOR, SET_SEPARATOR
+from ..trust.assess import assess
+from ..trust.conformal import MondrianConformal, out_of_fold_proba
+from ..trust.temperature import Temperature
 from .crossval import CVResult, cross_validate
 from .splits import Fold, donor_kfold
 
@@ -71,7 +71,7 @@ def _trust_on_fold(
     classes_sorted = sorted(set(y_train))
     temperature = Temperature.fit(oof, y_train, classes_sorted) if scaling else Temperature()
     conformal = MondrianConformal.fit(temperature.apply(oof), y_train, classes_sorted)
-    reference = fit_trust_reference(
+    reference = fit_training_summary(
         train, model_features(model, features), species, other, seed, model
     ).with_novel_flag(train["donor"].to_numpy(), temperature.apply(oof).max(axis=1))
     test = cells.iloc[fold.test]

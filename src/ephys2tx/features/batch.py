@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..console import console
 from ..errors import Ephys2txError, import_extra, one_line
-from ..files import csv_safe, marked_read_only, sha256_of
+from ..files import atomic_write, csv_safe, marked_read_only, sha256_of
 from ..recordings.read import broken_link_message, is_broken_link
 from ..recordings.sweeps import Recording
 from ..schema import FEATURE_DTYPE, ID_COLUMNS
@@ -80,14 +80,8 @@ def _peak_rss_mb() -> float:
 
 def _atomic_pickle(obj: object, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def _meta(rec: Recording, species: str | None) -> dict:
@@ -433,23 +427,10 @@ def run_batch(
 ) -> BatchResult:
     """Extract features of many files on Dask and write the outputs to `out_dir` (with the
     Dask dashboard only when `dashboard` is asked for)."""
-    as_completed = import_extra("distributed", "dask", "extracting recordings").as_completed
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
+    import_extra("distributed", "dask", "extracting recordings")
     out_dir = Path(out_dir)
-    cache_dir = out_dir / CACHE_DIR
     paths = [Path(p) for p in paths]
-    if not paths:
-        raise Ephys2txError("no recording files given; pass .abf/.nwb files or a folder")
-    if workers < 1:
-        raise Ephys2txError(f"--workers must be at least 1, got {workers}")
-    cores = os.cpu_count() or 1
-    if scheduler is None and processes and workers > cores:
-        raise Ephys2txError(
-            f"--workers {workers} is more than the {cores} CPU core(s) of this machine; give "
-            f"--workers {cores} or fewer (or --scheduler ADDRESS for a cluster)"
-        )
-    workers = min(workers, len(paths))  # a worker without a file only costs start-up time
+    workers = _check_workers(paths, workers, scheduler, processes)
     if scheduler is None:
         memory_limit = check_memory_limit(memory_limit)
     check_out_folder(out_dir)
@@ -457,53 +438,18 @@ def run_batch(
     client, cluster = dask_client(workers, scheduler, memory_limit, processes, dashboard)
     if dashboard and cluster is not None:
         console.print(f"Dask dashboard: {cluster.dashboard_link}", highlight=False)
-    results: dict[int, dict] = {}
     try:  # from here on the cluster is closed whatever happens (Ctrl-C during warm-up too)
         client.run(_warm_up)
         t_submit = time.perf_counter()
-        # largest files first, so no worker is left with a big file while the others idle
-        futures = {
-            client.submit(
-                process_file,
-                str(p),
-                str(cache_dir),
-                species,
-                reader,
-                extractor,
-                key=f"extract-{k}-{p.name}",
-                pure=False,
-                priority=_size_priority(p),
-            ): k
-            for k, p in enumerate(paths)
-        }
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            disable=not progress,
-        ) as bar:
-            task = bar.add_task("extracting", total=len(paths))
-            for fut in as_completed(futures):
-                k = futures[fut]
-                try:
-                    results[k] = fut.result()
-                except Exception as exc:  # a worker died (e.g. memory limit): one error row
-                    results[k] = {"file": str(paths[k]), "error": ("worker", one_line(exc))}
-                bar.advance(task)
+        jobs = (out_dir / CACHE_DIR, species, reader, extractor)
+        results = _extract_all(client, paths, jobs, progress)
         compute_seconds = time.perf_counter() - t_submit
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
     ordered = [results[k] for k in range(len(paths))]
-    ids, notes = cell_ids([r["file"] for r in ordered], [r.get("sha256") for r in ordered])
-    for r, cell_id in zip(ordered, ids, strict=True):
-        if r.get("error") is None:  # the id comes from the file's current name, never the cache
-            r["meta"] = {**r["meta"], "specimen_id": cell_id}
-    if failed := [r for r in ordered if r.get("cache_error")]:
-        notes.append(f"{len(failed)} result(s) not cached: {failed[0]['cache_error']}")
+    notes = _name_cells(ordered)
     cells, fv, errors = collect(ordered)
     write_outputs(out_dir, cells, fv, errors)
     return BatchResult(
@@ -523,6 +469,78 @@ def run_batch(
         warnings=notes,
         peak_rss_mb_by_worker=_peaks_by_worker(ordered),
     )
+
+
+def _check_workers(paths: list[Path], workers: int, scheduler: str | None, processes: bool) -> int:
+    """The number of local workers to start, checked before any work: at least 1, no more
+    local processes than cores, and no more workers than files (an idle one only costs
+    start-up time)."""
+    if not paths:
+        raise Ephys2txError("no recording files given; pass .abf/.nwb files or a folder")
+    if workers < 1:
+        raise Ephys2txError(f"--workers must be at least 1, got {workers}")
+    cores = os.cpu_count() or 1
+    if scheduler is None and processes and workers > cores:
+        raise Ephys2txError(
+            f"--workers {workers} is more than the {cores} CPU core(s) of this machine; give "
+            f"--workers {cores} or fewer (or --scheduler ADDRESS for a cluster)"
+        )
+    return min(workers, len(paths))
+
+
+def _extract_all(client, paths: list[Path], jobs: tuple, progress: bool) -> dict[int, dict]:
+    """`process_file` of every path on the Dask cluster, largest files first (so no worker
+    is left with a big file while the others idle), under a progress bar; `jobs` holds its
+    other arguments (cache folder, species, reader, extractor). A worker that died gives an
+    error row for its file."""
+    from distributed import as_completed
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    cache_dir, species, reader, extractor = jobs
+    futures = {
+        client.submit(
+            process_file,
+            str(p),
+            str(cache_dir),
+            species,
+            reader,
+            extractor,
+            key=f"extract-{k}-{p.name}",
+            pure=False,
+            priority=_size_priority(p),
+        ): k
+        for k, p in enumerate(paths)
+    }
+    results: dict[int, dict] = {}
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not progress,
+    ) as bar:
+        task = bar.add_task("extracting", total=len(paths))
+        for fut in as_completed(futures):
+            k = futures[fut]
+            try:
+                results[k] = fut.result()
+            except Exception as exc:  # a worker died (e.g. memory limit): one error row
+                results[k] = {"file": str(paths[k]), "error": ("worker", one_line(exc))}
+            bar.advance(task)
+    return results
+
+
+def _name_cells(ordered: list[dict]) -> list[str]:
+    """Give each extracted cell its specimen id (from the file's current name, never the
+    cache); returns the notes on ids and on results that could not be cached."""
+    ids, notes = cell_ids([r["file"] for r in ordered], [r.get("sha256") for r in ordered])
+    for r, cell_id in zip(ordered, ids, strict=True):
+        if r.get("error") is None:
+            r["meta"] = {**r["meta"], "specimen_id": cell_id}
+    if failed := [r for r in ordered if r.get("cache_error")]:
+        notes.append(f"{len(failed)} result(s) not cached: {failed[0]['cache_error']}")
+    return notes
 
 
 def _peaks_by_worker(results: Sequence[dict]) -> dict[int, float]:

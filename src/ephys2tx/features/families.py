@@ -43,6 +43,29 @@ def _f(unit: str, *names: str) -> tuple[Feature, ...]:
     return tuple(Feature(n, unit) for n in names)
 
 
+# The AP's voltages, in mV (the deltas relative to its threshold).
+AP_VOLTAGES = ("threshold_v", "trough_deltav", "fast_trough_deltav", "peak_deltav")
+
+
+def _first_ap(
+    sweep: str,
+    ratios: tuple[str, ...] = ("upstroke_downstroke_ratio",),
+    voltages: tuple[str, ...] = AP_VOLTAGES,
+) -> tuple[Feature, ...]:
+    """The shape of the first AP of one kind of sweep, each measure named
+    `<measure>_<sweep>`: its ratios, voltages (mV), widths (s) and slopes (mV/ms)."""
+
+    def on_sweep(*measures: str) -> list[str]:
+        return [f"{m}_{sweep}" for m in measures]
+
+    return (
+        _f("1", *on_sweep(*ratios))
+        + _f("mV", *on_sweep(*voltages))
+        + _f("s", *on_sweep("width", "width_suprathresh"))
+        + _f("mV/ms", *on_sweep("upstroke", "downstroke", "postap_slope"))
+    )
+
+
 SCALAR_FAMILIES: tuple[Family, ...] = (
     Family(
         "subthreshold",
@@ -65,33 +88,15 @@ SCALAR_FAMILIES: tuple[Family, ...] = (
         "ap_short_square",
         "First AP, short square",
         _f("pA", "threshold_i_short_square")
-        + _f("1", "upstroke_downstroke_ratio_short_square")
-        + _f("mV", "threshold_v_short_square", "fast_trough_deltav_short_square")
-        + _f("mV", "peak_deltav_short_square")
-        + _f("s", "width_short_square", "width_suprathresh_short_square")
-        + _f(
-            "mV/ms", "upstroke_short_square", "downstroke_short_square", "postap_slope_short_square"
-        ),
+        + _first_ap("short_square", voltages=("threshold_v", "fast_trough_deltav", "peak_deltav")),
     ),
-    Family(
-        "ap_ramp",
-        "First AP, ramp",
-        _f("pA", "threshold_i_ramp")
-        + _f("1", "upstroke_downstroke_ratio_ramp")
-        + _f("mV", "threshold_v_ramp", "trough_deltav_ramp", "fast_trough_deltav_ramp")
-        + _f("mV", "peak_deltav_ramp")
-        + _f("s", "width_ramp", "width_suprathresh_ramp")
-        + _f("mV/ms", "upstroke_ramp", "downstroke_ramp", "postap_slope_ramp"),
-    ),
+    Family("ap_ramp", "First AP, ramp", _f("pA", "threshold_i_ramp") + _first_ap("ramp")),
     Family(
         "ap_rheo",
         "First AP, long-square rheobase sweep",
-        _f("1", "upstroke_downstroke_ratio_rheo")
-        + _f("mV", "threshold_v_rheo", "trough_deltav_rheo", "fast_trough_deltav_rheo")
-        + _f("mV", "peak_deltav_rheo", "trough_slowdeltav_rheo")
-        + _f("mV", "fast_trough_v_last_rheo", "adp_v_last_rheo")
-        + _f("s", "width_rheo", "width_suprathresh_rheo")
-        + _f("mV/ms", "upstroke_rheo", "downstroke_rheo", "postap_slope_rheo"),
+        _first_ap(
+            "rheo", voltages=AP_VOLTAGES + ("trough_slowdeltav", "fast_trough_v_last", "adp_v_last")
+        ),
     ),
     Family(
         "firing_hero",
@@ -103,11 +108,11 @@ SCALAR_FAMILIES: tuple[Family, ...] = (
     Family(
         "ap_hero",
         "AP shape at the hero sweep",
-        _f("1", "upstroke_downstroke_ratio_hero", "ahp_delay_ratio_hero")
-        + _f("mV", "threshold_v_hero", "trough_deltav_hero", "fast_trough_deltav_hero")
-        + _f("mV", "peak_deltav_hero", "trough_slowdeltav_hero")
-        + _f("s", "width_hero", "width_suprathresh_hero")
-        + _f("mV/ms", "upstroke_hero", "downstroke_hero", "postap_slope_hero"),
+        _first_ap(
+            "hero",
+            ratios=("upstroke_downstroke_ratio", "ahp_delay_ratio"),
+            voltages=AP_VOLTAGES + ("trough_slowdeltav",),
+        ),
     ),
     Family(
         "adaptation",

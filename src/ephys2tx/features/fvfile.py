@@ -9,7 +9,6 @@ zeros. Files without a mask (e.g. IPFX's own) are read with mask = "row has a fi
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import Ephys2txError
+from ..files import atomic_write
 from .families import VECTOR_FAMILIES
 
 MASK = "mask"
@@ -94,15 +94,7 @@ def write_feature_vectors(
                 REASONS, data=text.reshape(n, len(families)), dtype=h5py.string_dtype()
             )
             r.attrs["families"] = families
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(image.getbuffer())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_bytes(image.getbuffer()))
 
 
 def read_feature_vectors(path: str | Path) -> FeatureVectors:

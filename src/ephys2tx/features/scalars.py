@@ -142,43 +142,58 @@ def long_square_scalars(pa: ProtocolAnalysis) -> tuple[dict[str, float], dict[st
         return out, why
     f = pa.features
     out["v_baseline"] = float(f.get("v_baseline", np.nan))
-    # subthreshold / passive
     if "subthreshold_sweeps" in f:
-        for k in ("input_resistance", "tau", "sag", "vm_for_sag"):
-            out[k] = float(f.get(k, np.nan))
-        sub = f["subthreshold_sweeps"]
-        hyper = sub[sub["stim_amp"] < 0]
-        if len(hyper):
-            levels = np.array([d[0] for d in hyper["peak_deflect"]])
-            k_sag = hyper.index[int(np.argmin(np.abs(levels - spa.LongSquareAnalysis.SAG_TARGET)))]
-            swp = pa.sweeps.sweeps[k_sag]
-            base = float(sub.loc[k_sag, "v_baseline"])
-            d = _sag_details(swp.t, swp.v, pa.start, pa.end, base, "min")
-            out.update(sag_peak_t=d["sag_peak_t"], sag_area=d["sag_area"], sag_tau=d["sag_tau"])
-        else:
-            why["subthreshold"] = "no hyperpolarizing subthreshold long square"
-        depol = sub[sub["stim_amp"] > 0]
-        if len(depol):
-            k_dep = depol["stim_amp"].idxmax()
-            swp = pa.sweeps.sweeps[k_dep]
-            d = _sag_details(
-                swp.t, swp.v, pa.start, pa.end, float(sub.loc[k_dep, "v_baseline"]), "max"
-            )
-            out.update(
-                sag_depol=d["sag"], sag_peak_t_depol=d["sag_peak_t"], sag_area_depol=d["sag_area"]
-            )
+        out.update(_subthreshold(pa, why))
     else:
         why["subthreshold"] = "no subthreshold long square"
-    # suprathreshold
     if "rheobase_sweep" not in f:
         reason = f.get("suprathreshold_error") or "no spiking long square"
         for fam in ("rheobase_fi", "ap_rheo", "firing_hero", "ap_hero", "adaptation"):
             why[fam] = reason
         return out, why
-    sweeps_tbl = f["sweeps"]
-    out["rheobase_i"] = float(f["rheobase_i"])
+    out.update(_rheobase(f))
+    hero = f.get("hero_sweep")
+    if hero is not None and len(hero):
+        out.update(_hero(f, hero))
+    else:
+        why["firing_hero"] = why["ap_hero"] = "no hero sweep"
+    out.update(_adaptation(f))
+    return out, why
+
+
+def _subthreshold(pa: ProtocolAnalysis, why: dict[str, str]) -> dict[str, float]:
+    """Passive features, sag details of the hyperpolarizing sweep nearest IPFX's sag target
+    and of the largest depolarizing subthreshold sweep (a missing one noted in `why`)."""
+    f = pa.features
+    out = {k: float(f.get(k, np.nan)) for k in ("input_resistance", "tau", "sag", "vm_for_sag")}
+    sub = f["subthreshold_sweeps"]
+    hyper = sub[sub["stim_amp"] < 0]
+    if len(hyper):
+        levels = np.array([d[0] for d in hyper["peak_deflect"]])
+        k_sag = hyper.index[int(np.argmin(np.abs(levels - spa.LongSquareAnalysis.SAG_TARGET)))]
+        swp = pa.sweeps.sweeps[k_sag]
+        base = float(sub.loc[k_sag, "v_baseline"])
+        d = _sag_details(swp.t, swp.v, pa.start, pa.end, base, "min")
+        out.update(sag_peak_t=d["sag_peak_t"], sag_area=d["sag_area"], sag_tau=d["sag_tau"])
+    else:
+        why["subthreshold"] = "no hyperpolarizing subthreshold long square"
+    depol = sub[sub["stim_amp"] > 0]
+    if len(depol):
+        k_dep = depol["stim_amp"].idxmax()
+        swp = pa.sweeps.sweeps[k_dep]
+        base = float(sub.loc[k_dep, "v_baseline"])
+        d = _sag_details(swp.t, swp.v, pa.start, pa.end, base, "max")
+        out.update(
+            sag_depol=d["sag"], sag_peak_t_depol=d["sag_peak_t"], sag_area_depol=d["sag_area"]
+        )
+    return out
+
+
+def _rheobase(f: dict) -> dict[str, float]:
+    """Rheobase, f-I slope, maximum rate and the rheobase sweep's train and first AP."""
+    out = {"rheobase_i": float(f["rheobase_i"])}
     out["fi_fit_slope"] = float(f["fi_fit_slope"]) if "fi_fit_slope" in f else np.nan
-    out["max_rate"] = float(np.nanmax(sweeps_tbl["avg_rate"].to_numpy(float)))
+    out["max_rate"] = float(np.nanmax(f["sweeps"]["avg_rate"].to_numpy(float)))
     _, rheo_spikes = _sweep_row(f, f["rheobase_sweep"])
     rheo_train = _train_features(f["rheobase_sweep"], rheo_spikes, "rheo")
     for k in ("avg_rate_rheo", "latency_rheo", "mean_isi_rheo", "first_isi_inv_rheo"):
@@ -188,19 +203,24 @@ def long_square_scalars(pa: ProtocolAnalysis) -> tuple[dict[str, float], dict[st
     out["adp_v_last_rheo"] = (
         float(rheo_spikes["adp_v"].iloc[-1]) if "adp_v" in rheo_spikes else np.nan
     )
-    hero = f.get("hero_sweep")
-    if hero is not None and len(hero):
-        _, hero_spikes = _sweep_row(f, hero)
-        out["stim_amp_hero"] = float(hero["stim_amp"])
-        hero_train = _train_features(hero, hero_spikes, "hero")
-        for k in hero_train:
-            if k in SCALAR_FEATURES:
-                out[k] = hero_train[k]
-        out.update(_first_spike(hero_spikes, AP_FEATURES, "hero"))
-        out["ahp_delay_ratio_hero"] = float(np.nanmean(hero_spikes["ahp_delay_ratio"]))
-    else:
-        why["firing_hero"] = why["ap_hero"] = "no hero sweep"
-    # adaptation across depolarizing spiking sweeps
+    return out
+
+
+def _hero(f: dict, hero) -> dict[str, float]:
+    """The hero sweep's amplitude, train and first AP."""
+    _, hero_spikes = _sweep_row(f, hero)
+    out = {"stim_amp_hero": float(hero["stim_amp"])}
+    hero_train = _train_features(hero, hero_spikes, "hero")
+    out.update({k: v for k, v in hero_train.items() if k in SCALAR_FEATURES})
+    out.update(_first_spike(hero_spikes, AP_FEATURES, "hero"))
+    out["ahp_delay_ratio_hero"] = float(np.nanmean(hero_spikes["ahp_delay_ratio"]))
+    return out
+
+
+def _adaptation(f: dict) -> dict[str, float]:
+    """Adaptation across the depolarizing spiking sweeps (mean and max of each train
+    measure) and the spike ratios of the weakest sweep with at least 5 spikes."""
+    out: dict[str, float] = {}
     spiking = f["spiking_sweeps"]
     spiking = spiking[spiking["stim_amp"] > 0]
     per_sweep = [
@@ -216,7 +236,7 @@ def long_square_scalars(pa: ProtocolAnalysis) -> tuple[dict[str, float], dict[st
         cand = spiking[n_spk >= 5]
         k5 = int(cand["stim_amp"].idxmin())
         out.update(_adapt_ratios(f["spikes_set"][k5]))
-    return out, why
+    return out
 
 
 def short_square_scalars(pa: ProtocolAnalysis) -> tuple[dict[str, float], dict[str, str]]:

@@ -253,6 +253,7 @@ def eval_loss(
     return lambda: float(loss_fn(net(values, observed, present, head)[0], target))
 
 
+@dataclass(eq=False, repr=False)  # the parameters as fields: scikit-learn's __init__, written once
 class BiLSTMClassifier(ClassifierMixin, BaseEstimator):
     """scikit-learn classifier over a cell table's feature families.
 
@@ -263,41 +264,22 @@ class BiLSTMClassifier(ClassifierMixin, BaseEstimator):
     fold, are averaged: every training cell is used, and small data gets less variance.
     """
 
-    def __init__(
-        self,
-        width: int = 32,
-        hidden: int = 32,
-        dropout: float = 0.3,
-        lr: float = 1e-3,
-        weight_decay: float = 0.05,
-        batch_size: int = 64,
-        max_epochs: int = 300,
-        patience: int = 40,
-        feature_dropout: float = 0.1,
-        validation_fraction: float = 0.2,
-        n_members: int = 1,
-        scaling: str = "quantile",
-        families: tuple[str, ...] | None = None,
-        groups_column: str | None = "donor",
-        random_state: int = 0,
-        n_threads: int = 1,
-    ):
-        self.width = width
-        self.hidden = hidden
-        self.dropout = dropout
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.feature_dropout = feature_dropout
-        self.validation_fraction = validation_fraction
-        self.n_members = n_members
-        self.scaling = scaling
-        self.families = families
-        self.groups_column = groups_column
-        self.random_state = random_state
-        self.n_threads = n_threads
+    width: int = 32
+    hidden: int = 32
+    dropout: float = 0.3
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    batch_size: int = 64
+    max_epochs: int = 300
+    patience: int = 40
+    feature_dropout: float = 0.1
+    validation_fraction: float = 0.2
+    n_members: int = 1
+    scaling: str = "quantile"
+    families: tuple[str, ...] | None = None
+    groups_column: str | None = "donor"
+    random_state: int = 0
+    n_threads: int = 1
 
     # -- helpers shared with the transfer estimators ---------------------------------
     @property

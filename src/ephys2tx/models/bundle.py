@@ -38,7 +38,7 @@ NETWORK_FILE = "network.pt"
 META_FILE = "model.json"
 # The trust files beside it (written and read by trusted.py).
 CALIBRATION_FILE = "calibration.json"
-REFERENCE_FILE = "reference.npz"
+TRAINING_SUMMARY_FILE = "training.npz"
 SPECIES_FILE = "species.skops"
 # What a model directory's format is; bumped when its files change, so older directories
 # are refused (and cached default models retrained) rather than misread.
@@ -53,12 +53,12 @@ TRUSTED_TYPES = (
     "ephys2tx.models.family_tensors.FamilyLayout",
     "ephys2tx.models.family_tensors.Standardizer",
     "ephys2tx.models.forest.PooledSpeciesForest",
-    "ephys2tx.models.interneuron.InterneuronDetector",
+    "ephys2tx.trust.interneuron.InterneuronDetector",
     "ephys2tx.models.lab.FeatureShift",
     "ephys2tx.models.lab.LabModel",
-    "ephys2tx.models.reference.HierarchicalClassifier",
-    "ephys2tx.models.reference.QuantileBins",
-    "ephys2tx.models.species.SpeciesFingerprint",
+    "ephys2tx.models.hierarchy.HierarchicalClassifier",
+    "ephys2tx.models.hierarchy.QuantileBins",
+    "ephys2tx.trust.species.SpeciesFingerprint",
     "ephys2tx.models.transfer.TransferClassifier",
     "ephys2tx.representations.family_spca.FamilySPCA",
     "ephys2tx.representations.spca.SparsePCAResult",
@@ -220,7 +220,7 @@ MODEL_DIR_FILES = (
     NETWORK_FILE,
     META_FILE,
     CALIBRATION_FILE,
-    REFERENCE_FILE,
+    TRAINING_SUMMARY_FILE,
     SPECIES_FILE,
 )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -36,21 +38,15 @@ def make_forest(
     raise Ephys2txError(f"unknown forest input {inputs!r}; choose one of: {', '.join(INPUTS)}")
 
 
+@dataclass(eq=False, repr=False)  # the parameters as fields: scikit-learn's __init__, written once
 class PooledSpeciesForest(ClassifierMixin, BaseEstimator):
     """Forest trained on the target cells plus all source-species cells (a transfer baseline);
     `n_estimators` trees, as `make_forest`."""
 
-    def __init__(
-        self,
-        source: pd.DataFrame | None = None,
-        source_labels=None,
-        seed: int = 0,
-        n_estimators: int = 500,
-    ):
-        self.source = source
-        self.source_labels = source_labels
-        self.seed = seed
-        self.n_estimators = n_estimators
+    source: pd.DataFrame | None = None
+    source_labels: object = None
+    seed: int = 0
+    n_estimators: int = 500
 
     def fit(self, X: pd.DataFrame, y) -> PooledSpeciesForest:
         pooled = pd.concat([X, self.source.reindex(columns=X.columns)], ignore_index=True)

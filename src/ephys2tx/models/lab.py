@@ -1,24 +1,30 @@
-"""A lab model: the reference model adapted to one lab's cells (`ephys2tx adapt`).
+"""A lab model: the default model adapted to one lab's cells (`ephys2tx adapt`).
 
 Another lab measures the same features with another rig, protocol and extractor, so each
 feature is shifted and scaled (resting potential by the junction potential, widths by the
-definition), and the lab's class mix is its own. A lab model is the reference model behind
+definition), and the lab's class mix is its own. A lab model is the default model behind
 a per-feature affine map from the lab's values to the reference's (`FeatureShift`):
 
 - **without labels** the map is anchored on classes, not on the batch as a whole: the
   reference calls the lab's cells, the confident calls (top probability at least
   `ANCHOR_PROBABILITY`, and not flagged `not_interneuron`) of each class are matched to the
-  reference cells of that class (median and IQR per class, pooled over classes), and the
+  training cells of that class (median and IQR per class, pooled over classes), and the
   calls are made again through the new map, `ALIGN_ITERATIONS` times. Matching the batch's
   own median and IQR instead confuses a different class mix, or excitatory cells, with a
   shift of the features.
-- **with labels** the labelled cells anchor the map by their own classes, and they join
-  training as the target domain (as the mouse cells join human training in transfer): a
-  forest on the reference cells plus the lab's labelled cells gives P(subclass), alone or
-  averaged with the adapted reference's (the weight of the lab's cells, `LAB_WEIGHTS`, and
-  the mix, `LAB_MIXES`, chosen by folds of the lab's labelled cells grouped by its donors);
-  P(t-type | subclass) stays the reference's. The subclass conformal sets and
-  temperature are recalibrated on the lab's own labelled cells, out of fold by donor.
+- **with labels** the labelled cells anchor the map by their own classes, and P(subclass)
+  comes from one of two kinds of candidate, chosen by folds of the lab's labelled cells
+  grouped by its donors:
+  - the labelled cells join training as the target domain (as the mouse cells join human
+    training in transfer): a forest on the reference cells plus the lab's labelled cells,
+    alone or averaged with the adapted reference's P(subclass) (the weight of the lab's
+    cells, `LAB_WEIGHTS`, and the mix, `LAB_MIXES`);
+  - the *stack*: a forest on the lab's labelled cells alone, whose inputs are all of the
+    lab's own columns (`own_columns`: every numeric column of a crosswalked table, not only
+    the features it shares with the reference) plus the adapted reference's P(subclass).
+    With labels a lab's model is free to use what only the lab measures.
+  P(t-type | subclass) stays the reference's. The subclass conformal sets and temperature
+  are recalibrated on the lab's own labelled cells, out of fold by donor.
 
 Which method and settings: chosen on M1 folds grouped by mouse and on Allen cells,
 never on the cells a benchmark scores (`benchmarks/bench_crosslab.py`, docs/guides/another-lab.md).
@@ -35,11 +41,12 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import GroupKFold, StratifiedKFold
 
 from ..datasets.cells import usable_features
+from ..datasets.crosswalk import OWN_PREFIX
 from ..errors import Ephys2txError
-from .calibration import Temperature
-from .conformal import MondrianConformal
+from ..trust.conformal import MondrianConformal
+from ..trust.temperature import Temperature
 from .forest import make_forest
-from .reference import HierarchicalClassifier, _aligned, rescale_subclass
+from .hierarchy import HierarchicalClassifier, _aligned, rescale_subclass
 
 ANCHOR_PROBABILITY = 0.7
 ALIGN_ITERATIONS = 5
@@ -57,6 +64,7 @@ LAB_FOLDS = 5
 # reference's calibration scores.
 LAB_MIN_CALIBRATION = 19
 ALIGN_METHODS = ("anchored", "anchored-offset", "none")
+STACK = "stack"  # the labelled candidate on the lab's own columns (see the module docstring)
 LAB_FOREST_TREES = 300
 # A lab feature is used when at least this share of the lab's cells measure it.
 LAB_FEATURE_COVERAGE = 0.5
@@ -75,6 +83,26 @@ def lab_features(lab: pd.DataFrame, reference: pd.DataFrame) -> list[str]:
             "column names, or give --feature-map"
         )
     return shared
+
+
+def own_columns(lab: pd.DataFrame) -> list[str]:
+    """The lab's own columns (`OWN_PREFIX`, kept by the crosswalk) measured in most cells."""
+    return [
+        c for c in lab.columns
+        if str(c).startswith(OWN_PREFIX) and lab[c].notna().mean() >= LAB_FEATURE_COVERAGE
+    ]  # fmt: skip
+
+
+def stack_inputs(
+    cells: pd.DataFrame, columns: list[str], reference_proba: np.ndarray, classes: list[str]
+) -> pd.DataFrame:
+    """The stack's inputs: the lab's `columns` as they are, then the adapted reference's
+    P(subclass) (one column per class)."""
+    X = cells.reindex(columns=columns).astype(float).reset_index(drop=True)
+    P = pd.DataFrame(
+        np.asarray(reference_proba, float), columns=[f"reference P({c})" for c in classes]
+    )
+    return pd.concat([X, P], axis=1)
 
 
 @dataclass
@@ -211,10 +239,12 @@ class _Replace:
 
 
 class LabModel(ClassifierMixin, BaseEstimator):
-    """The reference model seen through a lab's `FeatureShift`; with `subclass_estimator`
+    """The default model seen through a lab's `FeatureShift`; with `subclass_estimator`
     (fitted on reference + lab cells, in reference terms) P(subclass) is that estimator's,
-    temperature-scaled by `subclass_temperature`, and P(t-type | subclass) the reference's.
-    Behaves as a `HierarchicalClassifier` for `predict_mapping` and the trust columns."""
+    or with `stack_estimator` (fitted on the lab's `stack_columns` and the adapted
+    reference's P(subclass)) the stack's, temperature-scaled by `subclass_temperature`;
+    P(t-type | subclass) stays the reference's. Behaves as a `HierarchicalClassifier` for
+    `predict_mapping` and the trust columns."""
 
     def __init__(
         self,
@@ -223,12 +253,16 @@ class LabModel(ClassifierMixin, BaseEstimator):
         subclass_estimator=None,
         subclass_temperature: float = 1.0,
         mix: float = 0.0,
+        stack_estimator=None,
+        stack_columns: list[str] | None = None,
     ):
         self.reference = reference
         self.shift = shift
         self.subclass_estimator = subclass_estimator
         self.subclass_temperature = subclass_temperature
         self.mix = mix
+        self.stack_estimator = stack_estimator
+        self.stack_columns = stack_columns
 
     def fit(self, X=None, y=None) -> LabModel:
         """Nothing to fit: the parts are fitted by `fit_lab_model`."""
@@ -248,7 +282,10 @@ class LabModel(ClassifierMixin, BaseEstimator):
 
     @property
     def feature_names_in_(self) -> np.ndarray:
-        return self.reference.feature_names_in_
+        """The reference's features, then the stack's own columns (so `predict` passes them)."""
+        names = list(self.reference.feature_names_in_)
+        extra = [c for c in (self.stack_columns or []) if c not in names]
+        return np.asarray(names + extra, dtype=object)
 
     @property
     def subclass_estimator_(self):
@@ -263,12 +300,24 @@ class LabModel(ClassifierMixin, BaseEstimator):
         """{'subclass', 't_type'} distributions of cells given in the lab's terms."""
         Xr = self.shift.to_reference(X)
         levels = self.reference.predict_proba_levels(Xr)
-        if self.subclass_estimator is None:
+        if self.stack_estimator is not None:
+            columns = list(self.stack_columns)
+            if not X.reindex(columns=columns).notna().any().any():
+                raise Ephys2txError(
+                    f"this lab model uses the lab's own columns ({len(columns)}, e.g. "
+                    f"{columns[0].removeprefix(OWN_PREFIX)!r}) and the cells have none of them; "
+                    "give a table from the same pipeline as the one `adapt` read"
+                )
+            est = self.stack_estimator
+            inputs = stack_inputs(X, columns, levels["subclass"].to_numpy(), self.subclasses_)
+            sub = _aligned(est.predict_proba(inputs), est.classes_, self.subclasses_)
+        elif self.subclass_estimator is not None:
+            est = self.subclass_estimator
+            inputs = Xr[list(est.feature_names_in_)]
+            sub = _aligned(est.predict_proba(inputs), est.classes_, self.subclasses_)
+            sub = (1 - self.mix) * sub + self.mix * levels["subclass"].to_numpy()
+        else:
             return levels
-        est = self.subclass_estimator
-        inputs = Xr[list(est.feature_names_in_)]
-        sub = _aligned(est.predict_proba(inputs), est.classes_, self.subclasses_)
-        sub = (1 - self.mix) * sub + self.mix * levels["subclass"].to_numpy()
         sub = Temperature(self.subclass_temperature).apply(sub)
         leaves = list(levels["t_type"].columns)
         leaf_p, sub_p = rescale_subclass(
@@ -313,6 +362,13 @@ def _lab_forest(
     return forest.fit(X, y, sample_weight=w)
 
 
+def _stack_forest(
+    cells: pd.DataFrame, columns: list[str], reference_proba: np.ndarray, y, classes, seed: int
+):  # fmt: skip
+    forest = make_forest(seed, n_estimators=LAB_FOREST_TREES, n_jobs=1)
+    return forest.fit(stack_inputs(cells, columns, reference_proba, classes), np.asarray(y, str))
+
+
 def _lab_folds(y: np.ndarray, donors: np.ndarray | None, seed: int) -> list:
     if donors is not None and len(set(donors)) >= 2:
         n = min(LAB_FOLDS, len(set(donors)))
@@ -345,7 +401,7 @@ def _lab_calibration(
 def fit_lab_model(
     reference: HierarchicalClassifier,
     reference_calibration: dict[str, MondrianConformal],
-    reference_cells: pd.DataFrame,
+    default_training_cells: pd.DataFrame,
     reference_label: str,
     lab: pd.DataFrame,
     lab_labels: pd.Series | None = None,
@@ -354,13 +410,13 @@ def fit_lab_model(
     method: str = "anchored",
     seed: int = 0,
 ) -> LabFit:
-    """Adapt a fitted reference model to a lab's cells (features in the lab's terms).
+    """Adapt a fitted default model to a lab's cells (features in the lab's terms).
 
     `lab_labels`: subclass per lab cell (NaN: unlabelled); none labelled means the
     unlabelled method. `eligible`: cells that may anchor the map (not `not_interneuron`)."""
     features = [f for f in reference.feature_names_in_ if f in lab.columns]
     classes = list(reference.subclasses_)
-    ref_y = reference_cells[reference_label].to_numpy(dtype=object)
+    ref_y = default_training_cells[reference_label].to_numpy(dtype=object)
     labelled = np.zeros(len(lab), bool)
     if lab_labels is not None:
         labelled = lab_labels.notna().to_numpy()
@@ -379,7 +435,7 @@ def fit_lab_model(
             ].to_numpy()
 
         shift = align_unlabelled(
-            subclass_proba, lab, reference_cells, ref_y, classes, features, eligible, method
+            subclass_proba, lab, default_training_cells, ref_y, classes, features, eligible, method
         )
         details = {"method": f"unlabelled, {method}", "lab_cells": int(len(lab))}
         return LabFit(LabModel(reference, shift), dict(reference_calibration), details)
@@ -387,42 +443,71 @@ def fit_lab_model(
     cells = lab[labelled].reset_index(drop=True)
     donors = None if lab_donors is None else lab_donors[labelled].astype(str).to_numpy()
     folds = _lab_folds(y, donors, seed)
+    stack_columns = own_columns(lab) or features  # a table of canonical columns: those
     oof = {w: np.zeros((len(y), len(classes))) for w in LAB_WEIGHTS}
     adapted = np.zeros((len(y), len(classes)))  # the adapted reference alone, out of fold
+    stacked = np.zeros((len(y), len(classes)))
     for train, test in folds:
-        shift = class_anchored_shift(cells.iloc[train], y[train], reference_cells, ref_y, features)
-        adapted[test] = LabModel(reference, shift).subclass_proba(cells.iloc[test])
+        shift = class_anchored_shift(
+            cells.iloc[train], y[train], default_training_cells, ref_y, features
+        )
+        adapted_model = LabModel(reference, shift)
+        adapted[test] = adapted_model.subclass_proba(cells.iloc[test])
+        stack = _stack_forest(
+            cells.iloc[train], stack_columns, adapted_model.subclass_proba(cells.iloc[train]),
+            y[train], classes, seed,
+        )  # fmt: skip
+        stack_X = stack_inputs(cells.iloc[test], stack_columns, adapted[test], classes)
+        stacked[test] = _aligned(stack.predict_proba(stack_X), stack.classes_, classes)
         for w in LAB_WEIGHTS:
             forest = _lab_forest(
-                reference_cells, ref_y, shift.to_reference(cells.iloc[train]), y[train], w,
+                default_training_cells, ref_y, shift.to_reference(cells.iloc[train]), y[train], w,
                 features, seed,
             )  # fmt: skip
             test_X = shift.to_reference(cells.iloc[test])[features]
             oof[w][test] = _aligned(forest.predict_proba(test_X), forest.classes_, classes)
     names = np.asarray(classes, dtype=object)
+    # the candidates in order of preference on a tie: joint training, then the stack
     mixed = {(w, m): (1 - m) * oof[w] + m * adapted for w in LAB_WEIGHTS for m in LAB_MIXES}
+    mixed[STACK] = stacked
     scores = {k: f1_score(y, names[p.argmax(axis=1)], average="macro") for k, p in mixed.items()}
-    weight, mix = max(mixed, key=lambda k: (round(scores[k], 6), -k[0], -k[1]))
-    shift = class_anchored_shift(cells, y, reference_cells, ref_y, features)
-    forest = _lab_forest(
-        reference_cells, ref_y, shift.to_reference(cells), y, weight, features, seed
-    )
-    temperature = Temperature.fit(mixed[weight, mix], y, classes)
-    scaled = temperature.apply(mixed[weight, mix])
+    order = {k: i for i, k in enumerate(mixed)}
+    chosen = max(mixed, key=lambda k: (round(scores[k], 6), -order[k]))
+    shift = class_anchored_shift(cells, y, default_training_cells, ref_y, features)
+    temperature = Temperature.fit(mixed[chosen], y, classes)
+    scaled = temperature.apply(mixed[chosen])
     calibration = dict(reference_calibration)
     calibration["subclass"], own = _lab_calibration(
         scaled, y, classes, reference_calibration["subclass"]
     )
-    model = LabModel(reference, shift, forest, temperature.temperature, mix)
+    if chosen == STACK:
+        reference_p = LabModel(reference, shift).subclass_proba(cells)
+        stack = _stack_forest(cells, stack_columns, reference_p, y, classes, seed)
+        model = LabModel(
+            reference, shift, None, temperature.temperature, 0.0, stack, list(stack_columns)
+        )
+        weight, mix = None, None
+    else:
+        weight, mix = chosen
+        forest = _lab_forest(
+            default_training_cells, ref_y, shift.to_reference(cells), y, weight, features, seed
+        )
+        model = LabModel(reference, shift, forest, temperature.temperature, mix)
+    label = {k: STACK if k == STACK else f"weight {k[0]:g}, mix {k[1]:g}" for k in mixed}
     details = {
-        "method": "labelled: lab cells join training, sets recalibrated on them",
+        "method": (
+            "labelled: a forest on the lab's own columns and the adapted reference's "
+            "P(subclass), sets recalibrated on the lab's cells"
+            if chosen == STACK
+            else "labelled: lab cells join training, sets recalibrated on them"
+        ),
         "lab_cells": int(len(lab)),
         "labelled_cells": int(labelled.sum()),
+        "subclass_model": label[chosen],
         "lab_weight": weight,
         "reference_mix": mix,
-        "inner_macro_f1": {
-            f"weight {w:g}, mix {m:g}": round(float(s), 4) for (w, m), s in scores.items()
-        },  # fmt: skip
+        "stack_columns": len(stack_columns),
+        "inner_macro_f1": {label[k]: round(float(s), 4) for k, s in scores.items()},
         "calibration_folds": len(folds),
         "calibrated_on_lab_cells": own,
         "grouped_by_donor": donors is not None and len(set(donors)) >= 2,

@@ -13,7 +13,7 @@ in the subclass set are dropped, and when none is left the cell stays at subclas
 columns' `prediction_set`), the t-type set at alpha / 2 before nesting, so the nested t-type
 set covers the true t-type with probability >= 1 - 1.5 alpha by the union bound (measured:
 docs/results/default-model.md).
-`most_specific` is the deepest node of the call that the sets confirm (`models/agreement.py`,
+`most_specific` is the deepest node of the call that the sets confirm (`trust/agreement.py`,
 the one rule for every model's columns).
 """
 
@@ -26,11 +26,11 @@ import pandas as pd
 
 from ..datasets.taxonomy import LEVELS, Taxonomy
 from ..schema import SET_SEPARATOR
+from ..trust.agreement import most_specific
+from ..trust.conformal import MondrianConformal, check_alpha
 from ..version import __version__
-from .agreement import most_specific
 from .bundle import ModelCard, align_features
-from .conformal import MondrianConformal, check_alpha
-from .reference import CONDITION_FEATURE, assign_levels, model_inputs
+from .hierarchy import CONDITION_FEATURE, assign_levels, model_inputs
 
 STAYS_AT_SUBCLASS = "t-type set empty inside the subclass set: stays at subclass level"
 
@@ -204,16 +204,16 @@ def map_cells(
     return Mapping(table, payload)
 
 
-def reference_features(card: ModelCard) -> list[str]:
-    """The columns a cell table must carry for a reference model (derived inputs excluded)."""
+def card_features(card: ModelCard) -> list[str]:
+    """The columns a cell table must carry for a default model (derived inputs excluded)."""
     return [f for f in card.features if f != CONDITION_FEATURE]
 
 
 def predict_mapping(estimator, card: ModelCard, cells: pd.DataFrame, alpha: float = 0.1) -> Mapping:
-    """Map a cell table with a saved reference model: per-level probabilities, then sets.
+    """Map a cell table with a saved default model: per-level probabilities, then sets.
 
     Model columns the table lacks count as unmeasured (NaN), as for every model."""
-    align_features(cells, reference_features(card))  # none of them: a clear error
+    align_features(cells, card_features(card))  # none of them: a clear error
     taxonomy = Taxonomy.from_dict(card.extra["taxonomy"])
     levels = estimator.predict_proba_levels(model_inputs(cells, card.features))
     sets = None

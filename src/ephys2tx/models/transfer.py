@@ -27,10 +27,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import os
 import pickle
 from collections import OrderedDict
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ import pandas as pd
 
 from ..datasets.fetch import resolve_data_dir
 from ..errors import Ephys2txError
+from ..files import atomic_write
 from ..version import __version__
 from . import TRANSFER_METHODS
 from .bilstm import (
@@ -59,7 +60,7 @@ from .family_tensors import FamilyLayout, FamilyTensors, Standardizer, to_tensor
 METHODS = (*TRANSFER_METHODS, "source_only")
 TWO_SPECIES = ("joint", "align", "adversarial")  # methods that train on both species at once
 _PRETRAINED: OrderedDict[str, tuple[dict, Standardizer]] = OrderedDict()  # per-process cache
-PRETRAINED_FOLDER = "pretrained-networks"  # in the data directory, beside the reference models
+PRETRAINED_FOLDER = "pretrained-networks"  # in the data directory, beside the default models
 # The code a pretrained network depends on: a change to it invalidates the stored networks.
 _CODE_DIGEST = hashlib.sha256(
     b"".join((Path(__file__).parent / f).read_bytes() for f in ("bilstm.py", "family_tensors.py"))
@@ -98,6 +99,7 @@ def domain_loss(
     )
 
 
+@dataclass(eq=False, repr=False)  # its parameters after the network's (`BiLSTMClassifier`)
 class TransferClassifier(BiLSTMClassifier):
     """Human classifier that also learns from `source` (a mouse cell table with labels).
 
@@ -110,65 +112,17 @@ class TransferClassifier(BiLSTMClassifier):
     network on disk (see `stored_pretraining`): same numbers, pretrained once.
     """
 
-    def __init__(
-        self,
-        source: pd.DataFrame | None = None,
-        source_label: str = "label",
-        method: str = "finetune",
-        source_weight: float = 1.0,
-        coral_weight: float = 1.0,
-        head_epochs: int = 50,
-        pretrain_batch_size: int = 128,
-        anchor: float = 0.0,
-        adversarial_weight: float = 0.3,
-        source_init: bool = False,
-        pretrain_cache: bool = True,
-        width: int = 32,
-        hidden: int = 32,
-        dropout: float = 0.3,
-        lr: float = 1e-3,
-        weight_decay: float = 0.05,
-        batch_size: int = 64,
-        max_epochs: int = 300,
-        patience: int = 40,
-        feature_dropout: float = 0.1,
-        validation_fraction: float = 0.2,
-        n_members: int = 1,
-        scaling: str = "quantile",
-        families: tuple[str, ...] | None = None,
-        groups_column: str | None = "donor",
-        random_state: int = 0,
-        n_threads: int = 1,
-    ):
-        super().__init__(
-            width=width,
-            hidden=hidden,
-            dropout=dropout,
-            lr=lr,
-            weight_decay=weight_decay,
-            batch_size=batch_size,
-            max_epochs=max_epochs,
-            patience=patience,
-            feature_dropout=feature_dropout,
-            validation_fraction=validation_fraction,
-            n_members=n_members,
-            scaling=scaling,
-            families=families,
-            groups_column=groups_column,
-            random_state=random_state,
-            n_threads=n_threads,
-        )
-        self.source = source
-        self.source_label = source_label
-        self.method = method
-        self.source_weight = source_weight
-        self.coral_weight = coral_weight
-        self.head_epochs = head_epochs
-        self.pretrain_batch_size = pretrain_batch_size
-        self.anchor = anchor
-        self.adversarial_weight = adversarial_weight
-        self.source_init = source_init
-        self.pretrain_cache = pretrain_cache
+    source: pd.DataFrame | None = None
+    source_label: str = "label"
+    method: str = "finetune"
+    source_weight: float = 1.0
+    coral_weight: float = 1.0
+    head_epochs: int = 50
+    pretrain_batch_size: int = 128
+    anchor: float = 0.0
+    adversarial_weight: float = 0.3
+    source_init: bool = False
+    pretrain_cache: bool = True
 
     # -- source side -------------------------------------------------------------------
     def _source_table(self) -> tuple[pd.DataFrame, np.ndarray]:
@@ -406,13 +360,10 @@ def stored_pretraining(key: str, pretrain) -> tuple[dict, Standardizer]:
             except (OSError, EOFError, pickle.UnpicklingError):
                 pass  # damaged: pretrain again and replace it
         result = pretrain()
-        tmp = path.with_suffix(f".{os.getpid()}.part")
         try:
-            with open(tmp, "wb") as handle:
-                pickle.dump(result, handle)
-            tmp.replace(path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
+            atomic_write(path, lambda tmp: tmp.write_bytes(pickle.dumps(result)))
+        except OSError:  # cannot be cached: used all the same
+            pass
         return result
 
 

@@ -3,7 +3,7 @@
 Beside `model.json` and `model.skops` a model directory holds
 - `calibration.json`: the Mondrian conformal scores (donor-grouped out of fold) and the
   temperature fitted on the same out-of-fold probabilities;
-- `reference.npz`: ranges, families, few-feature threshold and the novelty reference of
+- `training.npz`: ranges, families, few-feature threshold and the novelty baseline of
   the training cells;
 - `species.skops`: the species fingerprint (mouse vs human public cells).
 
@@ -30,12 +30,18 @@ import pandas as pd
 from ..errors import Ephys2txError
 from ..files import atomic_write, atomic_write_text
 from ..threads import limit, predicting
+from ..trust.assess import TrainingSummary, assess, trust_columns
+from ..trust.conformal import MondrianConformal, check_alpha, out_of_fold_proba
+from ..trust.interneuron import BatchShift, InterneuronDetector
+from ..trust.novelty import NovelFlag, NoveltyBaseline
+from ..trust.species import SpeciesFingerprint
+from ..trust.temperature import Temperature
 from ..version import __version__
 from .bundle import (
     CALIBRATION_FILE,
-    REFERENCE_FILE,
     RETRAIN,
     SPECIES_FILE,
+    TRAINING_SUMMARY_FILE,
     ModelCard,
     align_features,
     families_of,
@@ -44,12 +50,6 @@ from .bundle import (
     read_skops,
     write_skops,
 )
-from .calibration import Temperature
-from .conformal import MondrianConformal, check_alpha, out_of_fold_proba
-from .interneuron import BatchShift, InterneuronDetector
-from .novelty import NovelFlag, NoveltyReference
-from .species import SpeciesFingerprint
-from .trust import TrustReference, assess, trust_columns
 
 # Donor-grouped folds of the out-of-fold scores that calibrate every saved model.
 CALIBRATION_FOLDS = 5
@@ -127,7 +127,7 @@ def feature_weights(model, features: list[str]) -> np.ndarray | None:
     return np.asarray(importances, float) * len(features)
 
 
-def fit_trust_reference(
+def fit_training_summary(
     cells: pd.DataFrame,
     features: list[str],
     species: str,
@@ -135,8 +135,8 @@ def fit_trust_reference(
     seed: int = 0,
     model=None,
     weights: np.ndarray | None = None,
-) -> TrustReference:
-    """Ranges, families, novelty reference and (given other species' cells) fingerprint.
+) -> TrainingSummary:
+    """Ranges, families, novelty baseline and (given other species' cells) fingerprint.
 
     The novelty distance's feature weights are `weights`, else those of `model` (fitted)
     where it has them."""
@@ -145,7 +145,7 @@ def fit_trust_reference(
         fingerprint = SpeciesFingerprint.fit({species: cells, **other}, features, seed, species)
     if weights is None and model is not None:
         weights = feature_weights(model, features)
-    return TrustReference.fit(
+    return TrainingSummary.fit(
         cells, features, families_of(features), species, cells["donor"].to_numpy(),
         fingerprint, weights,
     )  # fmt: skip
@@ -153,7 +153,7 @@ def fit_trust_reference(
 
 def save_trust(
     model_dir: str | Path,
-    reference: TrustReference,
+    reference: TrainingSummary,
     calibration: tuple[MondrianConformal, Temperature] | None = None,
     **details,
 ) -> None:
@@ -205,7 +205,7 @@ def save_trust(
         with open(path, "wb") as fh:
             np.savez_compressed(fh, **arrays)
 
-    atomic_write(model_dir / REFERENCE_FILE, write_npz)
+    atomic_write(model_dir / TRAINING_SUMMARY_FILE, write_npz)
     if reference.fingerprint is not None:
         write_skops(model_dir / SPECIES_FILE, reference.fingerprint)
     else:
@@ -239,7 +239,7 @@ def store_trust(
 
     used = model.used_features() if hasattr(model, "used_features") else list(features)
     with limit():
-        reference = fit_trust_reference(cells, used, species, other, seed, model)
+        reference = fit_training_summary(cells, used, species, other, seed, model)
         calibration = None
         if cv is not None:
             X = cells[features] if features is not None else cells
@@ -254,14 +254,14 @@ def store_trust(
     return calibration
 
 
-def load_reference(model_dir: Path) -> TrustReference | None:
-    """The stored reference, or None for a model saved without one (e.g. by `reproduce`
+def load_training_summary(model_dir: Path) -> TrainingSummary | None:
+    """The stored training summary, or None for a model saved without one (e.g. by `reproduce`
     without stored trust). The npz is read without pickles."""
-    if not (model_dir / REFERENCE_FILE).is_file():
+    if not (model_dir / TRAINING_SUMMARY_FILE).is_file():
         return None
-    with np.load(model_dir / REFERENCE_FILE, allow_pickle=False) as a:
+    with np.load(model_dir / TRAINING_SUMMARY_FILE, allow_pickle=False) as a:
         meta = json.loads(str(a["meta"]))
-        novelty = NoveltyReference.from_arrays(
+        novelty = NoveltyBaseline.from_arrays(
             {k[len("novelty_") :]: a[k] for k in a.files if k.startswith("novelty_")}
         )
         low, high = a["low"], a["high"]
@@ -290,7 +290,7 @@ def load_reference(model_dir: Path) -> TrustReference | None:
             raise Ephys2txError(
                 f"{model_dir / INTERNEURON_FILE} is not an interneuron detector; {RETRAIN}"
             )
-    return TrustReference(
+    return TrainingSummary(
         species=meta["species"],
         features=meta["features"],
         low=low,
@@ -313,7 +313,7 @@ class TrustedModel:
     card: ModelCard
     conformal: MondrianConformal | None = None
     temperature: Temperature | None = None
-    reference: TrustReference | None = None
+    reference: TrainingSummary | None = None
 
     @classmethod
     def load(cls, model_dir: str | Path) -> TrustedModel:
@@ -335,7 +335,7 @@ class TrustedModel:
                     f"{model_dir / CALIBRATION_FILE} belongs to another model (classes "
                     f"{conformal.classes}); retrain the model"
                 )
-        return cls(estimator, card, conformal, temperature, load_reference(model_dir))
+        return cls(estimator, card, conformal, temperature, load_training_summary(model_dir))
 
     @property
     def classes(self) -> list[str]:
@@ -381,13 +381,13 @@ def trust_table(
     proba: np.ndarray,
     classes: list[str],
     sets: list[list[str]] | None,
-    reference: TrustReference | None,
+    reference: TrainingSummary | None,
     predicted=None,
 ) -> pd.DataFrame:
     """prediction_set, confident, novelty and flags of each cell, given its class
     probabilities and conformal sets (None: uncalibrated, so empty sets and nothing
     confident) and its call (`predicted`; default the most probable class); without a
-    stored reference there is no novelty and no input flag."""
+    stored training summary there is no novelty and no input flag."""
     n = len(cells)
     if reference is not None:
         proba = np.asarray(proba, float)

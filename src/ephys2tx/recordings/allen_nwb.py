@@ -10,7 +10,6 @@ everything else is ordinary pynwb, so the files also open in pynwb and the moder
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import warnings
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Ephys2txError, NoCurrentClampSweeps, one_line
+from ..files import atomic_write
 from ..schema import SPECIES_LATIN, species_from_text
 from .sweeps import (
     LONG_SQUARE,
@@ -60,13 +60,35 @@ def write_allen_nwb(
     Voltage is stored in mV (conversion 1e-3 to volts) and current in pA (conversion 1e-12 to
     amperes), as float32 compressed with gzip; each sweep gets a stimulus and a response series
     registered in the legacy sweep table, with its Allen stimulus code as
-    ``stimulus_description``.
+    ``stimulus_description``. The file appears only when complete (`atomic_write`).
     """
-    from pynwb import NWBHDF5IO, NWBFile
-    from pynwb.file import Subject
-    from pynwb.icephys import CurrentClampSeries, CurrentClampStimulusSeries
+    from pynwb import NWBHDF5IO
 
     path = Path(path)
+    nwb = _nwb_file(recording, session_description, donor)
+    _check_room(path, recording)
+
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with NWBHDF5IO(str(tmp), "w") as io:
+                io.write(nwb)
+
+    try:
+        atomic_write(path, write)
+    except (OSError, RuntimeError) as exc:  # h5py reports a failed write as RuntimeError
+        raise Ephys2txError(
+            f"cannot write {path} ({one_line(exc, 100)}); free some space or choose another folder"
+        ) from exc
+    return path
+
+
+def _nwb_file(recording: Recording, session_description: str, donor: str | None):
+    """The in-memory NWBFile of `recording`: one stimulus and one response series per sweep,
+    both registered in the legacy sweep table."""
+    from pynwb import NWBFile
+    from pynwb.file import Subject
+
     species = SPECIES_LATIN.get(recording.species or "", recording.species or "unknown")
     nwb = NWBFile(
         session_description=session_description,
@@ -83,36 +105,49 @@ def write_allen_nwb(
     sweep_table = _legacy_sweep_table()
     nwb.sweep_table = sweep_table
     for sweep in recording.sweeps:
-        code = sweep.stimulus_code or "unknown"
-        common = dict(
-            electrode=electrode,
-            gain=1.0,
-            rate=float(sweep.sampling_rate),
-            starting_time=0.0,
-            sweep_number=int(sweep.sweep_number),
-            stimulus_description=code,
-        )
-        stim = CurrentClampStimulusSeries(
-            name=f"index_{sweep.sweep_number:03d}_stimulus",
-            data=_compressed(sweep.current),
-            conversion=1e-12,
-            **common,
-        )
-        resp = CurrentClampSeries(
-            name=f"index_{sweep.sweep_number:03d}",
-            data=_compressed(sweep.voltage),
-            conversion=1e-3,
-            bias_current=0.0,
-            bridge_balance=0.0,
-            capacitance_compensation=0.0,
-            **common,
-        )
+        stim, resp = _sweep_series(sweep, electrode)
         nwb.add_stimulus(stim)
         nwb.add_acquisition(resp)
         sweep_table.add_entry(stim)
         sweep_table.add_entry(resp)
-    # HDF5 cannot recover from a disk filling up mid-write (it floods stderr and can crash
-    # the interpreter at exit), so the room is checked first, for the data uncompressed.
+    return nwb
+
+
+def _sweep_series(sweep: Sweep, electrode):
+    """The (stimulus, response) current-clamp series of one sweep, in pA and mV."""
+    from pynwb.icephys import CurrentClampSeries, CurrentClampStimulusSeries
+
+    common = dict(
+        electrode=electrode,
+        gain=1.0,
+        rate=float(sweep.sampling_rate),
+        starting_time=0.0,
+        sweep_number=int(sweep.sweep_number),
+        stimulus_description=sweep.stimulus_code or "unknown",
+    )
+    stim = CurrentClampStimulusSeries(
+        name=f"index_{sweep.sweep_number:03d}_stimulus",
+        data=_compressed(sweep.current),
+        conversion=1e-12,
+        **common,
+    )
+    resp = CurrentClampSeries(
+        name=f"index_{sweep.sweep_number:03d}",
+        data=_compressed(sweep.voltage),
+        conversion=1e-3,
+        bias_current=0.0,
+        bridge_balance=0.0,
+        capacitance_compensation=0.0,
+        **common,
+    )
+    return stim, resp
+
+
+def _check_room(path: Path, recording: Recording) -> None:
+    """Refuse to start a write the disk has no room for.
+
+    HDF5 cannot recover from a disk filling up mid-write (it floods stderr and can crash
+    the interpreter at exit), so the room is checked first, for the data uncompressed."""
     needed = sum(4 * (s.voltage.size + s.current.size) for s in recording.sweeps) + (1 << 20)
     free = shutil.disk_usage(path.parent).free
     if free < needed:
@@ -120,21 +155,6 @@ def write_allen_nwb(
             f"cannot write {path}: {free / 1e6:.1f} MB free in {path.parent}, up to "
             f"{needed / 1e6:.1f} MB needed; free some space or choose another folder"
         )
-    # written under a temporary name and renamed: a failed write leaves no half file behind
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with NWBHDF5IO(str(tmp), "w") as io:
-                io.write(nwb)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:  # h5py reports a failed write as RuntimeError
-        raise Ephys2txError(
-            f"cannot write {path} ({one_line(exc, 100)}); free some space or choose another folder"
-        ) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def _compressed(trace: np.ndarray):
@@ -173,21 +193,10 @@ def read_allen_nwb(path: str | Path) -> Recording:
     from IPFX's stimulus characterisation (test pulse skipped). Raises `Ephys2txError` when IPFX
     cannot read the file.
     """
-    from ipfx.dataset.create import create_ephys_data_set
-    from ipfx.stim_features import get_stim_characteristics
-
     path = Path(path)
     if not path.is_file():
         raise Ephys2txError(f"{path}: no such file; check the path to the NWB file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            data_set = create_ephys_data_set(nwb_file=str(path))
-    except Exception as exc:  # IPFX raises many types; all mean "not an Allen NWB for IPFX"
-        raise Ephys2txError(
-            f"{path}: IPFX cannot read it as an Allen-style NWB 2 file ({one_line(exc)}); "
-            "use the modern-NWB or ABF reader for other files"
-        ) from exc
+    data_set = _ipfx_data_set(path)
     has_sweep_table, species = _file_facts(path)
     if not has_sweep_table:
         # IPFX 2.1.2 lists sweeps only through the deprecated SweepTable.
@@ -218,37 +227,11 @@ def read_allen_nwb(path: str | Path) -> Recording:
         except Exception as exc:
             logging.getLogger(__name__).warning("%s: sweep %d unreadable: %s", path, number, exc)
             continue
-        rate = float(data["sampling_rate"])
         if row.clamp_mode == "VoltageClamp":  # features need current clamp: reported, not used
             voltage_clamp.append(number)
             continue
-        clamp = "current_clamp"
-        voltage = np.asarray(data["response"], dtype=float)  # IPFX scales to mV / pA
-        current = np.asarray(data["stimulus"], dtype=float)
         name = getattr(row, "stimulus_name", None)
-        stim_type = _stimulus_type(name)
-        start = end = None
-        amplitude = float("nan")
-        if stim_type != TEST_PULSE:
-            t = np.arange(len(current)) / rate
-            finite = np.nan_to_num(current, nan=0.0)
-            s_time, duration, amp, _, _ = get_stim_characteristics(finite, t, test_pulse=True)
-            if s_time is not None:
-                start, end, amplitude = float(s_time), float(s_time + duration), float(amp)
-        sweeps.append(
-            Sweep(
-                sweep_number=number,
-                voltage=voltage,
-                current=current,
-                sampling_rate=rate,
-                stimulus_type=stim_type,
-                amplitude=round(amplitude, 3),  # float32 storage: 250 pA reads as 249.99998
-                stim_start=start,
-                stim_end=end,
-                stimulus_code=str(row.stimulus_code),
-                clamp_mode=clamp,
-            )
-        )
+        sweeps.append(_current_clamp_sweep(number, data, name, str(row.stimulus_code)))
         if not isinstance(name, str) or name == UNKNOWN_NAME:
             uncoded.append(sweeps[-1])
     if not sweeps and voltage_clamp:
@@ -270,6 +253,52 @@ def read_allen_nwb(path: str | Path) -> Recording:
             "dropped_sweeps": [(n, "voltage clamp") for n in voltage_clamp],
             "uncoded_sweeps": [s.sweep_number for s in uncoded],
         },
+    )
+
+
+def _ipfx_data_set(path: Path):
+    """IPFX's data set of an NWB file; a file it cannot read is a one-line error."""
+    from ipfx.dataset.create import create_ephys_data_set
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return create_ephys_data_set(nwb_file=str(path))
+    except Exception as exc:  # IPFX raises many types; all mean "not an Allen NWB for IPFX"
+        raise Ephys2txError(
+            f"{path}: IPFX cannot read it as an Allen-style NWB 2 file ({one_line(exc)}); "
+            "use the modern-NWB or ABF reader for other files"
+        ) from exc
+
+
+def _current_clamp_sweep(number: int, data: dict, name: str | None, code: str) -> Sweep:
+    """A current-clamp sweep from IPFX's sweep data (scaled to mV and pA): its type from the
+    ontology name, its timing and amplitude from IPFX's stimulus characterisation."""
+    from ipfx.stim_features import get_stim_characteristics
+
+    rate = float(data["sampling_rate"])
+    voltage = np.asarray(data["response"], dtype=float)
+    current = np.asarray(data["stimulus"], dtype=float)
+    stim_type = _stimulus_type(name)
+    start = end = None
+    amplitude = float("nan")
+    if stim_type != TEST_PULSE:
+        t = np.arange(len(current)) / rate
+        finite = np.nan_to_num(current, nan=0.0)
+        s_time, duration, amp, _, _ = get_stim_characteristics(finite, t, test_pulse=True)
+        if s_time is not None:
+            start, end, amplitude = float(s_time), float(s_time + duration), float(amp)
+    return Sweep(
+        sweep_number=number,
+        voltage=voltage,
+        current=current,
+        sampling_rate=rate,
+        stimulus_type=stim_type,
+        amplitude=round(amplitude, 3),  # float32 storage: 250 pA reads as 249.99998
+        stim_start=start,
+        stim_end=end,
+        stimulus_code=code,
+        clamp_mode="current_clamp",
     )
 
 

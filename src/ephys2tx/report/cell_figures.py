@@ -2,7 +2,7 @@
 holds hundreds of them).
 
 Features are drawn on one shared axis: each feature is centred on the median of the two
-classes' reference cells and scaled by their interquartile range, so features in
+classes' training cells and scaled by their interquartile range, so features in
 different units sit on one scale; the cell's own value is written beside the name.
 """
 
@@ -23,7 +23,7 @@ from .figures import CLASS_COLORS  # noqa: E402
 
 DPI = 90
 Z_LIMIT = 5.0  # robust z beyond which a value is drawn at the edge, as an arrow
-MAX_STRIP_POINTS = 200  # reference cells drawn per class and feature (a fixed subsample)
+MAX_STRIP_POINTS = 200  # training cells drawn per class and feature (a fixed subsample)
 MAX_TRACE_POINTS = 1600  # samples drawn per sweep (min/max envelope; panels are ~220 px wide)
 PAIR_COLORS = ("#D93137", "#4C72B0")  # fallback for classes without a subclass colour
 
@@ -48,7 +48,7 @@ def format_value(value: float, unit: str) -> str:
 
 
 def robust_scale(values: list[np.ndarray]) -> tuple[float, float]:
-    """Centre and scale of the pooled reference values: median and IQR (std, 1 as fallbacks)."""
+    """Centre and scale of the pooled training values: median and IQR (std, 1 as fallbacks)."""
     pooled = np.concatenate([v for v in values if len(v)]) if any(len(v) for v in values) else []
     if len(pooled) == 0:
         return 0.0, 1.0
@@ -64,7 +64,7 @@ def _colour(cls: str, k: int) -> str:
 
 
 def features_png(comparisons: list[FeatureComparison], classes: tuple[str, str]) -> bytes:
-    """Strips of the two classes' reference cells per feature, the cell's value as ◆."""
+    """Strips of the two classes' training cells per feature, the cell's value as ◆."""
     k = len(comparisons)
     height = 0.5 * k + 0.85
     # margins in inches instead of tight_layout (which costs more than the drawing): the
@@ -79,9 +79,9 @@ def features_png(comparisons: list[FeatureComparison], classes: tuple[str, str])
     labels = []
     for row, comp in enumerate(comparisons):
         y = k - 1 - row  # most separating feature on top
-        centre, scale = robust_scale([comp.reference[c] for c in classes])
+        centre, scale = robust_scale([comp.by_class[c] for c in classes])
         for j, cls in enumerate(classes):
-            x = comp.reference[cls]
+            x = comp.by_class[cls]
             if len(x) > MAX_STRIP_POINTS:
                 x = rng.choice(x, MAX_STRIP_POINTS, replace=False)
             z = np.clip((x - centre) / scale, -Z_LIMIT, Z_LIMIT)
@@ -98,7 +98,7 @@ def features_png(comparisons: list[FeatureComparison], classes: tuple[str, str])
     ax.set_xlim(-Z_LIMIT - 0.3, Z_LIMIT + 0.3)
     ax.axvline(0, color="#bbb", lw=0.6, zorder=0)
     ax.tick_params(axis="x", labelsize=7)
-    ax.set_xlabel("(value − median) / IQR of the two classes' reference cells", fontsize=7)
+    ax.set_xlabel("(value − median) / IQR of the two classes' training cells", fontsize=7)
     handles = [
         plt.Line2D([], [], ls="", marker="o", color=_colour(c, j), label=c)
         for j, c in enumerate(classes)

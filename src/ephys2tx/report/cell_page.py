@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.progress import track
 
+from ..files import atomic_write_text
 from ..schema import FLAG_SEPARATOR
 from .cell_figures import features_png, format_value, sweeps_png
 from .cells import CellCard, flag_sentence
@@ -64,7 +65,7 @@ MISSING_PARTS = {
     "prediction_set": ("prediction sets", "a model trained with calibration (the default)"),
     "flags": ("flags", "the reference summary `train` stores beside the model"),
     "novelty": ("novelty", "the reference summary `train` stores beside the model"),
-    "neighbours": ("nearest reference cells", "a neighbour search over the reference cells"),
+    "neighbours": ("nearest training cells", "a neighbour search over the training cells"),
 }
 
 
@@ -121,7 +122,7 @@ def _flags(card: CellCard) -> str:
         parts.append("<p class='na'>Novelty: not available for this model.</p>")
     else:
         parts.append(
-            f"<p>Novelty <b>{card.novelty:.2f}</b>: the share of the model's reference cells "
+            f"<p>Novelty <b>{card.novelty:.2f}</b>: the share of the model's training cells "
             "that are more typical than this cell.</p>"
         )
     parts.append(
@@ -136,7 +137,7 @@ def _features(card: CellCard) -> str:
         why = (
             "none of the model's features is measured"
             if not card.n_measured
-            else ("no reference cells to compare with")
+            else ("no training cells to compare with")
         )
         return head + f"<p class='na'>Not drawn: {why}.</p>"
     classes = (card.predicted, card.runner_up)
@@ -147,15 +148,15 @@ def _features(card: CellCard) -> str:
     )
     return (
         head + _img(features_png(card.comparisons, classes), alt) + f"<p class='note'>{listed}. "
-        f"Features measured in this cell that best separate the reference cells of "
+        f"Features measured in this cell that best separate the training cells of "
         f"{_e(classes[0])} from {_e(classes[1])} (|2·AUROC − 1|).</p>"
     )
 
 
 def _neighbours(card: CellCard) -> str:
-    head = "<h4>Nearest reference cells</h4>"
+    head = "<h4>Nearest training cells</h4>"
     if card.neighbours is None:
-        return head + "<p class='na'>Nearest reference cells: not available for this model.</p>"
+        return head + "<p class='na'>Nearest training cells: not available for this model.</p>"
     rows = "".join(
         f"<tr><td>{_e(n.specimen_id)}</td><td>{_e(n.donor)}</td><td>{_e(n.t_type)}</td>"
         f"<td>{_e(n.subclass)}</td><td class='num'>{n.distance:.3g}</td></tr>"
@@ -290,7 +291,4 @@ def write_cell_report(
     """Write the page atomically; returns its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(render_cell_report(cards, title, model_info, progress), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, render_cell_report(cards, title, model_info, progress))

@@ -1,12 +1,12 @@
 """Per-cell report cards: typed records built from predictions, pure computation, no I/O.
 
 A card holds what a person needs to judge one call: the probabilities and the prediction
-set, the flags, the cell's most telling features beside the reference cells of the
-predicted class and the runner-up, its nearest reference cells, and (recordings) the
+set, the flags, the cell's most telling features beside the training cells of the
+predicted class and the runner-up, its nearest training cells, and (recordings) the
 rheobase and hero sweeps. `cell_page.py` draws the cards; nothing here draws.
 
 Features shown: among the features the cell has measured, those that best separate the
-reference cells of the predicted class from those of the runner-up, scored by
+training cells of the predicted class from those of the runner-up, scored by
 |2·AUROC − 1| (0: the two classes overlap fully, 1: no overlap). The score is
 model-agnostic, so every model kind gets the same view.
 """
@@ -27,13 +27,13 @@ from ..schema import FLAG_SEPARATOR, SET_SEPARATOR, split_joined
 
 N_FEATURES = 6  # features drawn per card
 N_NEIGHBOURS = 5
-MIN_CLASS_CELLS = 5  # reference cells of each class a feature needs to be scored
-REFERENCE_COLUMNS = ("specimen_id", "donor", "t_type", "subclass")
+MIN_CLASS_CELLS = 5  # training cells of each class a feature needs to be scored
+TRAINING_COLUMNS = ("specimen_id", "donor", "t_type", "subclass")
 
 
 @dataclass(frozen=True)
 class Neighbour:
-    """One of a cell's nearest reference cells, as the model's neighbour search found it."""
+    """One of a cell's nearest training cells, as the model's neighbour search found it."""
 
     specimen_id: str
     donor: str
@@ -44,14 +44,14 @@ class Neighbour:
 
 @dataclass(frozen=True)
 class FeatureComparison:
-    """A feature of the cell beside the reference values of two classes."""
+    """A feature of the cell beside the training cells' values of two classes."""
 
     name: str
     unit: str
     family: str
     value: float
-    separation: float  # |2·AUROC − 1| between the two classes' reference cells
-    reference: dict[str, np.ndarray]  # class -> that class's measured reference values
+    separation: float  # |2·AUROC − 1| between the two classes' training cells
+    by_class: dict[str, np.ndarray]  # class -> that class's measured training values
 
 
 @dataclass
@@ -94,13 +94,13 @@ class CellCard:
 FLAG_SENTENCES = {
     "few_features": "Too few of the model's features were measured for a reliable call.",
     "missing_family": "No feature of the family “{detail}” was measured (protocol not run, "
-    "or its analysis failed), although most of the model's reference cells have it.",
-    "out_of_range": "{detail} lies far beyond the range of the model's reference cells: "
+    "or its analysis failed), although most of the model's training cells have it.",
+    "out_of_range": "{detail} lies far beyond the range of the model's training cells: "
     "check its unit and the recording.",
     "species_mismatch": "The cell's species (its table, recording metadata or feature "
     "distribution) disagrees with the species the model was trained on.",
     "novel": "Its novelty (with a calibrated model: together with how unsure the call is) is "
-    "above the level only 5% of the model's reference cells reach: it may be a type, area or "
+    "above the level only 5% of the model's training cells reach: it may be a type, area or "
     "rig the model has not seen.",
     "set_excludes_call": "The conformal set at this alpha leaves out the most probable class: "
     "its calibration cells were called with more certainty than this cell, so the call is "
@@ -157,14 +157,14 @@ def probability_columns(predictions: pd.DataFrame) -> dict[str, str]:
 
 # --- choosing the features ----------------------------------------------------------------
 def separation_scores(
-    reference: pd.DataFrame, label: str, features: Sequence[str], a: str, b: str
+    training: pd.DataFrame, label: str, features: Sequence[str], a: str, b: str
 ) -> pd.Series:
-    """|2·AUROC − 1| of each feature between reference classes a and b (NaN: too few cells)."""
-    is_a, is_b = reference[label] == a, reference[label] == b
+    """|2·AUROC − 1| of each feature between training classes a and b (NaN: too few cells)."""
+    is_a, is_b = training[label] == a, training[label] == b
     scores = {}
     for name in features:
-        x_a = reference.loc[is_a, name].dropna().to_numpy(float)
-        x_b = reference.loc[is_b, name].dropna().to_numpy(float)
+        x_a = training.loc[is_a, name].dropna().to_numpy(float)
+        x_b = training.loc[is_b, name].dropna().to_numpy(float)
         if len(x_a) < MIN_CLASS_CELLS or len(x_b) < MIN_CLASS_CELLS:
             scores[name] = np.nan
             continue
@@ -173,27 +173,27 @@ def separation_scores(
     return pd.Series(scores, dtype=float)
 
 
-class _References:
+class _ClassValues:
     """Reference values per (feature, class) and separation scores per class pair, computed
     once and shared by every card (the arrays are not copied per card)."""
 
-    def __init__(self, reference: pd.DataFrame, label: str, features: Sequence[str]):
-        self.reference, self.label = reference, label
-        self.features = [f for f in features if f in reference.columns]
+    def __init__(self, training: pd.DataFrame, label: str, features: Sequence[str]):
+        self.training, self.label = training, label
+        self.features = [f for f in features if f in training.columns]
         self._values: dict[tuple[str, str], np.ndarray] = {}
         self._scores: dict[frozenset, pd.Series] = {}
 
     def values(self, feature: str, cls: str) -> np.ndarray:
         key = (feature, cls)
         if key not in self._values:
-            rows = self.reference[self.label] == cls
-            self._values[key] = self.reference.loc[rows, feature].dropna().to_numpy(float)
+            rows = self.training[self.label] == cls
+            self._values[key] = self.training.loc[rows, feature].dropna().to_numpy(float)
         return self._values[key]
 
     def scores(self, a: str, b: str) -> pd.Series:
         key = frozenset((a, b))
         if key not in self._scores:
-            self._scores[key] = separation_scores(self.reference, self.label, self.features, a, b)
+            self._scores[key] = separation_scores(self.training, self.label, self.features, a, b)
         return self._scores[key]
 
     def comparisons(
@@ -211,20 +211,20 @@ class _References:
                 family=FAMILY_OF_FEATURE.get(name, "other"),
                 value=float(values[name]),
                 separation=float(score),
-                reference={a: self.values(name, a), b: self.values(name, b)},
+                by_class={a: self.values(name, a), b: self.values(name, b)},
             )
             for name, score in ranked.head(n).items()
         ]
 
 
 def _neighbours(
-    reference: pd.DataFrame, indices: np.ndarray, distances: np.ndarray
+    training: pd.DataFrame, indices: np.ndarray, distances: np.ndarray
 ) -> list[Neighbour]:
     out = []
     for i, d in zip(indices, distances, strict=True):
         if i < 0 or not np.isfinite(d):  # a search may pad with -1 / inf
             continue
-        row = reference.iloc[int(i)]
+        row = training.iloc[int(i)]
         out.append(
             Neighbour(
                 specimen_id=str(row["specimen_id"]),
@@ -241,7 +241,7 @@ def build_cards(
     predictions: pd.DataFrame,
     cells: pd.DataFrame,
     features: Sequence[str],
-    reference: pd.DataFrame | None = None,
+    training: pd.DataFrame | None = None,
     label: str = "label",
     neighbour_indices: np.ndarray | None = None,
     neighbour_distances: np.ndarray | None = None,
@@ -254,7 +254,7 @@ def build_cards(
     `predictions` is the table `predict` writes: specimen_id, predicted, p_<Class>, and,
     when the model is calibrated, prediction_set, confident, novelty and
     flags (joined as `schema` says); a column that is absent leaves its part of the card None.
-    `reference` is the model's reference cell table (specimen_id, donor, t_type, subclass,
+    `training` is the model's training cell table (specimen_id, donor, t_type, subclass,
     the `label` column and the features); `neighbour_indices`/`neighbour_distances`
     (cells x k) point into its rows. `sweeps` maps a row number to its sweeps to draw
     and the reason any is missing (what `features.key_sweeps.key_sweeps` returns).
@@ -267,15 +267,15 @@ def build_cards(
     if (neighbour_indices is None) != (neighbour_distances is None):
         raise ValueError("neighbour indices and distances come together")
     p_columns = probability_columns(predictions)
-    if reference is not None:
-        missing = [c for c in (*REFERENCE_COLUMNS, label) if c not in reference.columns]
+    if training is not None:
+        missing = [c for c in (*TRAINING_COLUMNS, label) if c not in training.columns]
         if missing:
             raise Ephys2txError(
-                f"the reference cell table lacks {', '.join(missing)}; pass the model's "
-                "reference cells (a harmonized cell table)"
+                f"the training cell table lacks {', '.join(missing)}; pass the model's "
+                "training cells (a harmonized cell table)"
             )
-        reference = reference.reset_index(drop=True)
-        references = _References(reference, label, features)
+        training = training.reset_index(drop=True)
+        class_values = _ClassValues(training, label, features)
     cell_values = cells.reindex(columns=list(features)).to_numpy(float)
     cards = []
     for row, pred in enumerate(predictions.to_dict("records")):
@@ -297,13 +297,13 @@ def build_cards(
             card.sweeps = dict(drawn)
         if "file" in cells.columns and isinstance(cells["file"].iloc[row], str):
             card.source = cells["file"].iloc[row]
-        if reference is not None:
-            card.comparisons = references.comparisons(
+        if training is not None:
+            card.comparisons = class_values.comparisons(
                 values, card.predicted, card.runner_up, n_features
             )
             if neighbour_indices is not None:
                 card.neighbours = _neighbours(
-                    reference,
+                    training,
                     np.asarray(neighbour_indices[row])[:n_neighbours],
                     np.asarray(neighbour_distances[row], float)[:n_neighbours],
                 )

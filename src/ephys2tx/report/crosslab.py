@@ -14,14 +14,15 @@ import pandas as pd  # noqa: E402
 from ..files import atomic_write  # noqa: E402
 
 ROW_NAMES = {
-    "a": "(a) reference as is",
+    "a": "(a) the Allen model as is",
     "b": "(b) adapted, no labels",
     "c10": "(c) 10% of mice labelled",
     "c25": "(c) 25% of mice labelled",
-    "d": "(d) M1 alone (ceiling)",
+    "d": "(d) M1 alone, shared features (ceiling)",
+    "d-all": "(d) M1 alone, all its features",
 }
 PANELS = (
-    ("subclass", ["macro_f1", "accuracy", "t_type_accuracy"]),
+    ("subclass", ["macro_f1", "macro_f1_without_rarest", "accuracy", "t_type_accuracy"]),
     ("recall per class", None),
     ("sets and trust", ["coverage", "confident", "confident_accuracy", "confident_but_shift"]),
     ("excitatory cells", ["exc_flagged", "exc_confident", "exc_auroc"]),

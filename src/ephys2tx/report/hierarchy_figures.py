@@ -1,4 +1,4 @@
-"""Figures of the reference model: a t-type confusion matrix grouped by subclass, and t-type
+"""Figures of the default model: a t-type confusion matrix grouped by subclass, and t-type
 F1 against the number of cells a t-type has."""
 
 from __future__ import annotations

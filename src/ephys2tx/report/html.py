@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 
 from ..datasets.sources import CITATIONS
-from .reference import PROTOCOL_NOTES, REFERENCE_STUDY, REPORTED
+from ..files import atomic_write_text
+from .published import PROTOCOL_NOTES, PUBLISHED_STUDY, REPORTED
 from .results import CrossLabRun, Figure, Scores, StudyResults
 
 CSS = """
@@ -48,13 +49,13 @@ def _table(headers: list[str], rows: list[str]) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
-def _score_row(label: str, scores: Scores, key: str, reference: tuple[str, str] | None) -> str:
-    """One model's scores; `reference=None` leaves out the study's columns (synthetic data)."""
+def _score_row(label: str, scores: Scores, key: str, published: tuple[str, str] | None) -> str:
+    """One model's scores; `published=None` leaves out the study's columns (synthetic data)."""
     f1, acc = scores.macro_f1, scores.accuracy
     ref_cells = (
         ""
-        if reference is None
-        else f"<td>{html.escape(reference[0])}</td><td class='note'>{html.escape(reference[1])}</td>"
+        if published is None
+        else f"<td>{html.escape(published[0])}</td><td class='note'>{html.escape(published[1])}</td>"
     )
     return (
         f"<tr><td>{html.escape(label)}</td><td>{scores.protocol}</td>"
@@ -125,7 +126,7 @@ def _embedding_section(results: StudyResults, figures: Path) -> str:
     )
 
 
-def _reference(key: str, synthetic: bool) -> tuple[str, str] | None:
+def _published(key: str, synthetic: bool) -> tuple[str, str] | None:
     return None if synthetic else REPORTED.get(key, ("—", ""))
 
 
@@ -137,8 +138,8 @@ def _forest_section(results: StudyResults, figures: Path) -> str:
     rows, images = [], []
     synthetic = results.synthetic
     for key, run in results.forest.items():
-        reference = _reference(run.reference, synthetic)
-        rows.append(_score_row(run.title, run.scores, f"forest.{key}", reference))
+        published = _published(run.published, synthetic)
+        rows.append(_score_row(run.title, run.scores, f"forest.{key}", published))
         if run.protocol == "grouped" and run.inputs == "raw":
             images.append(_figure(figures, run.figure))
     imp = results.importance.get("human")
@@ -159,7 +160,7 @@ def _sequence_section(results: StudyResults, figures: Path) -> str:
     synthetic = results.synthetic
     rows = [
         _score_row(
-            run.title, run.scores, f"sequence.scores.{key}", _reference(run.reference, synthetic)
+            run.title, run.scores, f"sequence.scores.{key}", _published(run.published, synthetic)
         )
         for key, run in seq.scores.items()
     ]
@@ -182,15 +183,15 @@ def _sequence_section(results: StudyResults, figures: Path) -> str:
     )
 
 
-def _reference_section(results: StudyResults, figures: Path) -> str:
-    """The hierarchical reference model: per-level scores, conformal sets, t-type figures."""
-    ref = results.reference
+def _default_model_section(results: StudyResults, figures: Path) -> str:
+    """The hierarchical default model: per-level scores, conformal sets, t-type figures."""
+    ref = results.default_model
     if not ref:
         return ""
     rows, images = [], []
     for species, r in ref.items():
         for level, m in r.levels.items():
-            key = f"reference.{species}.levels.{level}"
+            key = f"default_model.{species}.levels.{level}"
             rows.append(
                 f"<tr><td>{html.escape(species)}</td><td>{level.replace('_', '-')}</td>"
                 + "".join(
@@ -204,8 +205,10 @@ def _reference_section(results: StudyResults, figures: Path) -> str:
                     )
                 )
                 + (
-                    _num(r.subclass_ece, f"reference.{species}.subclass_ece", 3)
-                    + _num(r.subclass_ece_unscaled, f"reference.{species}.subclass_ece_unscaled", 3)
+                    _num(r.subclass_ece, f"default_model.{species}.subclass_ece", 3)
+                    + _num(
+                        r.subclass_ece_unscaled, f"default_model.{species}.subclass_ece_unscaled", 3
+                    )
                     if level == "subclass"
                     else "<td></td><td></td>"
                 )
@@ -223,7 +226,7 @@ def _reference_section(results: StudyResults, figures: Path) -> str:
         "out-of-fold probabilities inside each outer training fold."
     )
     return (
-        "<h2 id='reference'>6. Hierarchical reference model: subclass, then t-type</h2>"
+        "<h2 id='default-model'>6. The default model, hierarchical: subclass, then t-type</h2>"
         f"<p class='note'>{html.escape(note)}</p>"
         + _table(
             [
@@ -272,7 +275,7 @@ def _trust_section(results: StudyResults, figures: Path) -> str:
         "calibrated on its own cells) should hold the true class of at least "
         f"{1 - alpha:.0%} of the cells of every class. A call is <em>confident</em> when its set "
         "holds one class and no flag is raised (few features, missing family, value out of "
-        "range, species mismatch, novel cell). The calibration, novelty reference and "
+        "range, species mismatch, novel cell). The calibration, novelty baseline and "
         "temperature are fitted inside each outer training fold from donor-grouped "
         "out-of-fold scores, so the test cells never shape them. ECE: expected calibration "
         "error of the top-class probability, 10 bins, after temperature scaling "
@@ -296,9 +299,10 @@ def _trust_section(results: StudyResults, figures: Path) -> str:
 
 def _crosslab_section(run: CrossLabRun, figures: Path) -> str:
     """Another lab's cells: the cross-lab benchmark's rows (`study/crosslab.py`)."""
-    names = {"a": "(a) reference as it is", "b": "(b) adapted, no labels",
+    names = {"a": "(a) the Allen model as it is", "b": "(b) adapted, no labels",
              "c25": "(c) 25% of the mice labelled, scored on the others",
-             "d": "(d) M1 alone, 5 folds grouped by mouse (ceiling)"}  # fmt: skip
+             "d": "(d) M1 alone, shared features, 5 folds grouped by mouse (ceiling)",
+             "d-all": "(d) M1 alone, all its own features (ceiling)"}  # fmt: skip
     keys = [("macro_f1", "macro-F1"), ("accuracy", "accuracy"), ("coverage", "coverage"),
             ("set_size", "set size"), ("confident", "confident"),
             ("confident_accuracy", "confident right"), ("t_type_accuracy", "t-type accuracy"),
@@ -309,10 +313,10 @@ def _crosslab_section(run: CrossLabRun, figures: Path) -> str:
             _num(figures_of[k], k) if k in figures_of else "<td>—</td>" for k, _ in keys
         )
         rows.append(f"<tr><td>{html.escape(names.get(row, row))}</td>{cells}</tr>")
-    shift = html.escape(run.lab_shift or "not shifted beyond the reference donors")
+    shift = html.escape(run.lab_shift or "not shifted beyond the Allen donors")
     return (
         "<h2 id='crosslab'>Another lab's cells</h2>"
-        f"<p class='note'>The mouse reference model, on the {len(run.features)} features the "
+        f"<p class='note'>The mouse default model, on the {len(run.features)} features the "
         f"crosswalk maps from the M1 Patch-seq table of Scala et al. 2021 (another lab, another "
         f"extractor), scored on its {run.n_gaba} GABAergic cells (5-class, alpha 0.1); "
         f"{run.n_excitatory} excitatory cells score the not_interneuron flag (its detector "
@@ -366,7 +370,7 @@ def render_report(
         f"<h1>{html.escape(title)}</h1>",
         *banners,
         f"<p class='note'>ephys2tx {html.escape(results.ephys2tx_version)}; reference: "
-        f"{html.escape(REFERENCE_STUDY)}.</p>",
+        f"{html.escape(PUBLISHED_STUDY)}.</p>",
     ]
     if results.data:
         body.append(_data_section(results))
@@ -376,7 +380,7 @@ def render_report(
         body.append(_forest_section(results, figures))
     body.append(_sequence_section(results, figures))
     body.append(_trust_section(results, figures))
-    body.append(_reference_section(results, figures))
+    body.append(_default_model_section(results, figures))
     if results.crosslab is not None:
         body.append(_crosslab_section(results.crosslab, figures))
     body.append(_timing_section(results))
@@ -384,7 +388,7 @@ def render_report(
         body.append(
             "<h2 id='protocol'>About these cells</h2><p>Conductance-based model cells written as "
             "Allen-protocol NWB files and extracted with the same IPFX pipeline as real recordings. "
-            "The reference study's figures are left out: they describe real cells.</p>"
+            "The published study's figures are left out: they describe real cells.</p>"
         )
     else:
         body.append(
@@ -404,8 +408,5 @@ def render_report(
 
 def write_report(results: StudyResults, out: Path, title: str | None = None) -> Path:
     """DIR/report.html, written atomically."""
-    path = Path(out) / "report.html"
-    tmp = path.with_suffix(".part")
-    tmp.write_text(render_report(results, Path(out) / "figures", title), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    page = render_report(results, Path(out) / "figures", title)
+    return atomic_write_text(Path(out) / "report.html", page)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..files import atomic_write_text
-from .reference import REPORTED
+from .published import REPORTED
 from .results import Scores, StudyResults
 
 DOCS_FILE = "reproduce.md"
@@ -22,9 +22,9 @@ README_END = "<!-- results:end -->"
 
 def _runs(results: StudyResults) -> list[tuple[str, str, Scores]]:
     """(title, key of the study's figure, scores) of every evaluated model, forests first."""
-    runs = [(r.title, r.reference, r.scores) for r in results.forest.values()]
+    runs = [(r.title, r.published, r.scores) for r in results.forest.values()]
     if results.sequence is not None:
-        runs += [(r.title, r.reference, r.scores) for r in results.sequence.scores.values()]
+        runs += [(r.title, r.published, r.scores) for r in results.sequence.scores.values()]
     return runs
 
 
@@ -32,8 +32,8 @@ def _f1(scores: Scores) -> str:
     return f"{scores.macro_f1['mean']:.3f} ± {scores.macro_f1['sd']:.3f}"
 
 
-def _reported(reference: str) -> str:
-    return REPORTED.get(reference, ("—", ""))[0]
+def _reported(key: str) -> str:
+    return REPORTED.get(key, ("—", ""))[0]
 
 
 def _run_line(results: StudyResults) -> str:
@@ -47,9 +47,9 @@ def results_markdown(results: StudyResults) -> str:
         "| model | cells | protocol | macro-F1 (mean ± sd) | reported by the study |",
         "|---|---|---|---|---|",
     ]
-    for title, reference, scores in _runs(results):
+    for title, published, scores in _runs(results):
         lines.append(
-            f"| {title} | {scores.n_cells} | {scores.protocol} | {_f1(scores)} | {_reported(reference)} |"
+            f"| {title} | {scores.n_cells} | {scores.protocol} | {_f1(scores)} | {_reported(published)} |"
         )
     paired = results.sequence.paired if results.sequence is not None else {}
     if paired:
@@ -75,9 +75,9 @@ def headline_markdown(results: StudyResults) -> str:
         "| model | cells | macro-F1, donor-grouped folds (mean ± sd) | reported by the study |",
         "|---|---|---|---|",
     ]
-    for title, reference, scores in _runs(results):
+    for title, published, scores in _runs(results):
         if scores.protocol == "grouped":
-            lines.append(f"| {title} | {scores.n_cells} | {_f1(scores)} | {_reported(reference)} |")
+            lines.append(f"| {title} | {scores.n_cells} | {_f1(scores)} | {_reported(published)} |")
     return "\n".join(lines) + "\n"
 
 

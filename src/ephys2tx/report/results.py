@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import Ephys2txError
+from ..files import atomic_write_text
 
-SCHEMA_VERSION = 4  # 3: the reference model's subclass ECE; 4: another lab's cells
+SCHEMA_VERSION = 5  # 3: the default model's subclass ECE; 4: another lab's cells; 5: names (published, baseline, default_model)
 T = TypeVar("T")
 
 
@@ -112,8 +113,8 @@ class ForestRun:
         return f"rf_{self.species}_{self.label}_{self.inputs}_{self.protocol}"
 
     @property
-    def reference(self) -> str:
-        """Key of the study's reported figure (`report.reference.REPORTED`)."""
+    def published(self) -> str:
+        """Key of the study's reported figure (`report.published.REPORTED`)."""
         return f"rf_{self.species}_{self.label}"
 
     @property
@@ -162,7 +163,7 @@ class NetworkRun:
     name: str
     title: str
     scores: Scores
-    reference: str = ""  # key in report.reference.REPORTED, "" when the study has none
+    published: str = ""  # key in report.published.REPORTED, "" when the study has none
     figure: Figure | None = None
 
     @property
@@ -172,10 +173,10 @@ class NetworkRun:
 
 @dataclass
 class PairedDifference:
-    """Macro-F1 of `variant` minus `reference`, fold by fold on the same folds."""
+    """Macro-F1 of `variant` minus `baseline`, fold by fold on the same folds."""
 
     variant: str
-    reference: str
+    baseline: str
     fraction: float
     protocol: str
     mean: float
@@ -186,7 +187,7 @@ class PairedDifference:
     @property
     def key(self) -> str:
         where = "" if self.protocol == "grouped" else f", {self.protocol} protocol"
-        return f"{self.variant} − {self.reference} @ {self.fraction:.0%}{where}"
+        return f"{self.variant} − {self.baseline} @ {self.fraction:.0%}{where}"
 
 
 @dataclass
@@ -212,8 +213,8 @@ class SequenceSection:
 
 
 @dataclass
-class ReferenceRun:
-    """The hierarchical reference model per level on the shared folds."""
+class DefaultModelRun:
+    """The hierarchical default model per level on the shared folds."""
 
     species: str
     n_cells: int
@@ -237,7 +238,7 @@ class CrossLabRun:
     features: list[str]
     rows: dict[str, dict]  # row (a, b, c25, d) -> figure -> value (mean over draws)
     selection: dict  # fold of mice -> the unlabelled method chosen on the other folds
-    lab_shift: str | None  # the reference as it is: the batch's lab_shift line
+    lab_shift: str | None  # the Allen model as it is: the batch's lab_shift line
     draws: int
     seconds: float
     figure: Figure | None = None
@@ -268,7 +269,7 @@ class StudyResults:
     embedding: dict[str, Embedding] = field(default_factory=dict)
     trust: dict[str, TrustRun] = field(default_factory=dict)
     importance: dict[str, Importance] = field(default_factory=dict)
-    reference: dict[str, ReferenceRun] = field(default_factory=dict)
+    default_model: dict[str, DefaultModelRun] = field(default_factory=dict)
     crosslab: CrossLabRun | None = None
     cohort: dict = field(default_factory=dict)  # the synthetic cohort's sizes (demo only)
     schema_version: int = SCHEMA_VERSION
@@ -323,11 +324,7 @@ def keyed(records: list) -> dict:
 
 def write_results(results: StudyResults, path: Path) -> Path:
     """results.json, written atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(to_dict(results), indent=2, default=float))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, json.dumps(to_dict(results), indent=2, default=float))
 
 
 def read_results(path: Path) -> StudyResults:

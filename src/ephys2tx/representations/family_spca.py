@@ -8,6 +8,7 @@ values missing inside a present family are filled with the training median first
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from math import ceil
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from .spca import SparsePCAResult, sparse_pca
 MIN_ADJUSTED_VARIANCE = 0.01
 
 
+@dataclass(eq=False, repr=False)  # the parameters as fields: scikit-learn's __init__, written once
 class FamilySPCA(TransformerMixin, BaseEstimator):
     """Scalar-family sPCA on a cell table's canonical features.
 
@@ -29,15 +31,9 @@ class FamilySPCA(TransformerMixin, BaseEstimator):
     per-family setting exists; Gouwens' per-family settings are for feature vectors).
     """
 
-    def __init__(
-        self,
-        max_components: int = 4,
-        nonzero_fraction: float = 0.5,
-        min_variance: float = MIN_ADJUSTED_VARIANCE,
-    ):
-        self.max_components = max_components
-        self.nonzero_fraction = nonzero_fraction
-        self.min_variance = min_variance
+    max_components: int = 4
+    nonzero_fraction: float = 0.5
+    min_variance: float = MIN_ADJUSTED_VARIANCE
 
     def fit(self, X: pd.DataFrame, y=None) -> FamilySPCA:
         self.models_: dict[str, dict] = {}

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..console import console
+from ..files import atomic_write_text
 from ..report.results import StepTiming, build, to_dict
 from ..version import __version__
 
-CACHE_VERSION = 4  # 2: typed records; 3: reference ECE; 4: new reference t-type models and novel flag (older steps run again)
+CACHE_VERSION = 5  # 2: typed records; 3: reference ECE; 4: new reference t-type models and novel flag (older steps run again); 5: renamed records (published, baseline, default_model)
 T = TypeVar("T")
 
 
@@ -61,10 +62,7 @@ class StepCache:
             "seconds": seconds,
             "result": to_dict(result),
         }
-        path = self.dir / f"{name}.json"
-        tmp = path.with_suffix(".part")
-        tmp.write_text(json.dumps(record, indent=1, default=float))
-        tmp.replace(path)
+        atomic_write_text(self.dir / f"{name}.json", json.dumps(record, indent=1, default=float))
         self.timings.append(StepTiming(name, seconds, False))
 
     def run(self, name: str, step: Callable[[], T], kind: type | None = None) -> T:

@@ -12,10 +12,17 @@ import joblib
 from ..datasets.cells import other_species_cells
 from ..datasets.fetch import resolve_data_dir
 from ..datasets.scala2021 import m1_cells
-from ..evaluation.crosslab import LAB_DRAWS, LAB_FRACTIONS, CrossLabResult, crosslab_benchmark
+from ..default_model import DEFAULT_SETTINGS, default_training_cells, fit_default_model_on
+from ..evaluation.crosslab import (
+    CEILING_MODELS,
+    LAB_DRAWS,
+    LAB_FRACTIONS,
+    CrossLabResult,
+    crosslab_benchmark,
+)
 from ..files import atomic_write
+from ..models.ensemble import soft_vote
 from ..models.lab import lab_features
-from ..reference import DEFAULT_SETTINGS, fit_reference_on, reference_cells
 from ..report.crosslab import ROW_NAMES, crosslab_png
 from ..version import __version__
 
@@ -33,7 +40,9 @@ TARGETS = {
 def _reference_fit(features: list[str], seed: int, n_jobs: int, data_dir=None, mirror=None):
     """The reference on the lab's features, cached in the data directory (keyed by the
     features, the settings, the seed and the package version)."""
-    key = json.dumps([features, DEFAULT_SETTINGS[SPECIES], seed, __version__], sort_keys=True)
+    key = json.dumps(
+        [features, DEFAULT_SETTINGS[SPECIES].describe(), seed, __version__], sort_keys=True
+    )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     path = resolve_data_dir(data_dir) / CACHE_FOLDER / f"reference-{digest}.joblib"
     if path.is_file():
@@ -41,8 +50,8 @@ def _reference_fit(features: list[str], seed: int, n_jobs: int, data_dir=None, m
             return joblib.load(path)
         except Exception:  # damaged: fit again
             pass
-    cells = reference_cells(SPECIES, data_dir, mirror)
-    fit = fit_reference_on(SPECIES, cells, features, seed, n_jobs)
+    cells = default_training_cells(SPECIES, data_dir, mirror)
+    fit = fit_default_model_on(SPECIES, cells, features, seed, n_jobs)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: joblib.dump(fit, tmp))
     return fit
@@ -58,7 +67,7 @@ def run_crosslab(
     say=print,
 ) -> CrossLabResult:
     """Every row of the benchmark from the public files."""
-    reference = reference_cells(SPECIES, data_dir, mirror)
+    reference = default_training_cells(SPECIES, data_dir, mirror)
     lab, summary = m1_cells(data_dir, mirror)
     say(summary)
     features = lab_features(lab[lab["cell_class"] == "gabaergic"], reference)
@@ -67,8 +76,10 @@ def run_crosslab(
     lab["t_type"] = lab["t_type"].where(lab["t_type"].isin(known))
     other = other_species_cells(SPECIES, data_dir, mirror)
     result = crosslab_benchmark(
-        reference, fit, lab, SPECIES, other, 0.1, fractions, draws, seed, say=say
-    )
+        reference, fit, lab, SPECIES, other, 0.1, fractions, draws, seed, say=say, n_jobs=n_jobs,
+        ceiling_models=(("default model", soft_vote(DEFAULT_SETTINGS[SPECIES].subclass)),
+                        *CEILING_MODELS),
+    )  # fmt: skip
     result.notes["crosswalk"] = summary
     return result
 
@@ -77,7 +88,8 @@ def table_lines(result: CrossLabResult) -> list[str]:
     """The benchmark's table as Markdown lines (mean, sd over draws where there are draws)."""
     summary = result.summary()
     columns = [
-        ("macro_f1", "macro-F1"), ("accuracy", "accuracy"), ("coverage", "coverage"),
+        ("macro_f1", "macro-F1"), ("macro_f1_without_rarest", "macro-F1 w/o Sncg"),
+        ("f1_rarest", "Sncg F1"), ("accuracy", "accuracy"), ("coverage", "coverage"),
         ("set_size", "set size"), ("confident", "confident"),
         ("confident_accuracy", "confident right"), ("confident_but_shift", "conf. w/o lab_shift"),
         ("confident_but_shift_accuracy", "its accuracy"), ("t_type_accuracy", "t-type acc."),

@@ -9,8 +9,9 @@ import json
 from pathlib import Path
 
 from ..evaluation.crossval import CVResult
-from ..evaluation.transfer_study import REFERENCE, StudyResult, attention_by_class
+from ..evaluation.transfer_study import BASELINE, StudyResult, attention_by_class
 from ..evaluation.trust import TrustEvaluation, accuracy_by_share_called, reliability_table
+from ..files import atomic_write_text
 from ..report.figures import (
     accuracy_called_png,
     attention_png,
@@ -22,11 +23,7 @@ from ..report.figures import (
 
 def write_json(path: Path, payload: dict) -> Path:
     """A JSON file written atomically (floats from numpy included)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(payload, indent=2, default=float))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, json.dumps(payload, indent=2, default=float))
 
 
 def write_evaluation(out_dir: str | Path, result: CVResult, metrics: dict, title: str) -> Path:
@@ -84,7 +81,7 @@ def write_study(study: StudyResult, out_dir: str | Path, context: dict) -> dict:
             for (name, fraction), result in study.results.items()
         },
         "learning_curve": curve.to_dict(orient="records"),
-        "paired_vs_" + REFERENCE: paired.to_dict(orient="records"),
+        "paired_vs_" + BASELINE: paired.to_dict(orient="records"),
     }
     write_json(out / "study.json", summary)
     top = max(fraction for _, fraction in study.results)

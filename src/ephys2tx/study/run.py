@@ -18,11 +18,11 @@ from ..errors import Ephys2txError
 from ..features.families import family_mask
 from ..report.results import (
     CrossLabRun,
+    DefaultModelRun,
     Embedding,
     ForestRun,
     Importance,
     NetworkRun,
-    ReferenceRun,
     SequenceSection,
     StudyResults,
     TransferStudy,
@@ -118,9 +118,15 @@ def plan(s: StudySettings) -> list[Step]:
     if s.transfer_seed_protocol:
         seed = 25 * networks * s.transfer_repeats / 2
         steps.append(Step("transfer_seed", "transfer", ("seed",), TransferStudy, seed))
-    if s.reference_models:
+    if s.default_models:
         steps += [
-            Step(f"reference_{sp}", "reference", (sp,), ReferenceRun, 30 * nested * SIZE[sp])
+            Step(
+                f"default_model_{sp}",
+                "default_model",
+                (sp,),
+                DefaultModelRun,
+                30 * nested * SIZE[sp],
+            )
             for sp in SPECIES
         ]
     if s.crosslab_draws:
@@ -152,7 +158,7 @@ def run_study(study: Study, title: str | None = None, lanes: int = 1) -> StudyRe
             "left out: the forest separates these classes perfectly, and any one family "
             "permuted alone is made up for by the others."
         )
-    reference = {r.species: r for r in of("reference")}
+    default_model = {r.species: r for r in of("default_model")}
     crosslab = next(iter(of("crosslab")), None)
     (models,) = of("save_models")
     results = StudyResults(
@@ -167,7 +173,7 @@ def run_study(study: Study, title: str | None = None, lanes: int = 1) -> StudyRe
         trust=keyed(trust),
         importance={"human": importance},
         sequence=sequence_section(bilstm, transfers, notes),
-        reference=reference,
+        default_model=default_model,
         crosslab=crosslab,
         models=models,
         timings=list(study.cache.timings),

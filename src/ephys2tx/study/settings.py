@@ -41,7 +41,7 @@ class StudySettings:
     # forests: donor-grouped folds x repeats; the study's protocol over seeds
     folds: int = 5
     repeats: int = 3
-    # the reference study's protocol: 3 seeds, as for the networks (the study ran 10; so does
+    # the published study's protocol: 3 seeds, as for the networks (the study ran 10; so does
     # `evaluate rf --protocol seed --repeats 10`); 3 keep `make reproduce` under 20 min
     seed_repeats: int = 3
     forest_trees: int = 500
@@ -74,10 +74,10 @@ class StudySettings:
     # of benchmarks/bench_transfer.py's 3, which gives each of them the same numbers
     transfer_repeats: int = 1
     transfer_seed_protocol: bool = True  # also the study's random folds, all training cells
-    # the hierarchical reference model, and what `save_models` stores
-    reference_models: bool = True
+    # the hierarchical default model, and what `save_models` stores
+    default_models: bool = True
     crosslab_draws: int = 1  # another lab's cells: draws of 25% of its mice (0: no section)
-    store_trust: bool = True  # calibration, novelty reference, fingerprint beside each forest
+    store_trust: bool = True  # calibration, novelty baseline, fingerprint beside each forest
     save_networks: bool = False  # also the human BiLSTM and transfer models
     # the SYNTHETIC cohort (demo): cells per subclass and species
     n_per_class: int = 4
@@ -164,7 +164,7 @@ _PRESETS = {
         transfer_fractions=(1.0,),
         transfer_repeats=2,
         transfer_seed_protocol=False,
-        reference_models=False,
+        default_models=False,
         crosslab_draws=0,
         store_trust=False,
         save_networks=True,

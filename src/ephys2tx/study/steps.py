@@ -22,13 +22,13 @@ from ..evaluation.transfer_study import StudyResult, cross_validate_attention, r
 from ..models import recipes
 from ..report.results import (
     CrossLabRun,
+    DefaultModelRun,
     Embedding,
     Figure,
     ForestRun,
     Importance,
     NetworkRun,
     PairedDifference,
-    ReferenceRun,
     Scores,
     SpeciesData,
     TransferStudy,
@@ -40,7 +40,7 @@ from .outputs import write_attention, write_evaluation, write_study, write_trust
 from .settings import StudySettings
 from .sources import PublicCells, SyntheticCells
 
-REFERENCE_ALPHA = 0.1  # conformal level of the reference model's sets in the report
+REFERENCE_ALPHA = 0.1  # conformal level of the default model's sets in the report
 TRUST_ALPHA = 0.1
 
 
@@ -74,7 +74,7 @@ def paired_records(study: StudyResult, protocol: str) -> list[PairedDifference]:
     return [
         PairedDifference(
             variant=row["variant"],
-            reference=row["reference"],
+            baseline=row["baseline"],
             fraction=float(row["fraction"]),
             protocol=protocol,
             mean=float(row["mean_diff"]),
@@ -290,7 +290,7 @@ class Study:
                 scores=Scores.from_metrics(
                     result.summary(model=variant, species="human", label="label", protocol=protocol)
                 ),
-                reference={"bilstm_human": "transfer_human_only"}.get(
+                published={"bilstm_human": "transfer_human_only"}.get(
                     variant, "transfer_best" if variant.startswith("transfer") else ""
                 ),
             )
@@ -300,22 +300,24 @@ class Study:
         curve = study.learning_curve().to_dict(orient="records")
         return TransferStudy(protocol, scores, paired_records(study, protocol), figures, curve)
 
-    def reference(self, species: str) -> ReferenceRun:
-        """The hierarchical reference model per level on the shared folds, with its figures."""
-        from ..reference import evaluate_reference_model, write_reference_evaluation
+    def default_model(self, species: str) -> DefaultModelRun:
+        """The hierarchical default model per level on the shared folds, with its figures."""
+        from ..default_model import evaluate_default_model, write_default_model_evaluation
 
         s = self.settings
         source = self.source
-        result = evaluate_reference_model(
+        result = evaluate_default_model(
             species, s.nested_splitter(), REFERENCE_ALPHA, self.n_jobs,
             data_dir=getattr(source, "data_dir", None), mirror=getattr(source, "mirror", None),
         )  # fmt: skip
-        target = write_reference_evaluation(self.out / "reference" / species, result, species)
+        target = write_default_model_evaluation(
+            self.out / "default-model" / species, result, species
+        )
         figures = [
             self._figure(
                 target / f"{name}.png",
-                f"reference_{species}_{name}.png",
-                f"{species} reference model: {caption}",
+                f"default_model_{species}_{name}.png",
+                f"{species} default model: {caption}",
             )  # fmt: skip
             for name, caption in (
                 ("t_type_confusion", "t-type confusion matrix grouped by subclass"),
@@ -328,7 +330,7 @@ class Study:
             level: {k: {"mean": m[level][k]["mean"], "sd": m[level][k]["sd"]} for k in keep}
             for level in ("subclass", "t_type")
         }
-        return ReferenceRun(
+        return DefaultModelRun(
             species=species, n_cells=m["n_cells"], n_t_types=m["n_t_types"],
             n_folds=m["n_folds"], n_repeats=m["n_repeats"], alpha=m["alpha"], levels=levels,
             t_type_errors_with_right_subclass=m["t_type"]["errors_with_right_subclass"]["mean"],

@@ -44,33 +44,35 @@ class CellParams:
 
 # Central mouse phenotypes, tuned so IPFX features land near the medians of the real mouse
 # Patch-seq cells (input resistance, tau, sag, rheobase, AP width, latency, f-I slope).
-_MOUSE = {
-    "Pvalb": CellParams(
-        rin_mohm=110, tau_ms=8.0, e_leak=-72, g_na=200, g_kdr=40, phi=12.0, k_shift=22,
-        g_d=0.02, tau_d_inact=120, g_m=0.0, tau_m_max=1000, g_h=0.001, tau_h=60, g_t=0.0,
-        noise_pa=1.5, noise_tau=3, v_noise_mv=0.05, na_shift=14, g_ahp=0.0, tau_ahp=100,
-    ),
-    "Sst": CellParams(
-        rin_mohm=220, tau_ms=28.0, e_leak=-67, g_na=60, g_kdr=14, phi=3.2, k_shift=0,
-        g_d=0.0, tau_d_inact=150, g_m=0.06, tau_m_max=1500, g_h=0.008, tau_h=70, g_t=0.25,
-        noise_pa=4, noise_tau=3, v_noise_mv=0.05, na_shift=7, g_ahp=0.03, tau_ahp=300,
-    ),
-    "Vip": CellParams(
-        rin_mohm=260, tau_ms=14.0, e_leak=-67, g_na=50, g_kdr=7, phi=2.8, k_shift=0,
-        g_d=0.0, tau_d_inact=150, g_m=0.1, tau_m_max=800, g_h=0.001, tau_h=80, g_t=0.0,
-        noise_pa=6, noise_tau=4, v_noise_mv=0.05, na_shift=5, g_ahp=0.08, tau_ahp=100,
-    ),
-    "Lamp5": CellParams(
-        rin_mohm=140, tau_ms=10.5, e_leak=-72, g_na=60, g_kdr=16, phi=1.8, k_shift=2,
-        g_d=1.5, tau_d_inact=800, g_m=0.15, tau_m_max=1000, g_h=0.003, tau_h=80, g_t=0.0,
-        noise_pa=3, noise_tau=3, v_noise_mv=0.05, na_shift=5, g_ahp=0.0, tau_ahp=200,
-    ),
-    "Sncg": CellParams(
-        rin_mohm=270, tau_ms=22.0, e_leak=-66, g_na=55, g_kdr=6, phi=2.6, k_shift=0,
-        g_d=0.0, tau_d_inact=150, g_m=0.1, tau_m_max=1200, g_h=0.002, tau_h=90, g_t=0.0,
-        noise_pa=7, noise_tau=4, v_noise_mv=0.05, na_shift=6, g_ahp=0.02, tau_ahp=400,
-    ),
+# One row per parameter of `CellParams`, one column per subclass.
+_MOUSE_SUBCLASSES = ("Pvalb", "Sst", "Vip", "Lamp5", "Sncg")
+_MOUSE_TABLE = {
+    #                Pvalb     Sst     Vip   Lamp5    Sncg
+    "rin_mohm":    (   110,    220,    260,    140,    270),
+    "tau_ms":      (   8.0,   28.0,   14.0,   10.5,   22.0),
+    "e_leak":      (   -72,    -67,    -67,    -72,    -66),
+    "g_na":        (   200,     60,     50,     60,     55),
+    "g_kdr":       (    40,     14,      7,     16,      6),
+    "phi":         (  12.0,    3.2,    2.8,    1.8,    2.6),
+    "k_shift":     (    22,      0,      0,      2,      0),
+    "g_d":         (  0.02,    0.0,    0.0,    1.5,    0.0),
+    "tau_d_inact": (   120,    150,    150,    800,    150),
+    "g_m":         (   0.0,   0.06,    0.1,   0.15,    0.1),
+    "tau_m_max":   (  1000,   1500,    800,   1000,   1200),
+    "g_h":         ( 0.001,  0.008,  0.001,  0.003,  0.002),
+    "tau_h":       (    60,     70,     80,     80,     90),
+    "g_t":         (   0.0,   0.25,    0.0,    0.0,    0.0),
+    "noise_pa":    (   1.5,      4,      6,      3,      7),
+    "noise_tau":   (     3,      3,      4,      3,      4),
+    "v_noise_mv":  (  0.05,   0.05,   0.05,   0.05,   0.05),
+    "na_shift":    (    14,      7,      5,      5,      6),
+    "g_ahp":       (   0.0,   0.03,   0.08,    0.0,   0.02),
+    "tau_ahp":     (   100,    300,    100,    200,    400),
 }  # fmt: skip
+_MOUSE = {
+    subclass: CellParams(**{name: row[i] for name, row in _MOUSE_TABLE.items()})
+    for i, subclass in enumerate(_MOUSE_SUBCLASSES)
+}
 
 # Human changes, from the medians of the real human Patch-seq cells: slower membranes (longer
 # tau), much more sag (Ih), more depolarised rest, lower rheobase, and in these data a higher,

@@ -105,80 +105,24 @@ def simulate_cell(
 
     Long squares go from -110 pA in 20 pA steps to rheobase + 160 pA; short squares (3 ms)
     bracket threshold on a coarse 100 pA then fine 20 pA grid, repeated at threshold; the ramp
-    rises at 25 pA/s until well past the first spike. Deterministic for a given `rng` state.
+    rises at 25 pA/s until well past the first spike. Deterministic for a given `rng` state
+    (the stimuli run in this order, each drawing its noise from the cell's generator).
     """
     params = params or sample_params(subclass, species, rng)
     cell = Cell(params, rng)
-    sweeps: list[Sweep] = []
     meta: dict = {"synthetic": True, "subclass": subclass, **asdict(params)}
-
-    def add(current: np.ndarray, voltage: np.ndarray, kind: str, code: str, amp: float) -> None:
-        end = (
-            STIM_START
-            + {
-                LONG_SQUARE: LONG_SQUARE_DURATION,
-                SHORT_SQUARE: SHORT_SQUARE_DURATION,
-                RAMP: amp / RAMP_SLOPE,
-            }[kind]
-        )
-        sweeps.append(
-            Sweep(
-                sweep_number=len(sweeps),
-                voltage=voltage,
-                current=current,
-                sampling_rate=SAMPLING_RATE,
-                stimulus_type=kind,
-                amplitude=amp,
-                stim_start=STIM_START,
-                stim_end=end,
-                stimulus_code=code,
-            )
-        )
-
-    # Long squares, four sweeps per compiled call, until rheobase + 160 pA.
+    recorded: list[Recorded] = []
     rheobase = math.nan
-    amp = LONG_SQUARE_FIRST
-    stim_end = STIM_START + LONG_SQUARE_DURATION
-    while long_squares or ramp:
-        amps = [amp + k * LONG_SQUARE_STEP for k in range(4)]
-        currents = [long_square_current(a) for a in amps]
-        for a, i, v in zip(amps, currents, cell.run(currents), strict=True):
-            if math.isnan(rheobase) and _n_spikes(v, STIM_START, stim_end) > 0:
-                rheobase = a
-            if long_squares and (math.isnan(rheobase) or a <= rheobase + ABOVE_RHEOBASE):
-                add(i, v, LONG_SQUARE, LONG_SQUARE_CODE, a)
-        amp = amps[-1] + LONG_SQUARE_STEP
-        if not math.isnan(rheobase) and amp > rheobase + ABOVE_RHEOBASE:
-            break
-        if amp > MAX_CURRENT:
-            raise Ephys2txError(
-                f"synthetic {species} {subclass} cell never fired up to {MAX_CURRENT:.0f} pA; "
-                "parameters out of range"
-            )
+    if long_squares or ramp:  # the ramp's end is set by the rheobase the long squares find
+        squares, rheobase = _long_squares(cell, f"{species} {subclass}")
+        recorded += squares if long_squares else []
     meta["rheobase_pa"] = rheobase
-
     if short_squares:
-        coarse = _short_square_threshold(cell, 100.0, 100.0)
-        fine = _short_square_threshold(cell, 20.0, max(coarse - 80.0, 20.0))
-        plan = [(a, SHORT_SQUARE_CODE) for a in (coarse - 200.0, coarse - 100.0, coarse) if a > 0]
-        plan += [(a, SHORT_SQUARE_FINE_CODE) for a in (fine - 40.0, fine - 20.0) if a > 0]
-        plan += [(fine, SHORT_SQUARE_FINE_CODE)] * 3  # repeats at threshold, as Allen does
-        currents = [short_square_current(a) for a, _ in plan]
-        for (a, code), i, v in zip(plan, currents, cell.run(currents), strict=True):
-            add(i, v, SHORT_SQUARE, code, a)
-        meta["short_square_threshold_pa"] = fine
-
+        squares, meta["short_square_threshold_pa"] = _short_squares(cell)
+        recorded += squares
     if ramp:
-        # Ramp to well past rheobase; extend if the noise draw left it silent.
-        end = math.ceil((1.25 * rheobase + 60.0) / 10.0) * 10.0
-        for _ in range(3):
-            i = ramp_current(end)
-            (v,) = cell.run([i])
-            if _n_spikes(v, STIM_START, STIM_START + end / RAMP_SLOPE) > 0:
-                break
-            end *= 1.5
-        add(i, v, RAMP, RAMP_CODE, end)
-
+        recorded.append(_ramp(cell, rheobase))
+    sweeps = [_sweep(number, *stimulus) for number, stimulus in enumerate(recorded)]
     return Recording(
         source=Path(f"{cell_id}.nwb"),
         cell_id=cell_id,
@@ -186,3 +130,68 @@ def simulate_cell(
         species=species,
         metadata=meta,
     )
+
+
+# One recorded stimulus: (current, voltage, stimulus type, Allen code, amplitude in pA).
+Recorded = tuple[np.ndarray, np.ndarray, str, str, float]
+
+
+def _sweep(number: int, current, voltage, kind: str, code: str, amp: float) -> Sweep:
+    """A recorded stimulus as a sweep, its end from the stimulus type (a ramp ends at `amp`)."""
+    length = {
+        LONG_SQUARE: LONG_SQUARE_DURATION,
+        SHORT_SQUARE: SHORT_SQUARE_DURATION,
+        RAMP: amp / RAMP_SLOPE,
+    }[kind]
+    start, end = STIM_START, STIM_START + length
+    return Sweep(number, voltage, current, SAMPLING_RATE, kind, amp, start, end, code)
+
+
+def _long_squares(cell: Cell, what: str) -> tuple[list[Recorded], float]:
+    """Long squares, four sweeps per compiled call, until rheobase + 160 pA: the sweeps kept
+    (up to rheobase + 160 pA) and the rheobase."""
+    rheobase = math.nan
+    amp = LONG_SQUARE_FIRST
+    stim_end = STIM_START + LONG_SQUARE_DURATION
+    kept: list[Recorded] = []
+    while True:
+        amps = [amp + k * LONG_SQUARE_STEP for k in range(4)]
+        currents = [long_square_current(a) for a in amps]
+        for a, i, v in zip(amps, currents, cell.run(currents), strict=True):
+            if math.isnan(rheobase) and _n_spikes(v, STIM_START, stim_end) > 0:
+                rheobase = a
+            if math.isnan(rheobase) or a <= rheobase + ABOVE_RHEOBASE:
+                kept.append((i, v, LONG_SQUARE, LONG_SQUARE_CODE, a))
+        amp = amps[-1] + LONG_SQUARE_STEP
+        if not math.isnan(rheobase) and amp > rheobase + ABOVE_RHEOBASE:
+            return kept, rheobase
+        if amp > MAX_CURRENT:
+            raise Ephys2txError(
+                f"synthetic {what} cell never fired up to {MAX_CURRENT:.0f} pA; "
+                "parameters out of range"
+            )
+
+
+def _short_squares(cell: Cell) -> tuple[list[Recorded], float]:
+    """Short squares bracketing threshold (coarse, then fine, then 3 repeats at threshold,
+    as Allen does) and the fine threshold."""
+    coarse = _short_square_threshold(cell, 100.0, 100.0)
+    fine = _short_square_threshold(cell, 20.0, max(coarse - 80.0, 20.0))
+    plan = [(a, SHORT_SQUARE_CODE) for a in (coarse - 200.0, coarse - 100.0, coarse) if a > 0]
+    plan += [(a, SHORT_SQUARE_FINE_CODE) for a in (fine - 40.0, fine - 20.0) if a > 0]
+    plan += [(fine, SHORT_SQUARE_FINE_CODE)] * 3
+    currents = [short_square_current(a) for a, _ in plan]
+    runs = zip(plan, currents, cell.run(currents), strict=True)
+    return [(i, v, SHORT_SQUARE, code, a) for (a, code), i, v in runs], fine
+
+
+def _ramp(cell: Cell, rheobase: float) -> Recorded:
+    """A ramp to well past rheobase, extended if the noise draw left it silent."""
+    end = math.ceil((1.25 * rheobase + 60.0) / 10.0) * 10.0
+    for _ in range(3):
+        i = ramp_current(end)
+        (v,) = cell.run([i])
+        if _n_spikes(v, STIM_START, STIM_START + end / RAMP_SLOPE) > 0:
+            break
+        end *= 1.5
+    return (i, v, RAMP, RAMP_CODE, end)

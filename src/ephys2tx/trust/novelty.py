@@ -1,21 +1,21 @@
-"""Novelty of a cell against a model's reference cells: k-nearest-neighbour typicality.
+"""Novelty of a cell against a model's training cells: k-nearest-neighbour typicality.
 
-Method. Features are robust-scaled with the reference cells' median and IQR/1.349,
+Method. Features are robust-scaled with the training cells' median and IQR/1.349,
 clipped to +-10 and multiplied by a weight per feature: the model's impurity importance
 (times the number of features, so weights average 1) where the model has one (forests),
 else 1. So the distance counts what the model reads. The distance between two cells is scikit-learn's NaN-aware Euclidean
 distance (only coordinates measured in both cells count, scaled up to the full length).
-A cell's atypicality is its mean distance to its k = 20 nearest reference cells. Each
+A cell's atypicality is its mean distance to its k = 20 nearest training cells. Each
 reference cell gets its own atypicality leaving out every cell of its own donor (out of
-fold). The novelty of a cell is the share of reference cells that are more typical than it
+fold). The novelty of a cell is the share of training cells that are more typical than it
 (smaller out-of-fold atypicality): a number in [0, 1]; a cell with no measured feature
-gets NaN. The `novel` threshold is the 95th percentile of the reference cells' own
-out-of-fold novelty, so 5% of the reference cells are flagged.
+gets NaN. The `novel` threshold is the 95th percentile of the training cells' own
+out-of-fold novelty, so 5% of the training cells are flagged.
 
 The `novel` flag of a calibrated model (`NovelFlag`) reads more than the kNN novelty: it is
 raised when the rank average of the novelty and of 1 - the top (temperature-scaled)
-probability, each as a share of the reference cells' own out-of-fold values, exceeds the
-level that 5% of the reference cells reach. On seed-100 folds with a held-out class it left
+probability, each as a share of the training cells' own out-of-fold values, exceeds the
+level that 5% of the training cells reach. On seed-100 folds with a held-out class it left
 fewer unseen-class cells confident than the kNN novelty alone, in both species, while
 keeping more in-distribution calls confident; a max of the two, forest proximity, tree vote
 entropy and an empty conformal set at a smaller alpha did worse (`benchmarks/select_novelty.py`;
@@ -38,17 +38,17 @@ from numpy.typing import ArrayLike
 from sklearn.metrics.pairwise import nan_euclidean_distances
 
 CLIP = 10.0
-NOVEL_SHARE = 0.05  # share of reference cells the `novel` flag is calibrated to raise
+NOVEL_SHARE = 0.05  # share of training cells the `novel` flag is calibrated to raise
 
 
 @dataclass
-class NoveltyReference:
-    """A model's reference cells in robust-scaled form and their out-of-fold atypicality."""
+class NoveltyBaseline:
+    """A model's training cells in robust-scaled form and their out-of-fold atypicality."""
 
     features: list[str]
     center: np.ndarray  # (d,) median per feature
     scale: np.ndarray  # (d,) IQR / 1.349 per feature (1 where that is 0 or NaN)
-    cells: np.ndarray  # (n_ref, d) scaled, clipped reference cells (NaN kept)
+    cells: np.ndarray  # (n_ref, d) scaled, clipped training cells (NaN kept)
     ref_dist: np.ndarray  # (n_ref,) sorted leave-own-donor-out kNN distances
     threshold: float  # novelty above this raises `novel`
     k: int = 20
@@ -62,8 +62,8 @@ class NoveltyReference:
         features: Sequence[str],
         k: int = 20,
         weights: ArrayLike | None = None,
-    ) -> NoveltyReference:
-        """Scale the reference cells and score each against the cells of other donors."""
+    ) -> NoveltyBaseline:
+        """Scale the training cells and score each against the cells of other donors."""
         X = np.asarray(X, float)
         groups = np.asarray(groups)
         center = np.nanmedian(X, axis=0)
@@ -94,7 +94,7 @@ class NoveltyReference:
             yield rows, d
 
     def _knn_distance(self, Z: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
-        """Mean distance to the k nearest reference cells (of other donors when `groups`)."""
+        """Mean distance to the k nearest training cells (of other donors when `groups`)."""
         out = np.full(len(Z), np.nan)
         kk = min(self.k, len(self.cells) - 1 if groups is not None else len(self.cells))
         for rows, d in self._distances(Z):
@@ -104,7 +104,7 @@ class NoveltyReference:
         return out
 
     def neighbours(self, X: ArrayLike, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
-        """Row indices of the k nearest reference cells (in the order they were fitted) and
+        """Row indices of the k nearest training cells (in the order they were fitted) and
         their distances, nearest first, in the novelty distance."""
         Z = self._scaled(X)
         k = min(k, len(self.cells))
@@ -126,12 +126,12 @@ class NoveltyReference:
         return novelty
 
     def own_novelty(self, groups: ArrayLike) -> np.ndarray:
-        """Each reference cell's novelty against the reference cells of other donors (in
+        """Each reference cell's novelty against the training cells of other donors (in
         the order fitted; `groups` as at fitting)."""
         return self._share_below(self._knn_distance(self.cells, np.asarray(groups)))
 
     def is_novel(self, novelty: np.ndarray) -> np.ndarray:
-        """True where the novelty exceeds the threshold calibrated on the reference cells."""
+        """True where the novelty exceeds the threshold calibrated on the training cells."""
         return np.nan_to_num(novelty, nan=0.0) > self.threshold
 
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -148,7 +148,7 @@ class NoveltyReference:
         }
 
     @classmethod
-    def from_arrays(cls, a) -> NoveltyReference:
+    def from_arrays(cls, a) -> NoveltyBaseline:
         """The reference back from `to_arrays` (or an opened .npz file)."""
         return cls(
             features=[str(f) for f in a["features"]],
@@ -172,10 +172,10 @@ def share_below(reference: np.ndarray, values: ArrayLike) -> np.ndarray:
 @dataclass
 class NovelFlag:
     """The `novel` flag of a calibrated model: the rank average of the kNN novelty and of
-    1 - the top probability, each a share of the reference cells' own (out-of-fold) values,
-    above the level that `NOVEL_SHARE` of the reference cells reach."""
+    1 - the top probability, each a share of the training cells' own (out-of-fold) values,
+    above the level that `NOVEL_SHARE` of the training cells reach."""
 
-    uncertainty: np.ndarray  # sorted out-of-fold 1 - top probability of the reference cells
+    uncertainty: np.ndarray  # sorted out-of-fold 1 - top probability of the training cells
     threshold: float
 
     @classmethod

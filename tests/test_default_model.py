@@ -1,4 +1,4 @@
-"""The hierarchical reference model: level consistency, nested sets, the out-of-the-box
+"""The hierarchical default model: level consistency, nested sets, the out-of-the-box
 cache (reuse and invalidation) and both `predict` forms, on real human cells."""
 
 from __future__ import annotations
@@ -13,36 +13,40 @@ import pytest
 from conftest import LIGHT_DEFAULT_SETTINGS
 from typer.testing import CliRunner
 
-from ephys2tx import reference
+from ephys2tx import default_model
 from ephys2tx.cli import app
 from ephys2tx.datasets.cells import usable_features
 from ephys2tx.datasets.fetch import sha256_of
 from ephys2tx.datasets.sources import DATA_FILES
 from ephys2tx.datasets.taxonomy import build_taxonomy
 from ephys2tx.models.bundle import load_model
-from ephys2tx.models.mapping import map_cells
-from ephys2tx.models.reference import (
+from ephys2tx.models.ensemble import soft_vote
+from ephys2tx.models.hierarchy import (
     CONDITION_FEATURE,
     HierarchicalClassifier,
     assign_levels,
     model_inputs,
     sum_to_subclass,
 )
-from ephys2tx.models.trusted import load_reference
+from ephys2tx.models.mapping import map_cells
+from ephys2tx.models.members import boosting, forest
+from ephys2tx.models.trusted import load_training_summary
 
 LIGHT = LIGHT_DEFAULT_SETTINGS  # trains in seconds; the defaults are measured in benchmarks/
+RF = forest(25)
+RF_HGB = soft_vote([("rf", RF), ("hgb", boosting())])
 
 
 @pytest.mark.parametrize(
     "settings",
     [
-        {"subclass_model": "rf", "t_type_model": "per-subclass", "t_type_estimator": "rf"},
-        {"subclass_model": "rf+hgb", "t_type_model": "flat", "t_type_estimator": "rf"},
-        {"subclass_model": "leaf-sum", "t_type_model": "flat", "t_type_estimator": "rf"},
+        {"subclass_estimator": RF, "t_type_model": "per-subclass", "t_type_estimator": RF},
+        {"subclass_estimator": RF_HGB, "t_type_model": "flat", "t_type_estimator": RF},
+        {"subclass_estimator": None, "t_type_model": "flat", "t_type_estimator": RF},
         {
-            "subclass_model": "rf",
+            "subclass_estimator": RF,
             "t_type_model": "per-subclass",
-            "t_type_estimator": "rf",
+            "t_type_estimator": RF,
             "subclass_temperature": 0.5,
         },
     ],
@@ -53,7 +57,7 @@ def test_t_type_distribution_sums_to_the_subclass_distribution(human_cells, sett
     features = usable_features(human_cells) + [CONDITION_FEATURE]
     X = model_inputs(human_cells, features)
     train = human_cells.index % 4 != 0
-    model = HierarchicalClassifier(tax, n_estimators=25, **settings)
+    model = HierarchicalClassifier(tax, **settings)
     model.fit(X[train], leaves[train])
     levels = model.predict_proba_levels(X[~train])
     sub, leaf = levels["subclass"].to_numpy(), levels["t_type"].to_numpy()
@@ -142,7 +146,7 @@ def test_prior_corrected_t_type_rule_stays_inside_the_chosen_subclass():
         pd.Series(["Sst"] * 50 + ["Vip"] * 10 + ["Sst", "Vip"]),
     )
     model = HierarchicalClassifier(
-        tax, "rf", "per-subclass", "rf", n_estimators=10, t_type_beta=0.5
+        tax, forest(10), "per-subclass", forest(10), t_type_beta=0.5
     ).fit(cells, y)
     assert np.allclose(model.leaf_prior_, prior)
     p = model.predict_proba(cells)
@@ -150,22 +154,22 @@ def test_prior_corrected_t_type_rule_stays_inside_the_chosen_subclass():
 
 
 @pytest.fixture
-def light_reference(monkeypatch, tmp_path):
+def light_default(monkeypatch, tmp_path):
     """A data directory of its own and light settings, so the first use trains in seconds."""
-    monkeypatch.setitem(reference.DEFAULT_SETTINGS, "human", LIGHT)
+    monkeypatch.setitem(default_model.DEFAULT_SETTINGS, "human", LIGHT)
     data_dir = tmp_path / "data"
     monkeypatch.setenv("EPHYS2TX_DATA_DIR", str(data_dir))
     return data_dir
 
 
 @pytest.mark.slow
-def test_cache_is_reused_and_invalidated(light_default_models, light_reference, monkeypatch):
+def test_cache_is_reused_and_invalidated(light_default_models, light_default, monkeypatch):
     trained = light_default_models.model_dir("human")  # the session's, trained on first use
     first_use = light_default_models.messages["human"]
     assert "on first use" in first_use[-1] and str(trained) in first_use[-1]
     # this test damages the cache: it works on a copy of that data directory
-    shutil.copytree(light_default_models.data_dir, light_reference)
-    first = light_reference / trained.relative_to(light_default_models.data_dir)
+    shutil.copytree(light_default_models.data_dir, light_default)
+    first = light_default / trained.relative_to(light_default_models.data_dir)
     said: list[str] = []
     card = json.loads((first / "model.json").read_text())
     assert card["kind"] == "reference" and set(card["extra"]["conformal"]) == {"subclass", "t_type"}
@@ -176,34 +180,34 @@ def test_cache_is_reused_and_invalidated(light_default_models, light_reference, 
     assert model.subclass_temperature == temperature and abs(temperature - 1) > 0.01
     # `novel` is the combined flag (novelty with the out-of-fold top probability), as for
     # every saved model, calibrated on every training cell's out-of-fold top probability
-    flag = load_reference(first).novel_flag
+    flag = load_training_summary(first).novel_flag
     assert flag is not None and len(flag.uncertainty) == card["n_train_cells"]
     assert 0 < flag.threshold < 1
     stamp = (first / "model.skops").stat().st_mtime_ns
-    again = reference.cached_reference("human", say=said.append, n_jobs=1)
+    again = default_model.cached_default_model("human", say=said.append, n_jobs=1)
     assert again == first and "using the cached" in said[-1]
     assert (first / "model.skops").stat().st_mtime_ns == stamp  # not retrained
 
     # a damaged cached model (the cache is derived data): trained again, not an error
     (first / "model.skops").write_bytes(b"truncated")
-    repaired = reference.cached_reference("human", say=said.append, n_jobs=1)
+    repaired = default_model.cached_default_model("human", say=said.append, n_jobs=1)
     assert repaired == first and "again: the cached one is unreadable" in said[-1]
-    assert load_reference(repaired).novel_flag is not None
+    assert load_training_summary(repaired).novel_flag is not None
 
     # a changed data file (a new pinned release: file and pin change together): a new key,
     # a retrained model, the stale one removed
     name = "human_lee2023/LeeDalley_manuscript_metadata_v2.csv"
-    with open(light_reference / name, "a") as handle:
+    with open(light_default / name, "a") as handle:
         handle.write("\n")
-    new_pin = sha256_of(light_reference / name)
+    new_pin = sha256_of(light_default / name)
     monkeypatch.setitem(DATA_FILES, name, replace(DATA_FILES[name], sha256=new_pin))
-    changed = reference.cached_reference("human", say=said.append, n_jobs=1)
+    changed = default_model.cached_default_model("human", say=said.append, n_jobs=1)
     assert changed != first and "on first use" in said[-1]
     assert not first.exists()
 
     # a new package version: retrained too
-    monkeypatch.setattr(reference, "__version__", "999.0")
-    bumped = reference.cached_reference("human", say=said.append, n_jobs=1)
+    monkeypatch.setattr(default_model, "__version__", "999.0")
+    bumped = default_model.cached_default_model("human", say=said.append, n_jobs=1)
     assert bumped != changed and "on first use" in said[-1]
 
 
@@ -235,7 +239,7 @@ def test_both_predict_forms(use_light_default_models, human_forest, human_cells,
     ):  # fmt: skip
         assert column in table.columns
     assert len(table) == 40
-    # the trust columns of the reference model: the subclass set is the prediction set
+    # the trust columns of the default model: the subclass set is the prediction set
     assert table["prediction_set"].equals(table["subclass_set"])
     single = table["subclass_set"].str.count(r"\|") == 0
     assert (table["confident"] <= single).all() and table["novelty"].between(0, 1).all()
@@ -246,7 +250,7 @@ def test_both_predict_forms(use_light_default_models, human_forest, human_cells,
     assert abs(sum(record["t_type"]["distribution"].values()) - 1) < 1e-6
     assert payload["metadata"]["species"] == "human"
 
-    # the existing form, MODEL_DIR CELLS, on the cached reference model and on a forest
+    # the existing form, MODEL_DIR CELLS, on the cached default model and on a forest
     model_dir = use_light_default_models.model_dir("human")
     out2 = tmp_path / "pred2.csv"
     result = runner.invoke(app, ["predict", str(model_dir), str(cells), "--out", str(out2)])
@@ -272,7 +276,7 @@ def test_both_predict_forms(use_light_default_models, human_forest, human_cells,
     assert hit[scaled].all()
     assert not flagged["confident"].any()
 
-    # the per-cell report of the reference model: 5 nearest training cells per card
+    # the per-cell report of the default model: 5 nearest training cells per card
     report = tmp_path / "cells.html"
     result = runner.invoke(
         app, ["predict", str(model_dir), str(cells), "--out", str(out2), "--report", str(report)]
@@ -288,7 +292,7 @@ def test_both_predict_forms(use_light_default_models, human_forest, human_cells,
 
 
 @pytest.mark.slow
-def test_evaluate_reference_scores_both_levels_and_reports(light_reference, tmp_path):
+def test_evaluate_reference_scores_both_levels_and_reports(light_default, tmp_path):
     from ephys2tx.report.html import render_report
     from ephys2tx.report.results import StudyResults
     from ephys2tx.study.settings import StudySettings
@@ -296,7 +300,7 @@ def test_evaluate_reference_scores_both_levels_and_reports(light_reference, tmp_
     from ephys2tx.study.steps import Study
 
     study = Study(tmp_path / "study", StudySettings.preset_named("quick"), PublicCells())
-    brief = study.reference("human")
+    brief = study.default_model("human")
     levels = brief.levels
     assert brief.n_t_types == 18 and brief.n_repeats == 1
     # honest scores: subclass far above chance (0.25), t-types above chance (1/22)
@@ -314,8 +318,8 @@ def test_evaluate_reference_scores_both_levels_and_reports(light_reference, tmp_
     assert {t["t_type"] for t in metrics["per_t_type"]} == set(
         build_taxonomy(study.cells("human"), "human").t_types
     )
-    page = render_report(StudyResults(reference={"human": brief}), study.figures)
-    assert "reference.human.levels.t_type.coverage.mean" in page and "data:image/png" in page
+    page = render_report(StudyResults(default_model={"human": brief}), study.figures)
+    assert "default_model.human.levels.t_type.coverage.mean" in page and "data:image/png" in page
 
 
 def test_train_reference_refuses_an_existing_model_before_training(tmp_path):

@@ -1,27 +1,27 @@
 """How far to trust each call: prediction sets, flags and novelty, as typed per-cell records.
 
-Pure computation: `TrustReference.fit` summarizes a model's training cells (ranges, family
-coverage, novelty reference, species fingerprint); `assess` turns probabilities plus that
+Pure computation: `TrainingSummary.fit` summarizes a model's training cells (ranges, family
+coverage, novelty baseline, species fingerprint); `assess` turns probabilities plus that
 reference plus a Mondrian conformal calibration into one `CellTrust` per cell.
 
 Flags (fixed vocabulary, joined by `schema.FLAG_SEPARATOR` in tables):
 - `few_features`: fewer than half as many of the model's features measured as the
   median reference cell has;
-- `missing_family:<name>`: no feature of a family that most (>= 50%) reference cells have;
+- `missing_family:<name>`: no feature of a family that most (>= 50%) training cells have;
 - `out_of_range:<feature>`: a value beyond the reference range [min, max] by more than
   `RANGE_MARGIN` times its width (catches unit errors);
 - `species_mismatch`: the table's `species` column (or a recording's subject, e.g.
-  "Mus musculus") names another species than the model's, or the species fingerprint (`models/species.py`) finds the cell closer to
+  "Mus musculus") names another species than the model's, or the species fingerprint (`trust/species.py`) finds the cell closer to
   the other species' public cells;
 - `novel`: the rank average of novelty and 1 - top probability (calibrated models; else the
-  novelty alone) above the threshold that flags 5% of reference cells (`models/novelty.py`);
-- `not_interneuron`: the excitatory-vs-GABAergic detector (`models/interneuron.py`) calls the
+  novelty alone) above the threshold that flags 5% of training cells (`trust/novelty.py`);
+- `not_interneuron`: the excitatory-vs-GABAergic detector (`trust/interneuron.py`) calls the
   cell excitatory (references that carry a detector);
 - `lab_shift`: the whole batch differs from the reference more than any reference donor
   does (`models/interneuron.BatchShift`); every cell of that batch carries it;
 - `set_excludes_call`: the (class-conditional) prediction set does not hold the most
   probable class.
-`confident` and the last flag follow the one rule of `models/agreement.py`: confident only
+`confident` and the last flag follow the one rule of `trust/agreement.py`: confident only
 when the prediction set is the call alone and no flag is raised.
 """
 
@@ -37,7 +37,7 @@ from numpy.typing import ArrayLike
 from ..schema import FLAG_SEPARATOR, SET_SEPARATOR
 from .agreement import SET_EXCLUDES_CALL, call_flags, is_confident
 from .interneuron import LAB_SHIFT, NOT_INTERNEURON, BatchShift, InterneuronDetector
-from .novelty import NovelFlag, NoveltyReference
+from .novelty import NovelFlag, NoveltyBaseline
 from .species import SpeciesFingerprint
 
 RANGE_MARGIN = 0.25
@@ -56,16 +56,16 @@ FLAG_VOCABULARY = (
 
 
 @dataclass
-class TrustReference:
+class TrainingSummary:
     """What flags and novelty need from a model's training (reference) cells."""
 
     species: str
     features: list[str]
     low: np.ndarray  # (d,) lowest accepted value per feature (range minus margin)
     high: np.ndarray  # (d,) highest accepted value per feature
-    required_families: dict[str, list[str]]  # families most reference cells measure
+    required_families: dict[str, list[str]]  # families most training cells measure
     min_measured: int  # fewer measured features than this raises `few_features`
-    novelty: NoveltyReference
+    novelty: NoveltyBaseline
     fingerprint: SpeciesFingerprint | None = None
     novel_flag: NovelFlag | None = None  # set by `with_novel_flag` when calibrated
     interneuron: InterneuronDetector | None = None  # raises `not_interneuron` when set
@@ -81,8 +81,8 @@ class TrustReference:
         groups: ArrayLike,
         fingerprint: SpeciesFingerprint | None = None,
         weights: ArrayLike | None = None,
-    ) -> TrustReference:
-        """Summarize the reference cells (one row each, columns include `features`)."""
+    ) -> TrainingSummary:
+        """Summarize the training cells (one row each, columns include `features`)."""
         X = cells[features].to_numpy(float)
         lo, hi = np.nanmin(X, axis=0), np.nanmax(X, axis=0)
         width = np.where(hi > lo, hi - lo, np.abs(hi) + 1e-12)
@@ -99,12 +99,12 @@ class TrustReference:
             high=hi + RANGE_MARGIN * width,
             required_families=required,
             min_measured=int(np.ceil(FEW_FEATURES_SHARE * np.median(measured))),
-            novelty=NoveltyReference.fit(X, groups, features, weights=weights),
+            novelty=NoveltyBaseline.fit(X, groups, features, weights=weights),
             fingerprint=fingerprint,
         )
 
-    def with_novel_flag(self, groups: ArrayLike, top_probability: ArrayLike) -> TrustReference:
-        """Calibrate the combined `novel` flag from the reference cells' donors (as at
+    def with_novel_flag(self, groups: ArrayLike, top_probability: ArrayLike) -> TrainingSummary:
+        """Calibrate the combined `novel` flag from the training cells' donors (as at
         fitting) and their out-of-fold top probabilities (same order); returns self."""
         self.novel_flag = NovelFlag.fit(self.novelty.own_novelty(groups), top_probability)
         return self
@@ -236,8 +236,8 @@ def assess(
 ) -> list[CellTrust]:
     """Combine probabilities, conformal sets, flags and novelty into per-cell records.
 
-    The call is `predicted` when given (a reference model's assignment), else the most
-    probable class; `confident` and `set_excludes_call` follow `models/agreement.py`."""
+    The call is `predicted` when given (a default model's assignment), else the most
+    probable class; `confident` and `set_excludes_call` follow `trust/agreement.py`."""
     classes = list(classes)
     if predicted is None:
         predicted = np.asarray(classes)[np.asarray(proba).argmax(axis=1)]

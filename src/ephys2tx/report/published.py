@@ -1,11 +1,11 @@
-"""What the reference study reported, in one place, for side-by-side rows in the report.
+"""What the published study reported, in one place, for side-by-side rows in the report.
 
 Schwider & Ramezani 2026, "Cross-Species Transfer Learning for Electrophysiology-to-
 Transcriptomics Mapping in Cortical GABAergic Interneurons" (random splits, not grouped
 by donor; 3,699 mouse and 506 human cells; zero-padded feature families).
 """
 
-REFERENCE_STUDY = (
+PUBLISHED_STUDY = (
     "Schwider & Ramezani 2026, Cross-Species Transfer Learning for Electrophysiology-to-"
     "Transcriptomics Mapping in Cortical GABAergic Interneurons"
 )

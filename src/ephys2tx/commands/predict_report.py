@@ -14,10 +14,10 @@ from ..recordings.sweeps import Sweep
 from .common import console, training_cells
 
 
-def reference_cells(card: ModelCard) -> pd.DataFrame | None:
+def default_training_cells(card: ModelCard) -> pd.DataFrame | None:
     """The labelled public cells of the model's species (None when they cannot be had).
 
-    Stopgap until the model directory carries its own reference cells: models trained with
+    Stopgap until the model directory carries its own training cells: models trained with
     --exclude-ids get their excluded cells back here, and synthetic models get none.
     """
     if card.extra.get("synthetic"):
@@ -25,7 +25,7 @@ def reference_cells(card: ModelCard) -> pd.DataFrame | None:
     try:
         cells, _ = training_cells(card.species, card.label)
     except Ephys2txError as exc:
-        console.print(f"[yellow]note[/] report drawn without reference cells: {exc}")
+        console.print(f"[yellow]note[/] report drawn without training cells: {exc}")
         return None
     return cells
 
@@ -49,7 +49,7 @@ def recording_sweeps(table: pd.DataFrame) -> dict[int, tuple[dict[str, Sweep], s
 
 
 def model_info(
-    predictor: Predictor, run: PredictionRun, reference: pd.DataFrame | None, alpha: float
+    predictor: Predictor, run: PredictionRun, training: pd.DataFrame | None, alpha: float
 ) -> dict[str, object]:
     """What the page header says about the model."""
     card = predictor.card
@@ -64,10 +64,8 @@ def model_info(
         if run.calibrated
         else "none (no stored calibration)",
     }
-    info["reference cells"] = (
-        f"{len(reference)} labelled public {card.species} cells"
-        if reference is not None
-        else "none"
+    info["training cells"] = (
+        f"{len(training)} labelled public {card.species} cells" if training is not None else "none"
     )
     return info
 
@@ -79,7 +77,7 @@ def available_columns(predictor: Predictor, run: PredictionRun) -> pd.DataFrame:
     absent = []
     if not run.calibrated:
         absent += ["prediction_set", "confident"]
-    if predictor.trust_reference is None:
+    if predictor.training_summary is None:
         absent += ["novelty", "flags"]
     return run.table.drop(columns=absent, errors="ignore")
 
@@ -89,25 +87,25 @@ def write_predict_report(
 ) -> Path:
     """Build one card per predicted cell and write the page atomically.
 
-    The nearest reference cells come from the model's novelty reference, whose rows are the
+    The nearest training cells come from the model's novelty baseline, whose rows are the
     model's training cells in the order `training_cells` gives them; they are left out when
-    the reference cells at hand differ (e.g. a model trained with --exclude-ids).
+    the training cells at hand differ (e.g. a model trained with --exclude-ids).
     """
     from ..report.cell_page import write_cell_report
     from ..report.cells import build_cards
 
     neighbour_indices = neighbour_distances = None
-    if predictor.trust_reference is not None:
-        novelty = predictor.trust_reference.novelty
+    if predictor.training_summary is not None:
+        novelty = predictor.training_summary.novelty
         X = table.reindex(columns=novelty.features)
         neighbour_indices, neighbour_distances = novelty.neighbours(X, k=5)
     card = predictor.card
-    reference = reference_cells(card)
+    training = default_training_cells(card)
     if neighbour_indices is not None and (
-        reference is None or len(reference) != card.n_train_cells
+        training is None or len(training) != card.n_train_cells
     ):  # the indices count the model's training cells; these rows would not match
         console.print(
-            "[yellow]note[/] nearest reference cells left out: the reference cells at hand "
+            "[yellow]note[/] nearest training cells left out: the training cells at hand "
             "are not the cells the model was trained on"
         )
         neighbour_indices = neighbour_distances = None
@@ -117,12 +115,12 @@ def write_predict_report(
         available_columns(predictor, run),
         table,
         predictor.measured_features,
-        reference,
+        training,
         card.label,
         neighbour_indices,
         neighbour_distances,
         sweeps,
     )
     title = f"ephys2tx {card.kind} ({card.species}): {len(cards)} cell(s)"
-    info = model_info(predictor, run, reference, alpha)
+    info = model_info(predictor, run, training, alpha)
     return write_cell_report(path, cards, title, info, progress=True)

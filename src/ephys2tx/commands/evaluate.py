@@ -1,4 +1,4 @@
-"""`train bilstm|transfer` and `evaluate bilstm|transfer`: the family BiLSTM and transfer."""
+"""`evaluate rf|bilstm|transfer|hierarchical`: cross-validate a model on donor-grouped folds."""
 
 from __future__ import annotations
 
@@ -7,131 +7,85 @@ from typing import Annotated
 
 import typer
 
-from ..datasets.cells import other_species_cells
+from ..console import console
+from ..datasets.cells import (
+    other_species_cells,
+    usable_features,
+)
 from ..errors import Ephys2txError
 from ..evaluation import LEARNING_CURVE_FRACTIONS
 from ..models import TRANSFER_METHODS
-from .calibration import Alpha, Calibrate, print_trust
 from .common import (
-    AllowUnknownIds,
+    Alpha,
     DataDir,
-    ExcludeIds,
     Folds,
     Jobs,
     Labels,
+    Members,
+    MethodOrAll,
     Mirror,
+    NestedTrust,
     OutDir,
-    Overwrite,
     Protocol,
     Repeats,
     Seed,
     Species,
-    check_out_dir,
-    console,
-    exclude_specimens,
+    TrustOption,
+    add_commands,
     print_f1,
+    print_trust,
     training_cells,
 )
 
-Members = Annotated[
-    int,
-    typer.Option("--members", min=1, help="Networks averaged, each early-stopped on other donors."),
-]
-NestedTrust = Annotated[
-    bool,
-    typer.Option(
-        "--trust/--no-trust",
-        help="Also measure coverage, set size, confident calls and ECE with calibration nested "
-        "in each outer fold (refits the networks: 6x the time).",
-    ),
-]
 
-
-def _one_of(method: str, allowed: tuple[str, ...]) -> str:
-    if method not in allowed:
-        raise Ephys2txError(f"unknown --method {method!r}; choose one of: {', '.join(allowed)}")
-    return method
-
-
-def _check_method(method: str) -> str:
-    """--method is a transfer method (checked while the command line is parsed)."""
-    return _one_of(method, TRANSFER_METHODS)
-
-
-def _check_method_or_all(method: str) -> str:
-    """--method is a transfer method or `all`."""
-    return _one_of(method, ("all", *TRANSFER_METHODS))
-
-
-Method = Annotated[
-    str,
-    typer.Option("--method", help=", ".join(TRANSFER_METHODS) + ".", callback=_check_method),
-]
-MethodOrAll = Annotated[
-    str,
-    typer.Option(
-        "--method",
-        help=", ".join(TRANSFER_METHODS) + " or all (compare them).",
-        callback=_check_method_or_all,
-    ),
-]
-
-
-def train_bilstm(
+def evaluate_rf(
     species: Species,
     out: OutDir,
     labels: Labels = None,
-    exclude_ids: ExcludeIds = None,
-    members: Members = 3,
-    calibrate: Calibrate = True,
+    protocol: Protocol = "grouped",
+    repeats: Repeats = 3,
+    folds: Folds = 5,
+    inputs: Annotated[str, typer.Option("--inputs", help="raw, spca or both.")] = "both",
+    trust: TrustOption = True,
+    alpha: Alpha = 0.1,
     seed: Seed = 0,
     data_dir: DataDir = None,
     mirror: Mirror = None,
-    allow_unknown_ids: AllowUnknownIds = False,
-    overwrite: Overwrite = False,
 ) -> None:
-    """Train the attention BiLSTM over feature families on all cells of a species."""
+    """Cross-validate the forest on raw features and on sPCA components (same folds)."""
+    from ..evaluation.run import evaluate
+    from ..evaluation.splits import protocol_splitter
     from ..models import recipes
-    from .calibration import train_and_store
+    from ..models.forest import INPUTS
+    from ..study.outputs import write_evaluation, write_trust
 
-    check_out_dir(out, overwrite)
-    table, label = training_cells(species, labels, exclude_ids, data_dir, mirror, allow_unknown_ids)
-    recipe = recipes.NetworkRecipe(seed=seed, bilstm_members=members)
-    train_and_store(
-        out, lambda: recipes.bilstm(recipe), table, label, species, "bilstm", None,
-        calibrate=calibrate, seed=seed, data_dir=data_dir, mirror=mirror,
-        doing=f"training BiLSTM on {len(table)} {species} cells",
-    )  # fmt: skip
-
-
-def train_transfer(
-    out: OutDir,
-    method: Method = "finetune",
-    exclude_ids: ExcludeIds = None,
-    members: Members = 3,
-    calibrate: Calibrate = True,
-    seed: Seed = 0,
-    data_dir: DataDir = None,
-    mirror: Mirror = None,
-    allow_unknown_ids: AllowUnknownIds = False,
-    overwrite: Overwrite = False,
-) -> None:
-    """Train a human classifier that learns from all mouse cells too (aligned 4 classes)."""
-    from ..models import recipes
-    from .calibration import train_and_store
-
-    check_out_dir(out, overwrite)
-    human, label = training_cells("human", "label", data_dir=data_dir, mirror=mirror)
-    mouse, _ = training_cells("mouse", "label", data_dir=data_dir, mirror=mirror)
-    if exclude_ids is not None:  # one list for both species: an id may be of either
-        human, mouse = exclude_specimens([human, mouse], exclude_ids, allow_unknown_ids)
-    recipe = recipes.NetworkRecipe(seed=seed, bilstm_members=members)
-    train_and_store(
-        out, lambda: recipes.transfer(recipe, mouse, method), human, label, "human",
-        f"transfer-{method}", None, calibrate=calibrate, seed=seed, data_dir=data_dir,
-        mirror=mirror, doing=f"pretraining on {len(mouse)} mouse, training on {len(human)} human",
-        method=method, n_source_cells=len(mouse),
-    )  # fmt: skip
+    table, label = training_cells(species, labels, data_dir=data_dir, mirror=mirror)
+    features = usable_features(table)
+    chosen = INPUTS if inputs == "both" else (inputs,)
+    if any(i not in INPUTS for i in chosen):
+        raise Ephys2txError(f"unknown --inputs {inputs!r}; choose raw, spca or both")
+    nested = (
+        {"alpha": alpha, "other": other_species_cells(species, data_dir, mirror)} if trust else None
+    )
+    splitter = protocol_splitter(protocol, species, folds, repeats, seed)
+    for kind in chosen:
+        result, metrics = evaluate(
+            recipes.forest(seed, kind),
+            table,
+            species,
+            label,
+            features,
+            splitter,
+            description=f"forest ({kind})",
+            trust=nested if kind == "raw" else None,  # sPCA refits per inner fold: too slow
+            model=f"rf-{kind}",
+        )
+        target = out if len(chosen) == 1 else out / kind
+        write_evaluation(target, result, metrics, f"{species} {label}: forest on {kind}")
+        print_f1(f"rf-{kind}", species, label, protocol, metrics, target)
+        if result.trust is not None:
+            summary = write_trust(target, result.trust, f"{species} forest")
+            print_trust(summary, target)
 
 
 def evaluate_bilstm(
@@ -251,6 +205,46 @@ def evaluate_transfer(
     console.print(f"wrote {out}/study.json, learning_curve.png, paired_differences.csv")
 
 
+def evaluate_hierarchical(
+    species: Species,
+    out: OutDir,
+    repeats: Repeats = 3,
+    folds: Folds = 5,
+    alpha: Alpha = 0.1,
+    seed: Seed = 0,
+    jobs: Jobs = 1,
+    data_dir: DataDir = None,
+    mirror: Mirror = None,
+) -> None:
+    """Cross-validate the default (hierarchical) model per level on donor-grouped folds, with figures."""
+    from ..default_model import evaluate_default_model, write_default_model_evaluation
+    from ..evaluation.splits import DonorKFold
+
+    splitter = DonorKFold(folds, repeats, seed)
+    result = evaluate_default_model(
+        species, splitter, alpha, jobs, data_dir=data_dir, mirror=mirror
+    )
+    write_default_model_evaluation(out, result, species)
+    m = result.metrics
+    for level in ("subclass", "t_type"):
+        s = m[level]
+        console.print(
+            f"{species} {level}: accuracy {s['accuracy']['mean']:.3f}, macro-F1 "
+            f"{s['macro_f1']['mean']:.3f} ± {s['macro_f1']['sd']:.3f}, balanced accuracy "
+            f"{s['balanced_accuracy']['mean']:.3f}; coverage {s['coverage']['mean']:.3f} at "
+            f"alpha {alpha}, mean set size {s['mean_set_size']['mean']:.2f}"
+        )
+    sub = m["subclass"]
+    if "ece_unscaled" in sub:
+        console.print(
+            f"{species} subclass ECE {sub['ece']:.3f} with the temperature fitted in each "
+            f"training fold (median T {sub['temperature_median']:.2f}); "
+            f"without it {sub['ece_unscaled']:.3f}"
+        )
+    wrong = m["t_type"]["errors_with_right_subclass"]["mean"]
+    console.print(f"t-type wrong but subclass right: {wrong:.3f}; wrote {out}/metrics.json")
+
+
 def _nested_trust(
     model, table, label, fold_list, species, alpha, jobs, seed, out: Path, data_dir, mirror
 ) -> None:
@@ -278,9 +272,14 @@ def _forest_importance(human, label, features, fold_list, seed, study, out: Path
         write_attention(out, f"attention_by_class_{name}", att, f"{name}: attention", imp)
 
 
+EVALUATE = {
+    "rf": evaluate_rf,
+    "bilstm": evaluate_bilstm,
+    "transfer": evaluate_transfer,
+    "hierarchical": evaluate_hierarchical,
+}
+
+
 def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
-    """Add this group's commands to the CLI."""
-    train_app.command("bilstm")(train_bilstm)
-    train_app.command("transfer")(train_transfer)
-    evaluate_app.command("bilstm")(evaluate_bilstm)
-    evaluate_app.command("transfer")(evaluate_transfer)
+    """Add this verb's commands to the CLI (`reference`: the 0.2 name of `hierarchical`)."""
+    add_commands(evaluate_app, EVALUATE, {"reference": "hierarchical"})

@@ -1,14 +1,14 @@
-"""t-type model selection for the hierarchical reference model, on seed-100 donor-grouped folds
+"""t-type model selection for the hierarchical default model, on seed-100 donor-grouped folds
 (never the reported seed-0 folds). Each fold fits every component once and keeps its
 out-of-fold probabilities (cached in `--cache`, so reruns only score); the candidates are
 averages of the components' P(t-type | subclass), times the default P(subclass), scored under
 each decision rule:
 
     EPHYS2TX_MIRROR=../shared/data OMP_NUM_THREADS=1 .venv/bin/python \
-        benchmarks/select_reference.py --species mouse --repeats 1 --cache /tmp/sel-mouse.npz
+        benchmarks/select_default_model.py --species mouse --repeats 1 --cache /tmp/sel-mouse.npz
 
 Components of P(t-type | subclass): `ps-<kind>` one classifier per subclass, `flat-<kind>` one
-flat t-type classifier renormalized within each subclass (kinds of `models.reference.make_base`;
+flat t-type classifier renormalized within each subclass (names of `models.members.BY_NAME`;
 per-subclass logreg / knn standardize the features within the subclass). Rules: `argmax`
 (the most probable subclass, then its most probable leaf), `learned` (its most probable
 learned t-type), `prior b` (its leaf maximizing P(t) / prior(t)^b, prior = training share).
@@ -23,23 +23,27 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 
 from ephys2tx.datasets.labels import DEFAULT_LABEL
 from ephys2tx.datasets.taxonomy import build_taxonomy
+from ephys2tx.default_model import (
+    DEFAULT_SETTINGS,
+    EXTRA_INPUTS,
+    default_training_cells,
+    usable_features,
+)
 from ephys2tx.evaluation.hierarchy import fold_level_scores
 from ephys2tx.evaluation.splits import DonorKFold
-from ephys2tx.models.reference import (
+from ephys2tx.models.hierarchy import (
     _aligned,
     assign_levels,
-    make_base,
     model_inputs,
 )
-from ephys2tx.reference import DEFAULT_SETTINGS, EXTRA_INPUTS, reference_cells, usable_features
+from ephys2tx.models.members import named
 
 
 def _proba(kind, seed, X_train, y_train, X_test, columns):
-    model = clone(make_base(kind, seed)).fit(X_train, y_train)
+    model = named(kind, seed).fit(X_train, y_train)
     return _aligned(model.predict_proba(X_test), model.classes_, columns)
 
 
@@ -113,9 +117,9 @@ def main() -> None:
     parser.add_argument("--betas", default="-1,-0.5,-0.25,0.25,0.5,1")
     args = parser.parse_args()
     species, label = args.species, DEFAULT_LABEL[args.species]
-    default = DEFAULT_SETTINGS[species]["subclass_model"]
+    default = "+".join(name for name, _ in DEFAULT_SETTINGS[species].subclass)
     args.subclass_kinds = args.subclass_kinds or default
-    cells = reference_cells(species)
+    cells = default_training_cells(species)
     tax = build_taxonomy(cells, species)
     leaves, subclasses, parent = tax.leaves, list(tax.subclasses), tax.parent
     leaf = tax.leaf_labels(cells["t_type"], cells[label]).to_numpy(dtype=object)

@@ -1,12 +1,12 @@
-"""The hierarchical reference model: subclass, then t-type, consistent across levels.
+"""The hierarchical default model: subclass, then t-type, consistent across levels.
 
 P(t-type) = P(subclass) x P(t-type | subclass), so the t-type distribution sums to the
 subclass distribution by construction. P(subclass) comes from its own model (the strongest
 one we found); P(t-type | subclass) from one classifier per subclass or from a flat t-type
 model renormalized within each subclass. Which is which was chosen on seed-100 folds
-(`benchmarks/select_reference.py`); the defaults are that choice.
+(`benchmarks/select_default_model.py`); the defaults are that choice.
 
-P(subclass) is temperature-scaled (`subclass_temperature`, fitted by `fit_reference` on the
+P(subclass) is temperature-scaled (`subclass_temperature`, fitted by `fit_hierarchy` on the
 donor-grouped out-of-fold subclass probabilities the conformal calibration computes anyway)
 and P(t-type | subclass) is kept, so the levels stay consistent. Why: the class-balanced
 average is underconfident, and one temperature fixes it about as well as vector scaling or
@@ -22,26 +22,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
 
 from ..datasets.labels import DEFAULT_LABEL
 from ..datasets.taxonomy import LEVELS, Taxonomy, build_taxonomy
 from ..errors import Ephys2txError
-from .calibration import Temperature
-from .conformal import MondrianConformal, out_of_fold_proba
+from ..trust.conformal import MondrianConformal, out_of_fold_proba
+from ..trust.temperature import Temperature
+from .ensemble import describe_members, seeded, soft_vote
 from .forest import make_forest
 
-BASE_MODELS = (
-    "rf", "hgb", "hgb-u", "hgb-slow", "hgb-t", "logreg", "logreg1", "logreg10", "knn", "svc",
-)  # fmt: skip
 T_TYPE_MODELS = ("per-subclass", "flat")
 # A derived input: 1 for cultured human slices, 0 for acute, NaN when unknown.
 CONDITION_FEATURE = "condition_culture"
@@ -77,56 +67,6 @@ class QuantileBins(TransformerMixin, BaseEstimator):
         return out
 
 
-def make_base(kind: str, seed: int = 0, n_jobs: int = 1, n_estimators: int = 300):
-    """A class-balanced classifier that takes NaN; `a+b` averages the probabilities of a and b.
-
-    rf: the forest; hgb: gradient boosting (hgb-slow: smaller steps, more of them; hgb-u:
-    no class weights; hgb-t: smaller regularized trees); logreg: logistic regression on
-    median-imputed, standardized inputs with missing-value indicators; knn: 15 nearest
-    neighbours (distance-weighted) on the same inputs. Fitted per subclass, logreg and knn
-    standardize the features within the subclass.
-    """
-    if "+" in kind:
-        parts = kind.split("+")
-        members = [
-            (f"{p}{i}", make_base(p, seed, n_jobs, n_estimators)) for i, p in enumerate(parts)
-        ]
-        return VotingClassifier(members, voting="soft")
-    if kind == "rf":
-        return make_forest(seed, "raw", n_estimators=n_estimators, n_jobs=n_jobs)
-    if kind in ("hgb", "hgb-u", "hgb-slow", "hgb-t"):
-        weights = None if kind == "hgb-u" else "balanced"
-        steps = {"learning_rate": 0.05, "max_iter": 200} if kind == "hgb-slow" else {}
-        if kind == "hgb-t":  # smaller, regularized trees for small per-subclass problems
-            steps = {"max_leaf_nodes": 15, "min_samples_leaf": 10, "l2_regularization": 1.0}
-        hgb = HistGradientBoostingClassifier(
-            class_weight=weights, early_stopping=False, random_state=seed, **steps
-        )
-        return make_pipeline(QuantileBins(), hgb)
-    if kind.startswith("logreg") and kind[6:] in ("", "1", "10"):
-        return make_pipeline(
-            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-            StandardScaler(),
-            LogisticRegression(C=float(kind[6:] or 0.1), class_weight="balanced", max_iter=5000),
-        )
-    if kind == "svc":
-        svc = SVC(class_weight="balanced", random_state=seed)
-        return make_pipeline(
-            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-            StandardScaler(),
-            CalibratedClassifierCV(svc, ensemble=False),
-        )
-    if kind == "knn":
-        return make_pipeline(
-            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-            StandardScaler(),
-            KNeighborsClassifier(n_neighbors=15, weights="distance"),
-        )
-    raise Ephys2txError(
-        f"unknown base model {kind!r}; choose from {', '.join(BASE_MODELS)} joined by +"
-    )
-
-
 def model_inputs(cells: pd.DataFrame, features: list[str]) -> pd.DataFrame:
     """The model's input columns; the derived condition input is computed when asked for."""
     X = cells.reindex(columns=[f for f in features if f != CONDITION_FEATURE])
@@ -145,45 +85,75 @@ def _aligned(proba: np.ndarray, seen: list, columns: list[str]) -> np.ndarray:
     return out
 
 
+Members = tuple[tuple[str, BaseEstimator], ...]  # an ensemble: (name, estimator) pairs
+
+
+@dataclass(frozen=True)
+class HierarchySettings:
+    """What a hierarchical model is made of: the members of the subclass average (None:
+    the t-type model summed up the tree) and of the t-type model, each average the mean of
+    its members' probabilities; whether one t-type model is fitted per subclass or one flat
+    one (`T_TYPE_MODELS`); and the t-type decision rule (`assign_levels`)."""
+
+    subclass: Members | None
+    t_type: Members
+    t_type_model: str = "per-subclass"
+    learned_first: bool = False
+    t_type_beta: float = 0.0
+
+    def params(self) -> dict:
+        """`HierarchicalClassifier`'s keyword arguments for these settings."""
+        subclass = soft_vote(self.subclass) if self.subclass else None
+        return {
+            "subclass_estimator": subclass,
+            "t_type_estimator": soft_vote(self.t_type),
+            **self._rule(),
+        }
+
+    def describe(self) -> dict:
+        """The settings as JSON (each member's class and parameters): a model card's record
+        and a cache key, which changes whenever a member or parameter does."""
+        subclass = describe_members(self.subclass) if self.subclass else None
+        return {"subclass": subclass, "t_type": describe_members(self.t_type), **self._rule()}
+
+    def _rule(self) -> dict:
+        return {
+            "t_type_model": self.t_type_model,
+            "learned_first": self.learned_first,
+            "t_type_beta": self.t_type_beta,
+        }
+
+
+@dataclass(eq=False, repr=False)  # the parameters as fields: scikit-learn's __init__, written once
 class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
     """Subclass then t-type; `fit(X, leaves)` where leaves are `Taxonomy` leaf labels.
 
     `classes_` are the taxonomy's leaves seen in training and `predict_proba` their
     distribution, so it cross-validates like any classifier; `predict_proba_levels` gives
-    both levels. `subclass_model` is a `make_base` kind, or `leaf-sum` (the t-type model
-    summed up the tree); `t_type_model` is `per-subclass` or `flat`. `subclass_temperature`
-    rescales P(subclass) (`Temperature`) and each subclass's t-types with it; 1 leaves the
-    fitted probabilities as they are (it is set after fitting, see `fit_reference`).
-    `t_type_beta` and `learned_first` set the t-type decision rule (`assign`); they change
-    calls, never probabilities.
+    both levels. `subclass_estimator` models P(subclass) (None: the t-type model summed up
+    the tree); `t_type_estimator` (None: a forest) models the t-types, once per subclass
+    (`t_type_model` per-subclass) or once for all (flat). Both are cloned when fitted, with
+    `seed` and `n_jobs` set inside them (`ensemble.seeded`; None keeps their own).
+    `subclass_temperature` rescales P(subclass) (`Temperature`) and each subclass's t-types
+    with it; 1 leaves the fitted probabilities as they are (it is set after fitting, see
+    `fit_hierarchy`). `t_type_beta` and `learned_first` set the t-type decision rule
+    (`assign`); they change calls, never probabilities.
     """
 
-    def __init__(
-        self,
-        taxonomy: Taxonomy | None = None,
-        subclass_model: str = "rf+hgb",
-        t_type_model: str = "per-subclass",
-        t_type_estimator: str = "rf+hgb",
-        seed: int = 0,
-        n_jobs: int = 1,
-        n_estimators: int = 300,
-        subclass_temperature: float = 1.0,
-        t_type_beta: float = 0.0,
-        learned_first: bool = False,
-    ):
-        self.taxonomy = taxonomy
-        self.subclass_model = subclass_model
-        self.t_type_model = t_type_model
-        self.t_type_estimator = t_type_estimator
-        self.seed = seed
-        self.n_jobs = n_jobs
-        self.n_estimators = n_estimators
-        self.subclass_temperature = subclass_temperature
-        self.t_type_beta = t_type_beta
-        self.learned_first = learned_first
+    taxonomy: Taxonomy | None = None
+    subclass_estimator: BaseEstimator | None = None
+    t_type_model: str = "per-subclass"
+    t_type_estimator: BaseEstimator | None = None
+    seed: int | None = None
+    n_jobs: int | None = None
+    subclass_temperature: float = 1.0
+    t_type_beta: float = 0.0
+    learned_first: bool = False
 
-    def _base(self, kind: str):
-        return make_base(kind, self.seed, self.n_jobs, self.n_estimators)
+    def _fresh(self, estimator: BaseEstimator | None) -> BaseEstimator:
+        """A clone of `estimator` (None: `make_forest`) with this model's seed and threads."""
+        template = make_forest(n_jobs=1) if estimator is None else estimator
+        return seeded(template, self.seed, self.n_jobs)
 
     def fit(self, X: pd.DataFrame, y) -> HierarchicalClassifier:
         tax = self.taxonomy
@@ -202,18 +172,18 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.leaf_prior_ = leaf_shares(leaves, [str(c) for c in self.classes_])
         self.subclass_estimator_ = None
-        if self.subclass_model != "leaf-sum":
-            self.subclass_estimator_ = clone(self._base(self.subclass_model)).fit(X, subclass)
+        if self.subclass_estimator is not None:
+            self.subclass_estimator_ = self._fresh(self.subclass_estimator).fit(X, subclass)
         self.flat_estimator_ = None
         self.per_subclass_ = {}
-        if self.t_type_model == "flat" or self.subclass_model == "leaf-sum":
-            self.flat_estimator_ = clone(self._base(self.t_type_estimator)).fit(X, leaves)
+        if self.t_type_model == "flat" or self.subclass_estimator is None:
+            self.flat_estimator_ = self._fresh(self.t_type_estimator).fit(X, leaves)
         if self.t_type_model == "per-subclass":
             for s in self.subclasses_:
                 mask = subclass == s
                 seen = np.unique(leaves[mask])
                 if len(seen) > 1:
-                    model = clone(self._base(self.t_type_estimator))
+                    model = self._fresh(self.t_type_estimator)
                     with warnings.catch_warnings():  # svc's inner 5 folds on rare t-types
                         warnings.filterwarnings("ignore", "The least populated class")
                         self.per_subclass_[s] = model.fit(X[mask], leaves[mask])
@@ -256,7 +226,7 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
         X = X[list(self.feature_names_in_)]
         leaves = [str(c) for c in self.classes_]
         parent = self.taxonomy.parent
-        if self.subclass_model == "leaf-sum" and self.t_type_model == "flat":
+        if self.subclass_estimator_ is None and self.t_type_model == "flat":
             leaf_p = _aligned(
                 self.flat_estimator_.predict_proba(X), self.flat_estimator_.classes_, leaves
             )
@@ -350,8 +320,8 @@ def subclass_out_of_fold(
     leaves = np.asarray(leaves, dtype=object)
     subclass = np.array([tax.parent[leaf] for leaf in leaves], dtype=object).astype(str)
     subclasses = list(tax.subclasses)
-    if model.subclass_model != "leaf-sum":
-        base = make_base(model.subclass_model, model.seed, 1, model.n_estimators)
+    if model.subclass_estimator is not None:
+        base = seeded(model.subclass_estimator, model.seed, 1)
         oof = out_of_fold_proba(base, X, subclass, groups, cv, n_jobs=n_jobs)
         return _aligned(oof, sorted(set(subclass)), subclasses), subclass
     oof = out_of_fold_proba(
@@ -402,8 +372,8 @@ def leaf_shares(leaves, columns: list[str]) -> np.ndarray:
 
 
 @dataclass
-class ReferenceFit:
-    """A fitted reference model, its taxonomy, its per-level conformal calibration and the
+class HierarchyFit:
+    """A fitted default model, its taxonomy, its per-level conformal calibration and the
     temperature of its subclass level (also set on the model)."""
 
     model: HierarchicalClassifier
@@ -418,16 +388,16 @@ class ReferenceFit:
     oof_macro_f1: float | None = None
 
 
-def fit_reference(
+def fit_hierarchy(
     cells: pd.DataFrame,
     species: str,
     features: list[str],
     cv=None,
-    settings: dict | None = None,
+    settings: HierarchySettings | None = None,
     seed: int = 0,
     n_jobs: int = 1,
     homology: dict[str, list[str]] | None = None,
-) -> ReferenceFit:
+) -> HierarchyFit:
     """Build the taxonomy, fit the hierarchical model on all cells and, given a donor-grouped
     splitter `cv`, fit the subclass temperature and calibrate conformal sets per level on
     the same out-of-fold probabilities (temperature applied)."""
@@ -437,7 +407,8 @@ def fit_reference(
     leaves = taxonomy.leaf_labels(cells["t_type"], cells[label]).to_numpy(dtype=object)
     X = model_inputs(cells, features)
     # folds run in parallel with one-core models; the final fit uses n_jobs inside the forest
-    model = HierarchicalClassifier(taxonomy, seed=seed, n_jobs=1, **(settings or {}))
+    params = settings.params() if settings is not None else {}
+    model = HierarchicalClassifier(taxonomy, seed=seed, n_jobs=1, **params)
     calibration, temperature, top_probability, oof_macro_f1 = {}, Temperature(), None, None
     if cv is not None:
         oof = out_of_fold_proba(model, X, leaves, cells["donor"].to_numpy(), cv, n_jobs=n_jobs)
@@ -460,6 +431,6 @@ def fit_reference(
         )
     model.set_params(n_jobs=n_jobs).fit(X, leaves)
     model.set_params(subclass_temperature=temperature.temperature)
-    return ReferenceFit(
+    return HierarchyFit(
         model, taxonomy, list(features), calibration, temperature, top_probability, oof_macro_f1
     )

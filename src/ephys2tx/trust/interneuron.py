@@ -48,7 +48,7 @@ RESIDUAL_CLIP = 3.0
 # Batches with fewer interneuron-like cells are not judged (a median of few cells is noise).
 BATCH_MIN_CELLS = 20
 SHIFTED_SHOWN = 3
-DETECTOR_SOURCE = "M1 Patch-seq (Scala et al. 2021): excitatory vs GABAergic, plus reference cells"
+DETECTOR_SOURCE = "M1 Patch-seq (Scala et al. 2021): excitatory vs GABAergic, plus training cells"
 
 
 @dataclass
@@ -106,7 +106,7 @@ class BatchShift:
 
     @classmethod
     def fit(cls, cells: pd.DataFrame, features: list[str], donors, labels) -> BatchShift:
-        """From the reference cells, their donors and their classes."""
+        """From the training cells, their donors and their classes."""
         labels = np.asarray(labels).astype(str)
         classes = sorted(set(labels))
         X = cells[features].to_numpy(float)

@@ -1,4 +1,4 @@
-"""The reference model out of the box: trained from the public tables on first use, cached
+"""The default model out of the box: trained from the public tables on first use, cached
 in the data directory, keyed by the data checksums, the settings and the package version.
 
 No weights are downloaded: the model is fitted here from the pinned public tables (after
@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .datasets.cells import (
@@ -27,35 +28,45 @@ from .datasets.cells import (
 from .datasets.fetch import data_path, resolve_data_dir
 from .datasets.labels import DEFAULT_LABEL
 from .datasets.sources import DATA_FILES
-from .datasets.taxonomy import HOMOLOGY_FILE, build_taxonomy, homology_links, read_homology
+from .datasets.taxonomy import (
+    HOMOLOGY_FILE,
+    Taxonomy,
+    build_taxonomy,
+    homology_links,
+    read_homology,
+)
 from .errors import Ephys2txError
-from .evaluation.hierarchy import ReferenceEvaluation, evaluate_reference, t_type_confusion
+from .evaluation.hierarchy import HierarchyEvaluation, evaluate_hierarchy, t_type_confusion
 from .evaluation.splits import DonorKFold, donor_kfold
 from .files import atomic_write, atomic_write_text
 from .models.bundle import ModelCard, card_for, load_model, new_model_dir, read_card, write_model
-from .models.interneuron import BatchShift, m1_detector
-from .models.mapping import reference_features
-from .models.reference import (
+from .models.hierarchy import (
     CONDITION_FEATURE,
     HierarchicalClassifier,
-    ReferenceFit,
-    fit_reference,
+    HierarchyFit,
+    HierarchySettings,
+    fit_hierarchy,
     model_inputs,
     novelty_weights,
 )
-from .models.trusted import CALIBRATION_FOLDS, check_trainable, fit_trust_reference, save_trust
+from .models.mapping import card_features
+from .models.members import boosting, forest, logistic, slow_boosting, small_tree_boosting, svc
+from .models.trusted import CALIBRATION_FOLDS, check_trainable, fit_training_summary, save_trust
 from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
 from .threads import limit
+from .trust.conformal import MondrianConformal
+from .trust.interneuron import BatchShift, m1_detector
+from .trust.temperature import Temperature
 from .version import __version__
 
-CACHE_FOLDER = "reference-models"
+CACHE_FOLDER = "default-models"
 # Models on a subset of the default features (a lab's table that measures only some), in a
 # folder of their own under CACHE_FOLDER, keyed by the feature set.
 SUBSET_FOLDER = "subsets"
 # A subset model needs at least this many features to be worth training.
 MIN_SUBSET_FEATURES = 3
 # A table "has" a model input when it measures it in at least this share of the share of
-# reference cells that do (see `measured_inputs`).
+# training cells that do (see `measured_inputs`).
 SUBSET_RELATIVE_COVERAGE = 0.5
 # Bumped when what a cached model holds changes (2: the subclass temperature; 3: skops
 # files, see models/bundle.py; 4: the `not_interneuron` detector and the `lab_shift` null;
@@ -66,28 +77,36 @@ CACHE_FORMAT = 5
 # `not_interneuron` detector; they are not training cells, so they stay out of the key.)
 SPECIES_SOURCES = {"mouse": ("mouse_gouwens2020/",), "human": ("human_lee2023/",)}
 # The settings chosen on seed-100 folds (benchmarks/select_subclass.py for the subclass
-# average, benchmarks/select_reference.py for the t-type level; docs/research/default-model.md).
-DEFAULT_SETTINGS: dict[str, dict] = {
-    "mouse": {
-        "subclass_model": "rf+hgb+logreg1+svc",
-        "t_type_model": "per-subclass",
-        "t_type_estimator": "rf+hgb-t+logreg1+svc",
-    },
-    "human": {
-        "subclass_model": "rf+hgb-slow+logreg",
-        "t_type_model": "per-subclass",
-        "t_type_estimator": "rf+svc",
-        "learned_first": True,
-    },
+# average, benchmarks/select_default_model.py for the t-type level; docs/research/default-model.md).
+DEFAULT_SETTINGS: dict[str, HierarchySettings] = {
+    "mouse": HierarchySettings(
+        subclass=(
+            ("rf", forest()),
+            ("hgb", boosting()),
+            ("logreg1", logistic(C=1.0)),
+            ("svc", svc()),
+        ),
+        t_type=(
+            ("rf", forest()),
+            ("hgb-t", small_tree_boosting()),
+            ("logreg1", logistic(C=1.0)),
+            ("svc", svc()),
+        ),
+    ),
+    "human": HierarchySettings(
+        subclass=(("rf", forest()), ("hgb-slow", slow_boosting()), ("logreg", logistic(C=0.1))),
+        t_type=(("rf", forest()), ("svc", svc())),
+        learned_first=True,
+    ),
 }
 EXTRA_INPUTS: dict[str, list[str]] = {"mouse": [], "human": [CONDITION_FEATURE]}
 # Wall time of a first-use fit on 2 cores, rounded, for the message that announces it
-# (measured by benchmarks/bench_reference.py: docs/results/default-model.md).
+# (measured by benchmarks/bench_default_model.py: docs/results/default-model.md).
 FIRST_USE_SECONDS = {"mouse": 60, "human": 30}
 
 
 def data_files(species: str) -> list[str]:
-    """The pinned files a species' reference model is trained from."""
+    """The pinned files a species' default model is trained from."""
     prefixes = SPECIES_SOURCES[check_species(species)]
     names = [n for n in DATA_FILES if n.startswith(prefixes)]
     return sorted(n for n in names if n.endswith(".csv")) + [HOMOLOGY_FILE]
@@ -104,15 +123,17 @@ def data_checksums(species: str, data_dir=None, mirror=None) -> dict[str, str]:
 def cache_key(
     species: str,
     checksums: dict[str, str],
-    settings: dict | None = None,
+    settings: HierarchySettings | None = None,
     features: list[str] | None = None,
 ) -> str:
-    """Key of a cached model: data checksums, settings, package version and, for a model on
-    a subset of the default features, that feature set (in any order)."""
+    """Key of a cached model: data checksums, settings (each member's class and parameters),
+    package version and, for a model on a subset of the default features, that feature set
+    (in any order)."""
+    settings = settings if settings is not None else DEFAULT_SETTINGS[species]
     payload = {
         "species": species,
         "data": checksums,
-        "settings": settings if settings is not None else DEFAULT_SETTINGS[species],
+        "settings": settings.describe(),
         "version": __version__,
         "format": CACHE_FORMAT,
     }
@@ -121,10 +142,10 @@ def cache_key(
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def reference_cells(
+def default_training_cells(
     species: str, data_dir=None, mirror=None, exclude: set[int] | None = None
 ) -> pd.DataFrame:
-    """A species' labelled cells (minus excluded specimens), as the reference model sees them."""
+    """A species' labelled cells (minus excluded specimens), as the default model sees them."""
     cells, _ = build_cells(species, data_dir, mirror)
     cells = cells[cells[DEFAULT_LABEL[species]].notna()]
     if exclude:
@@ -132,17 +153,17 @@ def reference_cells(
     return cells.reset_index(drop=True)
 
 
-def train_reference(
+def train_default_model(
     species: str,
     cells: pd.DataFrame,
     data_dir=None,
     mirror=None,
-    settings: dict | None = None,
+    settings: HierarchySettings | None = None,
     seed: int = 0,
     n_jobs: int | None = None,
     features: list[str] | None = None,
-) -> tuple[ReferenceFit, ModelCard]:
-    """Fit and calibrate a reference model on `cells`; return it with its model card.
+) -> tuple[HierarchyFit, ModelCard]:
+    """Fit and calibrate a default model on `cells`; return it with its model card.
 
     `features`: train on only these of the default inputs (a lab's table that measures
     some of them), rather than on all. `n_jobs` folds are fitted side by side, as threads
@@ -154,7 +175,7 @@ def train_reference(
         unknown = sorted(set(features) - set(default))
         if unknown:
             raise Ephys2txError(
-                f"{', '.join(unknown)}: not input(s) of the {species} reference model; a "
+                f"{', '.join(unknown)}: not input(s) of the {species} default model; a "
                 "subset model is trained on some of its inputs only"
             )
     features = default if features is None else [f for f in default if f in set(features)]
@@ -163,7 +184,7 @@ def train_reference(
     cv = donor_kfold(CALIBRATION_FOLDS, seed)
     with limit() as threads:
         n_jobs = threads if n_jobs is None or n_jobs < 1 else min(n_jobs, threads)
-        fit = fit_reference(cells, species, features, cv, settings, seed, n_jobs, homology=links)
+        fit = fit_hierarchy(cells, species, features, cv, settings, seed, n_jobs, homology=links)
     taxonomy = fit.taxonomy
     card = card_for(
         fit.model,
@@ -172,7 +193,7 @@ def train_reference(
         DEFAULT_LABEL[species],
         len(cells),
         seed=seed,
-        settings=settings,
+        settings=settings.describe(),
         taxonomy=taxonomy.to_dict(),
         leaves=taxonomy.leaves,
         conformal={level: c.to_dict() for level, c in fit.calibration.items()},
@@ -183,33 +204,65 @@ def train_reference(
         oof_folds=f"{CALIBRATION_FOLDS} donor-grouped folds, seed {seed}",
         subset=len(features) < len(default),
     )
+    if (
+        fit.top_probability is not None
+    ):  # what `adapt` needs to reuse this fit (`fit_from_model_dir`)
+        card.extra["oof_top_probability"] = [round(float(p), 6) for p in fit.top_probability]
     card.classes = list(taxonomy.subclasses)
     return fit, card
 
 
-def fit_reference_on(
+def fit_default_model_on(
     species: str, cells: pd.DataFrame, features: list[str], seed: int = 0, n_jobs: int = 1
-) -> ReferenceFit:
-    """The reference model (default settings) on `features` only, calibrated on
+) -> HierarchyFit:
+    """The default model (default settings) on `features` only, calibrated on
     donor-grouped out-of-fold probabilities."""
     with limit(1):
-        return fit_reference(
+        return fit_hierarchy(
             cells, species, features, donor_kfold(CALIBRATION_FOLDS, seed),
             DEFAULT_SETTINGS[species], seed, n_jobs,
         )  # fmt: skip
 
 
-def save_reference(
-    model_dir: Path, fit: ReferenceFit, card: ModelCard, cells: pd.DataFrame, seed: int = 0,
+def fit_from_model_dir(model_dir: Path, n_cells: int, seed: int = 0) -> HierarchyFit | None:
+    """A cached default model directory as the `HierarchyFit` it was saved from (model,
+    taxonomy, calibration, temperature, out-of-fold top probabilities), or None when it
+    lacks any of them (a cache written before they were stored), or was fitted with another
+    seed or on another number of cells than `n_cells`: then the caller fits one itself."""
+    model, card = load_model(model_dir)
+    extra = card.extra
+    needed = ("taxonomy", "conformal", "subclass_recalibration", "oof_top_probability")
+    if any(key not in extra for key in needed) or card.n_train_cells != n_cells:
+        return None
+    if extra.get("seed") != seed:
+        return None
+    top = np.asarray(extra["oof_top_probability"], float)
+    if len(top) != n_cells:
+        return None
+    return HierarchyFit(
+        model=model,
+        taxonomy=Taxonomy.from_dict(extra["taxonomy"]),
+        features=list(card.features),
+        calibration={k: MondrianConformal.from_dict(v) for k, v in extra["conformal"].items()},
+        temperature=Temperature(float(extra["subclass_recalibration"]["temperature"])),
+        top_probability=top,
+        oof_macro_f1=extra.get("oof_macro_f1"),
+    )
+
+
+def save_default_model(
+    model_dir: Path, fit: HierarchyFit, card: ModelCard, cells: pd.DataFrame, seed: int = 0,
     data_dir=None, mirror=None,
 ) -> Path:  # fmt: skip
     """Write the model and what `predict` needs for flags and novelty (as for every model);
     the directory appears only when complete."""
-    features = reference_features(card)
+    features = card_features(card)
     other = other_species_cells(card.species, data_dir, mirror)
     weights = novelty_weights(fit.model, features)
     with limit():
-        reference = fit_trust_reference(cells, features, card.species, other, seed, weights=weights)
+        reference = fit_training_summary(
+            cells, features, card.species, other, seed, weights=weights
+        )
     if fit.top_probability is not None:  # the combined `novel` flag, as for every model
         reference.with_novel_flag(cells["donor"].to_numpy(), fit.top_probability)
     # `not_interneuron` (mouse: M1's excitatory cells) and the batch-wide `lab_shift`
@@ -223,7 +276,7 @@ def save_reference(
     return Path(model_dir)
 
 
-def cached_reference(
+def cached_default_model(
     species: str,
     data_dir=None,
     mirror=None,
@@ -231,7 +284,7 @@ def cached_reference(
     n_jobs: int | None = None,
     features: list[str] | None = None,
 ) -> Path:
-    """The cached reference model directory of a species, trained now if absent, stale or
+    """The cached default model directory of a species, trained now if absent, stale or
     damaged (the cache holds only what the public tables give again).
 
     `features`: the model on only these of the default inputs, cached under a key of that
@@ -248,7 +301,7 @@ def cached_reference(
         keep = f"{species}-{cache_key(species, checksums)[:8]}-"
         root = root / SUBSET_FOLDER
         target = root / f"{keep}{key[:16]}"
-    what = f"{species} reference model" + (
+    what = f"{species} default model" + (
         f" on {len(features)} features" if features is not None else ""
     )
     if _usable(target) is None:
@@ -267,12 +320,12 @@ def cached_reference(
             _discard(target, root, species)
         say(f"training the {what} {why} (about {FIRST_USE_SECONDS[species]} s); cached in {target}")
         start = time.perf_counter()
-        cells = reference_cells(species, data_dir, mirror)
-        fit, card = train_reference(
+        cells = default_training_cells(species, data_dir, mirror)
+        fit, card = train_default_model(
             species, cells, data_dir, mirror, n_jobs=n_jobs, features=features
         )
         card.train_seconds = round(time.perf_counter() - start, 1)
-        save_reference(target, fit, card, cells, data_dir=data_dir, mirror=mirror)
+        save_default_model(target, fit, card, cells, data_dir=data_dir, mirror=mirror)
     return target
 
 
@@ -326,9 +379,9 @@ def _discard(path: Path, root: Path, species: str) -> None:
 
 
 def default_inputs(species: str, data_dir=None, mirror=None) -> dict[str, float]:
-    """The inputs of a species' default reference model (as `train_reference` chooses them),
-    each with the share of reference cells that measure it."""
-    cells = reference_cells(species, data_dir, mirror)
+    """The inputs of a species' default default model (as `train_default_model` chooses them),
+    each with the share of training cells that measure it."""
+    cells = default_training_cells(species, data_dir, mirror)
     condition = model_inputs(cells, [CONDITION_FEATURE])[CONDITION_FEATURE]
     cells = cells.assign(**{CONDITION_FEATURE: condition})
     inputs = usable_features(cells) + EXTRA_INPUTS[species]
@@ -337,7 +390,7 @@ def default_inputs(species: str, data_dir=None, mirror=None) -> dict[str, float]
 
 def measured_inputs(table: pd.DataFrame, inputs: dict[str, float]) -> list[str]:
     """The model inputs a cell table has. A feature counts when the table measures it in at
-    least SUBSET_RELATIVE_COVERAGE of the share of reference cells that do (at least half
+    least SUBSET_RELATIVE_COVERAGE of the share of training cells that do (at least half
     the cells for a feature every reference cell has; a quarter for one half of them have):
     a column that is there but mostly empty counts as absent, while a batch that misses a
     feature about as often as the reference does keeps it."""
@@ -359,7 +412,7 @@ def subset_for_table(species: str, table: pd.DataFrame, data_dir=None, mirror=No
         names = list(inputs)
         shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
         raise Ephys2txError(
-            f"the cells measure {len(had)} of the {species} reference model's {len(inputs)} "
+            f"the cells measure {len(had)} of the {species} default model's {len(inputs)} "
             f"features ({', '.join(had) or 'none'}); at least {MIN_SUBSET_FEATURES} are "
             f"needed (canonical names such as {shown}; map another pipeline's columns with "
             "--feature-map FILE)"
@@ -367,7 +420,7 @@ def subset_for_table(species: str, table: pd.DataFrame, data_dir=None, mirror=No
     return had
 
 
-def reference_for_table(
+def default_model_for_table(
     species: str,
     table: pd.DataFrame,
     data_dir=None,
@@ -375,58 +428,58 @@ def reference_for_table(
     say: Callable[[str], None] = print,
     n_jobs: int | None = None,
 ) -> Path:
-    """The reference model for a cell table: the default one when the table measures all its
+    """The default model for a cell table: the default one when the table measures all its
     inputs, else one trained on exactly the inputs it measures (cached per feature set, not
     the default with the rest left NaN). Says which, with the subset's own out-of-fold
-    macro-F1 on the reference cells."""
+    macro-F1 on the training cells."""
     subset = subset_for_table(species, table, data_dir, mirror)
-    target = cached_reference(species, data_dir, mirror, say, n_jobs, features=subset)
+    target = cached_default_model(species, data_dir, mirror, say, n_jobs, features=subset)
     if subset is not None:
         card = read_card(target)
         n_all = len(default_inputs(species, data_dir, mirror))
         f1 = card.extra.get("oof_macro_f1")
         score = f"{f1:.3f}" if isinstance(f1, float) else "not recorded"
         say(
-            f"the cells measure {len(subset)} of the {species} reference model's {n_all} "
+            f"the cells measure {len(subset)} of the {species} default model's {n_all} "
             f"features: predicting with the model trained on those {len(subset)} (out-of-fold "
-            f"subclass macro-F1 {score} on {card.n_train_cells} reference cells, "
+            f"subclass macro-F1 {score} on {card.n_train_cells} training cells, "
             f"{card.extra.get('oof_folds', 'donor-grouped folds')})"
         )
     return target
 
 
-def evaluate_reference_model(
+def evaluate_default_model(
     species: str,
     splitter: DonorKFold = DonorKFold(),
     alpha: float = 0.1,
     n_jobs: int = 1,
-    settings: dict | None = None,
+    settings: HierarchySettings | None = None,
     data_dir=None,
     mirror=None,
-) -> ReferenceEvaluation:
-    """The reference model on donor-grouped folds of a species (both levels); the model's
+) -> HierarchyEvaluation:
+    """The default model on donor-grouped folds of a species (both levels); the model's
     seed is the splitter's."""
-    cells = reference_cells(species, data_dir, mirror)
+    cells = default_training_cells(species, data_dir, mirror)
     label = DEFAULT_LABEL[species]
     taxonomy = build_taxonomy(cells, species)
     features = usable_features(cells) + EXTRA_INPUTS[species]
     settings = settings if settings is not None else DEFAULT_SETTINGS[species]
     seed = splitter.seed
-    model = HierarchicalClassifier(taxonomy, seed=seed, n_jobs=1, **settings)
+    model = HierarchicalClassifier(taxonomy, seed=seed, n_jobs=1, **settings.params())
     folds = splitter.cell_folds(cells, label)
-    result = evaluate_reference(
+    result = evaluate_hierarchy(
         model, cells, label, folds, features, taxonomy, alpha, n_jobs, seed=seed
     )
     result.metrics.update(
         species=species, label=label, seed=seed, n_folds=splitter.n_splits,
         n_repeats=splitter.n_repeats,
-        n_cells=len(cells), n_donors=int(cells["donor"].nunique()), settings=settings,
+        n_cells=len(cells), n_donors=int(cells["donor"].nunique()), settings=settings.describe(),
         n_t_types=len(taxonomy.t_types), min_cells_per_t_type=taxonomy.min_cells,
     )  # fmt: skip
     return result
 
 
-def write_reference_evaluation(out: Path, result: ReferenceEvaluation, species: str) -> Path:
+def write_default_model_evaluation(out: Path, result: HierarchyEvaluation, species: str) -> Path:
     """metrics.json, predictions.csv, fold_scores.csv and the two figures in `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Commands for raw recordings: `fetch-nwb` (DANDI Patch-seq files) and `inspect FILE`."""
+"""`inspect`: what a recording (or a folder of them) holds, sweep by sweep."""
 
 from __future__ import annotations
 
@@ -7,72 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
-from ..console import console, stdout
+from ..console import stdout
+from ..errors import Ephys2txError
 
-Dandiset = Annotated[
-    str,
-    typer.Option("--dandiset", help="000020 (mouse, Gouwens 2020) or 000636 (human, Lee 2023)."),
-]
-NwbOut = Annotated[Path, typer.Option("--out", help="Folder for the NWB files (dandiset layout).")]
-Limit = Annotated[int | None, typer.Option("--limit", help="Download only the first N files.")]
-Version = Annotated[
-    str | None,
-    typer.Option("--version", help="Dandiset version (default: latest published, else draft)."),
-]
 RecordingPath = Annotated[
     Path, typer.Argument(help="An .abf or .nwb recording, or a folder of them.")
 ]
-
-
-def fetch_nwb(
-    dandiset: Dandiset, out: NwbOut, limit: Limit = None, version: Version = None
-) -> None:
-    """Download Patch-seq NWB files from DANDI, resumable and sha256-verified."""
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    from ..datasets.dandi import fetch_assets, list_assets
-    from ..files import check_writable_folder
-
-    check_writable_folder(out, f"--out {out}")  # before the listing: a bad --out fails at once
-    with console.status(f"listing dandiset {dandiset} ..."):
-        assets = list_assets(dandiset, limit=limit, version=version)
-    if not assets:
-        console.print(f"dandiset {dandiset} has no NWB assets")
-        return
-    total = sum(a.size or 0 for a in assets) or None
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
-    skipped = 0
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task(f"{len(assets)} files", total=total)
-
-        def on_start(asset, complete: bool) -> None:
-            nonlocal skipped
-            progress.update(task, description=Path(asset.path).name)
-            if complete:
-                skipped += 1
-                progress.advance(task, asset.size or 0)
-
-        paths = fetch_assets(
-            assets, out, on_start=on_start, on_bytes=lambda n: progress.advance(task, n)
-        )
-    typer.echo(
-        f"{len(paths)} NWB files in {out} ({skipped} already complete, "
-        f"{len(paths) - skipped} downloaded and verified)"
-    )
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -82,7 +24,6 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def _sweep_table(recording):
-    from rich.table import Table
 
     table = Table(title=f"{recording.source.name}: {len(recording.sweeps)} current-clamp sweeps")
     table.add_column("sweep", justify="right")
@@ -108,9 +49,6 @@ def _folder_table(folder: Path):
     """One row per recording of a folder; unreadable files show their reason."""
     from collections import Counter
 
-    from rich.table import Table
-
-    from ..errors import Ephys2txError
     from ..recordings.read import read_folder
 
     folder = folder.expanduser()
@@ -148,6 +86,5 @@ def inspect(path: RecordingPath) -> None:
 
 
 def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
-    """Add `fetch-nwb` and `inspect` to the CLI."""
-    app.command("fetch-nwb")(fetch_nwb)
+    """Add this verb's commands to the CLI."""
     app.command("inspect")(inspect)

@@ -1,9 +1,9 @@
-"""The reference model's acceptance figures on the reported seed-0 donor-grouped 5x3 folds:
+"""The default model's acceptance figures on the reported seed-0 donor-grouped 5x3 folds:
 subclass macro-F1, t-type accuracy and macro-F1 (t-types with >= 10 cells), subclass ECE
 with and without the temperature, conformal coverage and mean set size per level at alpha 0.1, first-use training time, and the time of
 `predict` on 100 cells with the cached model. Run with the data mirror:
 
-    EPHYS2TX_MIRROR=../shared/data .venv/bin/python benchmarks/bench_reference.py --jobs 1
+    EPHYS2TX_MIRROR=../shared/data .venv/bin/python benchmarks/bench_default_model.py --jobs 1
 """
 
 from __future__ import annotations
@@ -15,8 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from ephys2tx.default_model import (
+    cached_default_model,
+    default_training_cells,
+    evaluate_default_model,
+)
 from ephys2tx.evaluation.splits import DonorKFold
-from ephys2tx.reference import cached_reference, evaluate_reference_model, reference_cells
 
 TARGETS = {  # species: (subclass macro-F1, t-type accuracy, t-type macro-F1)
     "human": (0.82, 0.45, None),
@@ -29,10 +33,10 @@ def _speed(species: str, jobs: int) -> tuple[float, float, float]:
     only, so it is complete with --jobs 1) and wall seconds of `predict` on 100 cells."""
     with tempfile.TemporaryDirectory() as tmp:
         start, cpu = time.perf_counter(), time.process_time()
-        model_dir = cached_reference(species, Path(tmp) / "data", say=print, n_jobs=jobs)
+        model_dir = cached_default_model(species, Path(tmp) / "data", say=print, n_jobs=jobs)
         first_use, cpu = time.perf_counter() - start, time.process_time() - cpu
         cells = Path(tmp) / "cells.csv"
-        reference_cells(species, Path(tmp) / "data").head(100).to_csv(cells, index=False)
+        default_training_cells(species, Path(tmp) / "data").head(100).to_csv(cells, index=False)
         start = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "ephys2tx.cli", "predict", str(model_dir), str(cells),
@@ -46,7 +50,7 @@ def _accuracy_lines(species: str, args) -> list[str]:
     """The cross-validated figures of one species on seed-0 donor-grouped folds."""
     lines = []
     start = time.perf_counter()
-    result = evaluate_reference_model(species, DonorKFold(5, args.repeats, 0), 0.1, args.jobs)
+    result = evaluate_default_model(species, DonorKFold(5, args.repeats, 0), 0.1, args.jobs)
     cv_seconds = time.perf_counter() - start
     m = result.metrics
     sub, tt = m["subclass"], m["t_type"]

@@ -7,8 +7,8 @@ Sets and probabilities stay as they are (the coverage guarantee needs the sets u
 this rule says what the other columns then say.
 
 The rule (docs/guides/trust-columns.md says it in words):
-1. `predicted` (for a reference model also `subclass`) is the call: the most probable class;
-   a reference model's `t_type` is a leaf under it.
+1. `predicted` (for a default model also `subclass`) is the call: the most probable class;
+   a default model's `t_type` is a leaf under it.
 2. When the prediction set is calibrated (non-empty) and does not hold the call, the row
    carries the flag `set_excludes_call`.
 3. `confident` is true exactly when the prediction set is the call alone and no flag is
@@ -70,7 +70,7 @@ def most_specific(
 
 def violations(table: pd.DataFrame, parent: Mapping[str, str] | None = None) -> list[str]:
     """Every way the rows of a predictions table break the rule, one line each (empty: it
-    holds). `parent` (leaf -> subclass) checks a reference model's t-type columns."""
+    holds). `parent` (leaf -> subclass) checks a default model's t-type columns."""
     out: list[str] = []
     p_cols = [c for c in table.columns if c.startswith("p_")]
     for i, row in enumerate(table.to_dict("records")):
