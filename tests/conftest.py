@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import subprocess
@@ -21,20 +22,28 @@ RECORDINGS = SHARED_DATA / "recordings"
 
 
 # --- parallel runs: `make test` runs `pytest -n 2 --dist loadgroup` (pytest-xdist) ----------
-# The files whose tests use a model trained once per session (`human_forest`,
-# `light_default_models`): their tests run on one worker, so each model is trained once per run,
-# not once per worker. Every other file is a group of its own (a module fixture is built once).
-SHARED_MODEL_FILES = frozenset(
-    {"test_api.py", "test_docs.py", "test_forest_cli.py", "test_reference.py"}
-)
+# The session fixtures that train a model: the files whose tests use one run on one worker, so
+# that each model is trained once per run, not once per worker. Every other file is a group of
+# its own (a module fixture is built once).
+SHARED_MODEL_FIXTURES = ("human_forest", "light_default_models")
 SHARED_MODEL_GROUP = "shared-models"
 SLOW_WEIGHT = 10  # a `slow` test counts as this many quick ones when ordering the groups
+
+
+@functools.cache
+def _uses_shared_models(path: str) -> bool:
+    """Whether a test file names one of the session's trained-model fixtures."""
+    try:
+        text = (REPO / path).read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return any(name in text for name in SHARED_MODEL_FIXTURES)
 
 
 def worker_group(nodeid: str) -> str:
     """The worker group of a test: its file's, or the shared-model files' one."""
     path = nodeid.split("::")[0]
-    return SHARED_MODEL_GROUP if Path(path).name in SHARED_MODEL_FILES else path
+    return SHARED_MODEL_GROUP if _uses_shared_models(path) else path
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -106,7 +115,7 @@ def _fingerprint_once(_data_mirror):
     so a test gets the same fingerprint as before; each gets its own copy."""
     import copy
 
-    from ephys2tx.models import species as module
+    from ephys2tx.trust import species as module
 
     fit = module.SpeciesFingerprint.fit.__func__
     fitted: dict[tuple, object] = {}

@@ -51,7 +51,7 @@ def test_learning_curve_subsample_keeps_whole_donors(human_cells):
 
 @pytest.mark.slow
 def test_evaluate_writes_metrics_and_trust(tmp_path, monkeypatch):
-    from ephys2tx.models import species
+    from ephys2tx.trust import species
 
     # No number checked here reads the species fingerprint (fitted again in each fold, most of
     # this test's time): 50 boosting rounds instead of 200 make it cheaper, all else the same.
