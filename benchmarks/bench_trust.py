@@ -31,7 +31,7 @@ from ephys2tx.evaluation.trust import evaluate_trust
 from ephys2tx.features.families import SCALAR_FAMILIES
 from ephys2tx.models.bundle import ModelCard
 from ephys2tx.models.forest import make_forest
-from ephys2tx.models.trusted import TrustedModel, fit_calibration_oof, fit_training_summary
+from ephys2tx.models.trusted import TrustedModel, fit_flat_trust
 from ephys2tx.trust.species import SpeciesFingerprint
 
 ALPHA = 0.1
@@ -136,17 +136,15 @@ def condition_part(cells: dict, repeats: int) -> None:
 
 
 def trusted_model(table: pd.DataFrame, label: str, species: str, other: dict) -> TrustedModel:
-    """A forest with calibration and reference from `table`, as `train` would save it."""
+    """A forest with calibration and training summary from `table`, as `train` would save it."""
     features = usable_features(table)
     model = make_forest(0).fit(table[features], table[label].to_numpy())
-    donors = table["donor"].to_numpy()
-    conformal, temperature, oof = fit_calibration_oof(
-        make_forest(0), table[features], table[label].to_numpy(), donors, donor_kfold(5, 0)
+    trust = fit_flat_trust(
+        make_forest(0), model, table, label, species, features, other=other, cv=donor_kfold(5, 0)
     )
-    reference = fit_training_summary(table, features, species, other, model=model)
-    reference.with_novel_flag(donors, oof.max(axis=1))
     card = ModelCard("rf-raw", species, label, list(model.classes_), features)
-    return TrustedModel(model, card, conformal, temperature, reference)
+    (conformal,) = trust.conformal.values()
+    return TrustedModel(model, card, conformal, trust.temperature, trust.summary)
 
 
 def fault_part(cells: dict) -> None:

@@ -10,7 +10,7 @@ from sklearn.base import clone
 from ephys2tx.errors import Ephys2txError
 from ephys2tx.features.families import VECTOR_FAMILIES, vector_columns
 from ephys2tx.models.bilstm import BiLSTMClassifier
-from ephys2tx.models.bundle import ModelCard, load_model, predict_table, save_model
+from ephys2tx.models.bundle import card_for, load_model, predict_table, save_model
 from ephys2tx.models.family_tensors import FamilyLayout, Standardizer
 
 TINY = dict(width=8, hidden=8, max_epochs=4, patience=2, batch_size=32)
@@ -84,14 +84,7 @@ def test_same_seed_same_probabilities(small):
 
 
 def test_save_load_identical_predictions(fitted, small, tmp_path):
-    card = ModelCard(
-        kind="bilstm",
-        species="human",
-        label="label",
-        classes=[str(c) for c in fitted.classes_],
-        features=fitted.used_features(),
-        extra=fitted.card_extra(),
-    )
+    card = card_for(fitted, "bilstm", "human", "label", len(small))
     save_model(tmp_path / "m", fitted, card)
     loaded, card2 = load_model(tmp_path / "m")
     before = predict_table(fitted, card, small)

@@ -282,18 +282,25 @@ def test_key_sweeps_are_the_ones_the_features_come_from():
 @pytest.mark.slow
 def test_predict_report_on_a_real_recording(tmp_path, case):
     from ephys2tx.evaluation.splits import donor_kfold
-    from ephys2tx.models.bundle import card_for, save_model
+    from ephys2tx.models.bundle import card_for
     from ephys2tx.models.forest import make_forest
-    from ephys2tx.models.trusted import fit_calibration, fit_training_summary, save_trust
+    from ephys2tx.models.trusted import Trust, fit_training_summary, save_trained
+    from ephys2tx.trust.calibrate import OutOfFold, calibrate
 
     reference, features, forest = case["reference"], case["features"], case["forest"]
     model = tmp_path / "model"
-    save_model(model, forest, card_for(forest, "rf-raw", "human", "label", len(reference)))
-    # calibration and reference as `train` stores them, without the species fingerprint
+    # calibration and training summary as `train` stores them, without the species fingerprint
     unfitted = make_forest(0, n_estimators=60, n_jobs=1)
     y, donors = reference["label"].to_numpy(), reference["donor"].to_numpy()
-    calibration = fit_calibration(unfitted, reference[features], y, donors, donor_kfold(5, 0))
-    save_trust(model, fit_training_summary(reference, features, "human"), calibration)
+    calibration = calibrate(
+        OutOfFold.flat(unfitted, reference[features], y, donors, donor_kfold(5, 0), "label")
+    )
+    trust = Trust(
+        fit_training_summary(reference, features, "human"), calibration.conformal,
+        calibration.temperature,
+    )  # fmt: skip
+    card = card_for(forest, "rf-raw", "human", "label", len(reference))
+    save_trained(model, forest, card, trust)
     report = tmp_path / "out" / "cells.html"
     done = run_cli_in_process(
         "predict", model, FSI, "--out", tmp_path / "out" / "preds.csv", "--report", report

@@ -11,7 +11,8 @@ from sklearn.linear_model import LogisticRegression
 
 from ephys2tx.errors import Ephys2txError
 from ephys2tx.evaluation.splits import donor_kfold
-from ephys2tx.trust.conformal import MondrianConformal, calibrate, out_of_fold_proba
+from ephys2tx.trust.calibrate import OutOfFold, calibrate
+from ephys2tx.trust.conformal import MondrianConformal, out_of_fold_proba
 
 CLASSES = ["a", "b", "c"]
 
@@ -96,5 +97,6 @@ def test_out_of_fold_scores_are_donor_grouped_and_cover_every_cell():
     proba = out_of_fold_proba(LogisticRegression(), X, y, donors, donor_kfold(5, 0))
     assert proba.shape == (400, 3) and not np.isnan(proba).any()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
-    cp = calibrate(LogisticRegression(), X, y, donors, donor_kfold(5, 0))
+    oof = OutOfFold.flat(LogisticRegression(), X, y, donors, donor_kfold(5, 0), "label")
+    cp = calibrate(oof, scaling=False).conformal["label"]
     assert cp.counts() == {c: int((y == c).sum()) for c in CLASSES}

@@ -293,7 +293,7 @@ def test_a_table_with_some_features_gets_its_own_cached_model(m1, monkeypatch, t
     assert f"measure {len(subset)} of the mouse default model's {len(inputs)}" in said[-1]
     card = json.loads((first / "model.json").read_text())
     assert sorted(card["features"]) == sorted(subset)
-    f1 = card["extra"]["oof_macro_f1"]
+    f1 = card["hierarchy"]["oof_macro_f1"]
     assert 0.2 < f1 < 1 and f"macro-F1 {f1:.3f}" in said[-1]
     stamp = (first / "model.skops").stat().st_mtime_ns
     again = default_model.default_model_for_table("mouse", cells, say=said.append, n_jobs=1)

@@ -172,10 +172,12 @@ def test_cache_is_reused_and_invalidated(light_default_models, light_default, mo
     first = light_default / trained.relative_to(light_default_models.data_dir)
     said: list[str] = []
     card = json.loads((first / "model.json").read_text())
-    assert card["kind"] == "reference" and set(card["extra"]["conformal"]) == {"subclass", "t_type"}
-    assert card["extra"]["taxonomy"]["min_cells"] == 10
+    calibration = json.loads((first / "calibration.json").read_text())
+    assert card["kind"] == "hierarchical" and set(calibration["levels"]) == {"subclass", "t_type"}
+    assert card["hierarchy"]["taxonomy"]["min_cells"] == 10
     # the subclass temperature, fitted on the out-of-fold probabilities, is what predict applies
-    temperature = card["extra"]["subclass_recalibration"]["temperature"]
+    temperature = card["hierarchy"]["subclass_temperature"]
+    assert calibration["temperature"] == temperature and calibration["temperature_in_estimator"]
     model, _ = load_model(first)
     assert model.subclass_temperature == temperature and abs(temperature - 1) > 0.01
     # `novel` is the combined flag (novelty with the out-of-fold top probability), as for
@@ -311,7 +313,9 @@ def test_evaluate_reference_scores_both_levels_and_reports(light_default, tmp_pa
     assert levels["subclass"]["mean_set_size"]["mean"] <= levels["t_type"]["mean_set_size"]["mean"]
     for figure in brief.figures:
         assert (study.figures / figure.file).stat().st_size > 10_000
-    metrics = json.loads((tmp_path / "study" / "reference" / "human" / "metrics.json").read_text())
+    metrics = json.loads(
+        (tmp_path / "study" / "default-model" / "human" / "metrics.json").read_text()
+    )
     # the subclass temperature, nested in each outer training fold, lowers the ECE
     assert 0 <= metrics["subclass"]["ece"] < metrics["subclass"]["ece_unscaled"]
     assert metrics["subclass"]["temperature_median"] != 1.0

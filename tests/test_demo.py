@@ -145,7 +145,7 @@ def test_demo_evaluates_and_saves_models(demo_run):
     human = pd.read_parquet(out / "cells" / "human.parquet")
     for name in ("rf-human", "bilstm-human", "transfer-finetune-human"):
         model, card = load_model(out / results.models[name])
-        assert card.extra["synthetic"] is True
+        assert card.provenance.synthetic is True
         predicted = predict_table(model, card, human)
         assert set(predicted["predicted"]) <= set(card.classes)
         assert np.allclose(predicted.filter(like="p_").sum(axis=1), 1.0, atol=1e-5)

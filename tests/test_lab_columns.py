@@ -15,11 +15,12 @@ from ephys2tx.datasets.crosswalk import OWN_PREFIX, known_crosswalks, to_canonic
 from ephys2tx.errors import Ephys2txError
 from ephys2tx.evaluation.crosslab import in_domain_ceiling
 from ephys2tx.evaluation.splits import donor_kfold
-from ephys2tx.models.bundle import card_for, new_model_dir, write_model
+from ephys2tx.models.bundle import Provenance
 from ephys2tx.models.hierarchy import HierarchySettings, fit_hierarchy
 from ephys2tx.models.lab import STACK, fit_lab_model, own_columns
-from ephys2tx.models.mapping import predict_mapping
+from ephys2tx.models.mapping import hierarchical_card, predict_mapping
 from ephys2tx.models.members import forest
+from ephys2tx.models.trusted import Trust, save_trained
 from ephys2tx.schema import MOUSE_CLASSES
 
 FEATURES = ["v_baseline", "tau", "width_rheo", "max_rate"]
@@ -96,13 +97,8 @@ def test_labelled_lab_model_uses_the_labs_own_column(world):
     assert _macro_accuracy(fit.model, scored) < 0.75
     assert OWN_PREFIX + "Burstiness" in list(lab_fit.model.feature_names_in_)
     # as `predict DIR` calls it: the card's features carry the own column to the model
-    card = card_for(
-        lab_fit.model, "reference", "mouse", "label5", len(reference),
-        taxonomy=fit.taxonomy.to_dict(),
-        conformal={k: c.to_dict() for k, c in lab_fit.calibration.items()},
-    )  # fmt: skip
-    card.classes = list(fit.taxonomy.subclasses)
-    table = predict_mapping(lab_fit.model, card, scored, 0.1).table
+    card = hierarchical_card(lab_fit.model, fit.taxonomy, "mouse", len(reference))
+    table = predict_mapping(lab_fit.model, card, scored, 0.1, lab_fit.calibration).table
     assert (table["subclass"].to_numpy() == scored["label5"].to_numpy()).mean() > 0.85
     with pytest.raises(Ephys2txError, match="own columns"):
         lab_fit.model.predict_proba_levels(scored.drop(columns=[OWN_PREFIX + "Burstiness"]))
@@ -128,15 +124,12 @@ def test_adapt_reuses_the_cached_default_model_when_it_is_the_same_fit(
     from ephys2tx.default_model import fit_from_model_dir
 
     reference, fit, lab = world
-    card = card_for(
-        fit.model, "reference", "mouse", "label5", len(reference), seed=0,
-        taxonomy=fit.taxonomy.to_dict(),
-        conformal={k: c.to_dict() for k, c in fit.calibration.items()},
-        subclass_recalibration=fit.temperature.to_dict(),
-        oof_top_probability=[float(p) for p in fit.top_probability],
+    card = hierarchical_card(
+        fit.model, fit.taxonomy, "mouse", len(reference), Provenance(seed=0),
+        temperature=fit.temperature,
     )  # fmt: skip
-    with new_model_dir(tmp_path / "cached") as folder:
-        write_model(folder, fit.model, card)
+    trust = Trust(None, fit.calibration, fit.temperature, top_probability=fit.top_probability)
+    save_trained(tmp_path / "cached", fit.model, card, trust)
     loaded = fit_from_model_dir(tmp_path / "cached", len(reference), seed=0)
     assert loaded is not None and loaded.features == FEATURES
     assert np.allclose(loaded.top_probability, fit.top_probability, atol=1e-6)

@@ -37,7 +37,7 @@ from ephys2tx.models.forest import make_forest
 from ephys2tx.models.hierarchy import HierarchicalClassifier
 from ephys2tx.models.members import boosting, forest, knn, logistic, slow_boosting, svc
 from ephys2tx.models.transfer import TransferClassifier
-from ephys2tx.models.trusted import TrustedModel, check_trainable, store_trust
+from ephys2tx.models.trusted import TrustedModel, check_trainable, fit_flat_trust, save_trained
 from ephys2tx.trust.conformal import out_of_fold_proba
 from ephys2tx.trust.species import SpeciesFingerprint
 
@@ -75,23 +75,18 @@ def features(small):
 
 @pytest.fixture(scope="module")
 def forest_dir(small, features, mouse_cells, tmp_path_factory):
-    """A calibrated forest with reference and species fingerprint, as `train` writes it."""
+    """A calibrated forest with training summary and species fingerprint, as `train` writes it."""
     from ephys2tx.evaluation.splits import donor_kfold
 
     out = tmp_path_factory.mktemp("models") / "rf"
     y = small["label"].to_numpy()
     model = make_forest(0, n_estimators=20).fit(small[features], y)
     mouse = pd.concat(g.head(30) for _, g in mouse_cells.groupby("label"))
-    with new_model_dir(out) as folder:
-        save_card = card_for(model, "rf-raw", "human", "label", len(small))
-        from ephys2tx.models.bundle import write_model
-
-        write_model(folder, model, save_card)
-        store_trust(
-            folder, make_forest(0, n_estimators=20), model, small, "label", "human", features,
-            {"mouse": mouse}, donor_kfold(5, 0),
-        )  # fmt: skip
-    return out
+    trust = fit_flat_trust(
+        make_forest(0, n_estimators=20), model, small, "label", "human", features,
+        other={"mouse": mouse}, cv=donor_kfold(5, 0),
+    )  # fmt: skip
+    return save_trained(out, model, card_for(model, "rf-raw", "human", "label", len(small)), trust)
 
 
 def _predict(model_dir: Path, small: pd.DataFrame, tmp_path: Path):
@@ -210,7 +205,7 @@ def test_every_saved_kind_needs_only_the_trusted_types(small, features, mouse_ce
 
 def test_trust_files_load_back(forest_dir, small):
     model = TrustedModel.load(forest_dir)
-    assert model.conformal is not None and model.reference.fingerprint is not None
+    assert model.conformal is not None and model.summary.fingerprint is not None
     table, _ = model.predict_table(small.head(10))
     assert len(table) == 10
 

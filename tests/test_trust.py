@@ -20,9 +20,16 @@ from ephys2tx.evaluation.trust import (
     expected_calibration_error,
 )
 from ephys2tx.features.families import SCALAR_FAMILIES
-from ephys2tx.models.bundle import ModelCard, save_model
-from ephys2tx.models.trusted import TrustedModel, fit_calibration, fit_training_summary, save_trust
+from ephys2tx.models.bundle import ModelCard
+from ephys2tx.models.trusted import (
+    Trust,
+    TrustedModel,
+    fit_flat_trust,
+    fit_training_summary,
+    save_trained,
+)
 from ephys2tx.trust.assess import TrainingSummary
+from ephys2tx.trust.calibrate import OutOfFold, calibrate
 from ephys2tx.trust.novelty import NovelFlag, NoveltyBaseline
 from ephys2tx.trust.species import (
     FALSE_ALARM,
@@ -38,6 +45,20 @@ FEATURES = [c for cols in FAMILIES.values() for c in cols]
 
 def logistic():
     return make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression())
+
+
+def fit_calibration(estimator, X, y, donors, cv):
+    """(conformal, temperature) of a flat model's donor-grouped out-of-fold probabilities."""
+    calibration = calibrate(OutOfFold.flat(estimator, X, y, donors, cv, "label"))
+    return calibration.conformal["label"], calibration.temperature
+
+
+def trust_of(cells, calibration=None) -> Trust:
+    """A training summary (without the combined `novel` flag) and a calibration, as stored."""
+    summary = fit_training_summary(cells, FEATURES, "human")
+    if calibration is None:
+        return Trust(summary)
+    return Trust(summary, {"label": calibration[0]}, calibration[1])
 
 
 def synthetic_cells(n: int = 1200, seed: int = 0, species: str = "human") -> pd.DataFrame:
@@ -56,12 +77,11 @@ def synthetic_cells(n: int = 1200, seed: int = 0, species: str = "human") -> pd.
 
 @pytest.fixture(scope="module")
 def trusted(tmp_path_factory):
-    """A logistic model on synthetic cells, saved with calibration and reference, read back."""
+    """A logistic model on synthetic cells, saved with calibration and training summary, read back."""
     cells = synthetic_cells()
     model = logistic().fit(cells[FEATURES], cells["label"])
     card = ModelCard("logistic", "human", "label", ["A", "B", "C"], FEATURES, FAMILIES)
     out = tmp_path_factory.mktemp("m") / "model"
-    save_model(out, model, card)
     calibration = fit_calibration(
         logistic(),
         cells[FEATURES],
@@ -69,7 +89,7 @@ def trusted(tmp_path_factory):
         cells["donor"],
         donor_kfold(5, 0),
     )
-    save_trust(out, fit_training_summary(cells, FEATURES, "human"), calibration)
+    save_trained(out, model, card, trust_of(cells, calibration))
     return out, calibration, cells
 
 
@@ -114,7 +134,7 @@ def test_stored_calibration_round_trip(trusted):
     model = TrustedModel.load(out)
     assert np.array_equal(model.conformal.scores, conformal.scores)
     assert model.temperature.temperature == pytest.approx(temperature.temperature)
-    assert model.reference is not None and model.reference.features == FEATURES
+    assert model.summary is not None and model.summary.features == FEATURES
     test = synthetic_cells(300, seed=7)
     table, missing = model.predict_table(test, alpha=0.1)
     assert missing == []
@@ -182,24 +202,24 @@ def test_novel_flag_combines_novelty_and_top_probability():
 
 
 def test_train_stores_the_combined_novel_flag_and_predict_uses_it(tmp_path):
-    from ephys2tx.models.trusted import store_trust
-
     cells = synthetic_cells()
     model = logistic().fit(cells[FEATURES], cells["label"])
-    save_model(tmp_path, model, ModelCard("logistic", "human", "label", ["A", "B", "C"], FEATURES))
-    store_trust(tmp_path, logistic(), model, cells, "label", "human", FEATURES, None,
-                donor_kfold(5, 0))  # fmt: skip
+    card = ModelCard("logistic", "human", "label", ["A", "B", "C"], FEATURES)
+    trust = fit_flat_trust(
+        logistic(), model, cells, "label", "human", FEATURES, cv=donor_kfold(5, 0)
+    )
+    save_trained(tmp_path, model, card, trust)
     loaded = TrustedModel.load(tmp_path)
-    assert loaded.reference.novel_flag is not None
+    assert loaded.summary.novel_flag is not None
     fresh = synthetic_cells(2000, seed=5)
     table, _ = loaded.predict_table(fresh)
     novel = table["flags"].str.contains("novel").to_numpy()
     top = loaded.predict_proba(fresh).max(axis=1)
-    assert np.array_equal(novel, loaded.reference.novel_flag.is_novel(table["novelty"], top))
+    assert np.array_equal(novel, loaded.summary.novel_flag.is_novel(table["novelty"], top))
     assert 0.02 <= novel.mean() <= 0.09  # calibrated on the training cells
     # a model saved without calibration keeps the flag on novelty alone
-    save_trust(tmp_path, fit_training_summary(cells, FEATURES, "human"))
-    assert TrustedModel.load(tmp_path).reference.novel_flag is None
+    save_trained(tmp_path, model, card, trust_of(cells))
+    assert TrustedModel.load(tmp_path).summary.novel_flag is None
 
 
 def test_partial_table_is_nan_and_a_table_without_features_is_an_error(trusted):
@@ -278,18 +298,19 @@ def test_nested_trust_runs_for_a_network_reading_the_whole_table(human_cells):
 
 
 def test_train_stores_calibration_for_a_network(human_cells, tmp_path):
-    from ephys2tx.commands.train import store_trust
     from ephys2tx.models.bilstm import BiLSTMClassifier
     from ephys2tx.models.bundle import card_for
 
     small = pd.concat([g.head(40) for _, g in human_cells.groupby("label")], ignore_index=True)
     tiny = BiLSTMClassifier(width=8, hidden=8, max_epochs=4, patience=2, batch_size=32)
     fitted = clone(tiny).fit(small, small["label"].to_numpy())
-    save_model(tmp_path, fitted, card_for(fitted, "bilstm", "human", "label", len(small)))
-    store_trust(tmp_path, tiny, fitted, small, "label", "human", None, calibrate=True)
+    card = card_for(fitted, "bilstm", "human", "label", len(small))
+    trust = fit_flat_trust(tiny, fitted, small, "label", "human", None, cv=donor_kfold(5, 0))
+    save_trained(tmp_path, fitted, card, trust)
     model = TrustedModel.load(tmp_path)
     assert len(model.conformal.scores) == len(small)  # every training cell scored once
-    assert model.reference.features == fitted.used_features()
+    assert model.summary.features == fitted.used_features()
+    assert model.card.network is not None and model.card.network.family_order
     table, missing = model.predict_table(small.head(20))
     assert missing == [] and table["prediction_set"].str.len().gt(0).all()
 
@@ -300,14 +321,16 @@ def test_retraining_without_calibration_removes_the_old_scores(trusted, tmp_path
     out, _, cells = trusted
     copy = tmp_path / "model"
     shutil.copytree(out, copy)
-    save_trust(copy, fit_training_summary(cells, FEATURES, "human"))  # --no-calibrate
+    model = TrustedModel.load(copy)
+    save_trained(copy, model.estimator, model.card, trust_of(cells))  # --no-calibrate
     assert TrustedModel.load(copy).conformal is None
+    assert not (copy / "calibration.json").exists()
 
     # calibration scores of a model with other classes are refused, not used
-    save_trust(copy, fit_training_summary(cells, FEATURES, "human"), fit_calibration(
+    save_trained(copy, model.estimator, model.card, trust_of(cells, fit_calibration(
         logistic(), cells[FEATURES], cells["label"].replace("C", "Z"), cells["donor"],
         donor_kfold(5, 0),
-    ))  # fmt: skip
+    )))  # fmt: skip
     with pytest.raises(Ephys2txError, match="belongs to another model"):
         TrustedModel.load(copy)
     (copy / "calibration.json").write_text("{not json")

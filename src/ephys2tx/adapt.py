@@ -5,7 +5,7 @@ model on exactly those features (fitted and calibrated here) -> the excitatory d
 (`trust/interneuron.py`; mouse only: the only excitatory cells here are mouse M1 cells) ->
 the lab model (`models/lab.py`: anchored alignment without labels; with labels the lab's
 cells join training and recalibrate the sets) -> a model directory that `predict DIR` reads
-like any default model (kind `reference`, its card's `extra["lab"]` says what was done).
+like any default model (kind `hierarchical`; its card's `lab` says what was done).
 
 The training summary (ranges, novelty, `lab_shift` null) is the training cells mapped into
 the lab's terms, so the flags read the lab's own values.
@@ -34,11 +34,12 @@ from .default_model import (
     subset_for_table,
 )
 from .errors import Ephys2txError
-from .models.bundle import card_for, new_model_dir, write_model
+from .models.bundle import HIERARCHICAL, LabCard, Provenance
 from .models.hierarchy import HierarchyFit
 from .models.lab import LabFit, fit_lab_model, lab_features
-from .models.trusted import fit_training_summary, save_trust
-from .trust.interneuron import BatchShift, InterneuronDetector, m1_detector
+from .models.mapping import hierarchical_card
+from .models.trusted import fit_trust, save_trained
+from .trust.interneuron import InterneuronDetector, m1_detector
 
 
 @dataclass
@@ -103,49 +104,34 @@ def default_model_for_lab(
 
 def save_lab_model(out: str | Path, built: LabAdaptation, data_dir=None, mirror=None) -> Path:
     """Write the lab model directory (model, card, calibration, training summary)."""
-    out = Path(out)
     fit, ref = built.lab, built.reference
     species = built.species
     model = fit.model
-    tax = ref.taxonomy
-    card = card_for(
-        model, "reference", species, DEFAULT_LABEL[species], len(built.default_training_cells),
-        taxonomy=tax.to_dict(), leaves=tax.leaves,
-        conformal={level: c.to_dict() for level, c in fit.calibration.items()},
-        subclass_recalibration=ref.temperature.to_dict(),
-        data_sha256=data_checksums(species, data_dir, mirror),
-        settings=DEFAULT_SETTINGS[species].describe(),
-        lab={
-            **fit.details,
-            "shift": model.shift.to_dict(),
-            "most_shifted": model.shift.largest(built.default_training_cells),
-            "not_interneuron": built.detector.source if built.detector else None,
-        },
+    cells = built.default_training_cells
+    provenance = Provenance(data_sha256=data_checksums(species, data_dir, mirror))
+    card = hierarchical_card(
+        model, ref.taxonomy, species, len(cells), provenance, DEFAULT_SETTINGS[species].describe(),
+        ref.temperature,
     )  # fmt: skip
-    card.classes = list(tax.subclasses)
-    in_lab_terms = model.shift.to_lab(built.default_training_cells)
-    trust = fit_training_summary(
-        in_lab_terms, built.features, species, other_species_cells(species, data_dir, mirror),
-        weights=novelty_weights(model, built.features),
+    card.lab = LabCard(
+        details=fit.details, shift=model.shift.to_dict(),
+        most_shifted=model.shift.largest(cells),
+        not_interneuron=built.detector.source if built.detector else None,
     )  # fmt: skip
-    if ref.top_probability is not None:
-        trust.with_novel_flag(built.default_training_cells["donor"].to_numpy(), ref.top_probability)
-    trust.interneuron = built.detector
-    trust.batch_shift = BatchShift.fit(
-        in_lab_terms,
-        built.features,
-        built.default_training_cells["donor"].to_numpy(),
-        built.default_training_cells[DEFAULT_LABEL[species]].to_numpy(),
-    )
-    with new_model_dir(out) as folder:  # the directory appears only when complete
-        write_model(folder, model, card)
-        save_trust(folder, trust)
-    return out
+    in_lab_terms = model.shift.to_lab(cells)
+    trust = fit_trust(
+        in_lab_terms, species, built.features, ref.calibrated,
+        other=other_species_cells(species, data_dir, mirror),
+        weights=novelty_weights(model, built.features), interneuron=built.detector,
+        shift_label=DEFAULT_LABEL[species],
+    )  # fmt: skip
+    trust.conformal = dict(fit.calibration)  # the lab's own sets (recalibrated with labels)
+    return save_trained(out, model, card, trust)
 
 
 def is_lab_model(card) -> bool:
     """True for a directory written by `adapt`."""
-    return card.kind == "reference" and "lab" in card.extra
+    return card.kind == HIERARCHICAL and card.lab is not None
 
 
 def label_column(lab: pd.DataFrame, labels: pd.DataFrame | None) -> pd.Series | None:

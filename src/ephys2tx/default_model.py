@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .datasets.cells import (
@@ -39,7 +38,7 @@ from .errors import Ephys2txError
 from .evaluation.hierarchy import HierarchyEvaluation, evaluate_hierarchy, t_type_confusion
 from .evaluation.splits import DonorKFold, donor_kfold
 from .files import atomic_write, atomic_write_text
-from .models.bundle import ModelCard, card_for, load_model, new_model_dir, read_card, write_model
+from .models.bundle import ModelCard, Provenance, load_model, read_card
 from .models.hierarchy import (
     CONDITION_FEATURE,
     HierarchicalClassifier,
@@ -49,14 +48,13 @@ from .models.hierarchy import (
     model_inputs,
     novelty_weights,
 )
-from .models.mapping import card_features
+from .models.mapping import card_features, hierarchical_card
 from .models.members import boosting, forest, logistic, slow_boosting, small_tree_boosting, svc
-from .models.trusted import CALIBRATION_FOLDS, check_trainable, fit_training_summary, save_trust
+from .models.trusted import CALIBRATION_FOLDS, check_trainable, fit_trust, load_trust, save_trained
 from .report.hierarchy_figures import t_type_confusion_png, t_type_f1_png
 from .threads import limit
-from .trust.conformal import MondrianConformal
-from .trust.interneuron import BatchShift, m1_detector
-from .trust.temperature import Temperature
+from .trust.calibrate import Calibration
+from .trust.interneuron import m1_detector
 from .version import __version__
 
 CACHE_FOLDER = "default-models"
@@ -70,8 +68,9 @@ MIN_SUBSET_FEATURES = 3
 SUBSET_RELATIVE_COVERAGE = 0.5
 # Bumped when what a cached model holds changes (2: the subclass temperature; 3: skops
 # files, see models/bundle.py; 4: the `not_interneuron` detector and the `lab_shift` null;
-# 5: t-type names stripped of surrounding spaces), so older caches are retrained.
-CACHE_FORMAT = 5
+# 5: t-type names stripped of surrounding spaces; 6: the typed card and per-level
+# calibration.json, model-directory format 3), so older caches are retrained.
+CACHE_FORMAT = 6
 # The folders of the data directory each species' cell table is built from.
 # (The mouse model also reads the pinned M1 cells of Scala et al. 2021 for its
 # `not_interneuron` detector; they are not training cells, so they stay out of the key.)
@@ -185,30 +184,19 @@ def train_default_model(
     with limit() as threads:
         n_jobs = threads if n_jobs is None or n_jobs < 1 else min(n_jobs, threads)
         fit = fit_hierarchy(cells, species, features, cv, settings, seed, n_jobs, homology=links)
-    taxonomy = fit.taxonomy
-    card = card_for(
+    provenance = Provenance(seed=seed, data_sha256=data_checksums(species, data_dir, mirror))
+    card = hierarchical_card(
         fit.model,
-        "reference",
+        fit.taxonomy,
         species,
-        DEFAULT_LABEL[species],
         len(cells),
-        seed=seed,
-        settings=settings.describe(),
-        taxonomy=taxonomy.to_dict(),
-        leaves=taxonomy.leaves,
-        conformal={level: c.to_dict() for level, c in fit.calibration.items()},
-        # a record of what the model applies (its `subclass_temperature`), for readers
-        subclass_recalibration=fit.temperature.to_dict(),
-        data_sha256=data_checksums(species, data_dir, mirror),
-        oof_macro_f1=fit.oof_macro_f1,
-        oof_folds=f"{CALIBRATION_FOLDS} donor-grouped folds, seed {seed}",
-        subset=len(features) < len(default),
+        provenance,
+        settings.describe(),
+        fit.temperature,
     )
-    if (
-        fit.top_probability is not None
-    ):  # what `adapt` needs to reuse this fit (`fit_from_model_dir`)
-        card.extra["oof_top_probability"] = [round(float(p), 6) for p in fit.top_probability]
-    card.classes = list(taxonomy.subclasses)
+    card.hierarchy.oof_macro_f1 = fit.oof_macro_f1
+    card.hierarchy.oof_folds = f"{CALIBRATION_FOLDS} donor-grouped folds, seed {seed}"
+    card.hierarchy.subset = len(features) < len(default)
     return fit, card
 
 
@@ -226,54 +214,40 @@ def fit_default_model_on(
 
 def fit_from_model_dir(model_dir: Path, n_cells: int, seed: int = 0) -> HierarchyFit | None:
     """A cached default model directory as the `HierarchyFit` it was saved from (model,
-    taxonomy, calibration, temperature, out-of-fold top probabilities), or None when it
-    lacks any of them (a cache written before they were stored), or was fitted with another
-    seed or on another number of cells than `n_cells`: then the caller fits one itself."""
+    taxonomy, per-level calibration, temperature, out-of-fold top probabilities), or None
+    when it lacks any of them, or was fitted with another seed or on another number of
+    cells than `n_cells`: then the caller fits one itself."""
     model, card = load_model(model_dir)
-    extra = card.extra
-    needed = ("taxonomy", "conformal", "subclass_recalibration", "oof_top_probability")
-    if any(key not in extra for key in needed) or card.n_train_cells != n_cells:
+    tree = card.hierarchy
+    if tree is None or card.n_train_cells != n_cells or card.provenance.seed != seed:
         return None
-    if extra.get("seed") != seed:
+    levels = {"subclass": list(model.subclasses_), "t_type": list(model.taxonomy.leaves)}
+    trust = load_trust(model_dir, levels)
+    top = trust.top_probability
+    if not trust.calibrated or top is None or len(top) != n_cells:
         return None
-    top = np.asarray(extra["oof_top_probability"], float)
-    if len(top) != n_cells:
-        return None
-    return HierarchyFit(
-        model=model,
-        taxonomy=Taxonomy.from_dict(extra["taxonomy"]),
-        features=list(card.features),
-        calibration={k: MondrianConformal.from_dict(v) for k, v in extra["conformal"].items()},
-        temperature=Temperature(float(extra["subclass_recalibration"]["temperature"])),
-        top_probability=top,
-        oof_macro_f1=extra.get("oof_macro_f1"),
-    )
+    calibrated = Calibration(trust.conformal, trust.temperature, top, {})
+    taxonomy = Taxonomy.from_dict(tree.taxonomy)
+    return HierarchyFit(model, taxonomy, list(card.features), calibrated, tree.oof_macro_f1)
 
 
 def save_default_model(
     model_dir: Path, fit: HierarchyFit, card: ModelCard, cells: pd.DataFrame, seed: int = 0,
     data_dir=None, mirror=None,
 ) -> Path:  # fmt: skip
-    """Write the model and what `predict` needs for flags and novelty (as for every model);
-    the directory appears only when complete."""
+    """Fit the default model's trust (as for every model, plus the `not_interneuron` detector
+    and the batch-wide `lab_shift` null) and save it with the model; the directory appears
+    only when complete."""
     features = card_features(card)
     other = other_species_cells(card.species, data_dir, mirror)
-    weights = novelty_weights(fit.model, features)
     with limit():
-        reference = fit_training_summary(
-            cells, features, card.species, other, seed, weights=weights
-        )
-    if fit.top_probability is not None:  # the combined `novel` flag, as for every model
-        reference.with_novel_flag(cells["donor"].to_numpy(), fit.top_probability)
-    # `not_interneuron` (mouse: M1's excitatory cells) and the batch-wide `lab_shift`
-    reference.interneuron = m1_detector(card.species, features, cells, data_dir, mirror, seed=seed)
-    reference.batch_shift = BatchShift.fit(
-        cells, features, cells["donor"].to_numpy(), cells[card.label].to_numpy()
-    )
-    with new_model_dir(model_dir) as folder:
-        write_model(folder, fit.model, card)
-        save_trust(folder, reference)
-    return Path(model_dir)
+        trust = fit_trust(
+            cells, card.species, features, fit.calibrated, other=other, seed=seed,
+            weights=novelty_weights(fit.model, features),
+            interneuron=m1_detector(card.species, features, cells, data_dir, mirror, seed=seed),
+            shift_label=card.label, folds=CALIBRATION_FOLDS,
+        )  # fmt: skip
+    return save_trained(model_dir, fit.model, card, trust)
 
 
 def cached_default_model(
@@ -391,9 +365,9 @@ def default_inputs(species: str, data_dir=None, mirror=None) -> dict[str, float]
 def measured_inputs(table: pd.DataFrame, inputs: dict[str, float]) -> list[str]:
     """The model inputs a cell table has. A feature counts when the table measures it in at
     least SUBSET_RELATIVE_COVERAGE of the share of training cells that do (at least half
-    the cells for a feature every reference cell has; a quarter for one half of them have):
+    the cells for a feature every training cell has; a quarter for one half of them have):
     a column that is there but mostly empty counts as absent, while a batch that misses a
-    feature about as often as the reference does keeps it."""
+    feature about as often as the training cells do keeps it."""
     X = model_inputs(table, list(inputs))
     return [
         f for f, share in inputs.items()
@@ -404,7 +378,11 @@ def measured_inputs(table: pd.DataFrame, inputs: dict[str, float]) -> list[str]:
 def subset_for_table(species: str, table: pd.DataFrame, data_dir=None, mirror=None):
     """The features a subset model should use for `table`, or None when the table has all of
     the default model's inputs (then the default model is used)."""
-    inputs = default_inputs(species, data_dir, mirror)
+    return subset_of_inputs(species, table, default_inputs(species, data_dir, mirror))
+
+
+def subset_of_inputs(species: str, table: pd.DataFrame, inputs: dict[str, float]):
+    """As `subset_for_table`, given the default model's `inputs` (`default_inputs`)."""
     had = measured_inputs(table, inputs)
     if len(had) == len(inputs):
         return None
@@ -430,20 +408,33 @@ def default_model_for_table(
 ) -> Path:
     """The default model for a cell table: the default one when the table measures all its
     inputs, else one trained on exactly the inputs it measures (cached per feature set, not
-    the default with the rest left NaN). Says which, with the subset's own out-of-fold
-    macro-F1 on the training cells."""
-    subset = subset_for_table(species, table, data_dir, mirror)
+    the default with the rest left NaN)."""
+    inputs = default_inputs(species, data_dir, mirror)
+    subset = subset_of_inputs(species, table, inputs)
+    return default_model_for_subset(species, subset, inputs, data_dir, mirror, say, n_jobs)
+
+
+def default_model_for_subset(
+    species: str,
+    subset: list[str] | None,
+    inputs: dict[str, float],
+    data_dir=None,
+    mirror=None,
+    say: Callable[[str], None] = print,
+    n_jobs: int | None = None,
+) -> Path:
+    """The cached default model on `subset` of its `inputs` (None: all of them). Says which,
+    with the subset's own out-of-fold macro-F1 on the training cells."""
     target = cached_default_model(species, data_dir, mirror, say, n_jobs, features=subset)
     if subset is not None:
         card = read_card(target)
-        n_all = len(default_inputs(species, data_dir, mirror))
-        f1 = card.extra.get("oof_macro_f1")
+        f1 = card.hierarchy.oof_macro_f1
         score = f"{f1:.3f}" if isinstance(f1, float) else "not recorded"
         say(
-            f"the cells measure {len(subset)} of the {species} default model's {n_all} "
+            f"the cells measure {len(subset)} of the {species} default model's {len(inputs)} "
             f"features: predicting with the model trained on those {len(subset)} (out-of-fold "
             f"subclass macro-F1 {score} on {card.n_train_cells} training cells, "
-            f"{card.extra.get('oof_folds', 'donor-grouped folds')})"
+            f"{card.hierarchy.oof_folds or 'donor-grouped folds'})"
         )
     return target
 

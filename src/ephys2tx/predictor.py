@@ -7,7 +7,7 @@ table = model.predict(ex.read_cells("cells.csv"), alpha=0.1)   # what `predict` 
 ```
 
 `Predictor` serves both kinds of model directory the same way: a flat classifier written by
-`train rf|bilstm|transfer`, and the hierarchical subclass → t-type model (`train reference`,
+`train rf|bilstm|transfer`, and the hierarchical subclass → t-type model (`train hierarchical`,
 the cached default model). The CLI only parses options, prints and writes files.
 """
 
@@ -45,7 +45,7 @@ class PredictionRun:
     missing: list[str]
     calibrated: bool
     mapping: dict | None = None
-    # the `lab_shift` line when the batch differs from the reference more than its donors
+    # the `lab_shift` line when the batch differs from the training cells more than their donors do
     batch_note: str | None = None
 
     def missing_note(self) -> str | None:
@@ -91,7 +91,7 @@ class Predictor:
     "flat" (one level)."""
 
     def __init__(self, model_dir: str | Path, default: DefaultModel | None = None):
-        from .models.bundle import META_FILE, read_card
+        from .models.bundle import HIERARCHICAL, META_FILE, read_card
 
         self.model_dir = Path(model_dir)
         if not (self.model_dir / META_FILE).is_file():
@@ -100,7 +100,7 @@ class Predictor:
                 "written by `ephys2tx train`, or a species (human, mouse) for the default model"
             )
         self.card = read_card(self.model_dir)
-        self.kind = "hierarchical" if self.card.kind == "reference" else "flat"
+        self.kind = "hierarchical" if self.card.kind == HIERARCHICAL else "flat"
         self.default = default
         self._loaded = None
         self._subsets: dict[Path, Predictor] = {}
@@ -133,11 +133,11 @@ class Predictor:
         """What the flags and novelty compare a cell with (the training cells' ranges,
         families and neighbours), or None for a model saved without it."""
         model = self._model()
-        return model.reference if self.kind == "flat" else model[1]
+        return model.summary if self.kind == "flat" else model[1].summary
 
     def _model(self):
         """The fitted parts, read on first use (a flat model: a `TrustedModel`; a
-        hierarchical one: estimator and stored training summary)."""
+        hierarchical one: estimator and stored trust)."""
         if self._loaded is None:
             if self.kind == "flat":
                 from .models.trusted import TrustedModel
@@ -145,10 +145,14 @@ class Predictor:
                 self._loaded = TrustedModel.load(self.model_dir)
             else:
                 from .models.bundle import load_model as load_estimator
-                from .models.trusted import load_training_summary
+                from .models.trusted import load_trust
 
                 estimator, self.card = load_estimator(self.model_dir)
-                self._loaded = (estimator, load_training_summary(self.model_dir))
+                classes = {
+                    "subclass": [str(c) for c in estimator.subclasses_],
+                    "t_type": [str(c) for c in estimator.taxonomy.leaves],
+                }
+                self._loaded = (estimator, load_trust(self.model_dir, classes))
         return self._loaded
 
     def for_cells(self, cells: pd.DataFrame) -> Predictor:
@@ -157,14 +161,14 @@ class Predictor:
         features they measure (cached per feature set; not the rest left NaN)."""
         if self.default is None:
             return self
-        from .default_model import default_inputs, default_model_for_table, subset_for_table
+        from .default_model import default_inputs, default_model_for_subset, subset_of_inputs
 
         d = self.default
-        subset = subset_for_table(d.species, cells, d.data_dir, d.mirror)
-        wanted = subset if subset is not None else default_inputs(d.species, d.data_dir, d.mirror)
-        if set(wanted) == set(self.card.features):
+        inputs = default_inputs(d.species, d.data_dir, d.mirror)
+        subset = subset_of_inputs(d.species, cells, inputs)
+        if set(subset if subset is not None else inputs) == set(self.card.features):
             return self
-        target = default_model_for_table(d.species, cells, d.data_dir, d.mirror, say=d.say)
+        target = default_model_for_subset(d.species, subset, inputs, d.data_dir, d.mirror, d.say)
         if target not in self._subsets:
             self._subsets[target] = Predictor(target, d)
         return self._subsets[target]
@@ -178,8 +182,8 @@ class Predictor:
             model = self._model()
             table, missing = model.predict_table(cells, alpha)
             note = None
-            if model.reference is not None:
-                note = model.reference.batch_note(cells, table["predicted"].to_numpy())
+            if model.summary is not None:
+                note = model.summary.batch_note(cells, table["predicted"].to_numpy())
             return PredictionRun(table, missing, model.conformal is not None, batch_note=note)
         return self._run_hierarchical(cells, alpha)
 
@@ -189,23 +193,23 @@ class Predictor:
         from .models.trusted import trust_table
         from .threads import predicting
 
-        estimator, reference = self._model()
+        estimator, trust = self._model()
         with predicting():  # the thread policy, loops in order (threads.py)
-            mapping = predict_mapping(estimator, self.card, cells, alpha)
+            mapping = predict_mapping(estimator, self.card, cells, alpha, trust.conformal)
         _, missing = align_features(cells, card_features(self.card))
         table = mapping.table
         proba = table[[f"p_{c}" for c in self.classes]].to_numpy()
         sets = [split_joined(s, SET_SEPARATOR) for s in table["subclass_set"]]
         calibrated = bool(table["subclass_set"].astype(bool).any())
-        trust = trust_table(
-            cells, proba, self.classes, sets if calibrated else None, reference,
+        columns = trust_table(
+            cells, proba, self.classes, sets if calibrated else None, trust.summary,
             predicted=table["predicted"].to_numpy(),  # the model's call, ties as it broke them
         )  # fmt: skip
         at = table.columns.get_loc(f"p_{self.classes[-1]}") + 1
-        table = pd.concat([table.iloc[:, :at], trust, table.iloc[:, at:]], axis=1)
+        table = pd.concat([table.iloc[:, :at], columns, table.iloc[:, at:]], axis=1)
         note = None
-        if reference is not None:
-            note = reference.batch_note(cells, table["subclass"].to_numpy())
+        if trust.summary is not None:
+            note = trust.summary.batch_note(cells, table["subclass"].to_numpy())
         return PredictionRun(table, missing, calibrated, mapping.json, note)
 
     def predict(self, cells: pd.DataFrame, alpha: float = 0.1) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import pandas as pd
 from ephys2tx.datasets.cells import usable_features
 from ephys2tx.datasets.labels import DEFAULT_LABEL
 from ephys2tx.evaluation.splits import donor_kfold
-from ephys2tx.models.bundle import card_for, save_model
+from ephys2tx.models.bundle import Provenance, card_for
 from ephys2tx.models.hierarchy import HierarchySettings
 from ephys2tx.models.members import forest
 
@@ -36,14 +36,14 @@ def subset(cells: pd.DataFrame, label: str, per_class: int) -> pd.DataFrame:
 
 def _store(out: Path, make, cells: pd.DataFrame, label: str, species: str, kind: str,
            features: list[str] | None) -> Path:  # fmt: skip
-    from ephys2tx.models.trusted import store_trust
+    from ephys2tx.models.trusted import fit_flat_trust, save_trained
 
     model = make()
     model.fit(cells[features] if features is not None else cells, cells[label].to_numpy())
-    save_model(out, model, card_for(model, kind, species, label, len(cells), seed=0))
-    store_trust(out, make(), model, cells, label, species, features, None,
-                donor_kfold(CALIBRATION_FOLDS, 0), 0)  # fmt: skip
-    return out
+    card = card_for(model, kind, species, label, len(cells), Provenance(seed=0))
+    cv = donor_kfold(CALIBRATION_FOLDS, 0)
+    trust = fit_flat_trust(make(), model, cells, label, species, features, cv=cv, seed=0)
+    return save_trained(out, model, card, trust)
 
 
 def train_forest(out: Path, cells: pd.DataFrame, species: str) -> Path:
@@ -78,17 +78,14 @@ def train_default_model(out: Path, cells: pd.DataFrame, species: str) -> Path:
     from ephys2tx.default_model import novelty_weights
     from ephys2tx.default_model import train_default_model as fit
     from ephys2tx.models.mapping import card_features
-    from ephys2tx.models.trusted import fit_training_summary, save_trust
+    from ephys2tx.models.trusted import fit_trust, save_trained
 
     train = subset(cells, DEFAULT_LABEL[species], 70)
     result, card = fit(species, train, settings=LIGHT_REFERENCE, n_jobs=1)
-    save_model(out, result.model, card)
     features = card_features(card)
     weights = novelty_weights(result.model, features)
-    trust = fit_training_summary(train, features, species, None, 0, weights=weights)
-    trust.with_novel_flag(train["donor"].to_numpy(), result.top_probability)
-    save_trust(out, trust)
-    return out
+    trust = fit_trust(train, species, features, result.calibrated, weights=weights)
+    return save_trained(out, result.model, card, trust)
 
 
 def taxonomy_parent(model_dir: Path) -> dict[str, str] | None:
@@ -96,7 +93,7 @@ def taxonomy_parent(model_dir: Path) -> dict[str, str] | None:
     from ephys2tx.models.bundle import read_card
 
     card = read_card(model_dir)
-    return card.extra["taxonomy"]["parent"] if card.kind == "reference" else None
+    return card.hierarchy.taxonomy["parent"] if card.hierarchy is not None else None
 
 
 @functools.cache

@@ -20,7 +20,7 @@ def default_training_cells(card: ModelCard) -> pd.DataFrame | None:
     Stopgap until the model directory carries its own training cells: models trained with
     --exclude-ids get their excluded cells back here, and synthetic models get none.
     """
-    if card.extra.get("synthetic"):
+    if card.provenance.synthetic:
         return None
     try:
         cells, _ = training_cells(card.species, card.label)

@@ -17,7 +17,6 @@ from ..datasets.cells import (
 )
 from ..evaluation.splits import donor_kfold
 from ..models.trusted import CALIBRATION_FOLDS
-from ..models.trusted import store_trust as fit_and_store
 from .common import (
     AllowUnknownIds,
     Calibrate,
@@ -146,34 +145,6 @@ def train_hierarchical(
     )
 
 
-def store_trust(
-    out: Path,
-    estimator,
-    model,
-    cells: pd.DataFrame,
-    label: str,
-    species: str,
-    features: list[str] | None,
-    calibrate: bool = True,
-    seed: int = 0,
-    data_dir: Path | None = None,
-    mirror: str | None = None,
-) -> None:
-    """`models.trusted.store_trust` for `train`, with the other species' public cells and a
-    line saying what was stored."""
-    other = other_species_cells(species, data_dir, mirror)
-    cv = donor_kfold(CALIBRATION_FOLDS, seed) if calibrate else None
-    with console.status(f"storing trust: {CALIBRATION_FOLDS if calibrate else 0} calibration fits"):
-        calibration = fit_and_store(
-            out, estimator, model, cells, label, species, features, other, cv, seed
-        )
-    if calibration is not None:
-        console.print(
-            f"calibration stored: {len(calibration[0].scores)} out-of-fold scores, "
-            f"temperature {calibration[1].temperature:.2f}"
-        )
-
-
 def train_and_store(
     out: Path,
     make: Callable[[], object],
@@ -188,26 +159,36 @@ def train_and_store(
     data_dir: Path | None,
     mirror: str | None,
     doing: str,
-    **card_fields,
+    **network,
 ) -> None:
-    """What every `train` command does: refuse a training set too small to calibrate, fit
-    `make()` on `cells` (the `features` columns, or the whole table for networks), and save
-    it with its card and its trust; the directory appears only when all is written."""
-    from ..models.bundle import card_for, new_model_dir, write_model
-    from ..models.trusted import check_trainable
+    """What every flat `train` command does: refuse a training set too small to calibrate,
+    fit `make()` on `cells` (the `features` columns, or the whole table for networks), fit
+    its trust (`fit_flat_trust`, with the other species' public cells) and save all three;
+    the directory appears only when all is written. `network`: what a network's card adds
+    (`bundle.NetworkCard`)."""
+    from ..models.bundle import Provenance, card_for
+    from ..models.trusted import check_trainable, fit_flat_trust, save_trained
     from ..threads import limit
 
     check_trainable(cells, label, calibrate)
     model = make()
     with console.status(doing), limit():
         model.fit(cells[features] if features is not None else cells, cells[label].to_numpy())
-    card = card_for(model, kind, species, label, len(cells), seed=seed, **card_fields)
-    with new_model_dir(out) as folder:
-        write_model(folder, model, card)
-        store_trust(
-            folder, make(), model, cells, label, species, features, calibrate, seed, data_dir,
-            mirror,
-        )  # fmt: skip
+    card = card_for(model, kind, species, label, len(cells), Provenance(seed=seed), **network)
+    other = other_species_cells(species, data_dir, mirror)
+    cv = donor_kfold(CALIBRATION_FOLDS, seed) if calibrate else None
+    with console.status(f"storing trust: {CALIBRATION_FOLDS if calibrate else 0} calibration fits"):
+        with limit():
+            trust = fit_flat_trust(
+                make(), model, cells, label, species, features, other=other, cv=cv, seed=seed
+            )
+    save_trained(out, model, card, trust)
+    if trust.calibrated:
+        (conformal,) = trust.conformal.values()
+        console.print(
+            f"calibration stored: {len(conformal.scores)} out-of-fold scores, "
+            f"temperature {trust.temperature.temperature:.2f}"
+        )
     console.print(f"saved {kind} model ({len(card.features)} features) to {out}")
 
 

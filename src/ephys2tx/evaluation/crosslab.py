@@ -36,7 +36,6 @@ from sklearn.svm import SVC
 
 from ..datasets.labels import DEFAULT_LABEL
 from ..errors import Ephys2txError
-from ..models.bundle import card_for
 from ..models.ensemble import seeded
 from ..models.forest import make_forest
 from ..models.hierarchy import HierarchyFit, novelty_weights
@@ -49,7 +48,7 @@ from ..models.lab import (
     fit_lab_model,
     own_columns,
 )
-from ..models.mapping import predict_mapping
+from ..models.mapping import hierarchical_card, predict_mapping
 from ..models.members import slow_boosting
 from ..models.trusted import fit_training_summary, trust_table
 from ..schema import FLAG_SEPARATOR, SET_SEPARATOR, split_joined
@@ -161,12 +160,8 @@ def _calls(
 ) -> pd.DataFrame:
     """The mapping table of `cells` under `model` with `calibration` (per level)."""
     tax = fit.taxonomy
-    card = card_for(
-        model, "reference", species, DEFAULT_LABEL[species], 0, taxonomy=tax.to_dict(),
-        conformal={level: c.to_dict() for level, c in calibration.items()},
-    )  # fmt: skip
-    card.classes = list(tax.subclasses)
-    return predict_mapping(model, card, cells, alpha).table
+    card = hierarchical_card(model, tax, species, 0)
+    return predict_mapping(model, card, cells, alpha, calibration).table
 
 
 def _trust(
@@ -285,129 +280,163 @@ def crosslab_benchmark(
     ceiling_models: tuple = CEILING_MODELS,
 ) -> CrossLabResult:
     """Every row on `lab` (a cell table with `cell_class`, `label5`, `t_type`, `donor`),
-    given the training cells and the reference fitted on the lab's features (`fit`)."""
+    given the training cells and the default model fitted on the lab's features (`fit`)."""
     start = time.perf_counter()
-    features = list(fit.features)
-    classes = list(fit.taxonomy.subclasses)
-    known = set(fit.taxonomy.t_types)
-    label = DEFAULT_LABEL[species]
-    ref_y = reference[label].to_numpy(dtype=object)
-    weights = novelty_weights(fit.model, features)
-    lab = lab.reset_index(drop=True)
-    folds = mouse_folds(lab["donor"], MOUSE_FOLDS, seed)
-    # the detector: per fold of mice, fitted on the other mice (and the training cells)
-    score = np.full(len(lab), np.nan)
-    for k in range(MOUSE_FOLDS):
-        test = folds == k
-        det = m1_detector(
-            species, features, reference, exclude_donors=set(lab.loc[test, "donor"]), seed=seed,
-            m1=lab,
-        )  # fmt: skip
-        if det is not None:
-            score[test] = det.score(lab[test])
-    excitatory = np.nan_to_num(score) > 0.5
-    say(f"detector (held-out mice): {excitatory.sum()} of {len(lab)} cells flagged")
-    rows, cells_out = [], {}
-    notes = {"features": features, "n_excitatory": int((lab["cell_class"] == "excitatory").sum())}
+    bench = _Bench(reference, fit, lab.reset_index(drop=True), species, other, alpha, seed, say)
+    bench.row_a()
+    selection, candidates = bench.row_b()
+    bench.rows_c(fractions, draws)
+    bench.rows_d(draws, n_jobs, ceiling_models)
+    bench.notes["seconds"] = round(time.perf_counter() - start, 1)
+    return CrossLabResult(pd.DataFrame(bench.rows), selection, candidates, bench.cells, bench.notes)
 
-    def record(row: str, draw: int, calls: pd.DataFrame, cells: pd.DataFrame, idx) -> None:
-        figures = score_calls(calls, cells, classes, known, score[idx])
-        rows.append({"row": row, "draw": draw, **figures})
-        say(
+
+class _Bench:
+    """What every row shares: the lab's cells, their folds of mice, the detector's held-out
+    scores, the default model's fit, and the rows recorded so far."""
+
+    def __init__(self, reference, fit, lab, species, other, alpha, seed, say):
+        self.reference, self.fit, self.lab, self.species = reference, fit, lab, species
+        self.other, self.alpha, self.seed, self.say = other, alpha, seed, say
+        self.features = list(fit.features)
+        self.classes = list(fit.taxonomy.subclasses)
+        self.known = set(fit.taxonomy.t_types)
+        self.label = DEFAULT_LABEL[species]
+        self.weights = novelty_weights(fit.model, self.features)
+        self.folds = mouse_folds(lab["donor"], MOUSE_FOLDS, seed)
+        self.gaba = (lab["cell_class"] == "gabaergic").to_numpy()
+        self.everyone = np.arange(len(lab))
+        self.score = self._detector_scores()
+        self.excitatory = np.nan_to_num(self.score) > 0.5
+        say(f"detector (held-out mice): {self.excitatory.sum()} of {len(lab)} cells flagged")
+        n_excitatory = int((lab["cell_class"] == "excitatory").sum())
+        self.rows: list[dict] = []
+        self.cells: dict[str, pd.DataFrame] = {}
+        self.notes: dict = {"features": self.features, "n_excitatory": n_excitatory}
+
+    def _detector_scores(self) -> np.ndarray:
+        """The `not_interneuron` score, per fold of mice fitted on the other mice's cells."""
+        lab, score = self.lab, np.full(len(self.lab), np.nan)
+        for k in range(MOUSE_FOLDS):
+            test = self.folds == k
+            det = m1_detector(
+                self.species, self.features, self.reference,
+                exclude_donors=set(lab.loc[test, "donor"]), seed=self.seed, m1=lab,
+            )  # fmt: skip
+            if det is not None:
+                score[test] = det.score(lab[test])
+        return score
+
+    def record(self, row: str, draw: int, calls: pd.DataFrame, cells: pd.DataFrame, idx) -> None:
+        figures = score_calls(calls, cells, self.classes, self.known, self.score[idx])
+        self.rows.append({"row": row, "draw": draw, **figures})
+        self.say(
             f"{row} draw {draw}: macro-F1 {figures['macro_f1']:.3f}, accuracy "
             f"{figures['accuracy']:.3f}, coverage {figures.get('coverage', float('nan')):.3f}"
         )
 
-    everyone = np.arange(len(lab))
-    # (a) the reference as it is
-    identity = FeatureShift.identity(features)
-    calls = _calls(fit.model, fit, fit.calibration, lab, alpha, species)
-    calls, notes["lab_shift_a"] = _trust(
-        calls, lab, identity, fit, reference, features, species, other, excitatory, weights
-    )
-    record("a", 0, calls, lab, everyone)
-    cells_out["a"] = calls
-    # (b) without labels: every method on all cells, then the nested choice per fold
-    gaba = (lab["cell_class"] == "gabaergic").to_numpy()
-    per_method, candidates = {}, {}
-    for method in ALIGN_METHODS:
-        shift = align_unlabelled(
-            lambda c: fit.model.predict_proba_levels(c.reindex(columns=features))[
-                "subclass"
-            ].to_numpy(),
-            lab, reference, ref_y, classes, features, ~excitatory, method,
+    def _trusted_calls(self, model, calibration, cells, shift, excitatory):
+        """A model's calls on `cells` with the trust columns; and the batch's lab_shift line."""
+        calls = _calls(model, self.fit, calibration, cells, self.alpha, self.species)
+        return _trust(
+            calls, cells, shift, self.fit, self.reference, self.features, self.species,
+            self.other, excitatory, self.weights,
         )  # fmt: skip
-        model = LabModel(fit.model, shift)
-        calls = _calls(model, fit, fit.calibration, lab, alpha, species)
-        calls, line = _trust(
-            calls, lab, shift, fit, reference, features, species, other, excitatory, weights
+
+    def row_a(self) -> None:
+        """(a) the default model as it is."""
+        identity = FeatureShift.identity(self.features)
+        calls, self.notes["lab_shift_a"] = self._trusted_calls(
+            self.fit.model, self.fit.calibration, self.lab, identity, self.excitatory
         )
-        per_method[method] = (calls, line, shift)
-        candidates[method] = score_calls(calls, lab, classes, known, score)
-    selection, assembled = {}, []
-    for k in range(MOUSE_FOLDS):
-        inner = gaba & (folds != k)
-        best = max(
-            ALIGN_METHODS,
-            key=lambda m: f1_score(
-                lab["label5"].to_numpy(dtype=object)[inner].astype(str),
-                per_method[m][0]["subclass"].to_numpy(dtype=object)[inner].astype(str),
-                average="macro",
-            ),
+        self.record("a", 0, calls, self.lab, self.everyone)
+        self.cells["a"] = calls
+
+    def row_b(self) -> tuple[dict, dict]:
+        """(b) without labels: every method on all cells, then the nested choice per fold of
+        mice by the other folds' cells. Returns the choice and each method's figures."""
+        lab, fit, features = self.lab, self.fit, self.features
+        ref_y = self.reference[self.label].to_numpy(dtype=object)
+        per_method, candidates = {}, {}
+        for method in ALIGN_METHODS:
+            shift = align_unlabelled(
+                lambda c: fit.model.predict_proba_levels(c.reindex(columns=features))[
+                    "subclass"
+                ].to_numpy(),
+                lab, self.reference, ref_y, self.classes, features, ~self.excitatory, method,
+            )  # fmt: skip
+            model = LabModel(fit.model, shift)
+            per_method[method] = (
+                *self._trusted_calls(model, fit.calibration, lab, shift, self.excitatory),
+                shift,
+            )
+            candidates[method] = score_calls(
+                per_method[method][0], lab, self.classes, self.known, self.score
+            )
+        truth = lab["label5"].to_numpy(dtype=object).astype(str)
+        selection, assembled = {}, []
+        for k in range(MOUSE_FOLDS):
+            inner = self.gaba & (self.folds != k)
+
+            def inner_f1(method: str, inner=inner) -> float:
+                called = per_method[method][0]["subclass"].to_numpy(dtype=object).astype(str)
+                return f1_score(truth[inner], called[inner], average="macro")
+
+            selection[k] = max(ALIGN_METHODS, key=inner_f1)
+            assembled.append(per_method[selection[k]][0][self.folds == k])
+        calls_b = pd.concat(assembled).loc[self.everyone]
+        self.notes["lab_shift_b"] = {m: per_method[m][1] for m in ALIGN_METHODS}
+        self.notes["shift_b"] = {m: per_method[m][2].to_dict() for m in ALIGN_METHODS}
+        self.record("b", 0, calls_b, lab, self.everyone)
+        self.cells["b"] = calls_b
+        return selection, candidates
+
+    def rows_c(self, fractions: tuple[float, ...], draws: int) -> None:
+        """(c) labelled cells of a share of the mice, scored on the other mice, per draw."""
+        lab, label = self.lab, self.label
+        gaba_mice = np.array(sorted(lab.loc[self.gaba, "donor"].astype(str).unique()))
+        for share in fractions:
+            for draw in range(draws):
+                rng = np.random.default_rng(self.seed + 100 * draw + int(share * 1000))
+                n = max(1, int(round(share * len(gaba_mice))))
+                chosen = set(rng.choice(gaba_mice, n, replace=False))
+                taken = lab["donor"].astype(str).isin(chosen).to_numpy()
+                labels = lab[label].where(self.gaba & taken)
+                lab_fit = fit_lab_model(
+                    self.fit.model, self.fit.calibration, self.reference, label, lab, labels,
+                    lab["donor"], ~self.excitatory, seed=self.seed,
+                )  # fmt: skip
+                rest = np.flatnonzero(~taken)
+                scored = lab.iloc[rest].reset_index(drop=True)
+                calls, _ = self._trusted_calls(
+                    lab_fit.model, lab_fit.calibration, scored, lab_fit.model.shift,
+                    self.excitatory[rest],
+                )  # fmt: skip
+                self.record(f"c{int(round(share * 100))}", draw, calls, scored, rest)
+                for key in ("lab_weight", "reference_mix", "subclass_model"):
+                    self.rows[-1][key] = lab_fit.details[key]
+
+    def rows_d(self, draws: int, n_jobs: int, ceiling_models: tuple) -> None:
+        """(d) the in-domain ceilings: the lab alone, folds grouped by mouse, nested choice;
+        on the shared features (`d`) and on all of the lab's own columns (`d-all`)."""
+        g = self.lab[self.gaba].reset_index(drop=True)
+        own = own_columns(g)
+        self.notes["ceiling_choice"], self.notes["ceiling_each"] = {}, {}
+        tasks = [
+            (row, columns, draw)
+            for row, columns in (("d", self.features), ("d-all", own)) if columns
+            for draw in range(draws)
+        ]  # fmt: skip
+        # independent fits: side by side as threads (`n_jobs`), each on one thread
+        ceilings = Parallel(n_jobs=n_jobs, prefer="threads")(
+            delayed(in_domain_ceiling)(g, columns, self.label, self.seed + draw, ceiling_models)
+            for _, columns, draw in tasks
         )
-        selection[k] = best
-        assembled.append(per_method[best][0][folds == k])
-    calls_b = pd.concat(assembled).loc[everyone]
-    notes["lab_shift_b"] = {m: per_method[m][1] for m in ALIGN_METHODS}
-    notes["shift_b"] = {m: per_method[m][2].to_dict() for m in ALIGN_METHODS}
-    record("b", 0, calls_b, lab, everyone)
-    cells_out["b"] = calls_b
-    # (c) labelled cells of a share of the mice
-    gaba_mice = np.array(sorted(lab.loc[gaba, "donor"].astype(str).unique()))
-    for share in fractions:
-        for draw in range(draws):
-            rng = np.random.default_rng(seed + 100 * draw + int(share * 1000))
-            n = max(1, int(round(share * len(gaba_mice))))
-            chosen = set(rng.choice(gaba_mice, n, replace=False))
-            taken = lab["donor"].astype(str).isin(chosen).to_numpy()
-            labels = lab[label].where(gaba & taken)
-            lab_fit = fit_lab_model(
-                fit.model, fit.calibration, reference, label, lab, labels, lab["donor"],
-                ~excitatory, seed=seed,
-            )  # fmt: skip
-            rest = np.flatnonzero(~taken)
-            scored = lab.iloc[rest].reset_index(drop=True)
-            calls = _calls(lab_fit.model, fit, lab_fit.calibration, scored, alpha, species)
-            calls, _ = _trust(
-                calls, scored, lab_fit.model.shift, fit, reference, features, species, other,
-                excitatory[rest], weights,
-            )  # fmt: skip
-            record(f"c{int(round(share * 100))}", draw, calls, scored, rest)
-            rows[-1]["lab_weight"] = lab_fit.details["lab_weight"]
-            rows[-1]["reference_mix"] = lab_fit.details["reference_mix"]
-            rows[-1]["subclass_model"] = lab_fit.details["subclass_model"]
-    # (d) the in-domain ceilings: the lab alone, folds grouped by mouse, nested choice
-    g = lab[gaba].reset_index(drop=True)
-    own = own_columns(g)
-    notes["ceiling_choice"], notes["ceiling_each"] = {}, {}
-    tasks = [
-        (row, columns, draw)
-        for row, columns in (("d", features), ("d-all", own)) if columns
-        for draw in range(draws)
-    ]  # fmt: skip
-    # independent fits: side by side as threads (`n_jobs`), each on one thread
-    ceilings = Parallel(n_jobs=n_jobs, prefer="threads")(
-        delayed(in_domain_ceiling)(g, columns, label, seed + draw, ceiling_models)
-        for _, columns, draw in tasks
-    )
-    for (row, _, draw), (calls, chosen, each) in zip(tasks, ceilings, strict=True):
-        record(row, draw, pd.DataFrame({"subclass": calls}), g, np.flatnonzero(gaba))
-        notes["ceiling_choice"][f"{row} draw {draw}"] = chosen
-        notes["ceiling_each"][f"{row} draw {draw}"] = {
-            kind: round(f1_score(g[label].astype(str), c, average="macro"), 4)
-            for kind, c in each.items()
-        }  # fmt: skip
-    notes["own_columns"] = len(own)
-    notes["seconds"] = round(time.perf_counter() - start, 1)
-    scores = pd.DataFrame(rows)
-    return CrossLabResult(scores, selection, candidates, cells_out, notes)
+        for (row, _, draw), (calls, chosen, each) in zip(tasks, ceilings, strict=True):
+            self.record(row, draw, pd.DataFrame({"subclass": calls}), g, np.flatnonzero(self.gaba))
+            self.notes["ceiling_choice"][f"{row} draw {draw}"] = chosen
+            self.notes["ceiling_each"][f"{row} draw {draw}"] = {
+                kind: round(f1_score(g[self.label].astype(str), c, average="macro"), 4)
+                for kind, c in each.items()
+            }  # fmt: skip
+        self.notes["own_columns"] = len(own)

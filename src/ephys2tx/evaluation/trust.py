@@ -2,7 +2,8 @@
 
 In each outer fold the model is fitted on the training cells; its Mondrian calibration comes
 from donor-grouped out-of-fold scores of those training cells only (inner folds), and the
-novelty baseline, ranges and species fingerprint from those cells too. The test cells then
+novelty baseline, ranges and species fingerprint from those cells too: the same
+`fit_flat_trust` that `train` saves beside a model. The test cells then
 get sets, flags and novelty exactly as `predict` gives them. `trust_summary` turns the
 per-cell rows into coverage, set size, confident share and accuracy, and ECE.
 """
@@ -16,13 +17,10 @@ from functools import partial
 import numpy as np
 import pandas as pd
 from rich.progress import Progress
-from sklearn.base import clone
 
-from ..models.trusted import fit_training_summary
+from ..models.trusted import fit_flat_trust
 from ..schema import FLAG_SEPARATOR, SET_SEPARATOR
 from ..trust.assess import assess
-from ..trust.conformal import MondrianConformal, out_of_fold_proba
-from ..trust.temperature import Temperature
 from .crossval import CVResult, cross_validate
 from .splits import Fold, donor_kfold
 
@@ -36,15 +34,6 @@ class TrustEvaluation:
     cv: CVResult
     cells: pd.DataFrame  # specimen_id, repeat, fold, true, predicted, p_max, set, flags ...
     summary: dict
-
-
-def model_features(model, features: list[str] | None) -> list[str]:
-    """The columns a fitted model reads (networks say so themselves)."""
-    if hasattr(model, "used_features"):
-        return list(model.used_features())
-    if features is not None:
-        return list(features)
-    return [str(c) for c in model.feature_names_in_]
 
 
 def _trust_on_fold(
@@ -63,25 +52,22 @@ def _trust_on_fold(
     seed: int,
     scaling: bool,
 ) -> pd.DataFrame:
-    train = cells.iloc[fold.train]
-    X_train = train[features] if features is not None else train
-    y_train = train[label].astype(str).to_numpy()
+    """The test cells' trust rows under the trust `predict` would have (`fit_flat_trust` on
+    the fold's training cells, with inner donor-grouped folds)."""
     cv = donor_kfold(inner_folds, seed + 1000 * fold.repeat + fold.fold)
-    oof = out_of_fold_proba(clone(estimator), X_train, y_train, train["donor"].to_numpy(), cv)
-    classes_sorted = sorted(set(y_train))
-    temperature = Temperature.fit(oof, y_train, classes_sorted) if scaling else Temperature()
-    conformal = MondrianConformal.fit(temperature.apply(oof), y_train, classes_sorted)
-    reference = fit_training_summary(
-        train, model_features(model, features), species, other, seed, model
-    ).with_novel_flag(train["donor"].to_numpy(), temperature.apply(oof).max(axis=1))
+    trust = fit_flat_trust(
+        estimator, model, cells.iloc[fold.train], label, species, features, other=other,
+        cv=cv, seed=seed, scaling=scaling,
+    )  # fmt: skip
+    (conformal,) = trust.conformal.values()
+    summary, temperature = trust.summary, trust.temperature
     test = cells.iloc[fold.test]
-    proba = model.predict_proba(X_test)
     classes = [str(c) for c in model.classes_]
     order = [classes.index(c) for c in conformal.classes]
-    raw = proba[:, order]  # conformal column order (sorted classes)
+    raw = model.predict_proba(X_test)[:, order]  # conformal column order (sorted classes)
     proba = temperature.apply(raw)
-    novelty = reference.novelty.novelty(test.reindex(columns=reference.features))
-    flags = reference.flags(test, novelty, proba.max(axis=1))
+    novelty = summary.novelty.novelty(test.reindex(columns=summary.features))
+    flags = summary.flags(test, novelty, proba.max(axis=1))
     sets = conformal.predict_set(proba, alpha)
     records = assess(test["specimen_id"].to_numpy(), proba, conformal.classes, sets, flags, novelty)
     true = test[label].astype(str).to_numpy()
@@ -101,7 +87,7 @@ def _trust_on_fold(
             "covered": [t in r.prediction_set for t, r in zip(true, records, strict=True)],
             "confident": [r.confident for r in records],
             "novelty": novelty,
-            "novel_score": reference.novel_score(novelty, proba.max(axis=1)),
+            "novel_score": summary.novel_score(novelty, proba.max(axis=1)),
             "flags": [FLAG_SEPARATOR.join(r.flags) for r in records],
         }
     )

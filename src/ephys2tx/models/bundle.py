@@ -1,10 +1,13 @@
 """Saved models: the fitted estimator plus what a user needs to trust and reuse it.
 
 A model directory holds
-- `model.json`: the card (format, kind, species, label, classes, features, families,
-  package version; for networks also the standardization statistics and parameters);
+- `model.json`: the card (`ModelCard`: format, kind, species, label, classes, features,
+  families, package version, provenance; the hierarchical model's taxonomy and settings,
+  a network's standardization statistics and parameters, a lab model's shift);
 - `model.skops`: the fitted estimator in skops' format (for networks, without weights);
-- `network.pt` (networks only): the weights, one state_dict per member network.
+- `network.pt` (networks only): the weights, one state_dict per member network;
+- the trust files (`models/trusted.py`): `calibration.json`, `training.npz`,
+  `species.skops`, `interneuron.skops`.
 
 Loading never runs code from the directory: skops rebuilds only the types named in
 `TRUSTED_TYPES` (anything else is refused before loading), torch reads weights with
@@ -40,10 +43,11 @@ META_FILE = "model.json"
 CALIBRATION_FILE = "calibration.json"
 TRAINING_SUMMARY_FILE = "training.npz"
 SPECIES_FILE = "species.skops"
+INTERNEURON_FILE = "interneuron.skops"  # the `not_interneuron` detector, when the model has one
 # What a model directory's format is; bumped when its files change, so older directories
 # are refused (and cached default models retrained) rather than misread.
-CARD_FORMAT = 2
-RETRAIN = "train it again with `ephys2tx train rf|bilstm|transfer|reference --out DIR`"
+CARD_FORMAT = 3  # 3: a typed card, per-level conformal scores in calibration.json
+RETRAIN = "train it again with `ephys2tx train rf|bilstm|transfer|hierarchical --out DIR`"
 # The only types a model file may ask skops to rebuild beyond skops' own trusted
 # scikit-learn and numpy types: this package's estimators and their parts, and the
 # scikit-learn internals their fitted state holds. Kept complete by tests/test_model_files.py.
@@ -73,8 +77,57 @@ TRUSTED_TYPES = (
 
 
 @dataclass
+class Provenance:
+    """Where a model's training came from."""
+
+    seed: int | None = None
+    trained_by: str | None = None  # e.g. "ephys2tx reproduce"; None: `ephys2tx train`
+    synthetic: bool = False  # trained on SYNTHETIC cells: never use it on real cells
+    data_sha256: dict[str, str] | None = None  # the pinned tables (default models)
+
+
+@dataclass
+class HierarchyCard:
+    """What the card of a hierarchical (subclass → t-type) model adds."""
+
+    taxonomy: dict  # `Taxonomy.to_dict()`
+    leaves: list[str]
+    settings: dict = field(default_factory=dict)  # the model's settings (`DEFAULT_SETTINGS`)
+    subclass_temperature: float = 1.0  # a record of what the model applies itself
+    oof_macro_f1: float | None = None  # out-of-fold subclass macro-F1 on the training cells
+    oof_folds: str | None = None  # the folds it was measured on
+    subset: bool = False  # trained on some of the default inputs only (a lab's table)
+
+
+@dataclass
+class NetworkCard:
+    """What the card of a network (BiLSTM, transfer) adds: its scaling and training."""
+
+    scaling: str
+    standardization: dict  # per feature: quantiles or centre and scale
+    family_order: list[str]
+    best_epochs: list
+    params: dict = field(default_factory=dict)  # the estimator's simple parameters
+    method: str | None = None  # transfer: how mouse cells were used
+    n_source_cells: int | None = None  # transfer: mouse cells seen
+
+
+@dataclass
+class LabCard:
+    """What `adapt` did to the default model for a lab's cells."""
+
+    details: dict  # method, anchors, weights, lab cells (`models.lab.LabFit.details`)
+    shift: dict  # per feature: offset and scale into the training cells' terms
+    most_shifted: list
+    not_interneuron: str | None = None  # the excitatory detector's source cells, if any
+
+
+@dataclass
 class ModelCard:
-    """What a saved model is: read back by `predict` before touching the estimator."""
+    """What a saved model is: read back by `predict` before touching the estimator.
+
+    `kind` is "hierarchical" (subclass, then t-type: the default model, `train
+    hierarchical`, `adapt`) or the flat model's recipe ("rf-raw", "bilstm", ...)."""
 
     kind: str
     species: str
@@ -84,19 +137,46 @@ class ModelCard:
     families: dict[str, list[str]] = field(default_factory=dict)
     version: str = __version__
     n_train_cells: int = 0
-    extra: dict = field(default_factory=dict)
     format: int = CARD_FORMAT
     train_seconds: float | None = None  # wall time of the fit, where it was measured
+    provenance: Provenance = field(default_factory=Provenance)
+    hierarchy: HierarchyCard | None = None
+    network: NetworkCard | None = None
+    lab: LabCard | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelCard:
+        """The card of `asdict(card)` (a TypeError or ValueError when it does not fit)."""
+        data = dict(data)
+        data["provenance"] = Provenance(**(data.get("provenance") or {}))
+        for name, part in (
+            ("hierarchy", HierarchyCard),
+            ("network", NetworkCard),
+            ("lab", LabCard),
+        ):
+            if data.get(name) is not None:
+                data[name] = part(**data[name])
+        return cls(**data)
 
 
-def card_for(model, kind: str, species: str, label: str, n_train_cells: int, **extra) -> ModelCard:
-    """The card of a fitted model; classes, features and (networks) scaling come from it."""
+HIERARCHICAL = "hierarchical"  # the card kind of the subclass → t-type model
+
+
+def card_for(
+    model, kind: str, species: str, label: str, n_train_cells: int,
+    provenance: Provenance | None = None, **network,
+) -> ModelCard:  # fmt: skip
+    """The card of a fitted model; classes, features and (networks) scaling come from it.
+
+    `network`: what a network's card adds beyond its fitted state (`NetworkCard.method`,
+    `n_source_cells`)."""
+    info = None
     if hasattr(model, "used_features"):  # the BiLSTM and transfer estimators
         features = model.used_features()
         params = model.get_params(deep=False)
         simple = (int, float, str, bool, type(None), list, tuple)
         params = {k: v for k, v in params.items() if isinstance(v, simple)}
-        extra = {**model.card_extra(), **extra, "params": params}
+        info = NetworkCard(**model.card_extra(), params=params, **network)
     else:
         features = [str(c) for c in model.feature_names_in_]
     return ModelCard(
@@ -106,7 +186,8 @@ def card_for(model, kind: str, species: str, label: str, n_train_cells: int, **e
         classes=[str(c) for c in model.classes_],
         features=features,
         n_train_cells=n_train_cells,
-        extra=extra,
+        provenance=provenance if provenance is not None else Provenance(),
+        network=info,
     )
 
 
@@ -222,6 +303,7 @@ MODEL_DIR_FILES = (
     CALIBRATION_FILE,
     TRAINING_SUMMARY_FILE,
     SPECIES_FILE,
+    INTERNEURON_FILE,
 )
 
 
@@ -250,7 +332,12 @@ def read_card(model_dir: str | Path) -> ModelCard:
     if missing or set(data) - names:
         what = f"lacks {', '.join(missing)}" if missing else "has unknown fields"
         raise Ephys2txError(f"{path} is incomplete or not an ephys2tx card ({what}); {RETRAIN}")
-    return ModelCard(**data)
+    try:
+        return ModelCard.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise Ephys2txError(
+            f"{path} is not an ephys2tx card of format {CARD_FORMAT} ({one_line(exc)}); {RETRAIN}"
+        ) from exc
 
 
 def load_model(model_dir: str | Path) -> tuple[object, ModelCard]:

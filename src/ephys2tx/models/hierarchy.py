@@ -17,7 +17,7 @@ the figures: docs/research/default-model.md#calibration).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ from sklearn.metrics import f1_score
 from ..datasets.labels import DEFAULT_LABEL
 from ..datasets.taxonomy import LEVELS, Taxonomy, build_taxonomy
 from ..errors import Ephys2txError
+from ..trust.calibrate import Calibration, OutOfFold, calibrate
 from ..trust.conformal import MondrianConformal, out_of_fold_proba
 from ..trust.temperature import Temperature
 from .ensemble import describe_members, seeded, soft_vote
@@ -373,19 +374,56 @@ def leaf_shares(leaves, columns: list[str]) -> np.ndarray:
 
 @dataclass
 class HierarchyFit:
-    """A fitted default model, its taxonomy, its per-level conformal calibration and the
-    temperature of its subclass level (also set on the model)."""
+    """A fitted hierarchical model, its taxonomy and (given a splitter) its calibration:
+    per-level conformal scores and the subclass temperature (also set on the model)."""
 
     model: HierarchicalClassifier
     taxonomy: Taxonomy
     features: list[str]
-    calibration: dict[str, MondrianConformal] = field(default_factory=dict)
-    temperature: Temperature = field(default_factory=Temperature)
-    # each training cell's out-of-fold top subclass probability (temperature applied), for
-    # the `novel` flag's calibration; None without a splitter
-    top_probability: np.ndarray | None = None
+    calibrated: Calibration | None = None  # None without a splitter
     # macro-F1 of the out-of-fold subclass calls (the same folds), None without a splitter
     oof_macro_f1: float | None = None
+
+    @property
+    def calibration(self) -> dict[str, MondrianConformal]:
+        """The per-level conformal scores ({} when uncalibrated)."""
+        return self.calibrated.conformal if self.calibrated is not None else {}
+
+    @property
+    def temperature(self) -> Temperature:
+        return self.calibrated.temperature if self.calibrated is not None else Temperature()
+
+    @property
+    def top_probability(self) -> np.ndarray | None:
+        """Each training cell's out-of-fold top subclass probability (temperature applied)."""
+        return self.calibrated.top_probability if self.calibrated is not None else None
+
+
+def hierarchy_out_of_fold(
+    model: HierarchicalClassifier, X: pd.DataFrame, leaves, labels, groups, cv, n_jobs: int = 1
+) -> OutOfFold:
+    """Donor-grouped out-of-fold P(subclass) and P(t-type) of `model`'s settings; a subclass
+    temperature rescales both levels together (`rescale_subclass`), so they stay consistent."""
+    taxonomy = model.taxonomy
+    subclasses = list(taxonomy.subclasses)
+    oof = out_of_fold_proba(model, X, leaves, groups, cv, n_jobs=n_jobs)
+    order = [sorted(taxonomy.leaves).index(leaf) for leaf in taxonomy.leaves]
+    leaf_p = oof[:, order]
+    sub_p = sum_to_subclass(leaf_p, taxonomy.leaves, taxonomy.parent, subclasses)
+
+    def rescale(proba: dict[str, np.ndarray], temperature: Temperature) -> dict[str, np.ndarray]:
+        leaf, sub = rescale_subclass(
+            proba["t_type"], proba["subclass"], taxonomy.leaves, taxonomy.parent, subclasses,
+            temperature,
+        )  # fmt: skip
+        return {"subclass": sub, "t_type": leaf}
+
+    return OutOfFold(
+        {"subclass": sub_p, "t_type": leaf_p},
+        {"subclass": np.asarray(labels).astype(str), "t_type": np.asarray(leaves).astype(str)},
+        {"subclass": subclasses, "t_type": list(taxonomy.leaves)},
+        rescale,
+    )
 
 
 def fit_hierarchy(
@@ -400,7 +438,7 @@ def fit_hierarchy(
 ) -> HierarchyFit:
     """Build the taxonomy, fit the hierarchical model on all cells and, given a donor-grouped
     splitter `cv`, fit the subclass temperature and calibrate conformal sets per level on
-    the same out-of-fold probabilities (temperature applied)."""
+    the same out-of-fold probabilities (`trust.calibrate`)."""
     label = DEFAULT_LABEL[species]
     cells = cells[cells[label].notna()].reset_index(drop=True)
     taxonomy = build_taxonomy(cells, species, homology=homology)
@@ -409,28 +447,15 @@ def fit_hierarchy(
     # folds run in parallel with one-core models; the final fit uses n_jobs inside the forest
     params = settings.params() if settings is not None else {}
     model = HierarchicalClassifier(taxonomy, seed=seed, n_jobs=1, **params)
-    calibration, temperature, top_probability, oof_macro_f1 = {}, Temperature(), None, None
+    calibrated, oof_macro_f1 = None, None
     if cv is not None:
-        oof = out_of_fold_proba(model, X, leaves, cells["donor"].to_numpy(), cv, n_jobs=n_jobs)
-        order = [sorted(taxonomy.leaves).index(leaf) for leaf in taxonomy.leaves]
-        leaf_p = oof[:, order]
+        labels = cells[label].astype(str).to_numpy()
+        donors = cells["donor"].to_numpy()
+        calibrated = calibrate(hierarchy_out_of_fold(model, X, leaves, labels, donors, cv, n_jobs))
         subclasses = list(taxonomy.subclasses)
-        sub_p = sum_to_subclass(leaf_p, taxonomy.leaves, taxonomy.parent, subclasses)
-        temperature = Temperature.fit(sub_p, cells[label].astype(str), subclasses)
-        leaf_p, sub_p = rescale_subclass(
-            leaf_p, sub_p, taxonomy.leaves, taxonomy.parent, subclasses, temperature
-        )
-        calibration = {
-            "subclass": MondrianConformal.fit(sub_p, cells[label].astype(str), subclasses),
-            "t_type": MondrianConformal.fit(leaf_p, leaves.astype(str), taxonomy.leaves),
-        }
-        top_probability = sub_p.max(axis=1)
-        called = np.asarray(subclasses, dtype=object)[sub_p.argmax(axis=1)]
-        oof_macro_f1 = float(
-            f1_score(cells[label].astype(str), called, labels=subclasses, average="macro")
-        )
+        called = np.asarray(subclasses, dtype=object)[calibrated.scaled["subclass"].argmax(axis=1)]
+        oof_macro_f1 = float(f1_score(labels, called, labels=subclasses, average="macro"))
     model.set_params(n_jobs=n_jobs).fit(X, leaves)
-    model.set_params(subclass_temperature=temperature.temperature)
-    return HierarchyFit(
-        model, taxonomy, list(features), calibration, temperature, top_probability, oof_macro_f1
-    )
+    fit = HierarchyFit(model, taxonomy, list(features), calibrated, oof_macro_f1)
+    model.set_params(subclass_temperature=fit.temperature.temperature)
+    return fit

@@ -417,15 +417,7 @@ def fit_lab_model(
     features = [f for f in reference.feature_names_in_ if f in lab.columns]
     classes = list(reference.subclasses_)
     ref_y = default_training_cells[reference_label].to_numpy(dtype=object)
-    labelled = np.zeros(len(lab), bool)
-    if lab_labels is not None:
-        labelled = lab_labels.notna().to_numpy()
-        unknown = sorted(set(lab_labels[labelled].astype(str)) - set(classes))
-        if unknown:
-            raise Ephys2txError(
-                f"lab labels {', '.join(unknown)} are not classes of the reference "
-                f"({', '.join(classes)}); rename them or leave those cells unlabelled"
-            )
+    labelled = _labelled(lab, lab_labels, classes)
     if not labelled.any():
         inputs = list(reference.feature_names_in_)
 
@@ -444,55 +436,19 @@ def fit_lab_model(
     donors = None if lab_donors is None else lab_donors[labelled].astype(str).to_numpy()
     folds = _lab_folds(y, donors, seed)
     stack_columns = own_columns(lab) or features  # a table of canonical columns: those
-    oof = {w: np.zeros((len(y), len(classes))) for w in LAB_WEIGHTS}
-    adapted = np.zeros((len(y), len(classes)))  # the adapted reference alone, out of fold
-    stacked = np.zeros((len(y), len(classes)))
-    for train, test in folds:
-        shift = class_anchored_shift(
-            cells.iloc[train], y[train], default_training_cells, ref_y, features
-        )
-        adapted_model = LabModel(reference, shift)
-        adapted[test] = adapted_model.subclass_proba(cells.iloc[test])
-        stack = _stack_forest(
-            cells.iloc[train], stack_columns, adapted_model.subclass_proba(cells.iloc[train]),
-            y[train], classes, seed,
-        )  # fmt: skip
-        stack_X = stack_inputs(cells.iloc[test], stack_columns, adapted[test], classes)
-        stacked[test] = _aligned(stack.predict_proba(stack_X), stack.classes_, classes)
-        for w in LAB_WEIGHTS:
-            forest = _lab_forest(
-                default_training_cells, ref_y, shift.to_reference(cells.iloc[train]), y[train], w,
-                features, seed,
-            )  # fmt: skip
-            test_X = shift.to_reference(cells.iloc[test])[features]
-            oof[w][test] = _aligned(forest.predict_proba(test_X), forest.classes_, classes)
+    data = _LabData(reference, default_training_cells, ref_y, features, classes, seed)
+    mixed = data.out_of_fold(cells, y, folds, stack_columns)
     names = np.asarray(classes, dtype=object)
-    # the candidates in order of preference on a tie: joint training, then the stack
-    mixed = {(w, m): (1 - m) * oof[w] + m * adapted for w in LAB_WEIGHTS for m in LAB_MIXES}
-    mixed[STACK] = stacked
     scores = {k: f1_score(y, names[p.argmax(axis=1)], average="macro") for k, p in mixed.items()}
-    order = {k: i for i, k in enumerate(mixed)}
+    order = {k: i for i, k in enumerate(mixed)}  # on a tie: joint training, then the stack
     chosen = max(mixed, key=lambda k: (round(scores[k], 6), -order[k]))
-    shift = class_anchored_shift(cells, y, default_training_cells, ref_y, features)
     temperature = Temperature.fit(mixed[chosen], y, classes)
     scaled = temperature.apply(mixed[chosen])
     calibration = dict(reference_calibration)
     calibration["subclass"], own = _lab_calibration(
         scaled, y, classes, reference_calibration["subclass"]
     )
-    if chosen == STACK:
-        reference_p = LabModel(reference, shift).subclass_proba(cells)
-        stack = _stack_forest(cells, stack_columns, reference_p, y, classes, seed)
-        model = LabModel(
-            reference, shift, None, temperature.temperature, 0.0, stack, list(stack_columns)
-        )
-        weight, mix = None, None
-    else:
-        weight, mix = chosen
-        forest = _lab_forest(
-            default_training_cells, ref_y, shift.to_reference(cells), y, weight, features, seed
-        )
-        model = LabModel(reference, shift, forest, temperature.temperature, mix)
+    model = data.final_model(chosen, cells, y, stack_columns, temperature.temperature)
     label = {k: STACK if k == STACK else f"weight {k[0]:g}, mix {k[1]:g}" for k in mixed}
     details = {
         "method": (
@@ -504,8 +460,8 @@ def fit_lab_model(
         "lab_cells": int(len(lab)),
         "labelled_cells": int(labelled.sum()),
         "subclass_model": label[chosen],
-        "lab_weight": weight,
-        "reference_mix": mix,
+        "lab_weight": None if chosen == STACK else chosen[0],
+        "reference_mix": None if chosen == STACK else chosen[1],
         "stack_columns": len(stack_columns),
         "inner_macro_f1": {label[k]: round(float(s), 4) for k, s in scores.items()},
         "calibration_folds": len(folds),
@@ -513,3 +469,75 @@ def fit_lab_model(
         "grouped_by_donor": donors is not None and len(set(donors)) >= 2,
     }
     return LabFit(model, calibration, details, scaled.max(axis=1), np.flatnonzero(labelled))
+
+
+def _labelled(lab: pd.DataFrame, lab_labels: pd.Series | None, classes: list[str]) -> np.ndarray:
+    """Which lab cells carry a label; labels that name no class of the model are refused."""
+    if lab_labels is None:
+        return np.zeros(len(lab), bool)
+    labelled = lab_labels.notna().to_numpy()
+    unknown = sorted(set(lab_labels[labelled].astype(str)) - set(classes))
+    if unknown:
+        raise Ephys2txError(
+            f"lab labels {', '.join(unknown)} are not classes of the reference "
+            f"({', '.join(classes)}); rename them or leave those cells unlabelled"
+        )
+    return labelled
+
+
+@dataclass
+class _LabData:
+    """The default model and its training cells, as the labelled candidates use them."""
+
+    reference: HierarchicalClassifier
+    training: pd.DataFrame
+    ref_y: np.ndarray
+    features: list[str]
+    classes: list[str]
+    seed: int
+
+    def out_of_fold(self, cells, y, folds, stack_columns) -> dict:
+        """Each candidate's out-of-fold P(subclass) on the labelled lab cells, in order of
+        preference: joint training per (weight, mix), then the stack."""
+        classes, features, seed = self.classes, self.features, self.seed
+        oof = {w: np.zeros((len(y), len(classes))) for w in LAB_WEIGHTS}
+        adapted = np.zeros((len(y), len(classes)))  # the adapted reference alone, out of fold
+        stacked = np.zeros((len(y), len(classes)))
+        for train, test in folds:
+            shift = class_anchored_shift(
+                cells.iloc[train], y[train], self.training, self.ref_y, features
+            )
+            adapted_model = LabModel(self.reference, shift)
+            adapted[test] = adapted_model.subclass_proba(cells.iloc[test])
+            stack = _stack_forest(
+                cells.iloc[train], stack_columns, adapted_model.subclass_proba(cells.iloc[train]),
+                y[train], classes, seed,
+            )  # fmt: skip
+            stack_X = stack_inputs(cells.iloc[test], stack_columns, adapted[test], classes)
+            stacked[test] = _aligned(stack.predict_proba(stack_X), stack.classes_, classes)
+            for w in LAB_WEIGHTS:
+                forest = _lab_forest(
+                    self.training, self.ref_y, shift.to_reference(cells.iloc[train]), y[train], w,
+                    features, seed,
+                )  # fmt: skip
+                test_X = shift.to_reference(cells.iloc[test])[features]
+                oof[w][test] = _aligned(forest.predict_proba(test_X), forest.classes_, classes)
+        mixed = {(w, m): (1 - m) * oof[w] + m * adapted for w in LAB_WEIGHTS for m in LAB_MIXES}
+        mixed[STACK] = stacked
+        return mixed
+
+    def final_model(self, chosen, cells, y, stack_columns, temperature: float) -> LabModel:
+        """The chosen candidate fitted on all labelled lab cells."""
+        shift = class_anchored_shift(cells, y, self.training, self.ref_y, self.features)
+        if chosen == STACK:
+            reference_p = LabModel(self.reference, shift).subclass_proba(cells)
+            stack = _stack_forest(cells, stack_columns, reference_p, y, self.classes, self.seed)
+            return LabModel(
+                self.reference, shift, None, temperature, 0.0, stack, list(stack_columns)
+            )
+        weight, mix = chosen
+        forest = _lab_forest(
+            self.training, self.ref_y, shift.to_reference(cells), y, weight, self.features,
+            self.seed,
+        )  # fmt: skip
+        return LabModel(self.reference, shift, forest, temperature, mix)

@@ -24,12 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..datasets.labels import DEFAULT_LABEL
 from ..datasets.taxonomy import LEVELS, Taxonomy
 from ..schema import SET_SEPARATOR
 from ..trust.agreement import most_specific
 from ..trust.conformal import MondrianConformal, check_alpha
+from ..trust.temperature import Temperature
 from ..version import __version__
-from .bundle import ModelCard, align_features
+from .bundle import HIERARCHICAL, HierarchyCard, ModelCard, Provenance, align_features, card_for
 from .hierarchy import CONDITION_FEATURE, assign_levels, model_inputs
 
 STAYS_AT_SUBCLASS = "t-type set empty inside the subclass set: stays at subclass level"
@@ -96,95 +98,24 @@ def map_cells(
     `most_specific` follows the assignment); `assignment` the model's (subclass, t-type) per
     cell (`HierarchicalClassifier.assign`), by default `assign_levels` without a prior.
     """
-    subclasses = list(levels["subclass"].columns)
-    leaves = list(levels["t_type"].columns)
-    sub_p = levels["subclass"].to_numpy()
-    leaf_p = levels["t_type"].to_numpy()
-    sub_names = np.asarray(subclasses, dtype=object)
-    leaf_names = np.asarray(leaves, dtype=object)
-    n = len(sub_p)
-
     if assignment is None:
-        assignment = assign_levels(leaf_p, leaves, taxonomy)
-    best_sub, best_leaf = assignment
-    best_leaf_idx = np.array([leaves.index(leaf) for leaf in best_leaf], dtype=int)
-
-    sub_rank, sub_rank_p = _ranked(sub_p, sub_names)
-    # runner-up t-type: the most probable other leaf
-    leaf_rank, leaf_rank_p = _ranked(leaf_p, leaf_names)
-    leaf_runner = [
-        [(str(name), float(q)) for name, q in zip(r, rp, strict=True) if name != best][
-            :n_runner_ups
-        ]
-        for r, rp, best in zip(leaf_rank, leaf_rank_p, best_leaf, strict=True)
-    ]
-    sub_runner = [
-        [(str(name), float(q)) for name, q in zip(r, rp, strict=True) if name != best][
-            :n_runner_ups
-        ]
-        for r, rp, best in zip(sub_rank, sub_rank_p, best_sub, strict=True)
-    ]
-
-    if sets is not None:
-        sub_mask = sets["subclass"]
-        leaf_mask, emptied = nest_sets(sub_mask, sets["t_type"], subclasses, leaves, taxonomy)
-        sub_sets = _set_strings(sub_mask, sub_p, sub_names)
-        leaf_sets = _set_strings(leaf_mask, leaf_p, leaf_names)
-    else:
-        sub_mask = leaf_mask = None
-        emptied = np.zeros(n, bool)
-        sub_sets = leaf_sets = [""] * n
-
-    most, most_level = [], []
-    for i in range(n):
-        node, level = most_specific(
-            str(best_sub[i]), str(best_leaf[i]),
-            list(sub_names[sub_mask[i]]) if sets is not None else [],
-            list(leaf_names[leaf_mask[i]]) if sets is not None else [],
-            taxonomy.parent, taxonomy.is_resolved(best_leaf[i]), calibrated=sets is not None,
+        assignment = assign_levels(
+            levels["t_type"].to_numpy(), list(levels["t_type"].columns), taxonomy
+        )
+    calls = _level_calls(levels, assignment, sets, taxonomy, n_runner_ups)
+    most = [
+        most_specific(
+            str(calls["subclass"].best[i]),
+            str(calls["t_type"].best[i]),
+            list(calls["subclass"].in_set(i)),
+            list(calls["t_type"].in_set(i)),
+            taxonomy.parent,
+            taxonomy.is_resolved(calls["t_type"].best[i]),
+            calibrated=sets is not None,
         )  # fmt: skip
-        most.append(node)
-        most_level.append(level)
-
-    table = pd.DataFrame({"specimen_id": np.asarray(specimen_ids)})
-    table["predicted"] = best_sub
-    for j, cls in enumerate(subclasses):
-        table[f"p_{cls}"] = sub_p[:, j]
-    table["subclass"] = best_sub
-    table["subclass_probability"] = sub_p.max(axis=1)
-    table["subclass_runner_up"] = [r[0][0] if r else None for r in sub_runner]
-    table["subclass_set"] = sub_sets
-    table["t_type"] = best_leaf
-    table["t_type_probability"] = leaf_p[np.arange(n), best_leaf_idx]
-    table["t_type_runner_up"] = [r[0][0] if r else None for r in leaf_runner]
-    table["t_type_set"] = leaf_sets
-    table["most_specific"] = most
-    table["most_specific_level"] = most_level
-
-    results = []
-    for i, sid in enumerate(np.asarray(specimen_ids)):
-        record: dict = {"cell_id": sid.item() if hasattr(sid, "item") else sid}
-        for level, names, p, best, runner, mask in (
-            ("subclass", sub_names, sub_p, best_sub, sub_runner, sub_mask),
-            ("t_type", leaf_names, leaf_p, best_leaf, leaf_runner, leaf_mask),
-        ):
-            entry = {
-                "assignment": str(best[i]),
-                "probability": float(p[i, list(names).index(best[i])]),
-                "runner_up_assignment": [name for name, _ in runner[i]],
-                "runner_up_probability": [q for _, q in runner[i]],
-                "distribution": {str(k): float(v) for k, v in zip(names, p[i], strict=True)},
-            }
-            if mask is not None:
-                entry["set"] = [str(x) for x in names[mask[i]]]
-                if level == "t_type" and emptied[i]:
-                    entry["note"] = STAYS_AT_SUBCLASS
-            if level == "t_type":
-                entry["resolved"] = bool(taxonomy.is_resolved(best[i]))
-            record[level] = entry
-        record["most_specific"] = {"node": most[i], "level": most_level[i]}
-        results.append(record)
-
+        for i in range(len(levels["subclass"]))
+    ]
+    table = _mapping_table(specimen_ids, calls, most)
     payload = {
         "metadata": {
             "package": "ephys2tx",
@@ -199,9 +130,130 @@ def map_cells(
             "min_cells_per_t_type": taxonomy.min_cells,
             "homology": taxonomy.homology,
         },
-        "results": results,
+        "results": _mapping_records(specimen_ids, calls, most, taxonomy),
     }
     return Mapping(table, payload)
+
+
+@dataclass
+class _LevelCall:
+    """One level's call for every cell: probabilities, the assignment, its runner-ups and
+    its (nested) conformal set."""
+
+    names: np.ndarray  # the level's classes (the columns of p)
+    p: np.ndarray
+    best: np.ndarray  # the assignment of each cell
+    runner: list[list[tuple[str, float]]]  # (name, probability) of the next most probable
+    mask: np.ndarray | None  # the set, nested for the t-type level; None: uncalibrated
+    sets: list[str]  # the set, joined, most probable first
+
+    def in_set(self, i: int) -> np.ndarray:
+        return self.names[self.mask[i]] if self.mask is not None else self.names[:0]
+
+
+def _level_calls(
+    levels: dict[str, pd.DataFrame],
+    assignment: tuple[np.ndarray, np.ndarray],
+    sets: dict[str, np.ndarray] | None,
+    taxonomy: Taxonomy,
+    n_runner_ups: int,
+) -> dict[str, _LevelCall]:
+    """Each level's call; the t-type set nested in the subclass set (`nest_sets`)."""
+    subclasses, leaves = list(levels["subclass"].columns), list(levels["t_type"].columns)
+    masks: dict[str, np.ndarray | None] = {"subclass": None, "t_type": None}
+    if sets is not None:
+        masks["subclass"] = sets["subclass"]
+        masks["t_type"], _ = nest_sets(
+            sets["subclass"], sets["t_type"], subclasses, leaves, taxonomy
+        )
+    calls = {}
+    for level, best in zip(LEVELS, assignment, strict=True):
+        p = levels[level].to_numpy()
+        names = np.asarray(levels[level].columns, dtype=object)
+        rank, rank_p = _ranked(p, names)
+        runner = [
+            [(str(name), float(q)) for name, q in zip(r, rp, strict=True) if name != b][
+                :n_runner_ups
+            ]
+            for r, rp, b in zip(rank, rank_p, best, strict=True)
+        ]
+        mask = masks[level]
+        joined = _set_strings(mask, p, names) if mask is not None else [""] * len(p)
+        calls[level] = _LevelCall(names, p, np.asarray(best), runner, mask, joined)
+    return calls
+
+
+def _mapping_table(
+    specimen_ids, calls: dict[str, _LevelCall], most: list[tuple[str, str]]
+) -> pd.DataFrame:
+    """The table `predict` writes: the call, P(subclass), then per level its assignment,
+    probability, runner-up and set, then the most specific confirmed node."""
+    sub, leaf = calls["subclass"], calls["t_type"]
+    n = len(sub.p)
+    leaf_idx = np.array([list(leaf.names).index(b) for b in leaf.best], dtype=int)
+    table = pd.DataFrame({"specimen_id": np.asarray(specimen_ids)})
+    table["predicted"] = sub.best
+    for j, cls in enumerate(sub.names):
+        table[f"p_{cls}"] = sub.p[:, j]
+    table["subclass"] = sub.best
+    table["subclass_probability"] = sub.p.max(axis=1)
+    table["subclass_runner_up"] = [r[0][0] if r else None for r in sub.runner]
+    table["subclass_set"] = sub.sets
+    table["t_type"] = leaf.best
+    table["t_type_probability"] = leaf.p[np.arange(n), leaf_idx]
+    table["t_type_runner_up"] = [r[0][0] if r else None for r in leaf.runner]
+    table["t_type_set"] = leaf.sets
+    table["most_specific"] = [node for node, _ in most]
+    table["most_specific_level"] = [level for _, level in most]
+    return table
+
+
+def _mapping_records(
+    specimen_ids, calls: dict[str, _LevelCall], most: list[tuple[str, str]], taxonomy: Taxonomy
+) -> list[dict]:
+    """The JSON's per-cell records: one entry per level, then the most specific node."""
+    results = []
+    for i, sid in enumerate(np.asarray(specimen_ids)):
+        record: dict = {"cell_id": sid.item() if hasattr(sid, "item") else sid}
+        for level, call in calls.items():
+            names, best = call.names, call.best[i]
+            entry = {
+                "assignment": str(best),
+                "probability": float(call.p[i, list(names).index(best)]),
+                "runner_up_assignment": [name for name, _ in call.runner[i]],
+                "runner_up_probability": [q for _, q in call.runner[i]],
+                "distribution": {str(k): float(v) for k, v in zip(names, call.p[i], strict=True)},
+            }
+            if call.mask is not None:
+                entry["set"] = [str(x) for x in call.in_set(i)]
+                if level == "t_type" and not call.mask[i].any():
+                    entry["note"] = STAYS_AT_SUBCLASS
+            if level == "t_type":
+                entry["resolved"] = bool(taxonomy.is_resolved(best))
+            record[level] = entry
+        record["most_specific"] = {"node": most[i][0], "level": most[i][1]}
+        results.append(record)
+    return results
+
+
+def hierarchical_card(
+    model,
+    taxonomy: Taxonomy,
+    species: str,
+    n_train_cells: int,
+    provenance: Provenance | None = None,
+    settings: dict | None = None,
+    temperature: Temperature | None = None,
+) -> ModelCard:
+    """The card of a fitted hierarchical model: its classes are the subclasses; its
+    taxonomy, settings and subclass temperature go in `card.hierarchy`."""
+    card = card_for(model, HIERARCHICAL, species, DEFAULT_LABEL[species], n_train_cells, provenance)
+    card.classes = list(taxonomy.subclasses)
+    card.hierarchy = HierarchyCard(
+        taxonomy=taxonomy.to_dict(), leaves=taxonomy.leaves, settings=settings or {},
+        subclass_temperature=temperature.temperature if temperature is not None else 1.0,
+    )  # fmt: skip
+    return card
 
 
 def card_features(card: ModelCard) -> list[str]:
@@ -209,34 +261,48 @@ def card_features(card: ModelCard) -> list[str]:
     return [f for f in card.features if f != CONDITION_FEATURE]
 
 
-def predict_mapping(estimator, card: ModelCard, cells: pd.DataFrame, alpha: float = 0.1) -> Mapping:
-    """Map a cell table with a saved default model: per-level probabilities, then sets.
+def predict_mapping(
+    estimator,
+    card: ModelCard,
+    cells: pd.DataFrame,
+    alpha: float = 0.1,
+    conformal: dict[str, MondrianConformal] | None = None,
+) -> Mapping:
+    """Map a cell table with a saved hierarchical model: per-level probabilities, then sets
+    from the per-level conformal scores (`conformal`; None or without both levels:
+    uncalibrated, no sets).
 
     Model columns the table lacks count as unmeasured (NaN), as for every model."""
     align_features(cells, card_features(card))  # none of them: a clear error
-    taxonomy = Taxonomy.from_dict(card.extra["taxonomy"])
+    taxonomy = Taxonomy.from_dict(card.hierarchy.taxonomy)
     levels = estimator.predict_proba_levels(model_inputs(cells, card.features))
     sets = None
-    stored = card.extra.get("conformal") or {}
-    if all(level in stored for level in LEVELS):
+    if conformal and all(level in conformal for level in LEVELS):
         alpha = check_alpha(alpha)
-        sets = {}
-        for level in LEVELS:
-            conformal = MondrianConformal.from_dict(stored[level])
-            proba = levels[level][conformal.classes].to_numpy()
-            mask = conformal.set_mask(proba, level_alpha(alpha, level))
-            order = [conformal.classes.index(c) for c in levels[level].columns]
-            sets[level] = mask[:, order]
+        sets = {
+            level: _level_sets(conformal[level], levels[level], alpha, level) for level in LEVELS
+        }
     metadata = {
         "model": card.kind,
         "species": card.species,
         "n_train_cells": card.n_train_cells,
         "model_version": card.version,
         "calibrated": sets is not None,
-        **{k: card.extra[k] for k in ("settings", "data_sha256") if k in card.extra},
     }
+    if card.hierarchy.settings:
+        metadata["settings"] = card.hierarchy.settings
+    if card.provenance.data_sha256:
+        metadata["data_sha256"] = card.provenance.data_sha256
     assignment = estimator.assign(levels["t_type"].to_numpy())
     return map_cells(
         cells["specimen_id"].to_numpy(), levels, taxonomy, sets, alpha if sets else None,
         metadata, assignment=assignment,
     )  # fmt: skip
+
+
+def _level_sets(
+    conformal: MondrianConformal, proba: pd.DataFrame, alpha: float, level: str
+) -> np.ndarray:
+    """A level's conformal set masks at its alpha (`level_alpha`), columns as `proba`'s."""
+    mask = conformal.set_mask(proba[conformal.classes].to_numpy(), level_alpha(alpha, level))
+    return mask[:, [conformal.classes.index(c) for c in proba.columns]]

@@ -40,7 +40,7 @@ from .outputs import write_attention, write_evaluation, write_study, write_trust
 from .settings import StudySettings
 from .sources import PublicCells, SyntheticCells
 
-REFERENCE_ALPHA = 0.1  # conformal level of the default model's sets in the report
+DEFAULT_MODEL_ALPHA = 0.1  # conformal level of the default model's sets in the report
 TRUST_ALPHA = 0.1
 
 
@@ -307,7 +307,7 @@ class Study:
         s = self.settings
         source = self.source
         result = evaluate_default_model(
-            species, s.nested_splitter(), REFERENCE_ALPHA, self.n_jobs,
+            species, s.nested_splitter(), DEFAULT_MODEL_ALPHA, self.n_jobs,
             data_dir=getattr(source, "data_dir", None), mirror=getattr(source, "mirror", None),
         )  # fmt: skip
         target = write_default_model_evaluation(
@@ -371,26 +371,22 @@ class Study:
         """Forests of both species (with what `predict` needs to say how far to trust a
         call, when `store_trust`), plus the human networks when `save_networks`."""
         from ..evaluation.splits import donor_kfold
-        from ..models.bundle import card_for, new_model_dir, write_model
-        from ..models.trusted import store_trust
+        from ..models.bundle import Provenance, card_for
+        from ..models.trusted import fit_flat_trust, save_trained
         from ..threads import limit
 
         s = self.settings
         trained_by = "ephys2tx demo" if self.synthetic else "ephys2tx reproduce"
-        extra = {"synthetic": True} if self.synthetic else {}  # never use these on real cells
+        # never use a model of synthetic cells on real cells: its card says so
+        provenance = Provenance(seed=s.seed, trained_by=trained_by, synthetic=self.synthetic)
         saved = {}
 
         def save(name: str, model, kind: str, species: str, label: str, n: int, trust=None):
-            """Write one model directory (with its trust, if `trust(folder)` is given); it
-            appears only when complete."""
-            card = card_for(
-                model, kind, species, label, n, seed=s.seed, trained_by=trained_by, **extra
-            )
+            """Write one model directory with its trust (None: none); it appears only when
+            complete."""
+            card = card_for(model, kind, species, label, n, provenance)
             target = self.out / "models" / name
-            with new_model_dir(target) as folder:
-                write_model(folder, model, card)
-                if trust is not None:
-                    trust(folder)
+            save_trained(target, model, card, trust)
             saved[name] = str(target.relative_to(self.out))
 
         for species in SPECIES:
@@ -403,14 +399,12 @@ class Study:
             trust = None
             if s.store_trust:
                 others = {sp: self.cells(sp) for sp in SPECIES if sp != species}
-
-                def trust(folder, model=model, table=table, label=label, species=species,
-                          features=features, others=others):  # fmt: skip
-                    store_trust(
-                        folder, recipes.forest(s.seed, trees=s.forest_trees), model, table,
-                        label, species, features, others, donor_kfold(s.folds, s.seed), s.seed,
+                with limit():
+                    trust = fit_flat_trust(
+                        recipes.forest(s.seed, trees=s.forest_trees), model, table, label,
+                        species, features, other=others, cv=donor_kfold(s.folds, s.seed),
+                        seed=s.seed,
                     )  # fmt: skip
-
             save(f"rf-{species}", model, "rf-raw", species, label, len(table), trust)
         if s.save_networks:
             human = self.cells("human")

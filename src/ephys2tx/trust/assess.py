@@ -2,13 +2,13 @@
 
 Pure computation: `TrainingSummary.fit` summarizes a model's training cells (ranges, family
 coverage, novelty baseline, species fingerprint); `assess` turns probabilities plus that
-reference plus a Mondrian conformal calibration into one `CellTrust` per cell.
+training summary plus a Mondrian conformal calibration into one `CellTrust` per cell.
 
 Flags (fixed vocabulary, joined by `schema.FLAG_SEPARATOR` in tables):
 - `few_features`: fewer than half as many of the model's features measured as the
-  median reference cell has;
+  median training cell has;
 - `missing_family:<name>`: no feature of a family that most (>= 50%) training cells have;
-- `out_of_range:<feature>`: a value beyond the reference range [min, max] by more than
+- `out_of_range:<feature>`: a value beyond the training range [min, max] by more than
   `RANGE_MARGIN` times its width (catches unit errors);
 - `species_mismatch`: the table's `species` column (or a recording's subject, e.g.
   "Mus musculus") names another species than the model's, or the species fingerprint (`trust/species.py`) finds the cell closer to
@@ -16,8 +16,8 @@ Flags (fixed vocabulary, joined by `schema.FLAG_SEPARATOR` in tables):
 - `novel`: the rank average of novelty and 1 - top probability (calibrated models; else the
   novelty alone) above the threshold that flags 5% of training cells (`trust/novelty.py`);
 - `not_interneuron`: the excitatory-vs-GABAergic detector (`trust/interneuron.py`) calls the
-  cell excitatory (references that carry a detector);
-- `lab_shift`: the whole batch differs from the reference more than any reference donor
+  cell excitatory (models that carry a detector);
+- `lab_shift`: the whole batch differs from the training cells more than any training donor
   does (`models/interneuron.BatchShift`); every cell of that batch carries it;
 - `set_excludes_call`: the (class-conditional) prediction set does not hold the most
   probable class.
@@ -57,7 +57,7 @@ FLAG_VOCABULARY = (
 
 @dataclass
 class TrainingSummary:
-    """What flags and novelty need from a model's training (reference) cells."""
+    """What flags and novelty need from a model's training cells."""
 
     species: str
     features: list[str]

@@ -26,7 +26,7 @@ from numpy.typing import ArrayLike
 from sklearn.base import clone
 
 from ..errors import Ephys2txError
-from ..threads import limit
+from ..threads import limit, predicting
 
 
 @dataclass
@@ -137,9 +137,12 @@ def check_alpha(alpha: float) -> float:
 def _fold_proba(
     estimator, X: pd.DataFrame, y: np.ndarray, train, test, classes, alone: bool = False
 ):
-    """One fold's test probabilities; `alone`: one thread (folds run side by side)."""
+    """One fold's test probabilities; `alone`: one thread (folds run side by side). The
+    prediction sums a forest's votes in one order (`threads.predicting`), so the same
+    cells give the same scores from run to run, to the last bit."""
     with limit(1 if alone else None):
         model = clone(estimator).fit(X.iloc[train], y[train])
+    with predicting(1 if alone else None):
         proba = model.predict_proba(X.iloc[test])
     out = np.zeros((len(test), len(classes)))
     for j, cls in enumerate(model.classes_):  # a class absent from training keeps 0
@@ -171,12 +174,3 @@ def out_of_fold_proba(
     for test, proba in fitted:
         out[test] = proba
     return out
-
-
-def calibrate(
-    estimator, X: pd.DataFrame, y: ArrayLike, groups: ArrayLike, cv, n_jobs: int = 1
-) -> MondrianConformal:
-    """Mondrian calibration from donor-grouped out-of-fold scores of the training cells."""
-    y = np.asarray(y).astype(str)
-    proba = out_of_fold_proba(estimator, X, y, groups, cv, n_jobs)
-    return MondrianConformal.fit(proba, y, sorted(set(y)))

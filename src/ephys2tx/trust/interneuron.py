@@ -1,24 +1,24 @@
 """Is a cell an interneuron at all? The `not_interneuron` flag and the batch's `lab_shift`.
 
-Every real batch holds excitatory and failed cells, but the reference tables hold only
+Every real batch holds excitatory and failed cells, but the training tables hold only
 GABAergic interneurons, so no model trained on them can say "neither class". The detector
 here is a gradient-boosted classifier of excitatory against GABAergic cells:
 - excitatory cells come from the only public table here that has them, the M1 Patch-seq
   cells of Scala et al. 2021 (`datasets.scala2021`), through its crosswalk;
-- GABAergic cells from both that table and the reference table, so the detector cannot
+- GABAergic cells from both that table and the training table, so the detector cannot
   learn "which lab" in place of "which cell class".
 Class weights are balanced and the flag is raised at P(excitatory) > 0.5: no threshold is
 tuned. Scored on M1, the detector must never have seen the scored mice
 (`benchmarks/bench_crosslab.py` fits it on the other mice's cells).
 
-`BatchShift` says when a whole batch differs from the reference more than the reference's
-own donors differ from each other, so a user knows the conformal guarantee may not hold
-for that batch. Per feature, each cell's residual from its class's reference median (in
-reference IQRs, clipped to +-3) is averaged over a donor; the spread of the donors' true
+`BatchShift` says when a whole batch differs from the training cells more than the training
+cells' own donors differ from each other, so a user knows the conformal guarantee may not hold
+for that batch. Per feature, each cell's residual from its class's training median (in
+training IQRs, clipped to +-3) is averaged over a donor; the spread of the donors' true
 shifts, tau, is the variance of these donor means less their sampling variance (a donor
 has a few cells, a batch hundreds, so raw donor means would be mostly noise). A batch
 whose mean residual exceeds `SHIFT_SDS` tau in some feature is shifted: with hundreds of
-reference donors, about the largest shift any of them shows.
+training donors, about the largest shift any of them shows.
 """
 
 from __future__ import annotations
@@ -94,8 +94,8 @@ class InterneuronDetector:
 
 @dataclass
 class BatchShift:
-    """Per class and feature the reference median, per feature the IQR and the shift
-    threshold (`SHIFT_SDS` times the spread of the reference donors' shifts); a batch's
+    """Per class and feature the training median, per feature the IQR and the shift
+    threshold (`SHIFT_SDS` times the spread of the training donors' shifts); a batch's
     cells count by the class they are called, so its class mix is not taken for a shift."""
 
     features: list[str]
@@ -135,7 +135,7 @@ class BatchShift:
 
     def shifts(self, cells: pd.DataFrame, called) -> pd.Series:
         """Per feature, the batch's mean residual from its called classes over the threshold
-        (> 1: shifted beyond the reference donors); NaN where not measured."""
+        (> 1: shifted beyond the training donors); NaN where not measured."""
         X = cells.reindex(columns=self.features).to_numpy(float)
         with warnings.catch_warnings():  # a feature the batch never measures: NaN
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -144,7 +144,7 @@ class BatchShift:
 
     def check(self, cells: pd.DataFrame, called) -> str | None:
         """One line naming the most shifted features when the batch is beyond the
-        reference donors (None: not shifted, or fewer than BATCH_MIN_CELLS cells)."""
+        training donors (None: not shifted, or fewer than BATCH_MIN_CELLS cells)."""
         if len(cells) < BATCH_MIN_CELLS:
             return None
         ratio = self.shifts(cells, called).dropna().sort_values(ascending=False)
@@ -153,8 +153,8 @@ class BatchShift:
             return None
         shown = ", ".join(f"{f} ({r:.1f}x)" for f, r in beyond.head(SHIFTED_SHOWN).items())
         return (
-            f"{LAB_SHIFT}: this batch of {len(cells)} cells differs from the reference more "
-            f"than its donors do in {len(beyond)} feature(s), most in {shown} (the shift over "
+            f"{LAB_SHIFT}: this batch of {len(cells)} cells differs from the training cells more "
+            f"than their donors do in {len(beyond)} feature(s), most in {shown} (the shift over "
             f"{SHIFT_SDS:g} times the donors' spread); the sets' coverage may not hold: "
             "`ephys2tx adapt` fits a model to this lab"
         )
@@ -163,7 +163,7 @@ class BatchShift:
 def m1_detector(
     species: str,
     features: list[str],
-    reference: pd.DataFrame,
+    training: pd.DataFrame,
     data_dir=None,
     mirror=None,
     exclude_donors=None,
@@ -171,7 +171,7 @@ def m1_detector(
     m1: pd.DataFrame | None = None,
 ) -> InterneuronDetector | None:
     """The `not_interneuron` detector over `features` from the M1 cells (read here unless
-    given) and the reference's GABAergic cells; None for human (no excitatory human cells
+    given) and the training cells' GABAergic cells; None for human (no excitatory human cells
     here). `exclude_donors`: M1 mice left out, so that their cells can be scored."""
     if species != "mouse":
         return None
@@ -180,7 +180,7 @@ def m1_detector(
     if exclude_donors is not None:
         m1 = m1[~m1["donor"].isin(set(exclude_donors))]
     return InterneuronDetector.fit(
-        [reference, m1[m1["cell_class"] == "gabaergic"]],
+        [training, m1[m1["cell_class"] == "gabaergic"]],
         m1[m1["cell_class"] == "excitatory"],
         features,
         DETECTOR_SOURCE,

@@ -6,7 +6,7 @@ clipped to +-10 and multiplied by a weight per feature: the model's impurity imp
 else 1. So the distance counts what the model reads. The distance between two cells is scikit-learn's NaN-aware Euclidean
 distance (only coordinates measured in both cells count, scaled up to the full length).
 A cell's atypicality is its mean distance to its k = 20 nearest training cells. Each
-reference cell gets its own atypicality leaving out every cell of its own donor (out of
+training cell gets its own atypicality leaving out every cell of its own donor (out of
 fold). The novelty of a cell is the share of training cells that are more typical than it
 (smaller out-of-fold atypicality): a number in [0, 1]; a cell with no measured feature
 gets NaN. The `novel` threshold is the 95th percentile of the training cells' own
@@ -72,20 +72,22 @@ class NoveltyBaseline:
         scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
         center = np.where(np.isfinite(center), center, 0.0)
         w = None if weights is None else np.asarray(weights, float)
-        ref = cls(list(features), center, scale, np.zeros((0, len(center))), np.zeros(0), 1.0, k, w)
-        cells = ref._scaled(X)
-        ref.cells = cells
-        own = ref._knn_distance(cells, groups)
-        ref.ref_dist = np.sort(own[np.isfinite(own)])
-        ref.threshold = float(np.quantile(ref._share_below(own), 1 - NOVEL_SHARE))
-        return ref
+        baseline = cls(
+            list(features), center, scale, np.zeros((0, len(center))), np.zeros(0), 1.0, k, w
+        )
+        cells = baseline._scaled(X)
+        baseline.cells = cells
+        own = baseline._knn_distance(cells, groups)
+        baseline.ref_dist = np.sort(own[np.isfinite(own)])
+        baseline.threshold = float(np.quantile(baseline._share_below(own), 1 - NOVEL_SHARE))
+        return baseline
 
     def _scaled(self, X: ArrayLike) -> np.ndarray:
         z = np.clip((np.asarray(X, float) - self.center) / self.scale, -CLIP, CLIP)
         return z if self.weights is None else z * self.weights
 
     def _distances(self, Z: np.ndarray, chunk: int = 512):
-        """(rows, distances to every reference cell) in chunks; inf where no feature is
+        """(rows, distances to every training cell) in chunks; inf where no feature is
         measured in both cells."""
         for start in range(0, len(Z), chunk):
             rows = slice(start, start + chunk)
@@ -126,7 +128,7 @@ class NoveltyBaseline:
         return novelty
 
     def own_novelty(self, groups: ArrayLike) -> np.ndarray:
-        """Each reference cell's novelty against the training cells of other donors (in
+        """Each training cell's novelty against the training cells of other donors (in
         the order fitted; `groups` as at fitting)."""
         return self._share_below(self._knn_distance(self.cells, np.asarray(groups)))
 
@@ -149,7 +151,7 @@ class NoveltyBaseline:
 
     @classmethod
     def from_arrays(cls, a) -> NoveltyBaseline:
-        """The reference back from `to_arrays` (or an opened .npz file)."""
+        """The baseline back from `to_arrays` (or an opened .npz file)."""
         return cls(
             features=[str(f) for f in a["features"]],
             center=np.asarray(a["center"], float),
@@ -162,10 +164,10 @@ class NoveltyBaseline:
         )
 
 
-def share_below(reference: np.ndarray, values: ArrayLike) -> np.ndarray:
-    """Share of the (sorted, finite) reference values below each value."""
-    return np.searchsorted(reference, np.asarray(values, float), side="left") / max(
-        len(reference), 1
+def share_below(sorted_values: np.ndarray, values: ArrayLike) -> np.ndarray:
+    """Share of the (sorted, finite) `sorted_values` below each value."""
+    return np.searchsorted(sorted_values, np.asarray(values, float), side="left") / max(
+        len(sorted_values), 1
     )
 
 
@@ -180,7 +182,7 @@ class NovelFlag:
 
     @classmethod
     def fit(cls, ref_novelty: ArrayLike, ref_top_probability: ArrayLike) -> NovelFlag:
-        """From each reference cell's out-of-donor novelty and out-of-fold top probability
+        """From each training cell's out-of-donor novelty and out-of-fold top probability
         (same cells, same order)."""
         uncertainty = 1 - np.asarray(ref_top_probability, float)
         flag = cls(np.sort(uncertainty[np.isfinite(uncertainty)]), 1.0)
