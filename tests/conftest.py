@@ -46,6 +46,24 @@ def worker_group(nodeid: str) -> str:
     return SHARED_MODEL_GROUP if _uses_shared_models(path) else path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread_per_worker():
+    """On an xdist worker, one OpenMP/BLAS thread (unless OMP_NUM_THREADS says otherwise).
+
+    Why: two workers share the cores, and a fit outside the package's thread policy (a test
+    that fits a HistGradientBoosting itself) would otherwise start a thread per core, which
+    spin in barriers while the other worker runs: several times the CPU for the same fit."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("OMP_NUM_THREADS"):
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = "1"  # libraries loaded later
+    with threadpool_limits(1):  # those loaded already
+        yield
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """`--dist loadgroup` by `test_group`. (xdist's own loadgroup reads `xdist_group` marks
