@@ -9,6 +9,8 @@ STAMP := $(VENV)/.ephys2tx-installed
 MIRROR ?= $(if $(wildcard ../shared/data/README.md),$(abspath ../shared/data),)
 export EPHYS2TX_MIRROR ?= $(MIRROR)
 OUT ?= results
+# pytest-xdist workers for `make test` (tests/conftest.py groups the tests that share a model)
+TEST_WORKERS ?= 2
 
 .PHONY: install reproduce quick demo test docs lint format bench
 
@@ -37,7 +39,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve

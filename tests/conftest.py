@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import subprocess
@@ -20,6 +21,80 @@ SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
 RECORDINGS = SHARED_DATA / "recordings"
 
 
+# --- parallel runs: `make test` runs `pytest -n 2 --dist loadgroup` (pytest-xdist) ----------
+# The session fixtures that train a model: the files whose tests use one run on one worker, so
+# that each model is trained once per run, not once per worker. Every other file is a group of
+# its own (a module fixture is built once).
+SHARED_MODEL_FIXTURES = ("human_forest", "light_default_models")
+SHARED_MODEL_GROUP = "shared-models"
+SLOW_WEIGHT = 10  # a `slow` test counts as this many quick ones when ordering the groups
+
+
+@functools.cache
+def _uses_shared_models(path: str) -> bool:
+    """Whether a test file names one of the session's trained-model fixtures."""
+    try:
+        text = (REPO / path).read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return any(name in text for name in SHARED_MODEL_FIXTURES)
+
+
+def worker_group(nodeid: str) -> str:
+    """The worker group of a test: its file's, or the shared-model files' one."""
+    path = nodeid.split("::")[0]
+    return SHARED_MODEL_GROUP if _uses_shared_models(path) else path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread_per_worker():
+    """On an xdist worker, one OpenMP/BLAS thread (unless OMP_NUM_THREADS says otherwise).
+
+    Why: two workers share the cores, and a fit outside the package's thread policy (a test
+    that fits a HistGradientBoosting itself) would otherwise start a thread per core, which
+    spin in barriers while the other worker runs: several times the CPU for the same fit."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("OMP_NUM_THREADS"):
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = "1"  # libraries loaded later
+    with threadpool_limits(1):  # those loaded already
+        yield
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadgroup` by `test_group`. (xdist's own loadgroup reads `xdist_group` marks
+    into the test id, which pytest 9 no longer lets a plugin change.)"""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    return ByGroup(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker of `--dist loadgroup`, put the heaviest groups first (weight: `slow`
+    tests), so that the last group a worker takes is a short one and both finish together
+    (`--no-loadscope-reorder` keeps this order); a run without xdist keeps the files' order."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    groups = {item: worker_group(item.nodeid) for item in items}
+    weight: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for i, (item, group) in enumerate(groups.items()):
+        slow = item.get_closest_marker("slow") is not None
+        weight[group] = weight.get(group, 0) + (SLOW_WEIGHT if slow else 1)
+        first.setdefault(group, i)
+    items.sort(key=lambda item: (-weight[groups[item]], first[groups[item]]))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _data_mirror(tmp_path_factory):
     """Point the package at the local mirror and a per-session data directory."""
@@ -34,6 +109,51 @@ def _data_mirror(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+# --- species fingerprints fitted once per distinct input --------------------------------------
+def _table_digest(table) -> str:
+    """A digest of a cell table's columns, dtypes and values."""
+    import hashlib
+
+    import pandas as pd
+
+    digest = hashlib.sha256(repr([list(table.columns), list(map(str, table.dtypes))]).encode())
+    digest.update(pd.util.hash_pandas_object(table, index=True).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fingerprint_once(_data_mirror):
+    """Fit each species fingerprint once per distinct input in a session.
+
+    Why: a fingerprint is six HistGradientBoosting fits on the pooled mouse and human cells,
+    and tests that retrain a model on the same cells (the default-model cache test retrains
+    it three times) fitted the same fingerprint again. The fit is seeded and deterministic,
+    so a test gets the same fingerprint as before; each gets its own copy."""
+    import copy
+
+    from ephys2tx.trust import species as module
+
+    fit = module.SpeciesFingerprint.fit.__func__
+    fitted: dict[tuple, object] = {}
+
+    def fit_once(cls, cells, features, seed=0, own=None, settings=None):
+        try:
+            key = (
+                tuple((name, _table_digest(table)) for name, table in cells.items()),
+                tuple(features), seed, own, repr(settings or module.FingerprintSettings()),
+                repr(module.FALSE_ALARM_BY_SPECIES), module.FALSE_ALARM,
+            )  # fmt: skip
+        except (TypeError, ValueError):  # values pandas cannot hash: fit as usual
+            return fit(cls, cells, features, seed, own, settings)
+        if key not in fitted:
+            fitted[key] = fit(cls, cells, features, seed, own, settings)
+        return copy.deepcopy(fitted[key])
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module.SpeciesFingerprint, "fit", classmethod(fit_once))
+        yield
 
 
 @pytest.fixture(scope="session")
