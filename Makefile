@@ -17,9 +17,7 @@ TEST_WORKERS ?= 2
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	# --no-compile: Python compiles what is imported on first use; compiling all of torch,
-	# scipy and friends up front costs more than the tests ever import
-	$(BIN)/python -m pip install --quiet --no-compile -r requirements.lock
+	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	# compile UMAP's numba functions into their disk cache once (~20 s of CPU), not in a first run
 	$(BIN)/python -c "from ephys2tx.representations.embedding import compile_umap; compile_umap()"
