@@ -301,7 +301,7 @@ def read_cells(
     ]
     recordings, found = expand_recordings(p for p in paths if is_recording_input(p))
     for line in found:
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(line, highlight=False)
     if recordings:
         if features_dir is None:
             raise Ephys2txError("recordings need a folder for their features: give features_dir")

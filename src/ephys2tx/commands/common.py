@@ -223,7 +223,6 @@ def print_trust(summary: dict, out: Path) -> None:
         f"{summary['share_confident']:.1%} of cells, accuracy "
         f"{'n/a' if acc is None else f'{acc:.3f}'}; ECE {summary['ece']:.3f} "
         f"(unscaled {summary['ece_unscaled']:.3f}); wrote {out}/trust.json",
-        soft_wrap=True,
     )
 
 

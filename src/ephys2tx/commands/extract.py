@@ -50,7 +50,7 @@ def extract(
         raise Ephys2txError("--workers and --scheduler exclude each other; give one of them")
     files, found = expand_recordings(paths)
     for line in found:
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(line, highlight=False)
     if not files:
         raise Ephys2txError(
             "no recordings to extract; pass .abf/.nwb files or folders holding them"
@@ -60,12 +60,11 @@ def extract(
         memory_limit=memory_limit, dashboard=dashboard,
     )  # fmt: skip
     for note in result.warnings:
-        console.print(f"[yellow]warning[/] {note}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]warning[/] {note}", highlight=False)
     for row in result.errors.head(10).itertuples(index=False):
         console.print(
             f"[yellow]no cell[/] {row.file} ({row.stage}): {row.reason}",
             highlight=False,
-            soft_wrap=True,
         )
     if len(result.errors) > 10:
         console.print(f"... and {len(result.errors) - 10} more in {out / ERRORS_FILE}")
@@ -75,7 +74,6 @@ def extract(
         f"{len(result.errors)} errors in {result.seconds:.1f} s -> {out / CELLS_FILE}, "
         f"{out / FV_FILE}, {out / ERRORS_FILE}",
         highlight=False,
-        soft_wrap=True,
     )
     if result.cells.empty:
         raise Ephys2txError(

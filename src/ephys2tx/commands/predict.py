@@ -144,9 +144,9 @@ def _print_warnings(run) -> None:
         console.print("[yellow]warning[/] no stored calibration: no prediction sets")
     note = run.missing_note()
     if note is not None:
-        console.print(f"[yellow]warning[/] {note}", soft_wrap=True)
+        console.print(f"[yellow]warning[/] {note}")
     if run.batch_note is not None:  # the batch-wide `lab_shift` flag, said once
-        console.print(f"[yellow]warning[/] {run.batch_note}", soft_wrap=True)
+        console.print(f"[yellow]warning[/] {run.batch_note}")
 
 
 def _print_head(predictor, predictions) -> None:

@@ -240,7 +240,7 @@ def _crosswalked(table: pd.DataFrame, path: Path, feature_map: Crosswalk | None)
     if feature_map is None and recognize(table.columns) is None:
         return table
     cells, report = to_canonical(table, feature_map, source=path.name)
-    console.print(report.summary(), highlight=False, soft_wrap=True)
+    console.print(report.summary(), highlight=False)
     return cells
 
 
