@@ -6,7 +6,7 @@ paired bootstrap over mice of its macro-F1 difference from the class-anchored ma
 nested figure of each family added to the benchmark's pool (no map, the anchored map).
 
     EPHYS2TX_MIRROR=../shared/data OMP_NUM_THREADS=1 .venv/bin/python \\
-        benchmarks/select_label_free.py --out /tmp/label-free
+        benchmarks/select_label_free.py --out /tmp/label-free --fold-seeds 5
 
 Families (settings fixed before scoring; docs/research/label-free-adaptation.md):
 - CORAL (Sun et al. 2016) on reference-standardized features, covariances + lambda*I:
@@ -324,6 +324,11 @@ def nested(s: Setup, calls: dict) -> tuple[np.ndarray, list]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("label-free"))
+    parser.add_argument(
+        "--fold-seeds", type=int, default=1,
+        help="repeat the nested choice over this many shuffles of the mice into folds "
+        "(seed 0 is the benchmark's; the candidates stay as fitted with seed-0 folds)",
+    )  # fmt: skip
     args = parser.parse_args()
     s = Setup()
     p_none = s.proba(s.lab)
@@ -364,16 +369,22 @@ def main() -> None:
             f"| {name} | {r['macro_f1']:.3f} | {r['accuracy']:.3f} | "
             f"{r['diff_low']:+.3f} to {r['diff_high']:+.3f} | {recalls} |"
         )
-    pools = {f"none, anchored + {fam}": base | cands for fam, cands in families.items()}
+    pools = {"none, anchored": base}
+    pools |= {f"none, anchored + {fam}": base | cands for fam, cands in families.items()}
     pools["all candidates"] = proba
     selection = {}
-    for pool, members in pools.items():
-        out, chosen = nested(s, {k: calls[k] for k in members})
-        f = figures(s, out)
-        selection[pool] = {"macro_f1": f["macro_f1"], "accuracy": f["accuracy"], "chosen": chosen}
-        print(
-            f"nested, {pool}: macro-F1 {f['macro_f1']:.3f}, accuracy {f['accuracy']:.3f}; {chosen}"
-        )
+    for seed in range(args.fold_seeds):
+        s.folds = mouse_folds(s.lab["donor"], MOUSE_FOLDS, seed)
+        for pool, members in pools.items():
+            out, chosen = nested(s, {k: calls[k] for k in members})
+            f = figures(s, out)
+            selection[f"fold seed {seed}: {pool}"] = {
+                "macro_f1": f["macro_f1"], "accuracy": f["accuracy"], "chosen": chosen
+            }  # fmt: skip
+            print(
+                f"nested (fold seed {seed}), {pool}: macro-F1 {f['macro_f1']:.3f}, "
+                f"accuracy {f['accuracy']:.3f}; {chosen}"
+            )
     args.out.mkdir(parents=True, exist_ok=True)
     payload = {"candidates": rows, "nested": selection}
     (args.out / "label-free.json").write_text(json.dumps(payload, indent=1))
