@@ -25,7 +25,10 @@ Families (settings fixed before scoring; docs/research/label-free-adaptation.md)
   anchored map's P(subclass) over a k-nearest-neighbour graph of the lab's cells (shared
   features, or all of the lab's own columns, Yeo-Johnson-transformed on the lab's cells),
   and a forest trained on the anchored map's confident calls on those columns, cross-fitted
-  over the folds of mice (no label is read), alone or averaged with the anchored map.
+  over the folds of mice (no label is read), alone or averaged with the anchored map;
+- the same label spreading with k and alpha chosen on Allen cells only (`allen_spreading`:
+  5 folds of Allen donors, seed 100; the 12-feature subclass average's out-of-fold
+  P(subclass) spread over each held-out fold's cells on all of Allen's features).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PowerTransformer
 
+from ephys2tx.datasets.cells import usable_features
 from ephys2tx.datasets.labels import DEFAULT_LABEL
 from ephys2tx.datasets.scala2021 import m1_cells
 from ephys2tx.default_model import DEFAULT_SETTINGS, default_training_cells
@@ -299,6 +303,50 @@ def own_geometry(s: Setup, p_anchor: np.ndarray) -> dict:
     return out
 
 
+SPREAD_GRID = [(k, a) for k in (5, 10, 20) for a in (0.2, 0.5, 0.8, 0.9)]
+
+
+def allen_spreading(s: Setup, seed: int = 100) -> tuple[tuple[int, float], dict]:
+    """The (k, alpha) of label spreading with the best mean macro-F1 on Allen cells: the
+    subclass average on the lab's features fitted on 4 folds of donors, its P(subclass) on
+    the 5th spread over that fold's cells (all of Allen's features, as a lab's own columns)."""
+    y = s.ref_y.astype(str)
+    folds = mouse_folds(s.ref["donor"], MOUSE_FOLDS, seed)
+    X = s.ref[s.feats].fillna(s.ref[s.feats].median())
+    columns = usable_features(s.ref)
+    scores = {g: [] for g in [None, *SPREAD_GRID]}
+    for fold in range(MOUSE_FOLDS):
+        train, test = folds != fold, folds == fold
+        members = DEFAULT_SETTINGS["mouse"].subclass
+        P = 0
+        for _, est in members:
+            e = seeded(est, 0, 1).fit(X[train], y[train])
+            P = P + e.predict_proba(X[test])[:, [list(e.classes_).index(c) for c in s.classes]]
+        P = P / len(members)
+        G = SimpleImputer(strategy="median").fit_transform(s.ref.loc[test, columns].astype(float))
+        Z = PowerTransformer().fit_transform(G)
+        scores[None].append(f1_score(y[test], s.names[P.argmax(1)].astype(str), average="macro"))
+        for k, alpha in SPREAD_GRID:
+            Q = _spread(Z, P, k, alpha)
+            scores[(k, alpha)].append(
+                f1_score(y[test], s.names[Q.argmax(1)].astype(str), average="macro")
+            )
+    mean = {str(g): float(np.mean(v)) for g, v in scores.items()}
+    best = max(SPREAD_GRID, key=lambda g: round(mean[str(g)], 6))
+    return best, mean
+
+
+def allen_chosen(s: Setup, p_anchor: np.ndarray) -> dict:
+    (k, alpha), mean = allen_spreading(s)
+    print(f"label spreading on Allen cells (mean macro-F1 over 5 folds of donors): {mean}")
+    X = SimpleImputer(strategy="median").fit_transform(s.lab[own_columns(s.lab)].astype(float))
+    Z = PowerTransformer().fit(X[s.eligible]).transform(X)
+    e = np.flatnonzero(s.eligible)
+    p = p_anchor.copy()
+    p[e] = _spread(Z[e], p_anchor[e], k, alpha)
+    return {f"label spreading, own columns, k {k}, alpha {alpha:g} (chosen on Allen cells)": p}
+
+
 def figures(s: Setup, calls: np.ndarray, idx: np.ndarray | None = None) -> dict:
     idx = np.flatnonzero(s.gaba) if idx is None else idx
     y, c = s.truth[idx], calls[idx].astype(str)
@@ -339,6 +387,7 @@ def main() -> None:
         "self-training": self_training(s, shift, p_anchor),
         "anchored map variants": anchored_variants(s, p_anchor),
         "the lab's own geometry": own_geometry(s, p_anchor),
+        "label spreading chosen on Allen cells": allen_chosen(s, p_anchor),
     }
     base = {"none": p_none, "anchored": p_anchor}
     proba = base | {k: v for fam in families.values() for k, v in fam.items()}
