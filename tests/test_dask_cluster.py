@@ -130,13 +130,13 @@ def test_extract_survives_a_killed_worker(cluster, copied_cells, tmp_path):
     extract = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while len(list((out / "cache").glob("*.pkl"))) < 2:  # the first results are in
+        while len(list((out / "cache").glob("*.json"))) < 2:  # the first results are in
             assert extract.poll() is None, extract.communicate()
             assert time.monotonic() < deadline, "no result within 120 s"
             time.sleep(0.05)
         workers[0].send_signal(signal.SIGKILL)
         workers[0].wait(timeout=10)
-        done_at_kill = len(list((out / "cache").glob("*.pkl")))
+        done_at_kill = len(list((out / "cache").glob("*.json")))
         stdout, stderr = extract.communicate(timeout=180)
     finally:
         if extract.poll() is None:
