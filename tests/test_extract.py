@@ -395,7 +395,7 @@ def test_cli_extract_on_real_abf_with_dask_processes(tmp_path):
     assert np.isfinite(cells.loc[0, "rheobase_i"])
     errors = pd.read_csv(out / "errors.csv")
     assert errors["file"].tolist() == [str(bad)] and errors["stage"].tolist() == ["read"]
-    assert len(list((out / "cache").glob("*.pkl"))) == 1
+    assert len(list((out / "cache").glob("*.json"))) == 1
     again = CliRunner().invoke(app, [*args, "--workers", "1"])
     assert again.exit_code == 0 and "1 from cache" in again.output
 
