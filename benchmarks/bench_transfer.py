@@ -21,6 +21,7 @@ from ephys2tx.evaluation.crossval import CVResult
 from ephys2tx.evaluation.splits import PROTOCOLS, protocol_splitter
 from ephys2tx.evaluation.transfer_study import StudyResult, run_transfer_study
 from ephys2tx.models import TRANSFER_METHODS, recipes
+from ephys2tx.models.network_params import NetworkParams
 from ephys2tx.study.outputs import write_study
 
 warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*")
@@ -55,9 +56,9 @@ def main() -> None:
     splitter = protocol_splitter(args.protocol, "human", 5, args.repeats, args.seed)
     folds = splitter.cell_folds(human, "label")
     methods = tuple(m for m in args.methods.split(",") if m)
-    recipe = recipes.NetworkRecipe(seed=0, bilstm_members=args.members)
+    network = NetworkParams(members=args.members)
     rf_features = usable_features(human)
-    variants = recipes.transfer_variants(recipe, mouse, rf_features, methods)
+    variants = recipes.transfer_variants(network, 0, mouse, rf_features, methods)
     features = {"rf": rf_features, "rf_pooled": rf_features}
     if args.variants:
         variants = {k: v for k, v in variants.items() if k in args.variants.split(",")}

@@ -9,7 +9,7 @@ of the outer training cells). Prints macro-F1 (mean over folds) per candidate:
 
 Besides the members of `models.members.BY_NAME` (joined by + for an average), `--kinds` takes networks, fitted on the cells' rows of the
 cell table (their feature families and `donor`), not on the model's input matrix:
-`bilstm` (the BiLSTM of the full preset, `StudySettings()`, 3 members; `bilstm1`: 1 member)
+`bilstm` (the BiLSTM of the full preset, `NetworkParams()`, 3 members; `bilstm1`: 1 member)
 and, for human, `align` / `finetune` / `joint` / `adversarial` (the mouse → human transfer
 network, `recipes.transfer`, trained with every labelled mouse cell; `align1`: 1 member).
 Every component's out-of-fold test probabilities and CPU seconds are cached per fold in
@@ -23,7 +23,6 @@ t-interval over folds); `--time-all` also times one fit of each component on all
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import time
 from pathlib import Path
@@ -42,7 +41,7 @@ from ephys2tx.evaluation.splits import DonorKFold, donor_kfold
 from ephys2tx.models import recipes
 from ephys2tx.models.hierarchy import _aligned, model_inputs
 from ephys2tx.models.members import named
-from ephys2tx.study.settings import StudySettings
+from ephys2tx.models.network_params import NetworkParams
 from ephys2tx.trust.conformal import out_of_fold_proba
 
 TRANSFER = ("finetune", "joint", "align", "adversarial")
@@ -51,13 +50,13 @@ TRANSFER = ("finetune", "joint", "align", "adversarial")
 def _network(kind: str, seed: int, mouse: pd.DataFrame | None):
     """A network component: `bilstm` or a transfer method, `<kind>1` with one member."""
     name, members = (kind[:-1], 1) if kind.endswith("1") else (kind, 3)
-    s = dataclasses.replace(StudySettings(), seed=seed, bilstm_members=members)
+    network = NetworkParams(members=members)
     if name == "bilstm":
-        return recipes.bilstm(s)
+        return recipes.bilstm(network, seed)
     if name in TRANSFER:
         if mouse is None:
             raise SystemExit(f"{kind}: transfer networks are for --species human")
-        return recipes.transfer(s, mouse, name)
+        return recipes.transfer(network, seed, mouse, name)
     return None
 
 

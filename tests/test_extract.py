@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 from pathlib import Path
@@ -306,6 +307,11 @@ def test_batch_errors_table_and_resume_from_cache(full_cell, tmp_path):
     assert cells.loc[1, "status"] == "partial" and "ramp" in cells.loc[1, "reason"]
     with h5py.File(out / "feature_vectors.h5") as h5:
         assert h5["first_ap_v"].shape == (2, 450) and h5["mask"].shape == (2, 14)
+        vectors = {name: h5[name][()] for name in h5}
+    # the cache is plain JSON, so resuming in a folder someone sent runs no code
+    cached = sorted((out / "cache").iterdir())
+    assert [p.suffix for p in cached] == [".json", ".json"]
+    assert all(json.loads(p.read_text())["status"] for p in cached)
     assert len(pd.read_csv(out / "errors.csv")) == 1
     assert first.n_computed == 2 and first.n_cached == 0
 
@@ -318,6 +324,10 @@ def test_batch_errors_table_and_resume_from_cache(full_cell, tmp_path):
     assert (data / "calls.log").read_text().split() == ["broken.pkl"]
     assert again.n_cached == 2 and again.n_computed == 0
     pd.testing.assert_frame_equal(again.cells, first.cells)
+    with h5py.File(out / "feature_vectors.h5") as h5:  # vectors, NaN included, as computed
+        assert sorted(h5) == sorted(vectors)
+        for name, values in vectors.items():
+            np.testing.assert_array_equal(h5[name][()], values)
 
 
 def test_real_abf_files_give_features_or_reasons():
@@ -385,7 +395,7 @@ def test_cli_extract_on_real_abf_with_dask_processes(tmp_path):
     assert np.isfinite(cells.loc[0, "rheobase_i"])
     errors = pd.read_csv(out / "errors.csv")
     assert errors["file"].tolist() == [str(bad)] and errors["stage"].tolist() == ["read"]
-    assert len(list((out / "cache").glob("*.pkl"))) == 1
+    assert len(list((out / "cache").glob("*.json"))) == 1
     again = CliRunner().invoke(app, [*args, "--workers", "1"])
     assert again.exit_code == 0 and "1 from cache" in again.output
 

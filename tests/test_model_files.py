@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -221,6 +223,20 @@ def test_a_failed_write_leaves_no_model_and_no_temporary(tmp_path):
         raise RuntimeError("killed mid-way")
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_writers_folder_goes_at_the_next_write_a_running_ones_stays(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid no process has now (a killed `train`)
+    left = tmp_path / f".model-{dead.pid}-abcd1234"
+    running = tmp_path / f".model-{os.getpid()}-efgh5678"  # a run still writing
+    other = tmp_path / f".model-2-{dead.pid}-abcd1234"  # the staging folder of `model-2`
+    for folder in (left, running, other):
+        folder.mkdir()
+    save_model(tmp_path / "model", {"a": 1}, ModelCard("rf-raw", "human", "label", [], []))
+    assert not left.exists()
+    assert running.is_dir() and other.is_dir()
+    assert load_model(tmp_path / "model")[0] == {"a": 1}
 
 
 def test_overwriting_into_a_folder_keeps_other_files_and_drops_old_model_files(tmp_path):

@@ -402,12 +402,13 @@ def test_a_failed_write_leaves_the_previous_output_set(synthetic_nwb, tmp_path, 
 
 
 def test_full_disk_gives_one_line_and_no_outputs(tmp_path):
-    """A real 200 KB tmpfs as --out (root only): exit 2, one line, no half-written set."""
+    """A real 100 KB tmpfs as --out (root only; the outputs take ~130 KB, the cache ~65 KB):
+    exit 2, one line, no half-written set."""
     full = tmp_path / "full"
     full.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    mount = ["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(full)]
+    mount = ["mount", "-t", "tmpfs", "-o", "size=100k", "tmpfs", str(full)]
     if subprocess.run(mount, capture_output=True).returncode != 0:
         pytest.skip("cannot mount a tmpfs here")
     try:

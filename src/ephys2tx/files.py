@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable
@@ -93,6 +95,33 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """`atomic_write` of a UTF-8 text."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def staging_folder(parent: Path, name: str) -> Path:
+    """A new temporary folder `.NAME-PID-XXXXXXXX` in `parent`, to be renamed into place.
+
+    Why the pid: a run killed while writing (SIGKILL, power loss) cannot remove its folder;
+    the next one removes the folders of `name` whose process is no longer running, and
+    never those of a run still writing."""
+    pattern = re.compile(rf"\.{re.escape(name)}-(\d+)-[a-z0-9_]{{8}}")
+    for old in parent.glob(f".{name}-*"):
+        found = pattern.fullmatch(old.name)
+        if found and old.is_dir() and not _running(int(found.group(1))):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f".{name}-{os.getpid()}-", dir=parent))
+
+
+def _running(pid: int) -> bool:
+    """Whether a process of this pid runs on this machine (on Windows: assumed so)."""
+    if os.name == "nt":  # os.kill(pid, 0) would end the process there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
 
 
 def _umask() -> int:

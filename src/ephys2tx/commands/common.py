@@ -274,10 +274,14 @@ MethodOrAll = Annotated[
 ]
 
 
-def add_commands(group: typer.Typer, commands: dict, old_names: dict[str, str]) -> None:
-    """Add `commands` ({name: function}) to a CLI group; each of `old_names` ({old: name})
-    stays a hidden alias, so scripts written for an older version keep working."""
-    for name, command in commands.items():
-        group.command(name)(command)
-    for old, name in old_names.items():
-        group.command(old, hidden=True)(commands[name])
+OLD_MODEL_NAMES = {"reference": "hierarchical"}  # 0.2 names: hidden aliases, old scripts work
+
+
+def add_model_commands(group: typer.Typer, *commands) -> None:
+    """Add one command per model kind to a verb's group (`train_rf` becomes `train rf`), with
+    the hidden aliases of `OLD_MODEL_NAMES`."""
+    by_kind = {command.__name__.split("_", 1)[1]: command for command in commands}
+    for kind, command in by_kind.items():
+        group.command(kind)(command)
+    for old, kind in OLD_MODEL_NAMES.items():
+        group.command(old, hidden=True)(by_kind[kind])

@@ -15,6 +15,7 @@ from ..datasets.cells import (
 from ..errors import Ephys2txError
 from ..evaluation import LEARNING_CURVE_FRACTIONS
 from ..models import TRANSFER_METHODS
+from ..models.network_params import NetworkParams
 from .common import (
     Alpha,
     DataDir,
@@ -31,7 +32,7 @@ from .common import (
     Seed,
     Species,
     TrustOption,
-    add_commands,
+    add_model_commands,
     print_f1,
     print_trust,
     training_cells,
@@ -113,7 +114,7 @@ def evaluate_bilstm(
 
     table, label = training_cells(species, labels, data_dir=data_dir, mirror=mirror)
     splitter = protocol_splitter(protocol, species, folds, repeats, seed)
-    model = recipes.bilstm(recipes.NetworkRecipe(seed=seed, bilstm_members=members))
+    model = recipes.bilstm(NetworkParams(members=members), seed)
     with Progress(transient=True, console=console) as bar:
         result, attention = cross_validate_network(model, table, label, splitter, jobs, bar)
     metrics = result.summary(
@@ -173,9 +174,10 @@ def evaluate_transfer(
     mouse, _ = training_cells("mouse", "label", data_dir=data_dir, mirror=mirror)
     splitter = protocol_splitter(protocol, "human", folds, repeats, seed)
     fold_list = splitter.cell_folds(human, label)
-    recipe = recipes.NetworkRecipe(seed=seed, bilstm_members=members)
     features = usable_features(human)
-    variants = recipes.transfer_variants(recipe, mouse, features, methods)
+    variants = recipes.transfer_variants(
+        NetworkParams(members=members), seed, mouse, features, methods
+    )
     study = transfer_study(human, variants, splitter, shares, jobs)
     context = {
         "species": "human",
@@ -272,14 +274,7 @@ def _forest_importance(human, label, features, fold_list, seed, study, out: Path
         write_attention(out, f"attention_by_class_{name}", att, f"{name}: attention", imp)
 
 
-EVALUATE = {
-    "rf": evaluate_rf,
-    "bilstm": evaluate_bilstm,
-    "transfer": evaluate_transfer,
-    "hierarchical": evaluate_hierarchical,
-}
-
-
 def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
-    """Add this verb's commands to the CLI (`reference`: the 0.2 name of `hierarchical`)."""
-    add_commands(evaluate_app, EVALUATE, {"reference": "hierarchical"})
+    """Add this verb's commands to the CLI."""
+    commands = (evaluate_rf, evaluate_bilstm, evaluate_transfer, evaluate_hierarchical)
+    add_model_commands(evaluate_app, *commands)

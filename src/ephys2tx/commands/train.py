@@ -16,6 +16,7 @@ from ..datasets.cells import (
     usable_features,
 )
 from ..evaluation.splits import donor_kfold
+from ..models.network_params import NetworkParams
 from ..models.trusted import CALIBRATION_FOLDS
 from .common import (
     AllowUnknownIds,
@@ -32,7 +33,7 @@ from .common import (
     Overwrite,
     Seed,
     Species,
-    add_commands,
+    add_model_commands,
     check_out_dir,
     exclude_specimens,
     training_cells,
@@ -82,9 +83,9 @@ def train_bilstm(
 
     check_out_dir(out, overwrite)
     table, label = training_cells(species, labels, exclude_ids, data_dir, mirror, allow_unknown_ids)
-    recipe = recipes.NetworkRecipe(seed=seed, bilstm_members=members)
+    network = NetworkParams(members=members)
     train_and_store(
-        out, lambda: recipes.bilstm(recipe), table, label, species, "bilstm", None,
+        out, lambda: recipes.bilstm(network, seed), table, label, species, "bilstm", None,
         calibrate=calibrate, seed=seed, data_dir=data_dir, mirror=mirror,
         doing=f"training BiLSTM on {len(table)} {species} cells",
     )  # fmt: skip
@@ -110,9 +111,9 @@ def train_transfer(
     mouse, _ = training_cells("mouse", "label", data_dir=data_dir, mirror=mirror)
     if exclude_ids is not None:  # one list for both species: an id may be of either
         human, mouse = exclude_specimens([human, mouse], exclude_ids, allow_unknown_ids)
-    recipe = recipes.NetworkRecipe(seed=seed, bilstm_members=members)
+    network = NetworkParams(members=members)
     train_and_store(
-        out, lambda: recipes.transfer(recipe, mouse, method), human, label, "human",
+        out, lambda: recipes.transfer(network, seed, mouse, method), human, label, "human",
         f"transfer-{method}", None, calibrate=calibrate, seed=seed, data_dir=data_dir,
         mirror=mirror, doing=f"pretraining on {len(mouse)} mouse, training on {len(human)} human",
         method=method, n_source_cells=len(mouse),
@@ -192,14 +193,6 @@ def train_and_store(
     console.print(f"saved {kind} model ({len(card.features)} features) to {out}")
 
 
-TRAIN = {
-    "rf": train_rf,
-    "bilstm": train_bilstm,
-    "transfer": train_transfer,
-    "hierarchical": train_hierarchical,
-}
-
-
 def register(app: typer.Typer, train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
-    """Add this verb's commands to the CLI (`reference`: the 0.2 name of `hierarchical`)."""
-    add_commands(train_app, TRAIN, {"reference": "hierarchical"})
+    """Add this verb's commands to the CLI."""
+    add_model_commands(train_app, train_rf, train_bilstm, train_transfer, train_hierarchical)

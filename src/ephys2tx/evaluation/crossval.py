@@ -12,6 +12,7 @@ from joblib import Parallel, delayed
 from rich.progress import Progress
 from sklearn.base import clone
 
+from ..threads import limit, predicting
 from .metrics import fold_scores, summarize
 from .splits import Fold
 
@@ -33,13 +34,17 @@ class CVResult:
         return summarize(self.predictions, self.classes, **context)
 
 
-def _fit_fold(estimator, X: pd.DataFrame, y: np.ndarray, train, fold: Fold, on_fold):
-    """Fit a clone on `train`, predict the fold's test cells; `on_fold` runs beside the model."""
+def _fit_fold(estimator, X: pd.DataFrame, y: np.ndarray, train, fold: Fold, on_fold, alone: bool):
+    """Fit a clone on `train`, predict the fold's test cells; `on_fold` runs beside the model.
+    Under the thread policy; `alone`: one thread (folds run side by side)."""
     model = clone(estimator)
-    model.fit(X.iloc[train], y[train])
+    with limit(1 if alone else None):
+        model.fit(X.iloc[train], y[train])
     X_test = X.iloc[fold.test]
-    extra = on_fold(model, fold, X_test) if on_fold is not None else None
-    return list(model.classes_), model.predict_proba(X_test), extra
+    with predicting(1 if alone else None):
+        extra = on_fold(model, fold, X_test) if on_fold is not None else None
+        proba = model.predict_proba(X_test)
+    return list(model.classes_), proba, extra
 
 
 @dataclass
@@ -110,6 +115,7 @@ def cross_validate_many(
                 task.train_subset(fold) if task.train_subset is not None else fold.train,
                 fold,
                 task.on_fold,
+                n_jobs != 1,
             )
             for task, (X, y) in zip(tasks, inputs, strict=True)
             for fold in task.folds

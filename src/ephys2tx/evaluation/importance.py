@@ -8,6 +8,7 @@ from sklearn.base import clone
 from sklearn.inspection import permutation_importance
 
 from ..features.families import FAMILY_OF_FEATURE
+from ..threads import limit, predicting
 from .splits import Fold
 
 
@@ -26,18 +27,19 @@ def family_permutation_importance(
     family = pd.Series([FAMILY_OF_FEATURE[f] for f in features], index=features)
     per_fold = []
     for fold in track(folds, description="permutation importance", transient=True):
-        model = clone(estimator).fit(X.iloc[fold.train], y[fold.train])
-        # predict on one thread: a forest sums its trees in thread order, so tied votes
-        # among the thousands of permuted tables broke differently from run to run
-        model.set_params(**{k: 1 for k in model.get_params() if k.endswith("n_jobs")})
-        result = permutation_importance(
-            model,
-            X.iloc[fold.test],
-            y[fold.test],
-            scoring="f1_macro",
-            n_repeats=n_repeats,
-            random_state=seed,
-        )
+        with limit():
+            model = clone(estimator).fit(X.iloc[fold.train], y[fold.train])
+        # predictions sum a forest's trees in one order (`predicting`): tied votes among
+        # the thousands of permuted tables broke differently from run to run otherwise
+        with predicting():
+            result = permutation_importance(
+                model,
+                X.iloc[fold.test],
+                y[fold.test],
+                scoring="f1_macro",
+                n_repeats=n_repeats,
+                random_state=seed,
+            )
         per_fold.append(pd.Series(result.importances_mean, index=features).groupby(family).sum())
     table = pd.concat(per_fold, axis=1)
     out = pd.DataFrame({"family": table.index, "mean": table.mean(axis=1), "sd": table.std(axis=1)})

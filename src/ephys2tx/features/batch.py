@@ -11,8 +11,8 @@ and `errors.csv`.
 from __future__ import annotations
 
 import errno
+import json
 import os
-import pickle
 import resource
 import shutil
 import sys
@@ -51,7 +51,7 @@ LOCAL_WORKER_CONFIG = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.system-monitor.gil.enabled": False,
 }
-CACHE_VERSION = 1  # bump when extraction changes so old cache entries are not reused
+CACHE_VERSION = 2  # bump when extraction changes so old cache entries are not reused (2: JSON)
 ERROR_COLUMNS = ["file", "stage", "reason"]
 CELLS_FILE, FV_FILE, ERRORS_FILE, CACHE_DIR = (
     "cells.parquet",
@@ -78,10 +78,33 @@ def _peak_rss_mb() -> float:
     return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024
 
 
-def _atomic_pickle(obj: object, path: Path) -> None:
+def _json_value(value: object) -> object:
+    """numpy scalars and arrays as JSON; anything else cannot be cached (TypeError)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} cannot be cached")
+
+
+def _write_cached(result: dict, path: Path) -> None:
+    """One cell's result as JSON (NaN kept): reading a cache never runs code, even in an
+    output folder someone else wrote."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    text = json.dumps(result, default=_json_value)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def _read_cached(path: Path) -> dict | None:
+    """A cached result of this extraction version (vectors as float arrays), else None."""
+    try:
+        cached = json.loads(path.read_text())
+        if cached.get("cache_version") != CACHE_VERSION:
+            return None
+        cached["vectors"] = {k: np.asarray(v, dtype=float) for k, v in cached["vectors"].items()}
+        return cached
+    except Exception:  # a corrupt or foreign entry is recomputed, not fatal
+        return None
 
 
 def _meta(rec: Recording, species: str | None) -> dict:
@@ -124,19 +147,14 @@ def process_file(
         return {**base, "sha256": None, "error": ("read", "file not found; check the path")}
     except OSError as exc:
         return {**base, "sha256": None, "error": ("read", f"cannot read file: {exc}")}
-    cache_file = Path(cache_dir) / f"{digest}.pkl"
-    if cache_file.is_file():
-        try:
-            with open(cache_file, "rb") as fh:
-                cached = pickle.load(fh)
-            if cached.get("cache_version") == CACHE_VERSION:
-                hit = {**cached, "file": str(path), "cached": True, "peak_rss_mb": _peak_rss_mb()}
-                hit["worker_pid"] = os.getpid()
-                if species:
-                    hit["meta"] = {**hit["meta"], "species": species}
-                return hit
-        except Exception:  # a corrupt cache entry is recomputed, not fatal
-            pass
+    cache_file = Path(cache_dir) / f"{digest}.json"
+    cached = _read_cached(cache_file) if cache_file.is_file() else None
+    if cached is not None:
+        hit = {**cached, "file": str(path), "cached": True, "peak_rss_mb": _peak_rss_mb()}
+        hit["worker_pid"] = os.getpid()
+        if species:
+            hit["meta"] = {**hit["meta"], "species": species}
+        return hit
     result = {**base, "sha256": digest}
     try:
         rec = (reader or _default_reader)(path)
@@ -162,8 +180,8 @@ def process_file(
         extract_cpu_seconds=cpu_done - cpu_read,  # insensitive to other load on the machine
     )
     try:
-        _atomic_pickle(result, cache_file)
-    except OSError as exc:  # e.g. a full disk: the result stands, it is just not cached
+        _write_cached(result, cache_file)
+    except (OSError, TypeError, ValueError) as exc:  # a full disk: the result stands, uncached
         result["cache_error"] = one_line(exc)
     result["peak_rss_mb"] = _peak_rss_mb()
     result["worker_pid"] = os.getpid()

@@ -21,6 +21,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from ..errors import Ephys2txError, import_extra
 from .family_tensors import FamilyLayout, FamilyTensors, Standardizer, to_tensors
+from .network_params import NETWORK
 
 # torch comes with the `nn` extra; a core install predicts with the default model without it
 torch = import_extra("torch", "nn", "training or loading a network")
@@ -264,16 +265,16 @@ class BiLSTMClassifier(ClassifierMixin, BaseEstimator):
     fold, are averaged: every training cell is used, and small data gets less variance.
     """
 
-    width: int = 32
-    hidden: int = 32
+    width: int = NETWORK.width
+    hidden: int = NETWORK.hidden
     dropout: float = 0.3
-    lr: float = 1e-3
+    lr: float = NETWORK.lr
     weight_decay: float = 0.05
     batch_size: int = 64
-    max_epochs: int = 300
+    max_epochs: int = NETWORK.max_epochs
     patience: int = 40
     feature_dropout: float = 0.1
-    validation_fraction: float = 0.2
+    validation_fraction: float = NETWORK.validation_fraction
     n_members: int = 1
     scaling: str = "quantile"
     families: tuple[str, ...] | None = None

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -33,7 +32,7 @@ import pandas as pd
 
 from ..errors import Ephys2txError, MissingExtra, one_line
 from ..features.families import FAMILY_OF_FEATURE
-from ..files import atomic_write, atomic_write_text
+from ..files import atomic_write, atomic_write_text, staging_folder
 from ..version import __version__
 
 MODEL_FILE = "model.skops"
@@ -261,10 +260,10 @@ def new_model_dir(target: str | Path) -> Iterator[Path]:
     A missing or empty `target` is replaced by one rename. Into an existing folder (e.g.
     `--overwrite`) the old card is removed first, then the new files moved in one by one
     and the new card last: a directory with a card is always complete. On error nothing
-    is published and the temporary folder is removed."""
+    is published and the temporary folder is removed (a killed run's, by the next write)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    staging = staging_folder(target.parent, target.name)
     try:
         yield staging
         if not (staging / META_FILE).is_file():

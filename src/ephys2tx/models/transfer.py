@@ -56,6 +56,7 @@ from .bilstm import (
     train_stage,
 )
 from .family_tensors import FamilyLayout, FamilyTensors, Standardizer, to_tensors
+from .network_params import NETWORK
 
 METHODS = (*TRANSFER_METHODS, "source_only")
 TWO_SPECIES = ("joint", "align", "adversarial")  # methods that train on both species at once
@@ -117,7 +118,7 @@ class TransferClassifier(BiLSTMClassifier):
     method: str = "finetune"
     source_weight: float = 1.0
     coral_weight: float = 1.0
-    head_epochs: int = 50
+    head_epochs: int = NETWORK.head_epochs
     pretrain_batch_size: int = 128
     anchor: float = 0.0
     adversarial_weight: float = 0.3

@@ -73,7 +73,7 @@ def _synthetic_notes(study: Study) -> list[str]:
     notes = [
         f"SYNTHETIC: {len(human)} simulated human cells from {human['donor'].nunique()} "
         f"synthetic donors, {s.transfer_repeats} x {s.network_folds} donor-grouped folds; small "
-        f"networks (width {s.width}, {s.bilstm_max_epochs} epochs without early stopping). The "
+        f"networks (width {s.network.width}, {s.network.max_epochs} epochs without early stopping). The "
         f"transfer variant is pretrained on the {len(study.cells('mouse'))} synthetic mouse "
         "cells. With so few cells the intervals are wide; the demo shows the pipeline, not a "
         "result."
@@ -96,7 +96,7 @@ def plan(s: StudySettings) -> list[Step]:
     (the full preset's transfer study then starts first, as it must)."""
     forests = s.folds * s.repeats * s.forest_trees / 300
     nested = s.folds * s.nested_repeats * s.forest_trees / 300  # trust and reference sections
-    networks = s.bilstm_members * s.bilstm_max_epochs / 40
+    networks = s.network.members * s.network.max_epochs / 40
     steps = []
     if s.embedding:
         steps += [Step(f"embed_{sp}", "embed", (sp,), Embedding, w) for sp, w in EMBED.items()]

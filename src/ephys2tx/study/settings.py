@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from ..errors import Ephys2txError
 from ..evaluation.splits import DonorKFold, Splitter, protocol_splitter
+from ..models.network_params import NETWORK, NetworkParams
 
 PRESETS = ("full", "quick", "demo")
 
@@ -55,13 +56,7 @@ class StudySettings:
     embedding: bool = True
     # networks: BiLSTM recipe (models.recipes) and its folds
     bilstm_runs: tuple[tuple[str, str, str], ...] = BILSTM_RUNS
-    bilstm_members: int = 3  # networks averaged, each early-stopped on other donors
-    bilstm_max_epochs: int = 300
-    width: int = 32
-    hidden: int = 32
-    lr: float = 1e-3
-    validation_fraction: float = 0.2  # 0: fixed epochs, no early stopping (tiny cohorts)
-    head_epochs: int = 50  # transfer: epochs of the head-only stage
+    network: NetworkParams = NETWORK
     network_folds: int = 5
     network_repeats: int = 1  # networks cost ~20x a forest; benchmarks/ run 5 x 3
     network_seed_repeats: int = 3  # the mouse BiLSTM in the study's protocol
@@ -132,8 +127,7 @@ _PRESETS = {
         importance_folds=2,
         importance_repeats=1,
         bilstm_runs=BILSTM_RUNS[:1],
-        bilstm_members=1,
-        bilstm_max_epochs=40,
+        network=NetworkParams(members=1, max_epochs=40),
         network_folds=3,
         transfer_methods=("finetune",),
         transfer_fractions=(0.25, 1.0),
@@ -151,13 +145,15 @@ _PRESETS = {
         importance_folds=1,  # the demo's classes separate perfectly: one fold says so
         importance_repeats=1,
         bilstm_runs=(),
-        bilstm_members=1,
-        bilstm_max_epochs=60,  # fixed: too few donors to hold some out for early stopping
-        width=16,
-        hidden=16,
-        lr=1e-2,  # ~10 training cells make one batch: one step per epoch
-        validation_fraction=0.0,
-        head_epochs=30,
+        network=NetworkParams(
+            members=1,
+            max_epochs=60,  # fixed: too few donors to hold some out for early stopping
+            width=16,
+            hidden=16,
+            lr=1e-2,  # ~10 training cells make one batch: one step per epoch
+            validation_fraction=0.0,
+            head_epochs=30,
+        ),
         network_folds=3,
         transfer_methods=("finetune",),
         transfer_baselines=("rf",),

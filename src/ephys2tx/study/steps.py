@@ -237,7 +237,11 @@ class Study:
         s = self.settings
         table = self.cells(species)
         result, attention = cross_validate_network(
-            recipes.bilstm(s), table, label, s.network_splitter(protocol, species), self.n_jobs
+            recipes.bilstm(s.network, s.seed),
+            table,
+            label,
+            s.network_splitter(protocol, species),
+            self.n_jobs,
         )
         metrics = result.summary(
             model="bilstm", species=species, label=label, protocol=protocol, seed=s.seed
@@ -264,7 +268,12 @@ class Study:
         splitter = s.transfer_splitter(protocol)
         fractions = s.transfer_fractions if grouped else (1.0,)
         variants = recipes.transfer_variants(
-            s, mouse, usable_features(human), s.transfer_methods, s.transfer_baselines
+            s.network,
+            s.seed,
+            mouse,
+            usable_features(human),
+            s.transfer_methods,
+            s.transfer_baselines,
         )
         study = transfer_study(human, variants, splitter, fractions, self.n_jobs)
         name = "transfer" if grouped else f"transfer_{protocol}"
@@ -409,9 +418,9 @@ class Study:
         if s.save_networks:
             human = self.cells("human")
             y = human["label"].to_numpy()
-            networks = {"bilstm-human": ("bilstm", recipes.bilstm(s))}
+            networks = {"bilstm-human": ("bilstm", recipes.bilstm(s.network, s.seed))}
             for method in s.transfer_methods:
-                model = recipes.transfer(s, self.cells("mouse"), method)
+                model = recipes.transfer(s.network, s.seed, self.cells("mouse"), method)
                 networks[f"transfer-{method}-human"] = (f"transfer-{method}", model)
             for name, (kind, model) in networks.items():
                 with limit():
