@@ -48,7 +48,7 @@ from sklearn.preprocessing import PowerTransformer
 from ephys2tx.datasets.cells import usable_features
 from ephys2tx.datasets.labels import DEFAULT_LABEL
 from ephys2tx.datasets.scala2021 import m1_cells
-from ephys2tx.default_model import DEFAULT_SETTINGS, default_training_cells
+from ephys2tx.default_model import DEFAULT_SETTINGS, default_model_for_lab, default_training_cells
 from ephys2tx.evaluation.crosslab import MOUSE_FOLDS, mouse_folds
 from ephys2tx.models.ensemble import seeded
 from ephys2tx.models.forest import make_forest
@@ -60,7 +60,6 @@ from ephys2tx.models.lab import (
     lab_features,
     own_columns,
 )
-from ephys2tx.study.crosslab import _reference_fit
 from ephys2tx.trust.interneuron import m1_detector
 
 PSEUDO_WEIGHT = 0.5
@@ -76,7 +75,7 @@ class Setup:
         lab, _ = m1_cells()
         self.lab = lab.reset_index(drop=True)
         self.feats = lab_features(self.lab[self.lab["cell_class"] == "gabaergic"], self.ref)
-        self.fit = _reference_fit(self.feats, seed, 1)
+        self.fit = default_model_for_lab("mouse", self.lab, self.feats, self.ref, seed)
         self.classes = list(self.fit.taxonomy.subclasses)
         self.names = np.asarray(self.classes, dtype=object)
         self.ref_y = self.ref[DEFAULT_LABEL["mouse"]].to_numpy(dtype=object)

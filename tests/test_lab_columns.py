@@ -120,7 +120,7 @@ def test_in_domain_ceiling_is_nested_and_out_of_fold(world):
 def test_adapt_reuses_the_cached_default_model_when_it_is_the_same_fit(
     world, tmp_path, monkeypatch
 ):
-    import ephys2tx.adapt as adapt_module
+    import ephys2tx.default_model as default_model
     from ephys2tx.default_model import fit_from_model_dir
 
     reference, fit, lab = world
@@ -139,15 +139,15 @@ def test_adapt_reuses_the_cached_default_model_when_it_is_the_same_fit(
     assert fit_from_model_dir(tmp_path / "cached", len(reference), seed=1) is None
     assert fit_from_model_dir(tmp_path / "cached", len(reference) + 1, seed=0) is None
 
-    monkeypatch.setattr(adapt_module, "subset_for_table", lambda *a, **k: FEATURES)
-    monkeypatch.setattr(adapt_module, "cached_default_model", lambda *a, **k: tmp_path / "cached")
+    monkeypatch.setattr(default_model, "subset_for_table", lambda *a, **k: FEATURES)
+    monkeypatch.setattr(default_model, "cached_default_model", lambda *a, **k: tmp_path / "cached")
     fitted = []
     monkeypatch.setattr(
-        adapt_module, "fit_default_model_on", lambda *a, **k: fitted.append(1) or fit
+        default_model, "fit_default_model_on", lambda *a, **k: fitted.append(1) or fit
     )
-    got = adapt_module.default_model_for_lab("mouse", lab, FEATURES, reference, seed=0, say=str)
+    got = default_model.default_model_for_lab("mouse", lab, FEATURES, reference, seed=0, say=str)
     assert fitted == [] and got.features == FEATURES  # the cache, not a new fit
-    adapt_module.default_model_for_lab("mouse", lab, FEATURES, reference, seed=3, say=str)
+    default_model.default_model_for_lab("mouse", lab, FEATURES, reference, seed=3, say=str)
     assert fitted == [1]  # another seed: fitted here
-    adapt_module.default_model_for_lab("mouse", lab, FEATURES[:3], reference, seed=0, say=str)
+    default_model.default_model_for_lab("mouse", lab, FEATURES[:3], reference, seed=0, say=str)
     assert fitted == [1, 1]  # another feature set

@@ -24,14 +24,10 @@ from .datasets.cells import other_species_cells
 from .datasets.labels import DEFAULT_LABEL
 from .default_model import (
     DEFAULT_SETTINGS,
-    cached_default_model,
     data_checksums,
-    default_inputs,
+    default_model_for_lab,
     default_training_cells,
-    fit_default_model_on,
-    fit_from_model_dir,
     novelty_weights,
-    subset_for_table,
 )
 from .errors import Ephys2txError
 from .models.bundle import HIERARCHICAL, LabCard, Provenance
@@ -81,25 +77,6 @@ def adapt_to_lab(
         labels, donors, eligible, seed=seed,
     )  # fmt: skip
     return LabAdaptation(species, features, reference, fit, detector, cells)
-
-
-def default_model_for_lab(
-    species: str, lab: pd.DataFrame, features: list[str], cells: pd.DataFrame, seed: int = 0,
-    n_jobs: int = 1, data_dir=None, mirror=None, say: Callable[[str], None] = print,
-) -> HierarchyFit:  # fmt: skip
-    """The default model on the lab's features: the cached model `predict` uses for this
-    table (`subset_for_table`; trained there on first use) when it is the same fit (the
-    same feature set and seed, default settings), else one fitted here."""
-    subset = subset_for_table(species, lab, data_dir, mirror)
-    same = set(subset if subset is not None else default_inputs(species, data_dir, mirror))
-    if same == set(features):
-        path = cached_default_model(species, data_dir, mirror, say, n_jobs, features=subset)
-        fit = fit_from_model_dir(path, len(cells), seed)
-        if fit is not None:
-            return fit
-        say(f"the cached model in {path} is not this fit (seed or cells differ, or older cache)")
-    say(f"fitting the {species} default model on the lab's {len(features)} features")
-    return fit_default_model_on(species, cells, features, seed, n_jobs)
 
 
 def save_lab_model(out: str | Path, built: LabAdaptation, data_dir=None, mirror=None) -> Path:

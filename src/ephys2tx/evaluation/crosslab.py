@@ -61,6 +61,17 @@ MOUSE_FOLDS = 5
 # CEILING_INNER_FOLDS inner folds of the other mice.
 CEILING_MODELS = ("rf", "hgb", "logreg", "svc")
 CEILING_INNER_FOLDS = 4
+# The rows, in the order tables and figures show them.
+ROW_NAMES = {
+    "a": "(a) the Allen model as is",
+    "b": "(b) adapted, no labels",
+    "c10": "(c) 10% of mice labelled",
+    "c10-alone": "(c) 10% of mice, M1 alone (same mice)",
+    "c25": "(c) 25% of mice labelled",
+    "c25-alone": "(c) 25% of mice, M1 alone (same mice)",
+    "d": "(d) M1 alone, shared features (ceiling)",
+    "d-all": "(d) M1 alone, all its features",
+}
 
 
 @dataclass
@@ -412,9 +423,23 @@ class _Bench:
                     lab_fit.model, lab_fit.calibration, scored, lab_fit.model.shift,
                     self.excitatory[rest],
                 )  # fmt: skip
-                self.record(f"c{int(round(share * 100))}", draw, calls, scored, rest)
+                row = f"c{int(round(share * 100))}"
+                self.record(row, draw, calls, scored, rest)
                 for key in ("lab_weight", "reference_mix", "subclass_model"):
                     self.rows[-1][key] = lab_fit.details[key]
+                self._lab_alone(f"{row}-alone", draw, taken)
+
+    def _lab_alone(self, row: str, draw: int, taken: np.ndarray) -> None:
+        """The same labelled mice without the default model: the stack's forest on all of
+        the lab's own columns (the shared features when it has none), scored on the other
+        mice's GABAergic cells. What the default model adds to a lab's own labels."""
+        columns = own_columns(self.lab) or self.features
+        X = self.lab[columns].astype(float)
+        train, test = self.gaba & taken, np.flatnonzero(self.gaba & ~taken)
+        y = self.lab.loc[train, self.label].astype(str).to_numpy()
+        model = ceiling_model("rf", self.seed).fit(X[train], y)
+        calls = pd.DataFrame({"subclass": model.predict(X.iloc[test])})
+        self.record(row, draw, calls, self.lab.iloc[test].reset_index(drop=True), test)
 
     def rows_d(self, draws: int, n_jobs: int, ceiling_models: tuple) -> None:
         """(d) the in-domain ceilings: the lab alone, folds grouped by mouse, nested choice;

@@ -11,16 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..evaluation.crosslab import ROW_NAMES  # noqa: E402
 from ..files import atomic_write  # noqa: E402
 
-ROW_NAMES = {
-    "a": "(a) the Allen model as is",
-    "b": "(b) adapted, no labels",
-    "c10": "(c) 10% of mice labelled",
-    "c25": "(c) 25% of mice labelled",
-    "d": "(d) M1 alone, shared features (ceiling)",
-    "d-all": "(d) M1 alone, all its features",
-}
 PANELS = (
     ("subclass", ["macro_f1", "macro_f1_without_rarest", "accuracy", "t_type_accuracy"]),
     ("recall per class", None),

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from ..datasets.sources import CITATIONS
+from ..evaluation.crosslab import ROW_NAMES
 from ..files import atomic_write_text
 from .published import PROTOCOL_NOTES, PUBLISHED_STUDY, REPORTED
 from .results import CrossLabRun, Figure, Scores, StudyResults
@@ -299,10 +300,6 @@ def _trust_section(results: StudyResults, figures: Path) -> str:
 
 def _crosslab_section(run: CrossLabRun, figures: Path) -> str:
     """Another lab's cells: the cross-lab benchmark's rows (`study/crosslab.py`)."""
-    names = {"a": "(a) the Allen model as it is", "b": "(b) adapted, no labels",
-             "c25": "(c) 25% of the mice labelled, scored on the others",
-             "d": "(d) M1 alone, shared features, 5 folds grouped by mouse (ceiling)",
-             "d-all": "(d) M1 alone, all its own features (ceiling)"}  # fmt: skip
     keys = [("macro_f1", "macro-F1"), ("accuracy", "accuracy"), ("coverage", "coverage"),
             ("set_size", "set size"), ("confident", "confident"),
             ("confident_accuracy", "confident right"), ("t_type_accuracy", "t-type accuracy"),
@@ -312,7 +309,7 @@ def _crosslab_section(run: CrossLabRun, figures: Path) -> str:
         cells = "".join(
             _num(figures_of[k], k) if k in figures_of else "<td>—</td>" for k, _ in keys
         )
-        rows.append(f"<tr><td>{html.escape(names.get(row, row))}</td>{cells}</tr>")
+        rows.append(f"<tr><td>{html.escape(ROW_NAMES.get(row, row))}</td>{cells}</tr>")
     shift = html.escape(run.lab_shift or "not shifted beyond the Allen donors")
     return (
         "<h2 id='crosslab'>Another lab's cells</h2>"

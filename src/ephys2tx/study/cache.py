@@ -19,7 +19,10 @@ from ..files import atomic_write_text
 from ..report.results import StepTiming, build, to_dict
 from ..version import __version__
 
-CACHE_VERSION = 5  # 2: typed records; 3: reference ECE; 4: new reference t-type models and novel flag (older steps run again); 5: renamed records (published, baseline, default_model)
+# 2: typed records; 3: reference ECE; 4: new reference t-type models and novel flag (older
+# steps run again); 5: renamed records (published, baseline, default_model); 6: network
+# settings as one record, the cross-lab row "M1 alone on the same mice"
+CACHE_VERSION = 6
 T = TypeVar("T")
 
 

@@ -3,31 +3,24 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
-import joblib
-
 from ..datasets.cells import other_species_cells
-from ..datasets.fetch import resolve_data_dir
 from ..datasets.scala2021 import m1_cells
-from ..default_model import DEFAULT_SETTINGS, default_training_cells, fit_default_model_on
+from ..default_model import DEFAULT_SETTINGS, default_model_for_lab, default_training_cells
 from ..evaluation.crosslab import (
     CEILING_MODELS,
     LAB_DRAWS,
     LAB_FRACTIONS,
+    ROW_NAMES,
     CrossLabResult,
     crosslab_benchmark,
 )
-from ..files import atomic_write
 from ..models.ensemble import soft_vote
 from ..models.lab import lab_features
-from ..report.crosslab import ROW_NAMES, crosslab_png
-from ..version import __version__
+from ..report.crosslab import crosslab_png
 
 SPECIES = "mouse"
-CACHE_FOLDER = "crosslab-cache"
 # The issue's targets (issue 19), printed beside the figures.
 TARGETS = {
     "a": "macro-F1 >= 0.70, accuracy >= 0.84, coverage >= 0.85, confident >= 0.92 right",
@@ -35,26 +28,6 @@ TARGETS = {
     "c25": "macro-F1 >= 0.78 and >= (d); coverage 0.88-0.93",
     "excitatory": ">= 90% flagged, <= 5% confident",
 }
-
-
-def _reference_fit(features: list[str], seed: int, n_jobs: int, data_dir=None, mirror=None):
-    """The reference on the lab's features, cached in the data directory (keyed by the
-    features, the settings, the seed and the package version)."""
-    key = json.dumps(
-        [features, DEFAULT_SETTINGS[SPECIES].describe(), seed, __version__], sort_keys=True
-    )
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    path = resolve_data_dir(data_dir) / CACHE_FOLDER / f"reference-{digest}.joblib"
-    if path.is_file():
-        try:
-            return joblib.load(path)
-        except Exception:  # damaged: fit again
-            pass
-    cells = default_training_cells(SPECIES, data_dir, mirror)
-    fit = fit_default_model_on(SPECIES, cells, features, seed, n_jobs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: joblib.dump(fit, tmp))
-    return fit
 
 
 def run_crosslab(
@@ -71,7 +44,9 @@ def run_crosslab(
     lab, summary = m1_cells(data_dir, mirror)
     say(summary)
     features = lab_features(lab[lab["cell_class"] == "gabaergic"], reference)
-    fit = _reference_fit(features, seed, n_jobs, data_dir, mirror)
+    fit = default_model_for_lab(
+        SPECIES, lab, features, reference, seed, n_jobs, data_dir, mirror, say
+    )
     known = set(fit.taxonomy.t_types)
     lab["t_type"] = lab["t_type"].where(lab["t_type"].isin(known))
     other = other_species_cells(SPECIES, data_dir, mirror)
