@@ -50,9 +50,9 @@ from ..models.lab import (
 )
 from ..models.mapping import hierarchical_card, predict_mapping
 from ..models.members import slow_boosting
-from ..models.trusted import fit_training_summary, trust_table
+from ..models.trusted import fit_trust, trust_table
 from ..schema import FLAG_SEPARATOR, SET_SEPARATOR, split_joined
-from ..trust.interneuron import LAB_SHIFT, NOT_INTERNEURON, BatchShift, m1_detector
+from ..trust.interneuron import LAB_SHIFT, NOT_INTERNEURON, m1_detector
 
 LAB_FRACTIONS = (0.1, 0.25)
 LAB_DRAWS = 5
@@ -190,12 +190,10 @@ def _trust(
     """Flags and `confident` of the calls, as `predict` gives them with a training summary
     in the lab's terms, the held-out `not_interneuron` flags added; and the lab_shift line."""
     in_lab = shift.to_lab(reference)
-    trust = fit_training_summary(in_lab, features, species, other, weights=weights)
-    if fit.top_probability is not None:
-        trust.with_novel_flag(reference["donor"].to_numpy(), fit.top_probability)
-    trust.batch_shift = BatchShift.fit(
-        in_lab, features, reference["donor"].to_numpy(), reference[DEFAULT_LABEL[species]]
-    )
+    trust = fit_trust(
+        in_lab, species, features, fit.calibrated, other=other, weights=weights,
+        shift_label=DEFAULT_LABEL[species],
+    ).summary  # fmt: skip
     classes = list(fit.taxonomy.subclasses)
     proba = calls[[f"p_{c}" for c in classes]].to_numpy()
     sets = [split_joined(s, SET_SEPARATOR) for s in calls["subclass_set"]]
