@@ -17,7 +17,7 @@ from ephys2tx.evaluation.crosslab import in_domain_ceiling
 from ephys2tx.evaluation.splits import donor_kfold
 from ephys2tx.models.bundle import Provenance
 from ephys2tx.models.hierarchy import HierarchySettings, fit_hierarchy
-from ephys2tx.models.lab import STACK, fit_lab_model, own_columns
+from ephys2tx.models.lab import LAB_MIXES, LAB_WEIGHTS, STACK, fit_lab_model, own_columns
 from ephys2tx.models.mapping import hierarchical_card, predict_mapping
 from ephys2tx.models.members import forest
 from ephys2tx.models.trusted import Trust, save_trained
@@ -80,6 +80,18 @@ def test_crosswalk_keeps_the_labs_own_numeric_columns():
     assert cells[OWN_PREFIX + "AP threshold (mV)"].tolist() == [-40.0, -42.0]  # mapped ones too
     assert OWN_PREFIX + "note" not in cells and OWN_PREFIX + "cell id" not in cells
     assert own_columns(cells) == [c for c in cells.columns if c.startswith(OWN_PREFIX)]
+
+
+def test_joint_training_is_a_candidate_only_without_the_labs_own_columns(world):
+    reference, fit, lab = world
+    labels = lab["label5"].where(lab["donor"].isin([f"ld{i}" for i in range(10)]))
+    args = (fit.model, fit.calibration, reference, "label5")
+    with_own = fit_lab_model(*args, lab, labels, lab["donor"], seed=0)
+    assert list(with_own.details["inner_macro_f1"]) == [STACK]
+    canonical = lab.drop(columns=own_columns(lab))  # a table in the reference's names
+    without = fit_lab_model(*args, canonical, labels, canonical["donor"], seed=0)
+    candidates = without.details["inner_macro_f1"]
+    assert len(candidates) == len(LAB_WEIGHTS) * len(LAB_MIXES) + 1 and STACK in candidates
 
 
 def test_labelled_lab_model_uses_the_labs_own_column(world):

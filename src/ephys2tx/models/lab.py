@@ -13,8 +13,9 @@ a per-feature affine map from the lab's values to the reference's (`FeatureShift
   own median and IQR instead confuses a different class mix, or excitatory cells, with a
   shift of the features.
 - **with labels** the labelled cells anchor the map by their own classes, and P(subclass)
-  comes from one of two kinds of candidate, chosen by folds of the lab's labelled cells
-  grouped by its donors:
+  comes from the stack (below) when the lab's table carries its own columns (a crosswalked
+  table), else from one of two kinds of candidate, chosen by folds of the lab's labelled
+  cells grouped by its donors:
   - the labelled cells join training as the target domain (as the mouse cells join human
     training in transfer): a forest on the reference cells plus the lab's labelled cells,
     alone or averaged with the adapted reference's P(subclass) (the weight of the lab's
@@ -22,7 +23,10 @@ a per-feature affine map from the lab's values to the reference's (`FeatureShift
   - the *stack*: a forest on the lab's labelled cells alone, whose inputs are all of the
     lab's own columns (`own_columns`: every numeric column of a crosswalked table, not only
     the features it shares with the reference) plus the adapted reference's P(subclass).
-    With labels a lab's model is free to use what only the lab measures.
+    With labels a lab's model is free to use what only the lab measures. It beat joint
+    training on draws of M1 mice set aside for choosing, and a choice between them by a
+    few dozen labelled cells' folds cost more than it gained (docs/guides/another-lab.md),
+    so with the lab's own columns the stack is not chosen but used.
   P(t-type | subclass) stays the reference's. The subclass conformal sets and temperature
   are recalibrated on the lab's own labelled cells, out of fold by donor.
 
@@ -435,9 +439,10 @@ def fit_lab_model(
     cells = lab[labelled].reset_index(drop=True)
     donors = None if lab_donors is None else lab_donors[labelled].astype(str).to_numpy()
     folds = _lab_folds(y, donors, seed)
-    stack_columns = own_columns(lab) or features  # a table of canonical columns: those
+    lab_columns = own_columns(lab)
+    stack_columns = lab_columns or features  # a table of canonical columns: those
     data = _LabData(reference, default_training_cells, ref_y, features, classes, seed)
-    mixed = data.out_of_fold(cells, y, folds, stack_columns)
+    mixed = data.out_of_fold(cells, y, folds, stack_columns, joint=not lab_columns)
     names = np.asarray(classes, dtype=object)
     scores = {k: f1_score(y, names[p.argmax(axis=1)], average="macro") for k, p in mixed.items()}
     order = {k: i for i, k in enumerate(mixed)}  # on a tie: joint training, then the stack
@@ -496,9 +501,9 @@ class _LabData:
     classes: list[str]
     seed: int
 
-    def out_of_fold(self, cells, y, folds, stack_columns) -> dict:
+    def out_of_fold(self, cells, y, folds, stack_columns, joint: bool) -> dict:
         """Each candidate's out-of-fold P(subclass) on the labelled lab cells, in order of
-        preference: joint training per (weight, mix), then the stack."""
+        preference: joint training per (weight, mix) when `joint`, then the stack."""
         classes, features, seed = self.classes, self.features, self.seed
         oof = {w: np.zeros((len(y), len(classes))) for w in LAB_WEIGHTS}
         adapted = np.zeros((len(y), len(classes)))  # the adapted reference alone, out of fold
@@ -515,14 +520,18 @@ class _LabData:
             )  # fmt: skip
             stack_X = stack_inputs(cells.iloc[test], stack_columns, adapted[test], classes)
             stacked[test] = _aligned(stack.predict_proba(stack_X), stack.classes_, classes)
-            for w in LAB_WEIGHTS:
+            for w in LAB_WEIGHTS if joint else ():
                 forest = _lab_forest(
                     self.training, self.ref_y, shift.to_reference(cells.iloc[train]), y[train], w,
                     features, seed,
                 )  # fmt: skip
                 test_X = shift.to_reference(cells.iloc[test])[features]
                 oof[w][test] = _aligned(forest.predict_proba(test_X), forest.classes_, classes)
-        mixed = {(w, m): (1 - m) * oof[w] + m * adapted for w in LAB_WEIGHTS for m in LAB_MIXES}
+        mixed = {
+            (w, m): (1 - m) * oof[w] + m * adapted
+            for w in (LAB_WEIGHTS if joint else ())
+            for m in LAB_MIXES
+        }
         mixed[STACK] = stacked
         return mixed
 
