@@ -505,7 +505,8 @@ class _LabData:
         """Each candidate's out-of-fold P(subclass) on the labelled lab cells, in order of
         preference: joint training per (weight, mix) when `joint`, then the stack."""
         classes, features, seed = self.classes, self.features, self.seed
-        oof = {w: np.zeros((len(y), len(classes))) for w in LAB_WEIGHTS}
+        weights = LAB_WEIGHTS if joint else ()
+        oof = {w: np.zeros((len(y), len(classes))) for w in weights}
         adapted = np.zeros((len(y), len(classes)))  # the adapted reference alone, out of fold
         stacked = np.zeros((len(y), len(classes)))
         for train, test in folds:
@@ -520,18 +521,14 @@ class _LabData:
             )  # fmt: skip
             stack_X = stack_inputs(cells.iloc[test], stack_columns, adapted[test], classes)
             stacked[test] = _aligned(stack.predict_proba(stack_X), stack.classes_, classes)
-            for w in LAB_WEIGHTS if joint else ():
+            for w in weights:
                 forest = _lab_forest(
                     self.training, self.ref_y, shift.to_reference(cells.iloc[train]), y[train], w,
                     features, seed,
                 )  # fmt: skip
                 test_X = shift.to_reference(cells.iloc[test])[features]
                 oof[w][test] = _aligned(forest.predict_proba(test_X), forest.classes_, classes)
-        mixed = {
-            (w, m): (1 - m) * oof[w] + m * adapted
-            for w in (LAB_WEIGHTS if joint else ())
-            for m in LAB_MIXES
-        }
+        mixed = {(w, m): (1 - m) * oof[w] + m * adapted for w in weights for m in LAB_MIXES}
         mixed[STACK] = stacked
         return mixed
 
