@@ -47,6 +47,7 @@ from ..models.lab import (
     align_unlabelled,
     fit_lab_model,
     own_columns,
+    stack_columns,
 )
 from ..models.mapping import hierarchical_card, predict_mapping
 from ..models.members import slow_boosting
@@ -431,7 +432,7 @@ class _Bench:
         """The same labelled mice without the default model: the stack's forest on all of
         the lab's own columns (the shared features when it has none), scored on the other
         mice's GABAergic cells. What the default model adds to a lab's own labels."""
-        columns = own_columns(self.lab) or self.features
+        columns = stack_columns(self.lab, self.features)
         X = self.lab[columns].astype(float)
         train, test = self.gaba & taken, np.flatnonzero(self.gaba & ~taken)
         y = self.lab.loc[train, self.label].astype(str).to_numpy()

@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..console import console
 from ..errors import Ephys2txError, import_extra, one_line
-from ..files import atomic_write, csv_safe, marked_read_only, sha256_of
+from ..files import atomic_write, csv_safe, marked_read_only, sha256_of, staging_folder
 from ..recordings.read import broken_link_message, is_broken_link
 from ..recordings.sweeps import Recording
 from ..schema import FEATURE_DTYPE, ID_COLUMNS
@@ -60,7 +60,7 @@ CELLS_FILE, FV_FILE, ERRORS_FILE, CACHE_DIR = (
     "cache",
 )
 
-STAGING_PREFIX = ".writing-"  # temporary folder of an output set being written
+STAGING_NAME = "writing"  # temporary folder `.writing-PID-…` of an output set being written
 
 Reader = Callable[[Path], Recording]
 Extractor = Callable[[Recording], CellFeatures]
@@ -303,9 +303,7 @@ def write_outputs(out_dir: Path, cells: pd.DataFrame, fv: dict, errors: pd.DataF
     they were.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob(f"{STAGING_PREFIX}*"):  # left by a run killed while writing
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=STAGING_PREFIX))
+    staging = staging_folder(out_dir, STAGING_NAME)  # a killed run's is removed, not a live one's
     try:
         cells.to_parquet(staging / CELLS_FILE, index=False)
         write_feature_vectors(

@@ -97,6 +97,12 @@ def own_columns(lab: pd.DataFrame) -> list[str]:
     ]  # fmt: skip
 
 
+def stack_columns(lab: pd.DataFrame, features: list[str]) -> list[str]:
+    """The stack's columns: all of the lab's own columns, or the shared `features` for a
+    table already in the reference's names."""
+    return own_columns(lab) or list(features)
+
+
 def stack_inputs(
     cells: pd.DataFrame, columns: list[str], reference_proba: np.ndarray, classes: list[str]
 ) -> pd.DataFrame:
@@ -439,10 +445,9 @@ def fit_lab_model(
     cells = lab[labelled].reset_index(drop=True)
     donors = None if lab_donors is None else lab_donors[labelled].astype(str).to_numpy()
     folds = _lab_folds(y, donors, seed)
-    lab_columns = own_columns(lab)
-    stack_columns = lab_columns or features  # a table of canonical columns: those
+    columns = stack_columns(lab, features)
     data = _LabData(reference, default_training_cells, ref_y, features, classes, seed)
-    mixed = data.out_of_fold(cells, y, folds, stack_columns, joint=not lab_columns)
+    mixed = data.out_of_fold(cells, y, folds, columns, joint=not own_columns(lab))
     names = np.asarray(classes, dtype=object)
     scores = {k: f1_score(y, names[p.argmax(axis=1)], average="macro") for k, p in mixed.items()}
     order = {k: i for i, k in enumerate(mixed)}  # on a tie: joint training, then the stack
@@ -453,7 +458,7 @@ def fit_lab_model(
     calibration["subclass"], own = _lab_calibration(
         scaled, y, classes, reference_calibration["subclass"]
     )
-    model = data.final_model(chosen, cells, y, stack_columns, temperature.temperature)
+    model = data.final_model(chosen, cells, y, columns, temperature.temperature)
     label = {k: STACK if k == STACK else f"weight {k[0]:g}, mix {k[1]:g}" for k in mixed}
     details = {
         "method": (
@@ -467,7 +472,7 @@ def fit_lab_model(
         "subclass_model": label[chosen],
         "lab_weight": None if chosen == STACK else chosen[0],
         "reference_mix": None if chosen == STACK else chosen[1],
-        "stack_columns": len(stack_columns),
+        "stack_columns": len(columns),
         "inner_macro_f1": {label[k]: round(float(s), 4) for k, s in scores.items()},
         "calibration_folds": len(folds),
         "calibrated_on_lab_cells": own,
